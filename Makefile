@@ -1,0 +1,44 @@
+# alliance: the two commands a new user types are `make demo` and `make test`.
+# Every target sets up what it needs: uv (installed with pip into .tools/ if missing) and .venv from uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+CONFIG ?= config/demo.yml
+
+.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help
+
+help:
+	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
+	@echo "make test   - run the whole test suite"
+	@echo "make lint   - ruff"
+	@echo "make status - last runs, row counts, warehouse URL"
+
+$(UV):
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python 3.11 --quiet
+	@touch $@
+
+install: $(VENV)/.synced
+
+demo: install
+	$(BIN)/alliance demo --config $(CONFIG)
+
+test: install
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check alliance connectors dags tests
+
+status: install
+	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
+
+sandbox: install
+	$(BIN)/alliance sandbox --config $(CONFIG)
+
+clean-warehouse: install
+	$(BIN)/alliance warehouse stop

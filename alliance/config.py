@@ -1,0 +1,323 @@
+"""The alliance configuration: parsed and validated once into one typed object.
+
+Every step (CLI, DAGs, tests) receives an `AllianceConfig`; nothing re-reads the YAML.
+Bad config fails fast with one message naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path("config/alliance.yml")
+SLUG = r"^[a-z][a-z0-9_]{0,62}$"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person who has to fix the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Commission(_Strict):
+    type: Literal["percent", "flat"]
+    rate: Decimal | None = Field(default=None, ge=0, le=1)
+    new_customer_rate: Decimal | None = Field(default=None, ge=0, le=1)
+    amount: Decimal | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> Commission:
+        if self.type == "percent" and self.rate is None:
+            raise ValueError("a percent commission needs `rate` (e.g. rate: 0.10)")
+        if self.type == "flat" and self.amount is None:
+            raise ValueError("a flat commission needs `amount` (e.g. amount: 5.00)")
+        if self.type == "flat" and (self.rate is not None or self.new_customer_rate is not None):
+            raise ValueError("a flat commission takes `amount` only, not `rate`")
+        if self.type == "percent" and self.amount is not None:
+            raise ValueError("a percent commission takes `rate`, not `amount`")
+        return self
+
+
+class Contract(Commission):
+    referrer: Annotated[str, Field(pattern=SLUG)]
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> Contract:
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise ValueError("`effective_to` (exclusive) must be after `effective_from`")
+        return self
+
+
+class Partner(_Strict):
+    id: Annotated[str, Field(pattern=SLUG)]
+    name: str | None = None
+    platform: Literal["shopify", "woocommerce", "none"]
+    base_url: str | None = None
+    credentials_env: str | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    referral_codes: list[str] = []
+    commission: Commission | None = None
+    contracts: list[Contract] = []
+    requests_per_second: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _storefront_needs_api(self) -> Partner:
+        if self.platform != "none":
+            if not self.base_url:
+                raise ValueError(f"platform {self.platform} needs `base_url`")
+            if not self.credentials_env:
+                raise ValueError(f"platform {self.platform} needs `credentials_env` (an environment variable name)")
+        return self
+
+    @property
+    def has_storefront(self) -> bool:
+        return self.platform != "none"
+
+
+class ReferralNetwork(_Strict):
+    id: Annotated[str, Field(pattern=SLUG)]
+    platform: Literal["referral_network"]
+    base_url: str
+    credentials_env: str
+    requests_per_second: float | None = Field(default=None, gt=0)
+
+
+class Attribution(_Strict):
+    model: Literal["last_click", "first_click", "linear", "position_based", "time_decay"] = "last_click"
+    lookback_days: int = Field(default=30, ge=1, le=365)
+
+
+class Objective(_Strict):
+    partner_id: str
+    month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    metric: str
+    target: Decimal = Field(gt=0)
+
+    @field_validator("month", mode="before")
+    @classmethod
+    def _month_as_text(cls, value: object) -> object:
+        # YAML reads 2026-10 as text, but be lenient with a date.
+        return value.strftime("%Y-%m") if isinstance(value, date) else value
+
+
+class AllianceConfig(_Strict):
+    reporting_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    attribution: Attribution = Attribution()
+    lock_days: int = Field(default=30, ge=0, le=365)
+    fx_rates: Path | None = None
+    alerts: Path | None = None
+    partners: list[Partner]
+    referral_networks: list[ReferralNetwork] = []
+    objectives: list[Objective] = []
+    source_file: Path | None = None
+
+    @property
+    def storefronts(self) -> list[Partner]:
+        return [p for p in self.partners if p.has_storefront]
+
+    def partner(self, partner_id: str) -> Partner:
+        for partner in self.partners:
+            if partner.id == partner_id:
+                return partner
+        raise KeyError(partner_id)
+
+    def source_ids(self) -> list[str]:
+        """Everything ingest pulls: storefront partners, then referral networks."""
+        return [p.id for p in self.storefronts] + [n.id for n in self.referral_networks]
+
+
+OBJECTIVE_METRICS = {
+    "clicks_sent", "referred_orders", "attributed_revenue_rc", "net_attributed_revenue_rc",
+    "commission_earned_rc", "commission_owed_rc",
+}
+
+
+def _expand_env(node: object) -> object:
+    """Expand ${VAR} and ${VAR:-default} in strings, so URLs can follow the deployment."""
+    if isinstance(node, str):
+        def repl(match: re.Match[str]) -> str:
+            value = os.environ.get(match.group(1))
+            if value:
+                return value
+            if match.group(2) is not None:
+                return match.group(2)
+            raise ConfigError(
+                f"`${{{match.group(1)}}}` is used in the config but the environment variable is not set; "
+                f"set it or write `${{{match.group(1)}:-default}}`"
+            )
+        return _ENV_REF.sub(repl, node)
+    if isinstance(node, list):
+        return [_expand_env(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _expand_env(value) for key, value in node.items()}
+    return node
+
+
+def _key_path(loc: tuple[object, ...], raw: dict) -> str:
+    """Turn pydantic's location into `partners[1] (id: lumen).platform`."""
+    parts: list[str] = []
+    node: object = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) and "id" in node[item]:
+                label += f" (id: {node[item]['id']})"
+            parts.append(label)
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _check_cross_references(cfg: AllianceConfig, where: str) -> None:
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for kind, ident in [("partners", p.id) for p in cfg.partners] + [
+        ("referral_networks", n.id) for n in cfg.referral_networks
+    ]:
+        if ident in seen:
+            problems.append(f"{kind}: id `{ident}` is declared twice; give each partner and network a unique id")
+        seen[ident] = kind
+    partner_ids = {p.id for p in cfg.partners}
+    owners: dict[str, str] = {}
+    for partner in cfg.partners:
+        for code in partner.referral_codes:
+            key = code.strip().upper()
+            if not key:
+                problems.append(f"partners (id: {partner.id}).referral_codes: an empty code; remove it")
+            elif key in owners and owners[key] != partner.id:
+                problems.append(
+                    f"partners (id: {partner.id}).referral_codes: code `{code}` is also claimed by "
+                    f"`{owners[key]}`; a code must credit exactly one partner"
+                )
+            owners[key] = partner.id
+        starts: dict[tuple[str, date | None], int] = {}
+        for i, contract in enumerate(partner.contracts):
+            where_c = f"partners (id: {partner.id}).contracts[{i}]"
+            if contract.referrer not in partner_ids:
+                problems.append(f"{where_c}.referrer: `{contract.referrer}` is not a declared partner id")
+            if contract.referrer == partner.id:
+                problems.append(f"{where_c}.referrer: a partner cannot pay itself")
+            key = (contract.referrer, contract.effective_from)
+            if key in starts:
+                problems.append(
+                    f"{where_c}.effective_from: two contracts for referrer `{contract.referrer}` start on "
+                    f"{contract.effective_from}; give each a different `effective_from`"
+                )
+            starts[key] = i
+        if partner.has_storefront and partner.commission is None:
+            problems.append(
+                f"partners (id: {partner.id}).commission: a storefront needs a default contract, "
+                "e.g. `commission: {type: percent, rate: 0.10}`"
+            )
+    for i, objective in enumerate(cfg.objectives):
+        if objective.partner_id not in partner_ids:
+            problems.append(f"objectives[{i}].partner_id: `{objective.partner_id}` is not a declared partner id")
+        if objective.metric not in OBJECTIVE_METRICS:
+            problems.append(
+                f"objectives[{i}].metric: `{objective.metric}` is not one of {', '.join(sorted(OBJECTIVE_METRICS))}"
+            )
+    currencies = {p.currency for p in cfg.storefronts} - {cfg.reporting_currency}
+    if currencies and cfg.fx_rates is None:
+        problems.append(
+            f"fx_rates: partners sell in {', '.join(sorted(currencies))} but no `fx_rates` CSV is configured; "
+            "add `fx_rates: fx_rates.csv` with columns date,currency,rate_to_reporting"
+        )
+    if cfg.fx_rates is not None and not cfg.fx_rates.is_file():
+        problems.append(f"fx_rates: file {cfg.fx_rates} does not exist")
+    if cfg.alerts is not None and not cfg.alerts.is_file():
+        problems.append(f"alerts: file {cfg.alerts} does not exist")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+
+
+def missing_secrets(cfg: AllianceConfig) -> list[str]:
+    """Credential variables that are unset or blank, as `source.credentials_env: VAR`."""
+    missing = []
+    for source in [*cfg.storefronts, *cfg.referral_networks]:
+        if source.credentials_env and not os.environ.get(source.credentials_env, "").strip():
+            missing.append(f"{source.id}: {source.credentials_env}")
+    return missing
+
+
+def resolve_config_path(path: str | Path | None = None) -> Path:
+    """`--config` first, then ALLIANCE_CONFIG, then config/alliance.yml."""
+    chosen = path or os.environ.get("ALLIANCE_CONFIG") or DEFAULT_CONFIG
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config(path: str | Path | None = None, *, require_secrets: bool = True) -> AllianceConfig:
+    file = resolve_config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: config file not found; pass --config PATH or set ALLIANCE_CONFIG")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping with `partners:`")
+    raw = _expand_env(raw)
+    for key in ("fx_rates", "alerts"):
+        if raw.get(key):
+            raw[key] = str((file.parent / raw[key]).resolve())
+    if "alerts" not in raw and (file.parent / "alerts.yml").is_file():
+        raw["alerts"] = str(file.parent / "alerts.yml")
+    try:
+        cfg = AllianceConfig(**raw, source_file=file)
+    except ValidationError as exc:
+        messages = []
+        for err in exc.errors():
+            key = _key_path(err["loc"], raw)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "literal_error":
+                msg = f"got `{err.get('input')}`; {msg.lower()}"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown key; check its spelling against config/alliance.example.yml"
+            messages.append(f"{key}: {msg}")
+        raise ConfigError(f"{file}: " + "; ".join(messages)) from None
+    _check_cross_references(cfg, str(file))
+    if require_secrets:
+        missing = missing_secrets(cfg)
+        if missing:
+            raise ConfigError(
+                f"{file}: credentials_env not set for " + ", ".join(missing)
+                + "; export each variable (token, key:secret or sid:token) before running"
+            )
+    return cfg
+
+
+def read_fx_rates(cfg: AllianceConfig) -> list[tuple[date, str, Decimal]]:
+    """The fx_rates CSV as (date, currency, rate_to_reporting), checked row by row."""
+    if cfg.fx_rates is None:
+        return []
+    rows: list[tuple[date, str, Decimal]] = []
+    with cfg.fx_rates.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        expected = {"date", "currency", "rate_to_reporting"}
+        if not reader.fieldnames or not expected <= set(reader.fieldnames):
+            raise ConfigError(f"{cfg.fx_rates}: header must be date,currency,rate_to_reporting")
+        for line, row in enumerate(reader, start=2):
+            try:
+                rate = Decimal(row["rate_to_reporting"])
+                if rate <= 0:
+                    raise InvalidOperation
+                rows.append((date.fromisoformat(row["date"]), row["currency"].strip().upper(), rate))
+            except (ValueError, InvalidOperation):
+                raise ConfigError(
+                    f"{cfg.fx_rates}: line {line}: expected an ISO date, a currency and a positive rate, got {row}"
+                ) from None
+    return rows

@@ -1,0 +1,128 @@
+"""`make demo`: the whole pipeline on embedded defaults, run by the real DAGs through Airflow.
+
+The sandbox partner APIs run in this process (a background thread); Airflow runs the
+DAGs in a subprocess that reaches them over loopback HTTP, exactly as it would reach a
+partner's storefront.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from alliance.config import ConfigError, load_config
+from alliance.warehouse import PROJECT_ROOT, connect, parse_url, redact, state_dir, warehouse_url
+
+SANDBOX_ENV = PROJECT_ROOT / "config" / "sandbox.env"
+
+
+def load_sandbox_env() -> None:
+    """The sandbox's documented, non-secret credentials, unless the caller set their own."""
+    for line in SANDBOX_ENV.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key.strip(), value.strip())
+
+
+def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Console) -> int:
+    from alliance.sandbox.server import start_sandbox
+    from alliance.sandbox.world import build_world
+
+    load_sandbox_env()
+    started = time.monotonic()
+    try:
+        world = build_world(load_config(config_path, require_secrets=False), seed=seed)
+    except ConfigError as exc:
+        console.print(f"[bold red]config error:[/] {exc}")
+        return 2
+    sandbox = start_sandbox(world)
+    os.environ["ALLIANCE_SANDBOX_URL"] = sandbox.url
+    console.print(f"[bold]1/4[/] sandbox partner APIs serving at {sandbox.url}")
+    try:
+        cfg = load_config(config_path)
+        url = warehouse_url()
+        console.print(f"[bold]2/4[/] warehouse at {redact(url)}")
+        if use_airflow:
+            code = _run_with_airflow(url, config_path, console)
+        else:
+            code = _run_in_process(cfg, url, console)
+        if code != 0:
+            return code
+        console.print(f"[bold]4/4[/] done in {time.monotonic() - started:.0f}s\n")
+        print_summary(console, url)
+        return 0
+    finally:
+        sandbox.stop()
+
+
+def _run_with_airflow(url: str, config_path: Path, console: Console) -> int:
+    from alliance.airflow_local import airflow_env, dags_test, ensure_metadata_db
+
+    env = airflow_env(url, config_path)
+    ensure_metadata_db(env)
+    log_file = state_dir() / "demo-airflow.log"
+    log_file.write_text("")
+    for dag_id in ("alliance_ingest", "alliance_transform"):
+        console.print(f"[bold]3/4[/] airflow dags test {dag_id} (log: {log_file})")
+        code = dags_test(dag_id, env, log_file)
+        if code != 0:
+            console.print(f"[bold red]{dag_id} failed[/]; the last lines of {log_file}:")
+            console.print("\n".join(log_file.read_text().splitlines()[-30:]), highlight=False, markup=False)
+            return code
+    return 0
+
+
+def _run_in_process(cfg, url: str, console: Console) -> int:
+    from alliance.run import transform
+    from connectors.ingest import ingest_all
+
+    console.print("[bold]3/4[/] ingest + transform in-process")
+    failed = [r for r in ingest_all(cfg, url) if r.status != "succeeded"]
+    for r in failed:
+        console.print(f"[red]{r.error}[/]")
+    result = transform(cfg, url)
+    if not result.published:
+        console.print("[bold red]quality gate failed[/]\n  " + "\n  ".join(result.failures))
+        return 1
+    return 1 if failed else 0
+
+
+def print_summary(console: Console, url: str) -> None:
+    with connect(url) as conn:
+        rows = conn.execute(
+            """
+            select partner_id, sum(referred_orders), sum(attributed_revenue_rc), sum(commission_earned_rc),
+                   sum(commission_owed_rc)
+            from analytics.partner_kpis_daily group by partner_id
+            order by sum(attributed_revenue_rc) desc nulls last
+            """
+        ).fetchall()
+        counts = {
+            table: conn.execute(f"select count(*) from analytics.{table}").fetchone()[0]
+            for table in ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily", "kpi_alerts")
+        }
+        state = conn.execute(
+            "select commission_state, count(*), sum(commission_rc) from analytics.fct_order_attribution"
+            " where referrer_partner_id is not null group by 1 order by 1"
+        ).fetchall()
+    table = Table(title="Top partners as referrers (published analytics.partner_kpis_daily)")
+    for column in ("partner", "referred orders", "attributed revenue", "commission earned", "commission owed"):
+        table.add_column(column, justify="right" if column != "partner" else "left")
+    for partner, orders, revenue, earned, owed in rows:
+        table.add_row(partner, str(orders), f"{revenue:,.2f}", f"{earned:,.2f}", f"{owed:,.2f}")
+    console.print(table)
+    console.print(
+        "Commissions: " + ", ".join(f"{s}: {n} orders, {total:,.2f}" for s, n, total in state)
+        + " (reporting currency)"
+    )
+    console.print("Published tables: " + ", ".join(f"analytics.{t} ({n} rows)" for t, n in counts.items()))
+    parts = parse_url(url)
+    console.print(
+        f"\nQuery them: psql '{redact(url)}'  (BI tools: role alliance_bi, schema analytics)\n"
+        f"  host {parts.host} port {parts.port} database {parts.dbname}; `make status` shows runs and counts."
+    )

@@ -1,0 +1,68 @@
+-- Landing tables: connectors write here and nowhere else. Idempotent DDL, run before every load.
+create schema if not exists raw;
+
+-- One row per connector run for one source and entity; the run log of ingestion.
+create table if not exists raw.loads (
+    load_id             uuid primary key,
+    source_id           text not null,                 -- partner id or referral network id
+    entity              text not null,                 -- 'orders' | 'clicks'
+    platform            text not null,                 -- shopify | woocommerce | referral_network | webhook
+    started_at          timestamptz not null default now(),
+    finished_at         timestamptz,
+    status              text not null default 'running', -- running | succeeded | failed
+    records_landed      integer not null default 0,
+    records_quarantined integer not null default 0,
+    pages               integer not null default 0,
+    cursor_from         timestamptz,
+    cursor_to           timestamptz,
+    error               text
+);
+
+-- Incremental position per source and entity, moved in the same transaction as the data it covers.
+create table if not exists raw.cursors (
+    source_id    text not null,
+    entity       text not null,
+    cursor_value timestamptz not null,
+    load_id      uuid not null,
+    updated_at   timestamptz not null default now(),
+    primary key (source_id, entity)
+);
+
+-- Latest version of each storefront order (upsert keeps the greatest updated_at).
+-- payload is the platform's JSON with every e-mail field replaced by customer_key.
+-- For woocommerce, payload->'alliance_refunds' holds the fetched /orders/{id}/refunds list.
+create table if not exists raw.orders (
+    partner_id   text not null,
+    order_id     text not null,
+    platform     text not null,
+    updated_at   timestamptz not null,
+    customer_key text,
+    payload      jsonb not null,
+    load_id      uuid not null,
+    loaded_at    timestamptz not null default now(),
+    primary key (partner_id, order_id)
+);
+
+-- Referral clicks from referral networks (and later webhooks); immutable events.
+create table if not exists raw.clicks (
+    network_id   text not null,
+    click_id     text not null,
+    clicked_at   timestamptz not null,
+    customer_key text,
+    payload      jsonb not null,                        -- CustomerEmail replaced by customer_key
+    load_id      uuid not null,
+    loaded_at    timestamptz not null default now(),
+    primary key (network_id, click_id)
+);
+
+-- Records that could not be read; nothing of them reaches analytics.
+create table if not exists raw.quarantine (
+    quarantine_id  bigserial primary key,
+    load_id        uuid,
+    source_id      text not null,
+    entity         text not null,
+    record_key     text,                                -- the id, when one could be read
+    reason         text not null,
+    payload        text not null,                       -- as received, e-mails replaced
+    quarantined_at timestamptz not null default now()
+);

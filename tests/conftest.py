@@ -1,0 +1,55 @@
+"""Shared fixtures: every test talks to a real PostgreSQL.
+
+By default that is the embedded server under .alliance/ (started on demand); set
+ALLIANCE_TEST_SERVER_URL to use another server. Each test session gets its own fresh
+database, dropped at the end, so parallel sessions never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from alliance.warehouse import parse_url, warehouse_url
+
+
+def _server_url() -> str:
+    return os.environ.get("ALLIANCE_TEST_SERVER_URL") or warehouse_url()
+
+
+def _with_database(url: str, dbname: str) -> str:
+    parts = parse_url(url)
+    auth = parts.user + (f":{parts.password}" if parts.password else "")
+    return f"postgresql://{auth}@{parts.host}:{parts.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def fresh_database_factory() -> Iterator:
+    """Make empty databases on the test server; all are dropped when the session ends."""
+    server = _server_url()
+    admin = _with_database(server, "postgres")
+    created: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"alliance_{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'create database "{name}"')
+        created.append(name)
+        return _with_database(server, name)
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture()
+def warehouse(fresh_database_factory, monkeypatch) -> str:
+    """A fresh, empty warehouse database; ALLIANCE_WAREHOUSE_URL points at it for the test."""
+    url = fresh_database_factory()
+    monkeypatch.setenv("ALLIANCE_WAREHOUSE_URL", url)
+    return url
