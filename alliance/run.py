@@ -44,6 +44,8 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None) -> None
     url = url or warehouse_url()
     with connect(url) as conn:
         sync_config(conn, config)
+        # A failed earlier build must not leave stale tables for this run's gate to pass on.
+        conn.execute(f"drop schema if exists {BUILD_SCHEMA} cascade")
     record_run(url, run_id, status="running", step="prepare", message="transform started")
 
 

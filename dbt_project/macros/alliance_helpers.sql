@@ -1,0 +1,50 @@
+{#- Small SQL helpers shared by the models; business rules stay in the models. -#}
+
+{#- The UTC calendar date of a timestamptz, independent of the session time zone. -#}
+{% macro utc_date(ts) -%}
+    (({{ ts }}) at time zone 'UTC')::date
+{%- endmacro %}
+
+{#- Money rounded to cents, half away from zero (Postgres round(numeric, 2) does exactly that). -#}
+{% macro cents(expr) -%}
+    round(({{ expr }})::numeric, 2)
+{%- endmacro %}
+
+{#- The as_of_date var (YYYY-MM-DD) or, when empty, today's UTC date. -#}
+{% macro as_of_date() -%}
+    {%- set value = var('as_of_date', '') -%}
+    {%- if value is none or (value | string | trim) == '' -%}
+        ((now() at time zone 'UTC')::date)
+    {%- else -%}
+        ('{{ value | string | trim }}'::date)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- lookback_days as exact 24-hour days (an interval in hours, so no DST or calendar drift). -#}
+{% macro lookback_interval() -%}
+    make_interval(hours => 24 * {{ var('lookback_days') | int }})
+{%- endmacro %}
+
+{#- Lock date of an order date: last day of its UTC month plus lock_days. -#}
+{% macro lock_date(order_date) -%}
+    ((date_trunc('month', ({{ order_date }})::timestamp) + interval '1 month')::date - 1 + {{ var('lock_days') | int }})
+{%- endmacro %}
+
+{#- The value of query parameter `name` in a URL; printable-ASCII percent-escapes decoded ('+' is a space; non-ASCII escapes
+    are kept literally so a malformed URL can never fail the run); null when absent. -#}
+{% macro url_query_param(url, name) -%}
+    (
+        select convert_from(
+            string_agg(
+                case when part[1] is not null then decode(substr(part[1], 2), 'hex')
+                     else convert_to(part[2], 'UTF8') end,
+                ''::bytea order by ord
+            ),
+            'UTF8'
+        )
+        from regexp_matches(
+            replace(substring({{ url }} from '[?&]{{ name }}=([^&#]*)'), '+', ' '),
+            '(%[2-7][0-9A-Fa-f])|([^%]+|%)', 'g'
+        ) with ordinality as decoded(part, ord)
+    )
+{%- endmacro %}

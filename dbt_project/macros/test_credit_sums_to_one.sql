@@ -1,0 +1,7 @@
+{#- Generic test: attribution credit sums to 1 per order and attribution model. -#}
+{% test credit_sums_to_one(model, column_name) %}
+select partner_id, order_id, attribution_model, sum({{ column_name }}) as total_credit
+from {{ model }}
+group by partner_id, order_id, attribution_model
+having abs(sum({{ column_name }}) - 1) > 0.000001
+{% endtest %}

@@ -1,0 +1,104 @@
+-- Attribution rows with the contract in effect and the commission (§6 Commission), at full precision
+-- and rounded to cents once per order and referrer.
+with credits as (
+    select * from {{ ref('int_order_credits') }}
+),
+
+orders as (
+    select * from {{ ref('int_orders__enriched') }}
+),
+
+contracted as (
+    select
+        c.*,
+        o.order_date,
+        o.lock_date,
+        o.currency,
+        o.fx_rate,
+        o.is_new_customer,
+        o.commissionable_amount,
+        o.refunded_amount,
+        o.refunded_before_lock_amount,
+        greatest(0, o.commissionable_amount - o.refunded_before_lock_amount) as net_commissionable_amount,
+        dated.contract_type    as dated_contract_type,
+        dated.rate             as dated_rate,
+        dated.new_customer_rate as dated_new_customer_rate,
+        dated.amount           as dated_amount,
+        dated.effective_from   as contract_effective_from,
+        p.commission_type              as default_type,
+        p.commission_rate              as default_rate,
+        p.commission_new_customer_rate as default_new_customer_rate,
+        p.commission_amount            as default_amount
+    from credits as c
+    inner join orders as o on o.partner_id = c.partner_id and o.order_id = c.order_id
+    left join {{ ref('stg_cfg__partners') }} as p on p.partner_id = c.partner_id
+    left join lateral (
+        select k.*
+        from {{ ref('stg_cfg__contracts') }} as k
+        where k.destination_partner_id = c.partner_id
+          and k.referrer_partner_id = c.referrer_partner_id
+          and (k.effective_from is null or k.effective_from <= o.order_date)
+          and (k.effective_to is null or o.order_date < k.effective_to)
+        order by k.effective_from desc nulls last
+        limit 1
+    ) as dated on true
+),
+
+terms as (
+    select
+        *,
+        case when dated_contract_type is not null then 'contract' else 'default' end as contract_source,
+        coalesce(dated_contract_type, default_type) as contract_type,
+        case when dated_contract_type is not null then dated_rate else default_rate end as base_rate,
+        case when dated_contract_type is not null then dated_new_customer_rate else default_new_customer_rate end
+            as new_customer_rate,
+        case when dated_contract_type is not null then dated_amount else default_amount end as flat_amount
+    from contracted
+),
+
+computed as (
+    select
+        *,
+        case
+            when contract_type = 'percent' and is_new_customer and new_customer_rate is not null then new_customer_rate
+            when contract_type = 'percent' then base_rate
+        end as rate_applied
+    from terms
+)
+
+select
+    partner_id,
+    order_id,
+    attribution_model,
+    referrer_partner_id,
+    attribution_reason,
+    credit,
+    network_id,
+    click_id,
+    referral_code,
+    order_date,
+    lock_date,
+    currency,
+    fx_rate,
+    is_new_customer,
+    case when referrer_partner_id is not null then contract_source end as contract_source,
+    case when referrer_partner_id is not null then contract_type end   as contract_type,
+    case when referrer_partner_id is not null then contract_effective_from end as contract_effective_from,
+    case when referrer_partner_id is not null then rate_applied end    as rate_applied,
+    case when referrer_partner_id is not null and contract_type = 'flat' then flat_amount end as flat_amount,
+    {{ cents('credit * commissionable_amount * fx_rate') }}                    as attributed_revenue_rc,
+    {{ cents('credit * (commissionable_amount - refunded_amount) * fx_rate') }} as net_attributed_revenue_rc,
+    {{ cents('credit * refunded_amount * fx_rate') }}                          as attributed_refunded_rc,
+    case
+        when referrer_partner_id is null then 0::numeric
+        when contract_type = 'percent'
+            then {{ cents('rate_applied * net_commissionable_amount * fx_rate * credit') }}
+        when contract_type = 'flat'
+            then case when net_commissionable_amount <= 0 then 0::numeric else {{ cents('flat_amount * credit') }} end
+    end                                                                         as commission_rc,
+    case
+        when referrer_partner_id is null then null
+        when {{ as_of_date() }} > lock_date then 'locked'
+        else 'pending'
+    end                                                                         as commission_state
+from computed

@@ -1,0 +1,80 @@
+-- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
+-- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
+with orders as (
+    select * from {{ ref('int_orders__unioned') }}
+),
+
+refunds as (
+    select * from {{ ref('int_order_refunds__unioned') }}
+),
+
+dated as (
+    select
+        o.*,
+        {{ utc_date('o.ordered_at') }}                   as order_date,
+        {{ lock_date(utc_date('o.ordered_at')) }}        as lock_date
+    from orders as o
+),
+
+refund_totals as (
+    select
+        d.partner_id,
+        d.order_id,
+        coalesce(sum(r.refunded_amount), 0) as refunded_amount,
+        -- a refund without a timestamp is treated as before the lock (the conservative side for payers' disputes)
+        coalesce(sum(r.refunded_amount) filter (
+            where r.refunded_at is null or {{ utc_date('r.refunded_at') }} <= d.lock_date
+        ), 0)                               as refunded_before_lock_amount
+    from dated as d
+    left join refunds as r on r.partner_id = d.partner_id and r.order_id = d.order_id
+    group by d.partner_id, d.order_id
+),
+
+flagged as (
+    select
+        d.*,
+        rt.refunded_amount,
+        rt.refunded_before_lock_amount,
+        rt.refunded_amount - rt.refunded_before_lock_amount as refunded_after_lock_amount,
+        case
+            when d.currency = upper('{{ var("reporting_currency") }}') then 1::numeric
+            else (
+                select fx.rate_to_reporting
+                from {{ ref('int_fx_rates') }} as fx
+                where fx.currency = d.currency and fx.rate_date <= d.order_date
+                order by fx.rate_date desc
+                limit 1
+            )
+        end                                                   as fx_rate,
+        -- §6.1: an order cancelled after its lock date counts as not cancelled
+        (d.is_cancelled and not coalesce({{ utc_date('d.cancelled_at') }} > d.lock_date, false))
+                                                              as is_cancelled_effective
+    from dated as d
+    inner join refund_totals as rt on rt.partner_id = d.partner_id and rt.order_id = d.order_id
+),
+
+eligible as (
+    select
+        f.*,
+        (not f.is_test and not f.is_cancelled_effective) as is_attributable
+    from flagged as f
+),
+
+with_previous as (
+    select
+        e.*,
+        -- C's latest earlier (strictly) order at D that is neither cancelled nor test
+        case when e.customer_key is not null then
+            max(case when e.is_attributable then e.ordered_at end) over (
+                partition by e.partner_id, e.customer_key
+                order by e.ordered_at
+                range between unbounded preceding and '1 microsecond'::interval preceding
+            )
+        end as previous_order_at
+    from eligible as e
+)
+
+select
+    *,
+    (is_attributable and customer_key is not null and previous_order_at is null) as is_new_customer
+from with_previous

@@ -1,0 +1,25 @@
+-- One row per (order, attribution model, credited referrer); organic orders have one row with a null referrer.
+select
+    partner_id,
+    order_id,
+    attribution_model,
+    referrer_partner_id,
+    attribution_reason,
+    credit,
+    attributed_revenue_rc,
+    net_attributed_revenue_rc,
+    commission_rc,
+    commission_state,
+    network_id,
+    click_id,
+    referral_code,
+    order_date,
+    lock_date,
+    is_new_customer,
+    contract_source,
+    contract_type,
+    contract_effective_from,
+    rate_applied,
+    flat_amount,
+    fx_rate
+from {{ ref('int_order_attribution') }}

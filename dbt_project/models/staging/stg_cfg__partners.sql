@@ -1,0 +1,11 @@
+-- Partners from the config, with their default contract (commission).
+select
+    partner_id,
+    partner_name,
+    platform,
+    upper(currency)                  as currency,
+    commission_type,
+    commission_rate,
+    commission_new_customer_rate,
+    commission_amount
+from {{ source('raw', 'cfg_partners') }}

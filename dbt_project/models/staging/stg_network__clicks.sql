@@ -1,0 +1,10 @@
+-- One row per referral-network click.
+select
+    network_id,
+    click_id,
+    lower(trim(payload ->> 'ReferrerPartnerId'))     as referrer_partner_id,
+    lower(trim(payload ->> 'DestinationPartnerId'))  as destination_partner_id,
+    clicked_at,
+    nullif(trim(payload ->> 'ReferralCode'), '')     as referral_code,
+    customer_key
+from {{ source('raw', 'clicks') }}

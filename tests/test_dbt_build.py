@@ -1,0 +1,265 @@
+"""dbt build on a small hand-built alliance: the published numbers are checked to the cent.
+
+Each expected value is worked out by hand from PRODUCT.md §6 in the comments next to the data,
+independently of the SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from alliance.dbt_runner import dbt_env, dbt_vars_from_config, run_dbt
+
+ROOT = Path(__file__).resolve().parents[1]
+LOAD = str(uuid.uuid4())
+AS_OF = date(2026, 12, 15)
+VARS = {"as_of_date": AS_OF.isoformat(), "lock_days": 30, "lookback_days": 30, "reporting_currency": "USD"}
+D = Decimal
+
+
+def _order(order_id: int, created_at: str, subtotal: str, *, customer: str | None = None, codes: tuple = (),
+           landing: str | None = None, currency: str = "USD", refunds: tuple = (), cancelled_at: str | None = None,
+           financial_status: str = "paid", test: bool = False) -> dict:
+    """A Shopify-shaped order (string amounts, local-offset timestamps, e-mail replaced by the key)."""
+    return {
+        "id": order_id, "email": customer, "created_at": created_at, "updated_at": created_at,
+        "currency": currency, "subtotal_price": subtotal, "total_price": subtotal, "test": test,
+        "financial_status": financial_status, "cancelled_at": cancelled_at, "landing_site": landing,
+        "landing_site_ref": "IGNORED", "discount_codes": [{"code": c, "amount": "1.00", "type": "fixed_amount"}
+                                                          for c in codes],
+        "customer": {"id": 1000 + order_id, "email": customer} if customer else None,
+        "refunds": [
+            {"id": 9000 + i, "order_id": order_id, "created_at": at,
+             "refund_line_items": [{"id": 1, "quantity": 1, "subtotal": amount} for amount in lines]}
+            for i, (at, lines) in enumerate(refunds)
+        ],
+    }
+
+
+A, B, C, D_, E, F, G = (f"{c * 64}" for c in "abcdef0")
+ORDERS = [
+    # N1: discount codes in order: own code ignored, BRIGHT5 wins over the landing ref. A's first order at
+    # northwind, before brightpath's dated contract -> default new_customer_rate 0.15.
+    # Refunds: 20.00 before lock (2026-11-30), a shipping-only refund (no lines), 10.00 after lock (leakage).
+    # commission = 0.15 * (100 - 20) = 12.00, locked (2026-12-15 > 2026-11-30).
+    ("northwind", _order(101, "2026-10-05T10:00:00-04:00", "100.00", customer=A, codes=("northwind10", "bright5"),
+                         landing="/?ref=LUMEN15",
+                         refunds=(("2026-10-20T10:00:00-04:00", ("20.00",)), ("2026-10-21T10:00:00Z", ()),
+                                  ("2026-12-05T10:00:00Z", ("10.00",)))), A),
+    # N2: A again; click 1 (lumen) came before N1 -> reset; clicks "10" (tidewater) and "9" (lumen) tie on time,
+    # "10" wins by (length, text). Default percent 0.10 (not a first order): 0.10 * 50 = 5.00, locked.
+    ("northwind", _order(102, "2026-10-20T12:00:00Z", "50.00", customer=A), A),
+    # N3: B; lumen click exactly 30*24h before (inclusive edge) beats brightpath's click 1s earlier (outside).
+    # lumen's flat contract ended 2026-11-01 (exclusive) -> default; B's first order: 0.15 * 200 = 30.00;
+    # lock date 2026-12-30 -> pending.
+    ("northwind", _order(103, "2026-11-14T12:00:00Z", "200.00", customer=B), B),
+    # N5: test order -> no attribution.
+    ("northwind", _order(105, "2026-10-06T12:00:00Z", "70.00", customer=C, codes=("BRIGHT5",), test=True), C),
+    # N6: cancelled before lock -> no attribution.
+    ("northwind", _order(106, "2026-10-21T12:00:00Z", "80.00", customer=C, codes=("BRIGHT5",),
+                         cancelled_at="2026-10-22T12:00:00Z"), C),
+    # N7: cancelled after its lock date (2026-10-30) -> counts as not cancelled: 0.15 * 40 = 6.00, locked.
+    ("northwind", _order(107, "2026-09-10T12:00:00Z", "40.00", customer=D_, codes=("BRIGHT5",),
+                         cancelled_at="2026-12-01T12:00:00Z", financial_status="voided"), D_),
+    # N8: guest; landing ref `bright5` (lower case, second parameter). Local date 2026-10-15 but UTC date
+    # 2026-10-14, before the 0.06 contract -> default 0.10 (never a first order): 0.10 * 12.25 = 1.225 -> 1.23.
+    ("northwind", _order(108, "2026-10-15T01:30:00+02:00", "12.25",
+                         landing="https://northwind.example.com/p?utm=x&ref=bright5#top"), None),
+    # N9: G, no code, no click -> organic.
+    ("northwind", _order(109, "2026-10-25T12:00:00Z", "60.00", customer=G), G),
+    # L1 (EUR): own code ignored; northwind click; FX 1.20 (2026-10-10 is the latest on/before 2026-10-12);
+    # a later self-referral click is ignored. 0.08 * 99.99 * 1.20 = 9.59904 -> 9.60; revenue 119.988 -> 119.99.
+    ("lumen", _order(201, "2026-10-12T08:00:00Z", "99.99", customer=A, codes=("LUMEN15",), currency="EUR"), A),
+    # T1: own code, unknown code ignored, landing ref NORTHWIND10 -> northwind; flat 5.00.
+    ("tidewater", _order(301, "2026-10-03T12:00:00Z", "30.00", customer=E, codes=("tide20", "NOPE"),
+                         landing="/?ref=northwind10"), E),
+    # T2: BRIGHT5; fully refunded before lock -> flat commission 0.
+    ("tidewater", _order(302, "2026-10-04T12:00:00Z", "25.00", customer=F, codes=("BRIGHT5",),
+                         refunds=(("2026-10-06T12:00:00Z", ("25.00",)),)), F),
+]
+
+CLICKS = [
+    ("1", "lumen", "northwind", "2026-10-05T13:00:00Z", A),      # before N1 (14:00Z): reset by the purchase
+    ("10", "tidewater", "northwind", "2026-10-10T00:00:00Z", A),  # tie with "9": wins
+    ("9", "lumen", "northwind", "2026-10-10T00:00:00Z", A),
+    ("20", "lumen", "northwind", "2026-10-15T12:00:00Z", B),      # exactly 30 days before N3
+    ("21", "brightpath", "northwind", "2026-10-15T11:59:59Z", B),  # one second outside
+    ("30", "northwind", "lumen", "2026-10-11T09:00:00Z", A),
+    ("31", "lumen", "lumen", "2026-10-12T07:00:00Z", A),          # self-referral: never eligible, not sent
+    ("40", "brightpath", "tidewater", "2026-10-15T09:00:00Z", None),
+]
+
+
+def _load(url: str, *, with_eur_rates: bool = True) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
+        conn.execute((ROOT / "alliance/sql/config_tables.sql").read_text())
+        for partner_id, payload, key in ORDERS:
+            conn.execute(
+                "insert into raw.orders (partner_id, order_id, platform, updated_at, customer_key, payload, load_id)"
+                " values (%s, %s, 'shopify', %s, %s, %s, %s)",
+                (partner_id, str(payload["id"]), payload["updated_at"], key, json.dumps(payload), LOAD),
+            )
+        for click_id, ref, dest, at, key in CLICKS:
+            payload = {"Id": click_id, "ReferrerPartnerId": ref, "DestinationPartnerId": dest, "EventDate": at,
+                       "ReferralCode": None, "CustomerEmail": key}
+            conn.execute(
+                "insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id)"
+                " values ('alliance_network', %s, %s, %s, %s, %s)",
+                (click_id, at, key, json.dumps(payload), LOAD),
+            )
+        conn.execute(
+            "insert into raw.cfg_partners values"
+            " ('northwind', 'Northwind', 'shopify', 'USD', 'percent', 0.10, 0.15, null),"
+            " ('lumen', 'Lumen', 'shopify', 'EUR', 'percent', 0.08, null, null),"
+            " ('tidewater', 'Tidewater', 'shopify', 'USD', 'flat', null, null, 5.00),"
+            " ('brightpath', 'Brightpath', 'none', 'USD', null, null, null, null)"
+        )
+        conn.execute(
+            "insert into raw.cfg_referral_codes values ('NORTHWIND10', 'northwind'), ('BRIGHT5', 'brightpath'),"
+            " ('LUMEN15', 'lumen'), ('TIDE20', 'tidewater')"
+        )
+        conn.execute(
+            "insert into raw.cfg_contracts values"
+            " ('northwind', 'brightpath', 'percent', 0.06, null, null, '2026-10-15', null),"
+            " ('northwind', 'lumen', 'flat', null, null, 5.00, '2026-10-01', '2026-11-01')"
+        )
+        if with_eur_rates:
+            conn.execute("insert into raw.cfg_fx_rates values ('2026-09-30', 'EUR', 1.10), ('2026-10-10', 'EUR', 1.20),"
+                         " ('2026-10-13', 'EUR', 1.50)")
+        conn.execute(
+            "insert into raw.cfg_objectives values ('northwind', '2026-10-01', 'referred_orders', 40),"
+            " ('brightpath', '2026-10-01', 'attributed_revenue_rc', 5000)"
+        )
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def built(fresh_database_factory) -> str:
+    url = fresh_database_factory("dbt")
+    _load(url)
+    outcome = run_dbt(["build"], url, "alliance_build", VARS)
+    assert outcome.success, outcome.failures
+    return url
+
+
+def test_attribution_and_commission_to_the_cent(built: str) -> None:
+    rows = _rows(built, "select partner_id, order_id, referrer_partner_id, attribution_reason, credit,"
+                        " commission_rc, commission_state, attribution_model, click_id"
+                        " from alliance_build.fct_order_attribution order by partner_id, order_id")
+    got = {(r[0], r[1]): r[2:] for r in rows}
+    assert got == {
+        ("lumen", "201"): ("northwind", "click", D("1"), D("9.60"), "locked", "last_click", "30"),
+        ("northwind", "101"): ("brightpath", "code", D("1"), D("12.00"), "locked", "last_click", None),
+        ("northwind", "102"): ("tidewater", "click", D("1"), D("5.00"), "locked", "last_click", "10"),
+        ("northwind", "103"): ("lumen", "click", D("1"), D("30.00"), "pending", "last_click", "20"),
+        ("northwind", "107"): ("brightpath", "code", D("1"), D("6.00"), "locked", "last_click", None),
+        ("northwind", "108"): ("brightpath", "code", D("1"), D("1.23"), "locked", "last_click", None),
+        ("northwind", "109"): (None, "organic", D("1"), D("0"), None, "last_click", None),
+        ("tidewater", "301"): ("northwind", "code", D("1"), D("5.00"), "locked", "last_click", None),
+        ("tidewater", "302"): ("brightpath", "code", D("1"), D("0"), "locked", "last_click", None),
+    }
+    revenue = _rows(built, "select attributed_revenue_rc from alliance_build.fct_order_attribution"
+                           " where partner_id = 'lumen' and order_id = '201'")
+    assert revenue == [(D("119.99"),)]
+
+
+def test_fct_orders(built: str) -> None:
+    rows = _rows(built, "select order_id, is_new_customer, is_cancelled, is_test, commissionable_amount_rc,"
+                        " refunded_amount_rc, net_amount_rc, refund_leakage_rc, ordered_at::text"
+                        " from alliance_build.fct_orders where partner_id = 'northwind' order by order_id")
+    got = {r[0]: r[1:] for r in rows}
+    assert {k: v[0] for k, v in got.items()} == {
+        "101": True, "102": False, "103": True, "105": False, "106": False, "107": True, "108": False, "109": True,
+    }
+    assert got["101"][3:7] == (D("100.00"), D("30.00"), D("70.00"), D("10.00"))
+    assert got["106"][1:3] == (True, False) and got["105"][1:3] == (False, True)
+    assert got["107"][1] is True  # still reported as cancelled, although it keeps its commission
+    lumen = _rows(built, "select commissionable_amount, commissionable_amount_rc, fx_rate, currency"
+                         " from alliance_build.fct_orders where partner_id = 'lumen'")
+    assert lumen == [(D("99.99"), D("119.99"), D("1.20"), "EUR")]
+
+
+def test_kpis_balances_objectives(built: str) -> None:
+    kpi = _rows(built, "select clicks_sent, referred_orders, attributed_revenue_rc, net_attributed_revenue_rc,"
+                       " aov_rc, refund_rate, new_customer_rate, commission_earned_rc, commission_owed_rc"
+                       " from alliance_build.partner_kpis_daily where partner_id = 'brightpath'"
+                       " and kpi_date = '2026-10-05'")
+    assert kpi == [(0, 1, D("100.00"), D("70.00"), D("100.00"), D("0.3000"), D("1.0000"), D("12.00"), D("0.00"))]
+    clicks = _rows(built, "select kpi_date::text, clicks_sent, conversion_rate, epc_rc"
+                          " from alliance_build.partner_kpis_daily where partner_id = 'brightpath'"
+                          " and clicks_sent > 0 order by kpi_date")
+    assert clicks == [("2026-10-15", 2, D("0.0000"), D("0.00"))]
+    owed = _rows(built, "select sum(commission_owed_rc), sum(commission_earned_rc)"
+                        " from alliance_build.partner_kpis_daily where partner_id = 'northwind'")
+    assert owed == [(D("54.23"), D("14.60"))]
+    lumen_sent = _rows(built, "select sum(clicks_sent) from alliance_build.partner_kpis_daily"
+                              " where partner_id = 'lumen'")
+    assert lumen_sent == [(3,)]  # the self-referral is not counted
+    balances = _rows(built, "select referrer_partner_id, destination_partner_id, month::text, commission_earned_rc,"
+                            " commission_owed_rc, state from alliance_build.partner_balances"
+                            " order by 1, 2, 3")
+    assert balances == [
+        ("brightpath", "northwind", "2026-09-01", D("6.00"), D("6.00"), "locked"),
+        ("brightpath", "northwind", "2026-10-01", D("13.23"), D("13.23"), "locked"),
+        ("brightpath", "tidewater", "2026-10-01", D("0.00"), D("0.00"), "locked"),
+        ("lumen", "northwind", "2026-11-01", D("30.00"), D("30.00"), "pending"),
+        ("northwind", "lumen", "2026-10-01", D("9.60"), D("9.60"), "locked"),
+        ("northwind", "tidewater", "2026-10-01", D("5.00"), D("5.00"), "locked"),
+        ("tidewater", "northwind", "2026-10-01", D("5.00"), D("5.00"), "locked"),
+    ]
+    objectives = _rows(built, "select partner_id, metric, actual, attainment from alliance_build.objective_progress"
+                              " order by partner_id")
+    assert objectives == [
+        ("brightpath", "attributed_revenue_rc", D("137.25"), D("0.0275")),
+        ("northwind", "referred_orders", D("2"), D("0.0500")),
+    ]
+
+
+def test_schemas_are_separate(built: str) -> None:
+    tables = _rows(built, "select table_schema, table_type, count(*) from information_schema.tables"
+                          " where table_schema like 'alliance_build%' group by 1, 2 order by 1, 2")
+    assert ("alliance_build", "BASE TABLE", 6) in tables
+    assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
+    assert any(schema == "alliance_build_work" for schema, _, _ in tables)
+
+
+def test_missing_fx_rate_fails_naming_currency_and_date(fresh_database_factory) -> None:
+    url = fresh_database_factory("dbtfx")
+    _load(url, with_eur_rates=False)
+    outcome = run_dbt(["build"], url, "alliance_build", VARS)
+    assert not outcome.success
+    line = next(f for f in outcome.failures if "assert_order_fx_rate_available" in f)
+    assert "currency=EUR" in line and "order_date=2026-10-12" in line, line
+
+
+def test_dbt_env_from_url() -> None:
+    env = dbt_env("postgresql://bob:s%40cret@db.example:6543/wh", "alliance_build_x")
+    assert env == {"ALLIANCE_DBT_HOST": "db.example", "ALLIANCE_DBT_PORT": "6543", "ALLIANCE_DBT_USER": "bob",
+                   "ALLIANCE_DBT_PASSWORD": "s@cret", "ALLIANCE_DBT_DBNAME": "wh",
+                   "ALLIANCE_DBT_SCHEMA": "alliance_build_x"}
+
+
+def test_dbt_vars_from_config() -> None:
+    from alliance.config import AllianceConfig, Attribution, Partner
+
+    cfg = AllianceConfig(
+        reporting_currency="EUR", attribution=Attribution(lookback_days=14), lock_days=45,
+        partners=[Partner(id="brightpath", platform="none")],
+    )
+    assert dbt_vars_from_config(cfg, date(2026, 1, 31)) == {
+        "reporting_currency": "EUR", "attribution_model": "last_click", "lookback_days": 14, "lock_days": 45,
+        "as_of_date": "2026-01-31",
+    }
+    assert dbt_vars_from_config(cfg)["as_of_date"] == ""
