@@ -1,0 +1,114 @@
+"""KPI alerts: rule validation, firing once per (rule, partner, day) on published data, history across publishes."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from test_gate_support import make_build_schema
+
+from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate_alerts, load_rules
+from alliance.alerts.evaluate import AlertError
+from alliance.publish import publish
+from alliance.warehouse import PROJECT_ROOT, connect
+
+RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
+
+
+def test_load_rules_reads_the_shipped_file():
+    rules = {r.id: r for r in load_rules(RULES_FILE)}
+    assert set(rules) == {"low_conversion", "high_refund_rate", "big_commission_day"}
+    assert (rules["low_conversion"].comparison, rules["low_conversion"].threshold) == ("below", Decimal("0.02"))
+    assert rules["high_refund_rate"].severity == "critical"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("rules:\n  - {id: a, kpi: conversion, below: 1}", "rule `a`: kpi: unknown KPI `conversion`; use one of"),
+        ("rules:\n  - {id: a, kpi: refund_rate, below: 1, above: 2}", "rule `a`: above/below: give exactly one"),
+        ("rules:\n  - {id: a, kpi: refund_rate}", "rule `a`: above/below: give exactly one"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: lots}", "rule `a`: key `above`: must be a number"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, severity: loud}", "rule `a`: key `severity`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, channel: slack}", "unknown key `channel`"),
+        ("rules:\n  - {kpi: refund_rate, above: 1}", "rule #1: missing key `id`"),
+        ("rules:\n  - {id: a, kpi: aov_rc, above: 1}\n  - {id: a, kpi: aov_rc, below: 1}", "duplicate rule id"),
+        ("alerts: []", "unknown top-level key"),
+        ("rules: [", "not valid YAML"),
+    ],
+)
+def test_bad_rules_name_file_rule_and_key(tmp_path: Path, body: str, expected: str):
+    path = tmp_path / "alerts.yml"
+    path.write_text(body)
+    with pytest.raises(AlertRulesError) as info:
+        load_rules(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert expected in str(info.value)
+
+
+def test_alerts_need_published_data(warehouse):
+    make_build_schema(warehouse)  # built but not published: alerts must not read it
+    with pytest.raises(AlertError, match="published data only"):
+        evaluate_alerts(warehouse, load_rules(RULES_FILE), run_id="r1")
+
+
+def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog):
+    rules = load_rules(RULES_FILE)
+    make_build_schema(warehouse)
+    publish(warehouse, run_id="r1")
+
+    with caplog.at_level(logging.INFO, logger="alliance.alerts"):
+        fired = evaluate_alerts(warehouse, rules, run_id="r1")
+    got = {(a.rule_id, a.partner_id, a.period, a.value) for a in fired}
+    assert got == {
+        ("low_conversion", "lumen", date(2026, 10, 1), Decimal("0.01")),
+        ("high_refund_rate", "lumen", date(2026, 10, 1), Decimal("0.30")),
+        ("big_commission_day", "northwind", date(2026, 10, 1), Decimal("600.00")),
+    }
+    lines = [r.getMessage() for r in caplog.records if r.name == "alliance.alerts"]
+    assert len(lines) == 3
+    assert any(
+        "high_refund_rate" in line and "lumen" in line and "refund_rate" in line and "0.30" in line and "0.25" in line
+        for line in lines
+    )
+
+    caplog.clear()
+    assert evaluate_alerts(warehouse, rules, run_id="r1-rerun") == []
+    assert not [r for r in caplog.records if r.name == "alliance.alerts"]
+
+    make_build_schema(warehouse, rows=7)
+    publish(warehouse, run_id="r2")
+    assert evaluate_alerts(warehouse, rules, run_id="r2") == []
+    with connect(warehouse) as conn:
+        rows = conn.execute(
+            "select rule_id, partner_id, period, run_id from analytics.kpi_alerts order by 1"
+        ).fetchall()
+        assert conn.execute("select count(*) from ops.kpi_alerts").fetchone()[0] == 3
+    assert [(r[0], r[3]) for r in rows] == [
+        ("big_commission_day", "r1"), ("high_refund_rate", "r1"), ("low_conversion", "r1"),
+    ]
+
+
+def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse):
+    class Collect:
+        name = "collect"
+
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def send(self, alert) -> None:
+            self.sent.append(alert)
+
+    collector = Collect()
+    assert isinstance(collector, Channel) and isinstance(LogChannel(), Channel)
+    make_build_schema(warehouse)
+    publish(warehouse, run_id="r1")
+    rules = load_rules(RULES_FILE)
+    assert evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 9, 30), channels=[collector]) == []
+    fired = evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 10, 1), channels=[collector])
+    assert len(fired) == 3 and collector.sent == fired
+    with connect(warehouse) as conn:
+        assert conn.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 3

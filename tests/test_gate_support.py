@@ -1,0 +1,77 @@
+"""Helpers (no tests) shared by the gate/publish/alerts tests: a tiny build schema with the §5 columns.
+
+dbt owns the real marts; these hand-written tables carry only the contract's minimum columns, so the gate and
+publish are tested against the contract rather than against one dbt implementation.
+"""
+
+from __future__ import annotations
+
+from alliance.warehouse import connect
+
+TABLES_DDL = """
+create table {s}.fct_orders (
+    partner_id text not null, order_id text not null, ordered_at timestamptz, updated_at timestamptz,
+    customer_key text, currency text, commissionable_amount numeric, refunded_amount numeric,
+    commissionable_amount_rc numeric, refunded_amount_rc numeric, net_amount_rc numeric,
+    is_cancelled boolean, is_test boolean, is_new_customer boolean
+);
+create table {s}.fct_referrals (
+    click_id text, referrer_partner_id text, destination_partner_id text, clicked_at timestamptz,
+    referral_code text, customer_key text
+);
+create table {s}.fct_order_attribution (
+    partner_id text, order_id text, attribution_model text, referrer_partner_id text, attribution_reason text,
+    credit numeric, attributed_revenue_rc numeric, commission_rc numeric, commission_state text
+);
+create table {s}.partner_kpis_daily (
+    kpi_date date, partner_id text, clicks_sent bigint, referred_orders bigint, conversion_rate numeric,
+    attributed_revenue_rc numeric, net_attributed_revenue_rc numeric, aov_rc numeric, refund_rate numeric,
+    new_customer_rate numeric, epc_rc numeric, commission_earned_rc numeric, commission_owed_rc numeric
+);
+create table {s}.partner_balances (
+    referrer_partner_id text, destination_partner_id text, month date, commission_earned_rc numeric,
+    commission_owed_rc numeric, state text
+);
+create table {s}.objective_progress (
+    partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric
+);
+"""
+
+GOOD_ROWS = """
+insert into {s}.fct_orders
+select 'northwind', 'o' || g, timestamptz '2026-10-01 10:00+00' + g * interval '1 hour',
+       timestamptz '2026-10-02 10:00+00', 'k' || g, 'USD', 100.00, 0, 100.00, 0, 100.00, false, false, g = 1
+from generate_series(1, {n}) g;
+insert into {s}.fct_referrals
+select 'c' || g, 'lumen', 'northwind', timestamptz '2026-10-01 09:00+00', null, 'k' || g
+from generate_series(1, {n}) g;
+insert into {s}.fct_order_attribution
+select 'northwind', 'o' || g, 'last_click', 'lumen', 'click', 1, 100.00, 10.00, 'pending'
+from generate_series(1, {n}) g;
+insert into {s}.fct_order_attribution values
+    ('northwind', 'o1', 'linear', 'lumen', 'click', 0.5, 50.00, 0, null),
+    ('northwind', 'o1', 'linear', 'tidewater', 'click', 0.5, 50.00, 0, null),
+    ('northwind', 'o2', 'linear', null, 'organic', 1, 100.00, 0, null);
+insert into {s}.partner_kpis_daily values
+    ('2026-10-01', 'lumen', 100, 1, 0.01, 100.00, 100.00, 100.00, 0.30, 0.5, 1.00, 600.00, 0),
+    ('2026-10-01', 'northwind', 0, 0, 0.05, 0, 0, 0, 0, 0, 0, 0, 600.00),
+    ('2026-10-02', 'lumen', 10, 1, 0.10, 100.00, 100.00, 100.00, 0, 0, 10.00, 10.00, 0);
+insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 10.00 * {n}, 10.00 * {n}, 'pending');
+insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
+"""
+
+
+def make_build_schema(url: str, schema: str = "alliance_build", rows: int = 5) -> None:
+    """Create `schema` with all published tables filled with `rows` consistent, valid rows."""
+    with connect(url) as conn:
+        conn.execute(f"create schema {schema}")
+        conn.execute(TABLES_DDL.format(s=schema))
+        conn.execute(GOOD_ROWS.format(s=schema, n=rows))
+
+
+def table_counts(url: str, schema: str) -> dict[str, int]:
+    """Row count of every table in `schema`, for before/after comparisons."""
+    with connect(url) as conn:
+        names = [r[0] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s order by 1", (schema,))]
+        return {n: conn.execute(f'select count(*) from {schema}."{n}"').fetchone()[0] for n in names}
