@@ -1,0 +1,405 @@
+"""Sandbox partner APIs over real HTTP: Shopify-style orders and a referral network's clicks.
+
+Why: connectors, the demo and end-to-end tests need partner APIs that page, throttle, reject bad
+credentials and fail like the real ones (PRODUCT.md §3), without the internet.
+
+Routes (one server, one path prefix per source id):
+  GET /<partner_id>/admin/api/2025-10/orders.json?status=any&limit=250&updated_at_min=...
+      header X-Shopify-Access-Token; `updated_at_min` inclusive; ordered by (updated_at, id); paging by a
+      `Link: <...page_info=...>; rel="next"` header (with page_info only `limit` may be passed, the other
+      filters come from the opaque cursor); `limit` at most 250; a 40-call leaky bucket reported in
+      `X-Shopify-Shop-Api-Call-Limit` (429 + `Retry-After` when full).
+  GET /<network_id>/Clicks?PageSize=1000&StartDate=...
+      HTTP Basic `sid:token`; EventDate >= StartDate; body `{"clicks": [...], "@nextpageuri": ... | null}`.
+
+Test knobs: `SandboxOptions.page_size` caps every page; `SandboxHandle.fail_first_n(source, n, ...)` makes the
+next n requests of a source answer 429 (with `Retry-After` and/or `X-RateLimit-Reset`) or 503;
+`SandboxHandle.requests` counts requests per source.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from alliance.sandbox.world import World, build_world, parse_ts
+
+SHOPIFY_API_VERSION = "2025-10"
+SHOPIFY_MAX_LIMIT = 250
+SHOPIFY_DEFAULT_LIMIT = 50
+NETWORK_MAX_PAGE = 1000
+NETWORK_DEFAULT_PAGE = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Fault:
+    """The next `remaining` requests of one source fail with `status` (429 or 503, say)."""
+
+    remaining: int
+    status: int = 429
+    retry_after: str | None = "0.1"
+    rate_limit_reset: str | None = None
+
+
+@dataclass
+class SandboxOptions:
+    page_size: int | None = None  # cap on every page, to force paging in tests
+    call_limit: int = 40  # Shopify leaky bucket size
+    leak_per_second: float = 2.0
+
+
+@dataclass
+class _State:
+    world: World
+    options: SandboxOptions
+    faults: dict[str, Fault] = field(default_factory=dict)
+    requests: Counter = field(default_factory=Counter)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _encode_cursor(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> dict:
+    padded = token + "=" * (-len(token) % 4)
+    data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(data, dict):
+        raise ValueError("cursor is not an object")
+    return data
+
+
+def _micros(text: object) -> int:
+    try:
+        ts = parse_ts(str(text))
+    except (ValueError, TypeError):
+        return 0
+    return (ts - EPOCH) // _MICRO
+
+
+_MICRO = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
+
+
+def _order_key(order: dict) -> list:
+    raw_id = order.get("id")
+    try:
+        number = int(raw_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1
+    return [_micros(order.get("updated_at")), number, str(raw_id)]
+
+
+def _click_key(click: dict) -> list:
+    raw_id = str(click.get("Id"))
+    return [_micros(click.get("EventDate")), len(raw_id), raw_id]
+
+
+def _parse_start(text: str) -> datetime:
+    text = text.strip()
+    if len(text) == 10:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "AllianceSandbox/1.0"
+    protocol_version = "HTTP/1.1"
+    state: _State  # set on the subclass made per server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        return  # quiet: request lines would carry no secrets, but tests and the demo stay readable
+
+    # --- plumbing ----------------------------------------------------------------------------------
+    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        parts = urlsplit(self.path)
+        segments = [s for s in parts.path.split("/") if s]
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        world = self.state.world
+        if not segments or segments[0] not in world.tokens:
+            self._send(404, {"errors": "Not Found"})
+            return
+        source = segments[0]
+        with self.state.lock:
+            self.state.requests[source] += 1
+        rest = segments[1:]
+        if source in world.orders and rest == ["admin", "api", SHOPIFY_API_VERSION, "orders.json"]:
+            self._shopify_orders(source, query)
+        elif source in world.clicks and rest == ["Clicks"]:
+            self._network_clicks(source, query)
+        else:
+            self._send(404, {"errors": "Not Found"})
+
+    def _fault(self, source: str) -> bool:
+        with self.state.lock:
+            fault = self.state.faults.get(source)
+            if not fault or fault.remaining <= 0:
+                return False
+            fault.remaining -= 1
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
+        if fault.rate_limit_reset is not None:
+            headers["X-RateLimit-Reset"] = fault.rate_limit_reset
+        message = "Exceeded call limit, retry later" if fault.status == 429 else "Service temporarily unavailable"
+        self._send(fault.status, {"errors": message}, headers)
+        return True
+
+    def _page_size(self, requested: str | None, default: int, maximum: int) -> int:
+        size = default if requested in (None, "") else int(requested)
+        if size < 1:
+            raise ValueError("must be at least 1")
+        size = min(size, maximum)
+        if self.state.options.page_size:
+            size = min(size, self.state.options.page_size)
+        return size
+
+    # --- Shopify ------------------------------------------------------------------------------------
+    def _bucket(self, source: str) -> tuple[bool, str]:
+        """Shopify's leaky bucket: returns (allowed, 'n/40')."""
+        opts = self.state.options
+        now = time.monotonic()
+        with self.state.lock:
+            level, last = self.state.buckets.get(source, (0.0, now))
+            level = max(0.0, level - (now - last) * opts.leak_per_second)
+            allowed = level + 1 <= opts.call_limit
+            if allowed:
+                level += 1
+            self.state.buckets[source] = (level, now)
+        return allowed, f"{max(1, math.ceil(level))}/{opts.call_limit}"
+
+    def _shopify_orders(self, partner_id: str, query: dict[str, str]) -> None:
+        world = self.state.world
+        if self.headers.get("X-Shopify-Access-Token") != world.tokens[partner_id]:
+            self._send(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})
+            return
+        if self._fault(partner_id):
+            return
+        allowed, level = self._bucket(partner_id)
+        if not allowed:
+            self._send(429, {"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
+                             "uninterrupted service."}, {"Retry-After": "1.0", "X-Shopify-Shop-Api-Call-Limit": level})
+            return
+        headers = {"X-Shopify-Shop-Api-Call-Limit": level}
+        try:
+            limit = self._page_size(query.get("limit"), SHOPIFY_DEFAULT_LIMIT, SHOPIFY_MAX_LIMIT)
+        except ValueError:
+            self._send(400, {"errors": {"limit": ["Invalid value."]}}, headers)
+            return
+        if "page_info" in query:
+            extra = set(query) - {"page_info", "limit", "fields"}
+            try:
+                cursor = _decode_cursor(query["page_info"])
+                if extra:
+                    raise ValueError
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                self._send(400, {"errors": {"page_info": ["Invalid value."]}}, headers)
+                return
+            minimum, status, after = cursor.get("min"), cursor.get("status", "open"), cursor.get("after")
+        else:
+            status, after = query.get("status", "open"), None
+            minimum = None
+            if query.get("updated_at_min"):
+                try:
+                    minimum = _micros_or_raise(query["updated_at_min"])
+                except ValueError:
+                    self._send(400, {"errors": {"updated_at_min": ["Invalid value."]}}, headers)
+                    return
+        with world.lock:
+            candidates = [(o, _order_key(o)) for o in world.orders[partner_id] if _status_matches(o, status)]
+            if minimum is not None:
+                candidates = [(o, k) for o, k in candidates if k[0] >= minimum]
+            if after is not None:
+                candidates = [(o, k) for o, k in candidates if k > after]
+            candidates.sort(key=lambda pair: pair[1])
+            page = candidates[:limit]
+            body = json.loads(json.dumps({"orders": [o for o, _ in page]}))
+        if len(candidates) > limit:
+            token = _encode_cursor({"min": minimum, "status": status, "after": page[-1][1]})
+            host = self.headers.get("Host", f"{self.server.server_address[0]}:{self.server.server_address[1]}")
+            link = (f"http://{host}/{partner_id}/admin/api/{SHOPIFY_API_VERSION}/orders.json?"
+                    + urlencode({"limit": limit, "page_info": token}))
+            headers["Link"] = f'<{link}>; rel="next"'
+        self._send(200, body, headers)
+
+    # --- referral network ---------------------------------------------------------------------------
+    def _network_clicks(self, network_id: str, query: dict[str, str]) -> None:
+        world = self.state.world
+        if not self._basic_auth_ok(world.tokens[network_id]):
+            self._send(401, {"code": 20003, "message": "Authenticate", "status": 401},
+                       {"WWW-Authenticate": 'Basic realm="alliance-network"'})
+            return
+        if self._fault(network_id):
+            return
+        try:
+            size = self._page_size(query.get("PageSize"), NETWORK_DEFAULT_PAGE, NETWORK_MAX_PAGE)
+            page_number = int(query.get("Page") or 0)
+            start = _micros_from_start(query["StartDate"]) if query.get("StartDate") else None
+            after = _decode_cursor(query["PageToken"])["after"] if query.get("PageToken") else None
+        except (ValueError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+            self._send(400, {"code": 20001, "message": f"Invalid parameter: {exc}", "status": 400})
+            return
+        with world.lock:
+            keyed = [(c, _click_key(c)) for c in world.clicks[network_id]]
+            if start is not None:
+                keyed = [(c, k) for c, k in keyed if k[0] >= start]
+            if after is not None:
+                keyed = [(c, k) for c, k in keyed if k > after]
+            keyed.sort(key=lambda pair: pair[1])
+            page = keyed[:size]
+            clicks = json.loads(json.dumps([c for c, _ in page]))
+        base = {"PageSize": size}
+        if query.get("StartDate"):
+            base["StartDate"] = query["StartDate"]
+        path = f"/{network_id}/Clicks"
+        next_uri = None
+        if len(keyed) > size:
+            token = _encode_cursor({"after": page[-1][1]})
+            next_uri = f"{path}?" + urlencode({**base, "Page": page_number + 1, "PageToken": token})
+        this_query = {k: v for k, v in query.items()}
+        body = {
+            "clicks": clicks,
+            "page": page_number,
+            "page_size": size,
+            "@uri": f"{path}?{urlencode(this_query)}",
+            "@firstpageuri": f"{path}?{urlencode({**base, 'Page': 0})}",
+            "@nextpageuri": next_uri,
+            "@previouspageuri": None,
+        }
+        self._send(200, body)
+
+    def _basic_auth_ok(self, expected: str) -> bool:
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            return base64.b64decode(header[6:].strip()).decode() == expected
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return False
+
+
+def _micros_or_raise(text: str) -> int:
+    return (parse_ts(text) - EPOCH) // _MICRO
+
+
+def _micros_from_start(text: str) -> int:
+    return (_parse_start(text) - EPOCH) // _MICRO
+
+
+def _status_matches(order: dict, status: str) -> bool:
+    if status == "any":
+        return True
+    if status == "cancelled":
+        return bool(order.get("cancelled_at"))
+    if status == "closed":
+        return bool(order.get("closed_at"))
+    return not order.get("cancelled_at") and not order.get("closed_at")  # open (the default)
+
+
+class SandboxHandle:
+    """A running sandbox: `.url`, `.port`, `.stop()`, plus test knobs."""
+
+    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, state: _State) -> None:
+        self._server = server
+        self._thread = thread
+        self._state = state
+        host, port = server.server_address[:2]
+        self.port: int = port
+        self.url: str = f"http://{host}:{port}"
+        self.world = state.world
+        self.options = state.options
+
+    @property
+    def requests(self) -> Counter:
+        """Requests received per source id (including failed ones)."""
+        return self._state.requests
+
+    def fail_first_n(self, source_id: str, n: int, status: int = 429, retry_after: str | None = "0.1",
+                     rate_limit_reset: str | None = None) -> None:
+        """Make the next n requests of `source_id` fail with `status` before they are served."""
+        with self._state.lock:
+            self._state.faults[source_id] = Fault(n, status, retry_after, rate_limit_reset)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SandboxHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _make_server(world: World, host: str, port: int, options: SandboxOptions | None) -> tuple[ThreadingHTTPServer,
+                                                                                              _State]:
+    state = _State(world=world, options=options or SandboxOptions())
+    handler = type("SandboxHandler", (_Handler,), {"state": state})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server, state
+
+
+def start_sandbox(world: World, host: str = "127.0.0.1", port: int = 0,
+                  options: SandboxOptions | None = None) -> SandboxHandle:
+    """Serve `world` from a background thread; port 0 picks a free port."""
+    server, state = _make_server(world, host, port, options)
+    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_address[1]}", daemon=True)
+    thread.start()
+    return SandboxHandle(server, thread, state)
+
+
+def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
+                  options: SandboxOptions | None = None) -> None:
+    """Serve `world` in the foreground until interrupted."""
+    server, _ = _make_server(world, host, port, options)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def run_sandbox(config_path: str | None, host: str, port: int, seed: int) -> None:
+    """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
+    from alliance.config import load_config
+
+    config = load_config(config_path, require_secrets=False)
+    world = build_world(config, seed)
+    server, _ = _make_server(world, host, port, None)
+    bound_host, bound_port = server.server_address[:2]
+    url = f"http://{bound_host}:{bound_port}"
+    orders = sum(len(v) for v in world.orders.values())
+    clicks = sum(len(v) for v in world.clicks.values())
+    print(f"alliance sandbox serving {orders} orders and {clicks} clicks (seed {seed}) at {url}", flush=True)
+    print(f"  export ALLIANCE_SANDBOX_URL={url}   # tokens: config/sandbox.env", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+

@@ -1,0 +1,175 @@
+"""Entry point of ingestion (the CLI and Airflow call these): pull every source into raw.*, each isolated.
+
+Why: one partner's outage, bad token or throttling must not stop the others; each result says in one line
+what failed and how to fix it. Tokens and e-mails never reach a log line or a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from alliance.config import AllianceConfig, Partner, ReferralNetwork
+from alliance.warehouse import WarehouseError, connect
+from connectors.errors import SourceError, SourceRef
+from connectors.http import HttpPolicy, make_session
+from connectors.landing import (
+    ensure_raw_schema,
+    finish_load,
+    land_clicks_page,
+    land_orders_page,
+    read_cursor,
+    start_load,
+    try_lock_source,
+)
+from connectors.network import iter_click_pages
+from connectors.pii import PiiError, pii_salt
+from connectors.shopify import iter_order_pages
+
+log = logging.getLogger("alliance.ingest")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Knobs with production defaults; tests shrink page sizes and backoff."""
+
+    lookback: timedelta = timedelta(minutes=10)  # next run re-reads from cursor - lookback (inclusive)
+    skew: timedelta = timedelta(minutes=5)  # the cursor never passes sync start - skew
+    shopify_page_size: int = 250
+    network_page_size: int = 1000
+    http: HttpPolicy = field(default_factory=HttpPolicy)
+
+
+@dataclass
+class IngestResult:
+    source_id: str
+    entity: str  # orders | clicks
+    load_id: str | None = None
+    pages: int = 0
+    landed: int = 0
+    quarantined: int = 0
+    status: str = "succeeded"  # succeeded | failed | skipped
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "skipped")
+
+    def summary(self) -> str:
+        if self.status == "failed":
+            return f"FAILED {self.error}"
+        if self.status == "skipped":
+            return f"skipped {self.source_id}: {self.error}"
+        return (f"{self.source_id}: {self.landed} {self.entity} landed, {self.quarantined} quarantined "
+                f"in {self.pages} page(s)")
+
+
+def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNetwork | None:
+    for source in [*config.partners, *config.referral_networks]:
+        if source.id == source_id:
+            return source
+    return None
+
+
+def _credentials(source: Partner | ReferralNetwork) -> str:
+    env = source.credentials_env or ""
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise SourceError(f"{source.id}: {env} is not set: export the partner's credentials in {env} "
+                          "(see config/sandbox.env for the demo)")
+    return value
+
+
+def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | None = None, *,
+                  options: IngestOptions | None = None) -> IngestResult:
+    """Pull one storefront's orders or one network's clicks incrementally into raw.*; never raises."""
+    options = options or IngestOptions()
+    source = _find_source(config, source_id)
+    if source is None:
+        return IngestResult(source_id, "orders", status="failed",
+                            error=f"{source_id}: not a partner or referral network in {config.source_file}")
+    is_network = isinstance(source, ReferralNetwork)
+    entity = "clicks" if is_network else "orders"
+    platform = "referral_network" if is_network else source.platform
+    result = IngestResult(source_id, entity)
+    if platform == "none":
+        result.status, result.error = "skipped", "platform none (refers shoppers only, no storefront to pull)"
+        return result
+    try:
+        with connect(warehouse_url) as conn:
+            ensure_raw_schema(conn)
+            if not try_lock_source(conn, source_id, entity):
+                raise SourceError(f"{source_id}: another ingest of {entity} is already running; wait for it to end")
+            cursor = read_cursor(conn, source_id, entity)
+            since = cursor - options.lookback if cursor else None
+            load_id = start_load(conn, source_id, entity, platform, since)
+            result.load_id = str(load_id)
+            try:
+                _pull(conn, config, source, platform, since, load_id, result, options)
+            except (SourceError, PiiError) as exc:
+                result.status, result.error = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - isolate the source; the message must still say what broke
+                log.exception("%s: unexpected error while ingesting %s", source_id, entity)
+                result.status, result.error = "failed", f"{source_id}: {type(exc).__name__}: {exc}"
+            finish_load(conn, load_id, result.status, result.error)
+    except SourceError as exc:
+        result.status, result.error = "failed", str(exc)
+    except WarehouseError as exc:
+        result.status, result.error = "failed", f"{source_id}: {exc}"
+    log.info("%s", result.summary())
+    return result
+
+
+def _pull(conn, config: AllianceConfig, source: Partner | ReferralNetwork, platform: str,  # noqa: ANN001
+          since: datetime | None, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
+    if platform == "woocommerce":
+        raise SourceError(f"{source.id}: platform woocommerce is not supported by the connectors yet; "
+                          "set the partner's platform to shopify or none, or wait for the woocommerce connector")
+    salt = pii_salt()
+    credentials = _credentials(source)
+    ref = SourceRef(source.id, source.credentials_env or "")
+    cap = datetime.now(UTC) - options.skew
+    session = make_session(options.http, source.requests_per_second)
+    with session:
+        if platform == "shopify":
+            pages = iter_order_pages(session, source.base_url or "", credentials, ref, since,
+                                     options.shopify_page_size)
+        elif platform == "referral_network":
+            pages = iter_click_pages(session, source.base_url or "", credentials, ref, since,
+                                     options.network_page_size)
+        else:
+            raise SourceError(f"{source.id}: unknown platform {platform}")
+        for page in pages:
+            if platform == "shopify":
+                outcome = land_orders_page(conn, load_id, source.id, platform, page.records, salt=salt,
+                                           cursor_cap=cap)
+            else:
+                outcome = land_clicks_page(conn, load_id, source.id, page.records, salt=salt, cursor_cap=cap)
+            result.pages += 1
+            result.landed += outcome.landed
+            result.quarantined += outcome.quarantined
+            log.info("%s: page %d from %s: %d landed, %d quarantined", source.id, page.number, page.url,
+                     outcome.landed, outcome.quarantined)
+
+
+def ingest_all(config: AllianceConfig, warehouse_url: str | None = None, *,
+               options: IngestOptions | None = None, max_workers: int = 4) -> list[IngestResult]:
+    """Every storefront and referral network in parallel threads; results in config order.
+
+    Platform `none` partners have nothing to pull and are left out. One source failing never stops another.
+    """
+    sources = [p.id for p in config.storefronts] + [n.id for n in config.referral_networks]
+    if not sources:
+        return []
+    try:
+        with connect(warehouse_url) as conn:
+            ensure_raw_schema(conn)
+    except WarehouseError as exc:
+        return [IngestResult(s, "orders", status="failed", error=f"{s}: {exc}") for s in sources]
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(sources))),
+                            thread_name_prefix="ingest") as pool:
+        futures = [pool.submit(ingest_source, config, s, warehouse_url, options=options) for s in sources]
+        return [f.result() for f in futures]

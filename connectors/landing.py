@@ -1,0 +1,334 @@
+"""Land pages into raw.* idempotently: validate, quarantine, COPY, upsert and move the cursor in one transaction.
+
+Why: a rerun, or a run killed halfway, must lose nothing and duplicate nothing (PRODUCT.md §7). Each page
+is one transaction holding its rows AND the cursor that covers them, so a crash between pages leaves the
+warehouse at the end of the last whole page. Upserts keep the latest version of an order; clicks are
+immutable events keyed by (network_id, click_id).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import psycopg
+
+from connectors.pii import customer_key, scrub
+
+RAW_SCHEMA = Path(__file__).with_name("raw_schema.sql")
+_SCHEMA_LOCK = "alliance.raw_schema"
+
+
+class RecordError(ValueError):
+    """A record that cannot be read; the message is the quarantine reason."""
+
+    def __init__(self, reason: str, record_key: str | None = None) -> None:
+        super().__init__(reason)
+        self.record_key = record_key
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    key: str
+    timestamp: datetime  # updated_at for orders, EventDate for clicks (UTC)
+    customer_key: str | None
+    payload: dict  # e-mails replaced
+
+
+@dataclass
+class PageOutcome:
+    landed: int
+    quarantined: int
+    cursor: datetime | None  # the cursor stored after this page, if it moved
+
+
+# --- schema, cursors, load rows ---------------------------------------------------------------------------
+
+def ensure_raw_schema(conn: psycopg.Connection) -> None:
+    """Run connectors/raw_schema.sql (idempotent), serialised so parallel loaders do not race on DDL."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_SCHEMA_LOCK,))
+        conn.execute(RAW_SCHEMA.read_text())
+
+
+def try_lock_source(conn: psycopg.Connection, source_id: str, entity: str) -> bool:
+    """One loader per source and entity at a time (session advisory lock, released on disconnect)."""
+    row = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (f"alliance.ingest:{source_id}:{entity}",))
+    got = bool(row.fetchone()[0])
+    conn.commit()
+    return got
+
+
+def read_cursor(conn: psycopg.Connection, source_id: str, entity: str) -> datetime | None:
+    row = conn.execute(
+        "select cursor_value from raw.cursors where source_id = %s and entity = %s", (source_id, entity)
+    ).fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
+def start_load(conn: psycopg.Connection, source_id: str, entity: str, platform: str,
+               cursor_from: datetime | None) -> uuid.UUID:
+    """A raw.loads row in status running, committed at once so a crash still leaves a trace."""
+    load_id = uuid.uuid4()
+    with conn.transaction():
+        conn.execute(
+            "update raw.loads set status = 'failed', finished_at = now(), "
+            "error = 'interrupted: the run stopped before recording its end' "
+            "where source_id = %s and entity = %s and status = 'running'",
+            (source_id, entity),
+        )
+        conn.execute(
+            "insert into raw.loads (load_id, source_id, entity, platform, cursor_from) values (%s, %s, %s, %s, %s)",
+            (load_id, source_id, entity, platform, cursor_from),
+        )
+    return load_id
+
+
+def finish_load(conn: psycopg.Connection, load_id: uuid.UUID, status: str, error: str | None = None) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    with conn.transaction():
+        conn.execute(
+            "update raw.loads set status = %s, error = %s, finished_at = now(), "
+            "cursor_to = (select cursor_value from raw.cursors c where c.source_id = loads.source_id "
+            "             and c.entity = loads.entity) "
+            "where load_id = %s",
+            (status, error, load_id),
+        )
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+def _timestamp(value: object, what: str, required: bool = True) -> datetime | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise RecordError(f"{what} {value!r} has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+def _amount(value: object, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RecordError(f"{what} {value!r} is not a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise RecordError(f"{what} {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise RecordError(f"{what} {value!r} is not a number")
+    return amount
+
+
+def _record_id(value: object, kind: str, position: int) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise RecordError(f"{kind} at position {position} of the page: missing id")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise RecordError(f"{kind} at position {position} of the page: id {value!r} is not an integer or string")
+    return str(value).strip()
+
+
+def _optional_text(record: dict, key: str, where: str) -> None:
+    if record.get(key) is not None and not isinstance(record[key], str):
+        raise RecordError(f"{where}: {key} {record[key]!r} is not text")
+
+
+def first_email(order: dict) -> str | None:
+    """The order's customer e-mail: `email`, else `contact_email`, else `customer.email`."""
+    customer = order.get("customer") if isinstance(order.get("customer"), dict) else {}
+    for value in (order.get("email"), order.get("contact_email"), customer.get("email")):
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
+    """Check every field the models read; the first problem becomes the quarantine reason."""
+    if not isinstance(record, dict):
+        raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
+    order_id = _record_id(record.get("id"), "order", position)
+    where = f"order {order_id}"
+    try:
+        updated = _timestamp(record.get("updated_at"), "updated_at")
+        _timestamp(record.get("created_at"), "created_at")
+        _timestamp(record.get("cancelled_at"), "cancelled_at", required=False)
+        _amount(record.get("subtotal_price"), "subtotal_price")
+        currency = record.get("currency")
+        if not isinstance(currency, str) or len(currency.strip()) != 3:
+            raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        if "test" in record and not isinstance(record["test"], bool):
+            raise RecordError(f"test {record['test']!r} is not true/false")
+        for key in ("email", "contact_email", "landing_site", "financial_status"):
+            _optional_text(record, key, where)
+        customer = record.get("customer")
+        if customer is not None and not isinstance(customer, dict):
+            raise RecordError(f"customer {customer!r} is not an object")
+        codes = record.get("discount_codes") or []
+        if not isinstance(codes, list):
+            raise RecordError("discount_codes is not a list")
+        for i, code in enumerate(codes):
+            if not isinstance(code, dict) or not isinstance(code.get("code"), str):
+                raise RecordError(f"discount_codes[{i}] has no text `code`")
+        refunds = record.get("refunds") or []
+        if not isinstance(refunds, list):
+            raise RecordError("refunds is not a list")
+        for i, refund in enumerate(refunds):
+            if not isinstance(refund, dict):
+                raise RecordError(f"refunds[{i}] is not an object")
+            _timestamp(refund.get("created_at"), f"refunds[{i}].created_at")
+            items = refund.get("refund_line_items") or []
+            if not isinstance(items, list):
+                raise RecordError(f"refunds[{i}].refund_line_items is not a list")
+            for j, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise RecordError(f"refunds[{i}].refund_line_items[{j}] is not an object")
+                _amount(item.get("subtotal"), f"refunds[{i}].refund_line_items[{j}].subtotal")
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}", order_id) from None
+    assert updated is not None
+    return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub(record, salt))
+
+
+def validate_click(record: object, position: int, salt: str) -> ValidRecord:
+    if not isinstance(record, dict):
+        raise RecordError(f"click at position {position} of the page is {type(record).__name__}, not an object")
+    click_id = _record_id(record.get("Id"), "click", position)
+    where = f"click {click_id}"
+    try:
+        event = _timestamp(record.get("EventDate"), "EventDate")
+        for key in ("ReferrerPartnerId", "DestinationPartnerId"):
+            value = record.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise RecordError(f"{key} {value!r} is not a partner id")
+        for key in ("ReferralCode", "CustomerEmail"):
+            _optional_text(record, key, where)
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}", click_id) from None
+    assert event is not None
+    email = record.get("CustomerEmail")
+    return ValidRecord(click_id, event, customer_key(email, salt), scrub(record, salt))
+
+
+# --- landing one page -----------------------------------------------------------------------------------
+
+def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str,
+                errors: list[tuple[RecordError, object]], salt: str) -> int:
+    """Insert quarantine rows, skipping ones identical to an earlier run's (overlap re-reads them)."""
+    for error, record in errors:
+        payload = json.dumps(scrub(record, salt), sort_keys=True, ensure_ascii=False, default=str)
+        conn.execute(
+            "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
+            "select %(load)s, %(src)s, %(ent)s, %(key)s, %(reason)s, %(payload)s "
+            "where not exists (select 1 from raw.quarantine q where q.source_id = %(src)s and q.entity = %(ent)s "
+            "  and q.record_key is not distinct from %(key)s and q.reason = %(reason)s and q.payload = %(payload)s)",
+            {"load": load_id, "src": source_id, "ent": entity, "key": error.record_key, "reason": str(error),
+             "payload": payload},
+        )
+    return len(errors)
+
+
+def _split(records: list, validate, salt: str) -> tuple[list[ValidRecord], list[tuple[RecordError, object]]]:  # noqa: ANN001
+    good: list[ValidRecord] = []
+    bad: list[tuple[RecordError, object]] = []
+    for position, record in enumerate(records, start=1):
+        try:
+            good.append(validate(record, position, salt))
+        except RecordError as exc:
+            bad.append((exc, record))
+    return good, bad
+
+
+def _move_cursor(conn: psycopg.Connection, source_id: str, entity: str, load_id: uuid.UUID,
+                 good: list[ValidRecord], cap: datetime) -> datetime | None:
+    if not good:
+        return None
+    value = min(max(r.timestamp for r in good), cap)
+    row = conn.execute(
+        "insert into raw.cursors (source_id, entity, cursor_value, load_id) values (%s, %s, %s, %s) "
+        "on conflict (source_id, entity) do update set "
+        "  cursor_value = greatest(raw.cursors.cursor_value, excluded.cursor_value), "
+        "  load_id = excluded.load_id, updated_at = now() "
+        "returning cursor_value",
+        (source_id, entity, value, load_id),
+    ).fetchone()
+    return row[0]
+
+
+def _count_page(conn: psycopg.Connection, load_id: uuid.UUID, landed: int, quarantined: int) -> None:
+    conn.execute(
+        "update raw.loads set pages = pages + 1, records_landed = records_landed + %s, "
+        "records_quarantined = records_quarantined + %s where load_id = %s",
+        (landed, quarantined, load_id),
+    )
+
+
+def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
+                     records: list, *, salt: str, cursor_cap: datetime) -> PageOutcome:
+    """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor."""
+    good, bad = _split(records, validate_shopify_order, salt)
+    with conn.transaction():
+        quarantined = _quarantine(conn, load_id, partner_id, "orders", bad, salt)
+        conn.execute(
+            "create temp table if not exists _page_orders (partner_id text, order_id text, platform text, "
+            "updated_at timestamptz, customer_key text, payload jsonb) on commit delete rows"
+        )
+        with conn.cursor().copy(
+            "copy _page_orders (partner_id, order_id, platform, updated_at, customer_key, payload) from stdin"
+        ) as copy:
+            for r in good:
+                copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key,
+                                json.dumps(r.payload, ensure_ascii=False)))
+        cur = conn.execute(
+            "insert into raw.orders as o (partner_id, order_id, platform, updated_at, customer_key, payload, load_id) "
+            "select distinct on (partner_id, order_id) partner_id, order_id, platform, updated_at, customer_key, "
+            "       payload, %s "
+            "from _page_orders order by partner_id, order_id, updated_at desc "
+            "on conflict (partner_id, order_id) do update set platform = excluded.platform, "
+            "  updated_at = excluded.updated_at, customer_key = excluded.customer_key, payload = excluded.payload, "
+            "  load_id = excluded.load_id, loaded_at = now() "
+            "where excluded.updated_at > o.updated_at",
+            (load_id,),
+        )
+        landed = max(cur.rowcount, 0)
+        cursor = _move_cursor(conn, partner_id, "orders", load_id, good, cursor_cap)
+        _count_page(conn, load_id, landed, quarantined)
+    return PageOutcome(landed, quarantined, cursor)
+
+
+def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: str, records: list, *,
+                     salt: str, cursor_cap: datetime) -> PageOutcome:
+    """One page of clicks in one transaction; a click already landed is left as it is (events are immutable)."""
+    good, bad = _split(records, validate_click, salt)
+    with conn.transaction():
+        quarantined = _quarantine(conn, load_id, network_id, "clicks", bad, salt)
+        conn.execute(
+            "create temp table if not exists _page_clicks (network_id text, click_id text, clicked_at timestamptz, "
+            "customer_key text, payload jsonb) on commit delete rows"
+        )
+        with conn.cursor().copy(
+            "copy _page_clicks (network_id, click_id, clicked_at, customer_key, payload) from stdin"
+        ) as copy:
+            for r in good:
+                copy.write_row((network_id, r.key, r.timestamp, r.customer_key,
+                                json.dumps(r.payload, ensure_ascii=False)))
+        cur = conn.execute(
+            "insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id) "
+            "select distinct on (network_id, click_id) network_id, click_id, clicked_at, customer_key, payload, %s "
+            "from _page_clicks order by network_id, click_id, clicked_at desc "
+            "on conflict (network_id, click_id) do nothing",
+            (load_id,),
+        )
+        landed = max(cur.rowcount, 0)
+        cursor = _move_cursor(conn, network_id, "clicks", load_id, good, cursor_cap)
+        _count_page(conn, load_id, landed, quarantined)
+    return PageOutcome(landed, quarantined, cursor)
