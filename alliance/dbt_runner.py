@@ -150,6 +150,7 @@ def run_dbt(
         "--target-path", str(DBT_PROJECT_DIR / "target"),
         "--log-path", str(DBT_PROJECT_DIR / "logs"),
         "--no-use-colors",
+        *([] if os.environ.get("ALLIANCE_DBT_VERBOSE") else ["--quiet"]),
     ]
     if vars:
         cli_args += ["--vars", json.dumps(vars, default=str)]

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
@@ -19,6 +20,7 @@ from alliance.warehouse import connect, warehouse_url
 log = logging.getLogger(__name__)
 
 BUILD_SCHEMA = "alliance_build"
+RAW_SCHEMA_SQL = Path(__file__).resolve().parents[1] / "connectors" / "raw_schema.sql"
 
 
 class StepFailed(RuntimeError):
@@ -43,6 +45,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None) -> None
 
     url = url or warehouse_url()
     with connect(url) as conn:
+        conn.execute(RAW_SCHEMA_SQL.read_text())  # a transform before the first ingest still builds
         sync_config(conn, config)
         # A failed earlier build must not leave stale tables for this run's gate to pass on.
         conn.execute(f"drop schema if exists {BUILD_SCHEMA} cascade")

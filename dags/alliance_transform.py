@@ -22,38 +22,38 @@ def alliance_transform() -> None:
     def prepare() -> str:
         from alliance import run
 
-        run_id = run.new_run_id()
-        run.prepare(dag_config(), run_id)
-        return run_id
+        run_key = run.new_run_id()
+        run.prepare(dag_config(), run_key)
+        return run_key
 
     @task
-    def dbt_build(run_id: str) -> list[str]:
+    def dbt_build(run_key: str) -> list[str]:
         from alliance import run
 
-        return run.build(dag_config(), run_id)
+        return run.build(dag_config(), run_key)
 
     @task
-    def quality_gate(run_id: str, dbt_failures: list[str]) -> str:
+    def quality_gate(run_key: str, dbt_failures: list[str]) -> str:
         from alliance import run
 
-        run.check(run_id, dbt_failures)
-        return run_id
+        run.check(run_key, dbt_failures)
+        return run_key
 
     @task(outlets=PUBLISHED)
-    def publish(run_id: str) -> str:
+    def publish(run_key: str) -> str:
         from alliance import run
 
-        run.publish(run_id)
-        return run_id
+        run.publish(run_key)
+        return run_key
 
     @task
-    def alerts(run_id: str) -> int:
+    def alerts(run_key: str) -> int:
         from alliance import run
 
-        return run.alert(dag_config(), run_id)
+        return run.alert(dag_config(), run_key)
 
-    run_id = prepare()
-    alerts(publish(quality_gate(run_id, dbt_build(run_id))))
+    run_key = prepare()
+    alerts(publish(quality_gate(run_key, dbt_build(run_key))))
 
 
 alliance_transform()
