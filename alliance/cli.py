@@ -116,7 +116,8 @@ def ingest(
     if source:
         unknown = set(source) - set(cfg.source_ids())
         if unknown:
-            err.print(f"[red]--source: unknown id(s) {', '.join(sorted(unknown))}; known: {', '.join(cfg.source_ids())}")
+            known = ", ".join(cfg.source_ids())
+            err.print(f"[red]--source: unknown id(s) {', '.join(sorted(unknown))}; known: {known}[/]")
             raise typer.Exit(2)
         results = [ingest_source(cfg, s, url) for s in source]
     else:

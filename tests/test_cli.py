@@ -1,0 +1,84 @@
+"""The CLI a data engineer types: clear one-line errors for bad input, other partners still load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from alliance.config import load_config
+from alliance.demo import load_sandbox_env
+
+ROOT = Path(__file__).parents[1]
+DEMO = ROOT / "config" / "demo.yml"
+ALLIANCE = str(Path(sys.executable).with_name("alliance"))
+
+
+@pytest.fixture()
+def sandbox_url(monkeypatch):
+    from alliance.sandbox.server import start_sandbox
+    from alliance.sandbox.world import build_world
+
+    load_sandbox_env()
+    handle = start_sandbox(build_world(load_config(DEMO, require_secrets=False), seed=7))
+    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
+    yield handle.url
+    handle.stop()
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ALLIANCE, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+def test_wrong_token_names_partner_and_fix_and_others_load(warehouse, sandbox_url):
+    result = cli("ingest", "--config", str(DEMO), env={"LUMEN_TOKEN": "wrong-token"})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if "lumen" in line]
+    assert lines and "401" in lines[0] and "LUMEN_TOKEN" in lines[0], result.stderr
+    assert "wrong-token" not in result.stdout + result.stderr, "a token never reaches the output"
+    with psycopg.connect(warehouse) as conn:
+        loaded = dict(conn.execute("select partner_id, count(*) from raw.orders group by 1").fetchall())
+    assert loaded.get("northwind", 0) > 0 and loaded.get("tidewater", 0) > 0 and "lumen" not in loaded
+
+
+def test_unreachable_partner_is_one_clear_line(warehouse, sandbox_url, tmp_path):
+    data = yaml.safe_load(DEMO.read_text())
+    data["partners"][2]["base_url"] = "http://127.0.0.1:9/tidewater"  # nothing listens on port 9
+    data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["alerts"] = str(ROOT / "config" / "alerts.yml")
+    config = tmp_path / "alliance.yml"
+    config.write_text(yaml.safe_dump(data))
+    result = cli("ingest", "--config", str(config))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tidewater")]
+    assert lines, result.stderr
+    assert "127.0.0.1:9" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_unknown_platform_fails_before_touching_the_warehouse(tmp_path):
+    data = yaml.safe_load(DEMO.read_text())
+    data["partners"][0]["platform"] = "magento"
+    data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    config = tmp_path / "alliance.yml"
+    config.write_text(yaml.safe_dump(data))
+    result = cli("ingest", "--config", str(config), env={"ALLIANCE_WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:9/x"})
+    assert result.returncode == 2
+    assert "partners[0] (id: northwind).platform" in result.stderr and "magento" in result.stderr
+    assert "warehouse" not in result.stderr.lower()
+
+
+def test_run_then_status(warehouse, sandbox_url):
+    result = cli("run", "--config", str(DEMO))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "published analytics" in result.stdout
+    status = cli("status", "--config", str(DEMO))
+    assert status.returncode == 0
+    assert "analytics.fct_order_attribution" in status.stdout and "succeeded" in status.stdout
