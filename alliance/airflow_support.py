@@ -10,8 +10,8 @@ import os
 
 from airflow.sdk import Asset, Variable
 
+from alliance.assets import table_uri
 from alliance.config import AllianceConfig, load_config
-from alliance.warehouse import DATABASE, parse_url
 
 PUBLISHED_TABLES = (
     "fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily",
@@ -19,16 +19,8 @@ PUBLISHED_TABLES = (
 )
 
 
-def _warehouse_prefix() -> str:
-    url = os.environ.get("ALLIANCE_WAREHOUSE_URL", "").strip()
-    if not url:
-        return f"postgres://127.0.0.1:5432/{DATABASE}"
-    parts = parse_url(url)
-    return f"postgres://{parts.host}:{parts.port}/{parts.dbname}"
-
-
 def table_asset(schema: str, table: str) -> Asset:
-    return Asset(name=f"{schema}.{table}", uri=f"{_warehouse_prefix()}/{schema}/{table}", group="alliance")
+    return Asset(name=f"{schema}.{table}", uri=table_uri(schema, table), group="alliance")
 
 
 RAW_ORDERS = table_asset("raw", "orders")

@@ -107,12 +107,20 @@ def _print_ingest(results: list) -> bool:
 def ingest(
     config: ConfigOption = None,
     source: Annotated[list[str] | None, typer.Option("--source", "-s", help="only these partner/network ids")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="re-pull from this UTC date (backfill), then continue incrementally")
+    ] = None,
 ) -> None:
     """Pull new and changed orders and clicks from every partner API into raw.*."""
+    from alliance.ingest_task import rewind
     from connectors.ingest import ingest_all, ingest_source
 
     cfg = _config(config)
     url = _url()
+    if since is not None:
+        start = _as_of(since) if since else None
+        for source_id in source or cfg.source_ids():
+            rewind(url, source_id, start)
     if source:
         unknown = set(source) - set(cfg.source_ids())
         if unknown:
@@ -175,6 +183,49 @@ def demo(
     from alliance.demo import run_demo
 
     sys.exit(run_demo(config or Path("config/demo.yml"), seed=seed, use_airflow=not in_process, console=console))
+
+
+@app.command()
+def webhooks(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 in a container)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8780,
+) -> None:
+    """Receive partner webhooks (Shopify, WooCommerce, network clicks), land them in raw, tell Airflow.
+
+    Airflow is told through its REST API when ALLIANCE_AIRFLOW_API_URL is set (optionally
+    ALLIANCE_AIRFLOW_USERNAME / ALLIANCE_AIRFLOW_PASSWORD); otherwise events wait in the outbox.
+    """
+    import signal
+    import threading
+
+    from alliance.webhooks import AirflowClient, build_server
+
+    cfg = _config(config, require_secrets=False)
+    server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
+    sources = ", ".join(f"/webhooks/{p}/{i}" for p, i in sorted(server.receiver.sources))
+    server.start()
+    console.print(f"alliance webhooks listening on {server.url} ({sources or 'no source has a webhook secret set'})")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+@app.command()
+def airflow(
+    config: ConfigOption = None,
+    port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
+) -> None:
+    """Start a local Airflow (api-server, scheduler, dag-processor, triggerer) on the embedded warehouse."""
+    from alliance.airflow_local import serve
+
+    cfg_path = config or Path("config/demo.yml")
+    _config(cfg_path, require_secrets=False)
+    sys.exit(serve(_url(), cfg_path, port=port, console=console))
 
 
 @app.command("warehouse")

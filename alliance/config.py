@@ -72,6 +72,7 @@ class Partner(_Strict):
     commission: Commission | None = None
     contracts: list[Contract] = []
     requests_per_second: float | None = Field(default=None, gt=0)
+    webhook_secret_env: str | None = None  # env var holding the secret that signs this partner's webhooks
 
     @model_validator(mode="after")
     def _storefront_needs_api(self) -> Partner:
@@ -93,6 +94,7 @@ class ReferralNetwork(_Strict):
     base_url: str
     credentials_env: str
     requests_per_second: float | None = Field(default=None, gt=0)
+    webhook_secret_env: str | None = None  # env var holding the secret that signs this network's webhooks
 
 
 class Attribution(_Strict):

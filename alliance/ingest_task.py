@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, date, datetime, time
 
 from alliance.config import AllianceConfig
 
@@ -11,9 +12,32 @@ class IngestFailed(RuntimeError):
     pass
 
 
-def ingest_one(config: AllianceConfig, source_id: str) -> dict:
+def rewind(url: str | None, source_id: str, since: date | None) -> None:
+    """Backfill: set the source's incremental start back to `since` (UTC midnight), or forget it (None).
+
+    The next pull re-reads everything changed since then; landing upserts keep the latest version,
+    so a re-pull duplicates nothing. The cursor only moves backwards here, never forwards.
+    """
+    from alliance.warehouse import connect
+    from connectors.ingest import IngestOptions
+    from connectors.landing import ensure_raw_schema
+
+    with connect(url) as conn:
+        ensure_raw_schema(conn)
+        if since is None:
+            conn.execute("delete from raw.cursors where source_id = %s", (source_id,))
+        else:
+            # ingest reads from cursor - lookback, so store since + lookback to start exactly at `since`
+            start = datetime.combine(since, time.min, tzinfo=UTC) + IngestOptions().lookback
+            conn.execute("update raw.cursors set cursor_value = least(cursor_value, %s), updated_at = now() "
+                         "where source_id = %s", (start, source_id))
+
+
+def ingest_one(config: AllianceConfig, source_id: str, since: date | None = None) -> dict:
     from connectors.ingest import ingest_source
 
+    if since is not None:
+        rewind(None, source_id, since)
     result = ingest_source(config, source_id)
     if result.status != "succeeded":
         raise IngestFailed(result.error or f"{source_id}: ingest failed")
