@@ -31,6 +31,7 @@ def metadata_url(warehouse_url: str) -> str:
 def airflow_env(warehouse_url: str, config_path: Path) -> dict[str, str]:
     home = state_dir() / "airflow"
     home.mkdir(parents=True, exist_ok=True)
+    install_local_settings(home)
     meta = metadata_url(warehouse_url)
     env = dict(os.environ)
     env.update(
@@ -74,3 +75,203 @@ def dags_test(dag_id: str, env: dict[str, str], log_file: Path) -> int:
     with log_file.open("a") as out:
         proc = subprocess.run([str(AIRFLOW_BIN), "dags", "test", dag_id], env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc.returncode
+
+
+# --- a running Airflow: api-server, scheduler, dag-processor, triggerer ---------------------------------
+
+LOCAL_SETTINGS = '''"""Written by alliance.airflow_local: alliance's cluster policy (per-partner pools)."""
+from alliance.airflow_policy import task_instance_mutation_hook  # noqa: F401
+'''
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+DAG_IDS = ("alliance_ingest", "alliance_transform")
+
+
+def _persistent_secret(home: Path, name: str) -> str:
+    """A random secret kept under AIRFLOW_HOME so every component (and a restart) signs with the same key."""
+    import secrets
+
+    path = home / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def install_local_settings(home: Path) -> None:
+    config_dir = home / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+
+
+def server_env(base: dict[str, str], port: int) -> dict[str, str]:
+    """A real local deployment: LocalExecutor, SimpleAuthManager with everyone admin (loopback only),
+    and scheduler / DAG-processor intervals tuned for seconds-level freshness on a laptop."""
+    home = Path(base["AIRFLOW_HOME"])
+    install_local_settings(home)
+    env = dict(base)
+    api = f"http://127.0.0.1:{port}"
+    env.update({
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(home, "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": _persistent_secret(home, "api_secret_key"),
+        # freshness: the scheduler loop wakes often; the DAG processor does not re-parse needlessly
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "ALLIANCE_AIRFLOW_API_URL": api,
+    })
+    return env
+
+
+class LocalAirflow:
+    """The four Airflow components as child processes (each in its own process group), logs under AIRFLOW_HOME."""
+
+    def __init__(self, env: dict[str, str], port: int, components: tuple[str, ...] = COMPONENTS) -> None:
+        self.env = env
+        self.port = port
+        self.components = components
+        self.url = f"http://127.0.0.1:{port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.log_dir = Path(env["AIRFLOW_HOME"]) / "logs" / "components"
+
+    def start(self) -> LocalAirflow:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.components:
+            args = [str(AIRFLOW_BIN), name]
+            if name == "api-server":
+                args += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+            out = (self.log_dir / f"{name}.log").open("a")
+            self.procs[name] = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        return self
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = "\n".join((self.log_dir / f"{name}.log").read_text().splitlines()[-20:])
+                raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM each component's process group (its task runners included), SIGKILL what lingers."""
+        import signal
+        import time
+
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group may hold children even after the leader ended
+            except (ProcessLookupError, PermissionError):
+                pass
+            if proc.poll() is None:
+                proc.wait(timeout=5)
+
+    def __enter__(self) -> LocalAirflow:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- REST helpers (Airflow 3 public API) ---
+
+    def api(self):  # noqa: ANN201 - an AirflowClient
+        from alliance.webhooks.notify import AirflowClient
+
+        return AirflowClient(self.url)
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        """Until the API answers and both DAGs are parsed into the metadata DB."""
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        client = self.api()
+        while True:
+            self.check_alive()
+            try:
+                if all(client._call("GET", f"/api/v2/dags/{d}").status_code == 200 for d in DAG_IDS):
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Airflow not ready after {timeout:.0f}s; logs in {self.log_dir}")
+            time.sleep(1)
+
+    def setup(self, config_path: Path, unpause: tuple[str, ...] = DAG_IDS) -> None:
+        """Pools per partner, a clean asset queue for the transform, then unpause the DAGs."""
+        from alliance.airflow_policy import pool_spec
+        from alliance.config import load_config
+
+        client = self.api()
+        for pool in pool_spec(load_config(config_path, require_secrets=False)):
+            resp = client._call("POST", "/api/v2/pools", json=pool)
+            if resp.status_code == 409:
+                resp = client._call("PATCH", f"/api/v2/pools/{pool['name']}", json=pool)
+            if resp.status_code not in (200, 201):
+                raise RuntimeError(f"pool {pool['name']}: HTTP {resp.status_code} {resp.text[:200]}")
+        client._call("DELETE", "/api/v2/dags/alliance_transform/assets/queuedEvents")
+        for dag_id in unpause:
+            resp = client._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+            if resp.status_code != 200:
+                raise RuntimeError(f"unpause {dag_id}: HTTP {resp.status_code} {resp.text[:200]}")
+
+
+def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=None) -> int:  # noqa: ANN001
+    """`make airflow`: the sandbox partner APIs plus a real Airflow on the embedded warehouse, until Ctrl-C."""
+    import signal
+    import threading
+
+    from alliance.config import load_config
+    from alliance.demo import load_sandbox_env
+    from alliance.sandbox.server import start_sandbox
+    from alliance.sandbox.world import build_world
+
+    say = console.print if console else print
+    load_sandbox_env()
+    sandbox = start_sandbox(build_world(load_config(config_path, require_secrets=False), seed=42))
+    os.environ["ALLIANCE_SANDBOX_URL"] = sandbox.url
+    env = server_env(airflow_env(warehouse_url, config_path), port)
+    ensure_metadata_db(env)
+    airflow = LocalAirflow(env, port).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        say(f"starting Airflow (logs: {airflow.log_dir}) ...")
+        airflow.wait_ready()
+        airflow.setup(config_path)
+        say(f"Airflow UI: {airflow.url}  (login: none needed, every local user is admin: "
+            "SimpleAuthManager all_admins, loopback only)")
+        say(f"sandbox partner APIs: {sandbox.url}; DAGs alliance_ingest (hourly) and alliance_transform "
+            "(on raw assets) are unpaused.")
+        say(f"webhooks: in another shell `ALLIANCE_AIRFLOW_API_URL={airflow.url} alliance webhooks "
+            f"--config {config_path}`.  Ctrl-C stops everything.")
+        while not done.wait(2):
+            airflow.check_alive()
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        say(f"[red]{exc}[/]" if console else str(exc))
+        return 1
+    finally:
+        airflow.stop()
+        sandbox.stop()
+    return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Asset, Variable
+from airflow.sdk import Asset, BaseNotifier, Variable
 
 from alliance.assets import table_uri
 from alliance.config import AllianceConfig, load_config
@@ -32,3 +32,26 @@ def dag_config() -> AllianceConfig:
     """The config named by the Airflow Variable `alliance_config`, else ALLIANCE_CONFIG."""
     path = Variable.get("alliance_config", default=None) or os.environ.get("ALLIANCE_CONFIG")
     return load_config(path)
+
+
+class AllianceFailureNotifier(BaseNotifier):
+    """on_failure_callback for every alliance task: log, plus Slack / SMTP when configured (env)."""
+
+    def notify(self, context) -> None:  # noqa: ANN001 - Airflow's Context
+        from alliance.failure_notify import Failure, notify_failure
+
+        ti = context.get("ti") or context.get("task_instance")
+        error = context.get("exception")
+        notify_failure(Failure(
+            dag_id=getattr(ti, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"),
+            run_id=str(context.get("run_id") or getattr(ti, "run_id", "?")),
+            error=f"{type(error).__name__}: {error}" if error else "failed (no exception recorded)",
+            try_number=getattr(ti, "try_number", None), log_url=getattr(ti, "log_url", None),
+        ))
+
+
+def partner_pools(config: AllianceConfig) -> list[dict]:
+    """One pool per storefront and network: `alliance_<id>`, see alliance.airflow_policy."""
+    from alliance.airflow_policy import pool_spec
+
+    return pool_spec(config)

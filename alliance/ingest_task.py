@@ -33,6 +33,17 @@ def rewind(url: str | None, source_id: str, since: date | None) -> None:
                          "where source_id = %s", (start, source_id))
 
 
+def backfill_start(params: dict | None, dag_run: object = None, interval_start: datetime | None = None) -> date | None:
+    """The re-pull start of a run: its `since` param, else a backfill run's data interval start, else None."""
+    since = (params or {}).get("since")
+    if since:
+        return date.fromisoformat(str(since))
+    run_type = str(getattr(dag_run, "run_type", "") or "")
+    if run_type.endswith("backfill") and interval_start is not None:
+        return interval_start.astimezone(UTC).date()
+    return None
+
+
 def ingest_one(config: AllianceConfig, source_id: str, since: date | None = None) -> dict:
     from connectors.ingest import ingest_source
 

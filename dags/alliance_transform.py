@@ -1,11 +1,17 @@
-"""Transform on new landed data: dbt build → quality gate → atomic publish → alerts."""
+"""Transform on new landed data: dbt build → quality gate → atomic publish → alerts.
+
+Scheduled on the raw assets (polls and webhooks both emit them). Several asset events that arrive
+while a run is going collapse into the next run; every run rebuilds from all of raw, so nothing is lost.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
 
-from alliance.airflow_support import PUBLISHED, RAW_CLICKS, RAW_ORDERS, dag_config
+from alliance.airflow_support import PUBLISHED, RAW_CLICKS, RAW_ORDERS, AllianceFailureNotifier, dag_config
 
 
 @dag(
@@ -14,6 +20,9 @@ from alliance.airflow_support import PUBLISHED, RAW_CLICKS, RAW_ORDERS, dag_conf
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args={
+        "retries": 1, "retry_delay": timedelta(seconds=10), "on_failure_callback": [AllianceFailureNotifier()],
+    },
     tags=["alliance"],
     doc_md=__doc__,
 )
@@ -32,7 +41,7 @@ def alliance_transform() -> None:
 
         return run.build(dag_config(), run_key)
 
-    @task
+    @task(retries=0)  # a failed gate is a data problem: notify at once, retrying cannot fix it
     def quality_gate(run_key: str, dbt_failures: list[str]) -> str:
         from alliance import run
 
