@@ -62,3 +62,43 @@ def test_dag_files_only_wire(dagbag):
     for path in DAGS.glob("*.py"):
         text = path.read_text()
         assert "select " not in text.lower() and "psycopg" not in text and "requests" not in text
+
+
+def test_failures_notify_retries_back_off_and_backfill_param(dagbag):
+    from alliance.airflow_support import AllianceFailureNotifier
+
+    ingest = dagbag.dags["alliance_ingest"]
+    transform = dagbag.dags["alliance_transform"]
+    for dag in (ingest, transform):
+        for task in dag.tasks:
+            assert any(isinstance(cb, AllianceFailureNotifier) for cb in task.on_failure_callback or []), task
+    orders = ingest.get_task("ingest_orders")
+    assert orders.retry_exponential_backoff and orders.retries >= 2
+    assert transform.get_task("quality_gate").retries == 0, "a failed gate notifies at once"
+    assert "since" in ingest.params and ingest.params["since"] is None
+
+
+def test_partner_pools_follow_the_mapped_order():
+    from types import SimpleNamespace
+
+    from alliance.airflow_policy import pool_spec, source_for
+    from alliance.config import load_config
+    from alliance.demo import load_sandbox_env
+
+    load_sandbox_env()
+    cfg = load_config(Path(__file__).parents[1] / "config" / "demo.yml")
+    pools = {p["name"]: p for p in pool_spec(cfg)}
+    assert set(pools) == {"alliance_northwind", "alliance_lumen", "alliance_tidewater", "alliance_alliance_network"}
+    assert all(p["slots"] == 1 for p in pools.values())
+    assert "requests/s" in pools["alliance_northwind"]["description"]
+    assert source_for("ingest_orders", 1, cfg) == "lumen"
+    assert source_for("ingest_clicks", 0, cfg) == "alliance_network"
+    assert source_for("ingest_orders", -1, cfg) is None and source_for("prepare", 0, cfg) is None
+    from alliance.ingest_task import backfill_start
+
+    assert str(backfill_start({"since": "2026-10-01"})) == "2026-10-01"
+    backfill = SimpleNamespace(run_type="backfill")
+    from datetime import UTC, datetime
+
+    assert str(backfill_start({}, backfill, datetime(2026, 9, 3, 5, tzinfo=UTC))) == "2026-09-03"
+    assert backfill_start({}, SimpleNamespace(run_type="scheduled"), datetime(2026, 9, 3, tzinfo=UTC)) is None
