@@ -23,8 +23,6 @@ import requests
 from alliance.config import load_config
 from alliance.webhooks import AirflowClient, WebhookServer, build_server, sign
 
-SCHEDULER_ONLY = ("api-server", "scheduler", "dag-processor")  # no deferrable tasks: no triggerer needed
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -40,10 +38,12 @@ class Stack:
 
 
 @contextmanager
-def live_stack(warehouse_url: str, config_path: Path, components: tuple[str, ...] = SCHEDULER_ONLY) -> Iterator[Stack]:
-    """Airflow (metadata in the warehouse server) + the webhook receiver notifying it; everything stopped on exit."""
-    from alliance.airflow_local import LocalAirflow, airflow_env, ensure_metadata_db, server_env
+def live_stack(warehouse_url: str, config_path: Path, components: tuple[str, ...] | None = None) -> Iterator[Stack]:
+    """Airflow (all four components by default, metadata in the warehouse server) + the webhook receiver
+    notifying it; everything stopped on exit."""
+    from alliance.airflow_local import COMPONENTS, LocalAirflow, airflow_env, ensure_metadata_db, server_env
 
+    components = components or COMPONENTS
     port = free_port()
     env = server_env(airflow_env(warehouse_url, config_path), port)
     ensure_metadata_db(env)

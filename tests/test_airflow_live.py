@@ -28,6 +28,7 @@ def test_webhook_to_published_through_a_real_scheduler(warehouse):
         print(f"\nwebhook-to-published latency through a real scheduler: {latency:.1f}s")
         runs = stack.airflow.api()._call("GET", "/api/v2/dags/alliance_transform/dagRuns").json()["dag_runs"]
         procs = list(stack.airflow.procs.values())
+        assert set(stack.airflow.procs) == {"api-server", "scheduler", "dag-processor", "triggerer"}
     assert 1 <= len(runs) <= 2, "at most one run per asset event, collapsed runs are fine"
     assert {r["run_type"] for r in runs} == {"asset_triggered"}
     with psycopg.connect(warehouse) as conn:
