@@ -6,14 +6,19 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
+AIRFLOW_PORT ?= 8080
+WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help
+.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
 	@echo "make test   - run the whole test suite"
 	@echo "make lint   - ruff"
 	@echo "make status - last runs, row counts, warehouse URL"
+	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
+	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
+	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 
 $(UV):
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -42,3 +47,13 @@ sandbox: install
 
 clean-warehouse: install
 	$(BIN)/alliance warehouse stop
+
+airflow: install
+	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
+
+webhooks: install
+	set -a; . config/sandbox.env; set +a; ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \
+	  $(BIN)/alliance webhooks --config $(CONFIG) --port $(WEBHOOKS_PORT)
+
+bench-freshness: install
+	$(BIN)/python bench/freshness.py

@@ -216,6 +216,24 @@ class LocalAirflow:
                 raise TimeoutError(f"Airflow not ready after {timeout:.0f}s; logs in {self.log_dir}")
             time.sleep(1)
 
+    def wait_asset(self, uri: str, timeout: float = 180) -> None:
+        """Until the DAG processor has (re)parsed the DAGs with this warehouse's asset URIs."""
+        import time
+
+        from alliance.webhooks.notify import NotifyError
+
+        deadline = time.monotonic() + timeout
+        client = self.api()
+        while True:
+            self.check_alive()
+            try:
+                client.asset_id(uri)
+                return
+            except NotifyError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"asset {uri} not registered after {timeout:.0f}s") from None
+                time.sleep(1)
+
     def setup(self, config_path: Path, unpause: tuple[str, ...] = DAG_IDS) -> None:
         """Pools per partner, a clean asset queue for the transform, then unpause the DAGs."""
         from alliance.airflow_policy import pool_spec
@@ -257,6 +275,9 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
     try:
         say(f"starting Airflow (logs: {airflow.log_dir}) ...")
         airflow.wait_ready()
+        from alliance.assets import table_uri
+
+        airflow.wait_asset(table_uri("raw", "orders", warehouse_url))
         airflow.setup(config_path)
         say(f"Airflow UI: {airflow.url}  (login: none needed, every local user is admin: "
             "SimpleAuthManager all_admins, loopback only)")

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from alliance.assets import table_uri
 from alliance.config import load_config
 from alliance.webhooks import AirflowClient, WebhookServer, build_server, sign
 
@@ -49,6 +50,7 @@ def live_stack(warehouse_url: str, config_path: Path, components: tuple[str, ...
     ensure_metadata_db(env)
     with LocalAirflow(env, port, components) as airflow:
         airflow.wait_ready()
+        airflow.wait_asset(table_uri("raw", "orders", warehouse_url))
         airflow.setup(config_path, unpause=("alliance_transform",))  # ingest stays paused: webhooks only
         server = build_server(load_config(config_path, require_secrets=False), warehouse_url,
                               client=AirflowClient(airflow.url)).start()
