@@ -57,6 +57,12 @@ def task_instance_mutation_hook(task_instance, dag_run=None) -> None:  # noqa: A
     if source is None:
         return
     from airflow.models.pool import Pool
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
 
-    if Pool.get_pool(pool_name(source)) is not None:
+    # Query in the caller's session: opening our own would close the scheduler's and detach its objects.
+    session = object_session(task_instance)
+    if session is None:
+        return
+    if session.scalar(select(Pool.id).where(Pool.pool == pool_name(source))) is not None:
         task_instance.pool = pool_name(source)

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 from aiosmtpd.controller import Controller
 
-from alliance.airflow_support import AllianceFailureNotifier
 from alliance.failure_notify import Failure, notify_failure
 from alliance.freshness import free_port
 from alliance.run import StepFailed
@@ -69,6 +68,8 @@ def test_gate_failure_goes_to_log_slack_and_email(slack, smtp, monkeypatch, capl
     monkeypatch.setenv("ALLIANCE_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("ALLIANCE_SMTP_PORT", str(port))
     monkeypatch.setenv("ALLIANCE_SMTP_TO", "ops@alliance.test")
+    from alliance.airflow_support import AllianceFailureNotifier  # here: asset URIs are fixed at import
+
     with caplog.at_level(logging.ERROR, logger="alliance.failures"):
         AllianceFailureNotifier().notify(gate_failure_context())
     assert "quality gate failed: alliance_transform.quality_gate" in caplog.text
