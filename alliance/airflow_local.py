@@ -234,6 +234,16 @@ class LocalAirflow:
                     raise TimeoutError(f"asset {uri} not registered after {timeout:.0f}s") from None
                 time.sleep(1)
 
+    def quiesce(self) -> None:
+        """Pause the DAGs and fail unfinished runs, so a later scheduler (another env) never adopts them."""
+        client = self.api()
+        for dag_id in DAG_IDS:
+            client._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+            runs = client._call("GET", f"/api/v2/dags/{dag_id}/dagRuns",
+                                params=[("state", "running"), ("state", "queued")]).json().get("dag_runs", [])
+            for run in runs:
+                client._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
+
     def setup(self, config_path: Path, unpause: tuple[str, ...] = DAG_IDS) -> None:
         """Pools per partner, a clean asset queue for the transform, then unpause the DAGs."""
         from alliance.airflow_policy import pool_spec

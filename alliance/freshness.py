@@ -58,6 +58,7 @@ def live_stack(warehouse_url: str, config_path: Path, components: tuple[str, ...
             yield Stack(airflow, server, warehouse_url)
         finally:
             server.stop()
+            airflow.quiesce()
 
 
 def shopify_order(order_id: str, code: str = "BRIGHT5") -> dict:
