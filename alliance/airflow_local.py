@@ -64,10 +64,25 @@ def ensure_metadata_db(env: dict[str, str]) -> None:
         if not admin.execute("select 1 from pg_database where datname = %s", (parts.dbname,)).fetchone():
             admin.execute(f'create database "{parts.dbname}"')
     stamp = Path(env["AIRFLOW_HOME"]) / f"migrated-{version('apache-airflow-core')}-{parts.port}-{parts.dbname}"
-    if stamp.exists():
-        return
-    subprocess.run([str(AIRFLOW_BIN), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
-    stamp.touch()
+    if not stamp.exists():
+        subprocess.run([str(AIRFLOW_BIN), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+        stamp.touch()
+    _release_legacy_asset_names(parts)
+
+
+LEGACY_ASSET_NAMES = ["raw.orders", "raw.clicks"] + [
+    f"analytics.{t}" for t in ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily",
+                               "partner_balances", "objective_progress")
+]
+
+
+def _release_legacy_asset_names(parts) -> None:  # noqa: ANN001 - a parsed URL
+    """Earlier versions named assets `schema.table`; an active asset under such a name blocks activating the
+    URI-named asset for the same table. Deactivate them (the DAG parse activates the current ones)."""
+    with psycopg.connect(host=parts.host, port=parts.port, user=parts.user, password=parts.password or None,
+                         dbname=parts.dbname, autocommit=True) as conn:
+        if conn.execute("select to_regclass('asset_active')").fetchone()[0]:
+            conn.execute("delete from asset_active where name = any(%s)", (LEGACY_ASSET_NAMES,))
 
 
 def dags_test(dag_id: str, env: dict[str, str], log_file: Path) -> int:

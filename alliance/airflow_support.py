@@ -20,7 +20,10 @@ PUBLISHED_TABLES = (
 
 
 def table_asset(schema: str, table: str) -> Asset:
-    return Asset(name=f"{schema}.{table}", uri=table_uri(schema, table), group="alliance")
+    """Named by its URI: Airflow keeps asset names unique, so a name shared by two warehouses (the demo's
+    and a test's, on one metadata DB) would leave one of them inactive and fail the tasks producing it."""
+    uri = table_uri(schema, table)
+    return Asset(name=uri, uri=uri, group="alliance")
 
 
 RAW_ORDERS = table_asset("raw", "orders")
