@@ -200,9 +200,14 @@ def webhooks(
     import threading
 
     from alliance.webhooks import AirflowClient, build_server
+    from connectors.pii import PiiError
 
     cfg = _config(config, require_secrets=False)
-    server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
+    try:
+        server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
+    except PiiError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     sources = ", ".join(f"/webhooks/{p}/{i}" for p, i in sorted(server.receiver.sources))
     server.start()
     console.print(f"alliance webhooks listening on {server.url} ({sources or 'no source has a webhook secret set'})")

@@ -90,6 +90,9 @@ def test_forged_replayed_malformed_oversized_land_nothing(server, warehouse):
     assert post_shopify(server.url, b"{not json", delivery="m1").status_code == 400
     assert post_shopify(server.url, b"[1, 2]", delivery="m2").status_code == 400
     assert post_shopify(server.url, body, topic="customers/create").status_code == 400
+    no_timestamp = dict(order(), updated_at=None)
+    refused = post_shopify(server.url, json.dumps(no_timestamp).encode())
+    assert refused.status_code == 400 and "updated_at" in refused.json()["message"]
     assert post_shopify(server.url, body, partner="nobody").status_code == 404
     big = b'{"pad": "' + b"x" * 1_100_000 + b'"}'
     assert post_shopify(server.url, big).status_code == 413

@@ -33,11 +33,14 @@ from alliance.assets import table_uri
 from alliance.config import AllianceConfig
 from alliance.warehouse import connect
 from connectors.landing import (
+    RecordError,
     ensure_raw_schema,
     finish_load,
     land_clicks_page,
     land_orders_page,
     start_load,
+    validate_click,
+    validate_shopify_order,
 )
 from connectors.pii import pii_salt
 
@@ -67,6 +70,11 @@ PLATFORMS = {
     "network": Platform("network", "X-Alliance-Signature", "X-Alliance-Delivery-Id", None,
                         frozenset({"clicks"}), "clicks"),
 }
+
+
+# Records the landing rules would quarantine are refused with 400 instead: the sender can fix and resend.
+# WooCommerce orders have no validator here yet; the landing step validates (or quarantines) them.
+VALIDATORS = {"shopify": validate_shopify_order, "network": validate_click}
 
 
 class Rejected(Exception):
@@ -162,6 +170,13 @@ class Receiver:
             raise Rejected(HTTPStatus.BAD_REQUEST, "body must be a JSON object (or a list of objects)")
         if platform.entity == "orders" and len(records) != 1:
             raise Rejected(HTTPStatus.BAD_REQUEST, "an order webhook carries exactly one order object")
+        validate = VALIDATORS.get(platform.name)
+        if validate is not None:
+            for position, record in enumerate(records, start=1):
+                try:
+                    validate(record, position, self.salt)
+                except RecordError as exc:  # the sender sees which field is wrong; nothing is landed
+                    raise Rejected(HTTPStatus.BAD_REQUEST, str(exc)) from None
         return self._land(source, delivery_id, topic, records)
 
     def _seen(self, conn: psycopg.Connection, source: Source, delivery_id: str) -> bool:
