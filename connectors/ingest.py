@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from alliance.config import AllianceConfig, Partner, ReferralNetwork
 from alliance.warehouse import WarehouseError, connect
+from connectors import woocommerce
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.landing import (
@@ -40,6 +41,7 @@ class IngestOptions:
     skew: timedelta = timedelta(minutes=5)  # the cursor never passes sync start - skew
     shopify_page_size: int = 250
     network_page_size: int = 1000
+    woocommerce_page_size: int = 100
     http: HttpPolicy = field(default_factory=HttpPolicy)
 
 
@@ -125,9 +127,6 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
 
 def _pull(conn, config: AllianceConfig, source: Partner | ReferralNetwork, platform: str,  # noqa: ANN001
           since: datetime | None, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
-    if platform == "woocommerce":
-        raise SourceError(f"{source.id}: platform woocommerce is not supported by the connectors yet; "
-                          "set the partner's platform to shopify or none, or wait for the woocommerce connector")
     salt = pii_salt()
     credentials = _credentials(source)
     ref = SourceRef(source.id, source.credentials_env or "")
@@ -137,13 +136,16 @@ def _pull(conn, config: AllianceConfig, source: Partner | ReferralNetwork, platf
         if platform == "shopify":
             pages = iter_order_pages(session, source.base_url or "", credentials, ref, since,
                                      options.shopify_page_size)
+        elif platform == "woocommerce":
+            pages = woocommerce.iter_order_pages(session, source.base_url or "", credentials, ref, since,
+                                                 options.woocommerce_page_size)
         elif platform == "referral_network":
             pages = iter_click_pages(session, source.base_url or "", credentials, ref, since,
                                      options.network_page_size)
         else:
             raise SourceError(f"{source.id}: unknown platform {platform}")
         for page in pages:
-            if platform == "shopify":
+            if platform in ("shopify", "woocommerce"):
                 outcome = land_orders_page(conn, load_id, source.id, platform, page.records, salt=salt,
                                            cursor_cap=cap)
             else:

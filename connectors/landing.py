@@ -199,6 +199,74 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
     return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub(record, salt))
 
 
+def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
+    """WooCommerce `*_gmt`: UTC without a zone suffix (a suffix, if present, is honoured)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _items(record: dict, key: str, where: str) -> list:
+    items = record.get(key) or []
+    if not isinstance(items, list):
+        raise RecordError(f"{where}{key} is not a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RecordError(f"{where}{key}[{i}] is not an object")
+    return items
+
+
+def validate_woocommerce_order(record: object, position: int, salt: str) -> ValidRecord:
+    """WooCommerce order (with fetched refunds under `alliance_refunds`): every field the models read."""
+    if not isinstance(record, dict):
+        raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
+    order_id = _record_id(record.get("id"), "order", position)
+    where = f"order {order_id}"
+    try:
+        updated = _gmt(record.get("date_modified_gmt"), "date_modified_gmt")
+        _gmt(record.get("date_created_gmt"), "date_created_gmt")
+        currency = record.get("currency")
+        if not isinstance(currency, str) or len(currency.strip()) != 3:
+            raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        if not isinstance(record.get("status"), str):
+            raise RecordError(f"status {record.get('status')!r} is not text")
+        billing = record.get("billing")
+        if billing is not None and not isinstance(billing, dict):
+            raise RecordError(f"billing {billing!r} is not an object")
+        if isinstance(billing, dict):
+            _optional_text(billing, "email", where)
+        customer_id = record.get("customer_id")
+        if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
+            raise RecordError(f"customer_id {customer_id!r} is not an id")
+        for i, item in enumerate(_items(record, "line_items", "")):
+            _amount(item.get("total"), f"line_items[{i}].total")
+        for i, coupon in enumerate(_items(record, "coupon_lines", "")):
+            if not isinstance(coupon.get("code"), str):
+                raise RecordError(f"coupon_lines[{i}] has no text `code`")
+        for i, meta in enumerate(_items(record, "meta_data", "")):
+            if meta.get("key") == "_alliance_ref" and meta.get("value") is not None \
+                    and not isinstance(meta.get("value"), str):
+                raise RecordError(f"meta_data[{i}] _alliance_ref {meta.get('value')!r} is not text")
+        for i, refund in enumerate(_items(record, "alliance_refunds", "")):
+            _gmt(refund.get("date_created_gmt"), f"refunds[{i}].date_created_gmt")
+            for j, item in enumerate(_items(refund, "line_items", f"refunds[{i}].")):
+                _amount(item.get("total"), f"refunds[{i}].line_items[{j}].total")
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}", order_id) from None
+    assert updated is not None
+    billing = record.get("billing") if isinstance(record.get("billing"), dict) else {}
+    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt), scrub(record, salt))
+
+
+VALIDATORS = {"shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order}
+
+
 def validate_click(record: object, position: int, salt: str) -> ValidRecord:
     if not isinstance(record, dict):
         raise RecordError(f"click at position {position} of the page is {type(record).__name__}, not an object")
@@ -275,7 +343,7 @@ def _count_page(conn: psycopg.Connection, load_id: uuid.UUID, landed: int, quara
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
                      records: list, *, salt: str, cursor_cap: datetime) -> PageOutcome:
     """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor."""
-    good, bad = _split(records, validate_shopify_order, salt)
+    good, bad = _split(records, VALIDATORS[platform], salt)
     with conn.transaction():
         quarantined = _quarantine(conn, load_id, partner_id, "orders", bad, salt)
         conn.execute(
