@@ -594,19 +594,22 @@ def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
         server.server_close()
 
 
-def run_sandbox(config_path: str | None, host: str, port: int, seed: int) -> None:
+def run_sandbox(config_path: str | None, host: str, port: int, seed: int,
+                options: SandboxOptions | None = None) -> None:
     """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
     from alliance.config import load_config
 
     config = load_config(config_path, require_secrets=False)
     world = build_world(config, seed)
-    server, _ = _make_server(world, host, port, None)
+    server, _ = _make_server(world, host, port, options)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host}:{bound_port}"
     orders = sum(len(v) for v in world.orders.values())
     clicks = sum(len(v) for v in world.clicks.values())
     print(f"alliance sandbox serving {orders} orders and {clicks} clicks (seed {seed}) at {url}", flush=True)
     print(f"  export ALLIANCE_SANDBOX_URL={url}   # tokens: config/sandbox.env", flush=True)
+    if options is not None and options.any_fault:
+        print(f"  injecting faults: {options}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
