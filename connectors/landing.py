@@ -192,7 +192,13 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
             for j, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise RecordError(f"refunds[{i}].refund_line_items[{j}] is not an object")
-                _amount(item.get("subtotal"), f"refunds[{i}].refund_line_items[{j}].subtotal")
+                what = f"refunds[{i}].refund_line_items[{j}]"
+                if item.get("subtotal") is not None:
+                    _amount(item["subtotal"], f"{what}.subtotal")
+                else:  # older API versions: no subtotal, the refunded quantity of the line item's price
+                    line = item.get("line_item") if isinstance(item.get("line_item"), dict) else {}
+                    _amount(item.get("quantity"), f"{what}.quantity (no subtotal)")
+                    _amount(line.get("price"), f"{what}.line_item.price (no subtotal)")
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
