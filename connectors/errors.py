@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import requests
 
 
@@ -91,7 +92,7 @@ def get_json(session: requests.Session, url: str, ref: SourceRef, **kwargs) -> t
             raise describe_transport_error(exc, url, ref) from None
     check_response(response, ref)
     try:
-        return response.json(), response
-    except ValueError:
+        return orjson.loads(response.content), response
+    except orjson.JSONDecodeError:
         raise SourceError(f"{ref.source_id}: the response from {bare_url(response.url)} is not JSON: check base_url "
                           "in the config") from None
