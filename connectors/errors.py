@@ -94,5 +94,9 @@ def get_json(session: requests.Session, url: str, ref: SourceRef, **kwargs) -> t
     try:
         return orjson.loads(response.content), response
     except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses what the stdlib reads (integers beyond 64 bits, say)
+        return response.json(), response
+    except ValueError:
         raise SourceError(f"{ref.source_id}: the response from {bare_url(response.url)} is not JSON: check base_url "
                           "in the config") from None

@@ -118,10 +118,11 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
             conn.commit()
             cursor = read_cursor(conn, source_id, entity)
             since = cursor - options.lookback if cursor else None
+            sync_start = datetime.now(UTC)  # before raw.loads.started_at: the cursor never passes it - skew
             load_id = start_load(conn, source_id, entity, platform, since)
             result.load_id = str(load_id)
             try:
-                _pull(conn, config, source, platform, since, load_id, result, options)
+                _pull(conn, source, platform, since, sync_start - options.skew, load_id, result, options)
             except (SourceError, PiiError) as exc:
                 result.status, result.error = "failed", str(exc)
             except Exception as exc:  # noqa: BLE001 - isolate the source; the message must still say what broke
@@ -136,12 +137,11 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
     return result
 
 
-def _pull(conn, config: AllianceConfig, source: Partner | ReferralNetwork, platform: str,  # noqa: ANN001
-          since: datetime | None, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
+def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetime | None,  # noqa: ANN001
+          cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
     credentials = _credentials(source)
     ref = SourceRef(source.id, source.credentials_env or "")
-    cap = datetime.now(UTC) - options.skew
     session = make_session(options.http, source.requests_per_second)
     with session:
         if platform == "shopify":

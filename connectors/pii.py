@@ -83,7 +83,10 @@ def scrub_to_json(payload: Any, salt: str) -> str:
     the result equals the dict walk's; unusual shapes (an e-mail key holding an object or a number)
     fall back to the walk.
     """
-    text = orjson.dumps(payload).decode()
+    try:
+        text = orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow, general path
+        return json.dumps(_scrub(payload, salt), ensure_ascii=False, separators=(",", ":"))
     parts: list[str] = []
     done = 0
     for value_at in _email_key_ends(text):
@@ -95,7 +98,7 @@ def scrub_to_json(payload: Any, salt: str) -> str:
         else:
             value = _JSON_SCALAR.match(text, value_at)  # `verified_email: true`: not an address, dropped as in scrub
             if value is None:  # an object or list under an e-mail key: let the walk decide
-                return orjson.dumps(_scrub(payload, salt)).decode()
+                return json.dumps(_scrub(payload, salt), ensure_ascii=False, separators=(",", ":"))
             replacement = "null"
         parts.append(text[done:value_at])
         parts.append(replacement)
@@ -104,7 +107,9 @@ def scrub_to_json(payload: Any, salt: str) -> str:
         parts.append(text[done:])
         text = "".join(parts)
     if "@" in text:
-        text = _EMAIL_IN_TEXT.sub(lambda m: _free_text_key(m.group(0), salt), text)
+        if any("\\" in m.group(0) for m in _EMAIL_IN_TEXT.finditer(text)):  # an address next to a JSON escape
+            return json.dumps(_scrub(payload, salt), ensure_ascii=False, separators=(",", ":"))
+        text = _EMAIL_IN_TEXT.sub(lambda m: customer_key(m.group(0), salt) or "", text)
     return text
 
 
@@ -124,11 +129,3 @@ def _email_key_ends(text: str) -> list[int]:
 def _key_json(escaped: str, salt: str) -> str:
     key = customer_key(json.loads(f'"{escaped}"') if "\\" in escaped else escaped, salt)
     return "null" if key is None else f'"{key}"'
-
-
-def _free_text_key(match: str, salt: str) -> str:
-    if "\\" in match:  # an address next to a JSON escape: hash what the decoded text would match
-        decoded = json.loads(f'"{match}"')
-        found = _EMAIL_IN_TEXT.search(decoded)
-        return match.replace(found.group(0), customer_key(found.group(0), salt) or "") if found else match
-    return customer_key(match, salt) or ""
