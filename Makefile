@@ -7,7 +7,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
 
-.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help
+.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help bench-ingest
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -39,6 +39,9 @@ status: install
 
 sandbox: install
 	$(BIN)/alliance sandbox --config $(CONFIG)
+
+bench-ingest: install
+	$(BIN)/python bench/ingest.py --orders $${ORDERS:-10000}
 
 clean-warehouse: install
 	$(BIN)/alliance warehouse stop

@@ -29,7 +29,8 @@ if not FIXTURES.exists():
 SALT = "fixture-salt"
 D = Decimal
 STAGING = ["stg_shopify__orders", "stg_shopify__order_refunds", "stg_shopify__order_discount_codes",
-           "stg_woocommerce__orders", "stg_woocommerce__order_refunds", "stg_woocommerce__order_discount_codes"]
+           "stg_woocommerce__orders", "stg_woocommerce__order_refunds", "stg_woocommerce__order_discount_codes",
+           "int_orders__unioned", "int_order_refunds__unioned"]
 
 CONFIG = """
 reporting_currency: USD
@@ -153,3 +154,12 @@ def test_codes_stage_and_no_email_reaches_the_warehouse(staged):
     assert codes == [("450789470", 1, "SHOP10"), ("728", 1, "WOO10")]
     leaked = _rows(staged, "select order_id from raw.orders where payload::text ~ '[A-Za-z0-9._-]+@[A-Za-z0-9-]+\\.'")
     assert leaked == []
+
+
+def test_woocommerce_rows_reach_the_platform_unions(staged):
+    orders = _rows(staged, "select platform, count(*), sum(commissionable_amount) "
+                           "from alliance_fixtures_work.int_orders__unioned group by 1 order by 1")
+    assert orders == [("shopify", 2, D("1194.00")), ("woocommerce", 3, D("65.00"))]  # 18 + 29 + 18
+    refunds = _rows(staged, "select sum(refunded_amount), count(*) "
+                            "from alliance_fixtures_work.int_order_refunds__unioned")
+    assert refunds == [(D("407.00"), 3)]  # 398 (Shopify) + 9 + 0 (WooCommerce)
