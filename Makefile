@@ -32,7 +32,7 @@ test: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check alliance connectors dags tests
+	$(BIN)/ruff check alliance connectors dags tests bench
 
 status: install
 	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
