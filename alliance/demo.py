@@ -106,6 +106,17 @@ def print_summary(console: Console, url: str) -> None:
             table: conn.execute(f"select count(*) from analytics.{table}").fetchone()[0]
             for table in ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily", "kpi_alerts")
         }
+        ledger_rows = conn.execute(
+            """
+            select destination_partner_id, referrer_partner_id, sum(commission_owed_rc),
+                   sum(commission_locked_rc), sum(commission_pending_rc)
+            from analytics.partner_balances group by 1, 2 order by 3 desc limit 6
+            """
+        ).fetchall()
+        alerts = conn.execute(
+            "select severity, rule_id, partner_id, period, value, threshold from analytics.kpi_alerts"
+            " order by period desc, rule_id limit 5"
+        ).fetchall()
         state = conn.execute(
             "select commission_state, count(*), sum(commission_rc) from analytics.fct_order_attribution"
             " where referrer_partner_id is not null group by 1 order by 1"
@@ -116,6 +127,16 @@ def print_summary(console: Console, url: str) -> None:
     for partner, orders, revenue, earned, owed in rows:
         table.add_row(partner, str(orders), f"{revenue:,.2f}", f"{earned:,.2f}", f"{owed:,.2f}")
     console.print(table)
+    ledger = Table(title="Who owes whom (analytics.partner_balances, all months)")
+    for column in ("destination pays", "referrer", "owed", "locked", "pending"):
+        ledger.add_column(column, justify="right" if column in ("owed", "locked", "pending") else "left")
+    for destination, referrer, total, locked, pending in ledger_rows:
+        ledger.add_row(destination, referrer, f"{total:,.2f}", f"{locked:,.2f}", f"{pending:,.2f}")
+    console.print(ledger)
+    if alerts:
+        console.print("Latest alerts (analytics.kpi_alerts):")
+        for severity, rule, partner, period, value, threshold in alerts:
+            console.print(f"  [{severity}] {rule}: {partner} on {period}: {value} vs {threshold}", markup=False)
     console.print(
         "Commissions: " + ", ".join(f"{s}: {n} orders, {total:,.2f}" for s, n, total in state)
         + " (reporting currency)"

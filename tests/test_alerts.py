@@ -20,8 +20,8 @@ RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
 
 def test_load_rules_reads_the_shipped_file():
     rules = {r.id: r for r in load_rules(RULES_FILE)}
-    assert set(rules) == {"low_conversion", "high_refund_rate", "big_commission_day"}
-    assert (rules["low_conversion"].comparison, rules["low_conversion"].threshold) == ("below", Decimal("0.02"))
+    assert set(rules) == {"high_refund_rate", "large_commission_bill", "top_referral_day"}
+    assert (rules["high_refund_rate"].comparison, rules["high_refund_rate"].threshold) == ("above", Decimal("0.6"))
     assert rules["high_refund_rate"].severity == "critical"
 
 
@@ -55,8 +55,23 @@ def test_alerts_need_published_data(warehouse):
         evaluate_alerts(warehouse, load_rules(RULES_FILE), run_id="r1")
 
 
-def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog):
-    rules = load_rules(RULES_FILE)
+TEST_RULES = """
+rules:
+  - {id: low_conversion, kpi: conversion_rate, below: 0.02, severity: warning}
+  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical}
+  - {id: big_commission_day, kpi: commission_owed_rc, above: 500, severity: info}
+"""
+
+
+@pytest.fixture()
+def test_rules(tmp_path):
+    path = tmp_path / "rules.yml"
+    path.write_text(TEST_RULES)
+    return load_rules(path)
+
+
+def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_rules):
+    rules = test_rules
     make_build_schema(warehouse)
     publish(warehouse, run_id="r1")
 
@@ -92,7 +107,7 @@ def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog):
     ]
 
 
-def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse):
+def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse, test_rules):
     class Collect:
         name = "collect"
 
@@ -106,7 +121,7 @@ def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse):
     assert isinstance(collector, Channel) and isinstance(LogChannel(), Channel)
     make_build_schema(warehouse)
     publish(warehouse, run_id="r1")
-    rules = load_rules(RULES_FILE)
+    rules = test_rules
     assert evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 9, 30), channels=[collector]) == []
     fired = evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 10, 1), channels=[collector])
     assert len(fired) == 3 and collector.sent == fired
