@@ -9,7 +9,7 @@ CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness
+.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -37,13 +37,16 @@ test: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check alliance connectors dags tests
+	$(BIN)/ruff check alliance connectors dags tests bench
 
 status: install
 	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
 
 sandbox: install
 	$(BIN)/alliance sandbox --config $(CONFIG)
+
+bench-ingest: install
+	$(BIN)/python bench/ingest.py --orders $${ORDERS:-10000}
 
 clean-warehouse: install
 	$(BIN)/alliance warehouse stop

@@ -78,13 +78,35 @@ def sandbox(
     host: str = "127.0.0.1",
     port: int = 8765,
     seed: int = 42,
+    page_size: Annotated[int | None, typer.Option(help="cap every page at this many records")] = None,
+    fault_seed: Annotated[int, typer.Option(help="seed of the random fault schedule")] = 0,
+    error_rate: Annotated[float, typer.Option(help="share of requests answered 500/502/503")] = 0.0,
+    burst_rate: Annotated[float, typer.Option(help="share of requests starting a burst of 429s")] = 0.0,
+    burst_length: Annotated[int, typer.Option(help="429s per burst")] = 3,
+    slow_rate: Annotated[float, typer.Option(help="share of requests answered slowly")] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(help="delay of a slow answer")] = 0.5,
+    drop_rate: Annotated[float, typer.Option(help="share of connections dropped without an answer")] = 0.0,
+    malformed_rate: Annotated[float, typer.Option(help="share of pages with an extra malformed record")] = 0.0,
+    change_rate: Annotated[float, typer.Option(help="share of pages after which an unread order changes")] = 0.0,
+    late_update_rate: Annotated[float, typer.Option(help="share of pages after which a read order changes late")]
+    = 0.0,
+    late_by_seconds: Annotated[float, typer.Option(help="how far behind the newest change a late update is")]
+    = 120.0,
 ) -> None:
-    """Serve the deterministic sandbox partner APIs (Shopify and referral-network styles)."""
-    from alliance.sandbox.server import run_sandbox
+    """Serve the deterministic sandbox partner APIs (Shopify, WooCommerce, referral network), faults optional."""
+    from alliance.sandbox.server import SandboxOptions, run_sandbox
 
+    if not all(0.0 <= r <= 1.0 for r in (error_rate, burst_rate, slow_rate, drop_rate, malformed_rate, change_rate,
+                                          late_update_rate)):
+        err.print("[red]every --*-rate must be between 0 and 1[/]")
+        raise typer.Exit(2)
+    options = SandboxOptions(page_size=page_size, seed=fault_seed, error_rate=error_rate, burst_rate=burst_rate,
+                             burst_length=burst_length, slow_rate=slow_rate, slow_seconds=slow_seconds,
+                             drop_rate=drop_rate, malformed_rate=malformed_rate, change_rate=change_rate,
+                             late_update_rate=late_update_rate, late_by_seconds=late_by_seconds)
     cfg_path = str(config) if config else None
     _config(config, require_secrets=False)
-    run_sandbox(cfg_path, host, port, seed)
+    run_sandbox(cfg_path, host, port, seed, options)
 
 
 def _print_ingest(results: list) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import requests
 
 
@@ -60,6 +63,9 @@ def describe_transport_error(exc: requests.RequestException, url: str, ref: Sour
     if isinstance(exc, requests.exceptions.Timeout):
         return SourceError(f"{ref.source_id}: timed out talking to {where}: the partner API is slow or down; "
                            "rerun later")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return SourceError(f"{ref.source_id}: {where} kept cutting its answers short: the partner API or the "
+                           "network is unstable; rerun later (ingestion resumes from the stored cursor)")
     if isinstance(exc, requests.exceptions.ConnectionError):
         return SourceError(f"{ref.source_id}: cannot reach {where} (connection failed): check base_url in the "
                            "config and that the partner API is up")
@@ -68,12 +74,28 @@ def describe_transport_error(exc: requests.RequestException, url: str, ref: Sour
 
 def get_json(session: requests.Session, url: str, ref: SourceRef, **kwargs) -> tuple[object, requests.Response]:  # noqa: ANN003
     """GET url and decode JSON, turning every failure into a SourceError."""
-    try:
-        response = session.get(url, **kwargs)
-    except requests.RequestException as exc:
-        raise describe_transport_error(exc, url, ref) from None
+    policy = getattr(session, "policy", None)
+    attempts = 1 + (policy.read_retries if policy else 3)
+    for attempt in range(attempts):
+        try:
+            response = session.get(url, **kwargs)
+            response.content  # noqa: B018 - read the body now: a connection cut mid-body is retried here
+            break
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # urllib3 retries failures before the headers; a body cut short surfaces only here
+            if attempt + 1 >= attempts:
+                raise describe_transport_error(exc, url, ref) from None
+            delay = min(policy.backoff_max if policy else 5.0,
+                        (policy.backoff_factor if policy else 0.5) * 2 ** attempt)
+            time.sleep(delay * random.uniform(0.5, 1.5))
+        except requests.RequestException as exc:
+            raise describe_transport_error(exc, url, ref) from None
     check_response(response, ref)
     try:
+        return orjson.loads(response.content), response
+    except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses what the stdlib reads (integers beyond 64 bits, say)
         return response.json(), response
     except ValueError:
         raise SourceError(f"{ref.source_id}: the response from {bare_url(response.url)} is not JSON: check base_url "

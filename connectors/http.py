@@ -27,6 +27,7 @@ class HttpPolicy:
 
     retries: int = 6
     connect_retries: int = 3
+    read_retries: int = 3  # read errors and timeouts, and answers cut short mid-body
     backoff_factor: float = 0.5
     backoff_max: float = 30.0
     backoff_jitter: float = 0.5
@@ -92,7 +93,7 @@ def make_session(policy: HttpPolicy | None = None, requests_per_second: float | 
     retry = AllianceRetry(
         total=policy.retries,
         connect=policy.connect_retries,
-        read=2,
+        read=policy.read_retries,
         status=policy.retries,
         backoff_factor=policy.backoff_factor,
         backoff_max=policy.backoff_max,

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from alliance.config import AllianceConfig, Partner, ReferralNetwork
 from alliance.warehouse import WarehouseError, connect
+from connectors import woocommerce
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.landing import (
+    PreparedPage,
     ensure_raw_schema,
     finish_load,
     land_clicks_page,
     land_orders_page,
+    prepare_page,
     read_cursor,
     start_load,
     try_lock_source,
 )
 from connectors.network import iter_click_pages
+from connectors.paging import Page
 from connectors.pii import PiiError, pii_salt
 from connectors.shopify import iter_order_pages
 
@@ -40,6 +47,7 @@ class IngestOptions:
     skew: timedelta = timedelta(minutes=5)  # the cursor never passes sync start - skew
     shopify_page_size: int = 250
     network_page_size: int = 1000
+    woocommerce_page_size: int = 100
     http: HttpPolicy = field(default_factory=HttpPolicy)
 
 
@@ -103,12 +111,18 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
             ensure_raw_schema(conn)
             if not try_lock_source(conn, source_id, entity):
                 raise SourceError(f"{source_id}: another ingest of {entity} is already running; wait for it to end")
+            # Each page commits its rows together with its cursor; if the server crashes before a commit
+            # reaches disk, both are lost together and the rerun fetches the page again: safe to skip the
+            # per-page fsync wait.
+            conn.execute("set synchronous_commit = off")
+            conn.commit()
             cursor = read_cursor(conn, source_id, entity)
             since = cursor - options.lookback if cursor else None
+            sync_start = datetime.now(UTC)  # before raw.loads.started_at: the cursor never passes it - skew
             load_id = start_load(conn, source_id, entity, platform, since)
             result.load_id = str(load_id)
             try:
-                _pull(conn, config, source, platform, since, load_id, result, options)
+                _pull(conn, source, platform, since, sync_start - options.skew, load_id, result, options)
             except (SourceError, PiiError) as exc:
                 result.status, result.error = "failed", str(exc)
             except Exception as exc:  # noqa: BLE001 - isolate the source; the message must still say what broke
@@ -123,36 +137,84 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
     return result
 
 
-def _pull(conn, config: AllianceConfig, source: Partner | ReferralNetwork, platform: str,  # noqa: ANN001
-          since: datetime | None, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
-    if platform == "woocommerce":
-        raise SourceError(f"{source.id}: platform woocommerce is not supported by the connectors yet; "
-                          "set the partner's platform to shopify or none, or wait for the woocommerce connector")
+def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetime | None,  # noqa: ANN001
+          cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
     credentials = _credentials(source)
     ref = SourceRef(source.id, source.credentials_env or "")
-    cap = datetime.now(UTC) - options.skew
     session = make_session(options.http, source.requests_per_second)
     with session:
         if platform == "shopify":
             pages = iter_order_pages(session, source.base_url or "", credentials, ref, since,
                                      options.shopify_page_size)
+        elif platform == "woocommerce":
+            pages = woocommerce.iter_order_pages(session, source.base_url or "", credentials, ref, since,
+                                                 options.woocommerce_page_size)
         elif platform == "referral_network":
             pages = iter_click_pages(session, source.base_url or "", credentials, ref, since,
                                      options.network_page_size)
         else:
             raise SourceError(f"{source.id}: unknown platform {platform}")
-        for page in pages:
-            if platform == "shopify":
-                outcome = land_orders_page(conn, load_id, source.id, platform, page.records, salt=salt,
-                                           cursor_cap=cap)
+        entity = "clicks" if platform == "referral_network" else "orders"
+        for page, prepared in _prefetched(pages, lambda p: prepare_page(entity, platform, p.records, salt)):
+            if entity == "orders":
+                outcome = land_orders_page(conn, load_id, source.id, platform, prepared, salt=salt, cursor_cap=cap)
             else:
-                outcome = land_clicks_page(conn, load_id, source.id, page.records, salt=salt, cursor_cap=cap)
+                outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap)
             result.pages += 1
             result.landed += outcome.landed
             result.quarantined += outcome.quarantined
             log.info("%s: page %d from %s: %d landed, %d quarantined", source.id, page.number, page.url,
                      outcome.landed, outcome.quarantined)
+
+
+_DONE = object()
+
+
+def _prefetched(pages: Iterator[Page], prepare: Callable[[Page], PreparedPage],
+                depth: int = 2) -> Iterator[tuple[Page, PreparedPage]]:
+    """Fetch and prepare the next pages in a helper thread while this one lands the current page.
+
+    Why: HTTP waits and PostgreSQL's work then overlap instead of adding up. At most `depth` pages wait
+    in the queue, so memory stays flat however long the sync; an error in the helper is re-raised here,
+    and stopping early (an exception while landing) tells the helper to stop.
+    """
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                item = (page, prepare(page))
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            out.put(exc)
+
+    worker = threading.Thread(target=produce, name="ingest-fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
 
 
 def ingest_all(config: AllianceConfig, warehouse_url: str | None = None, *,

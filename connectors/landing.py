@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from connectors.pii import customer_key, scrub
+from connectors.pii import customer_key, scrub, scrub_to_json
 
 RAW_SCHEMA = Path(__file__).with_name("raw_schema.sql")
 _SCHEMA_LOCK = "alliance.raw_schema"
@@ -36,7 +36,7 @@ class ValidRecord:
     key: str
     timestamp: datetime  # updated_at for orders, EventDate for clicks (UTC)
     customer_key: str | None
-    payload: dict  # e-mails replaced
+    payload_json: str  # the record as JSON, e-mails replaced by their customer_key
 
 
 @dataclass
@@ -192,11 +192,85 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
             for j, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise RecordError(f"refunds[{i}].refund_line_items[{j}] is not an object")
-                _amount(item.get("subtotal"), f"refunds[{i}].refund_line_items[{j}].subtotal")
+                what = f"refunds[{i}].refund_line_items[{j}]"
+                if item.get("subtotal") is not None:
+                    _amount(item["subtotal"], f"{what}.subtotal")
+                else:  # older API versions: no subtotal, the refunded quantity of the line item's price
+                    line = item.get("line_item") if isinstance(item.get("line_item"), dict) else {}
+                    _amount(item.get("quantity"), f"{what}.quantity (no subtotal)")
+                    _amount(line.get("price"), f"{what}.line_item.price (no subtotal)")
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
-    return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub(record, salt))
+    return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub_to_json(record, salt))
+
+
+def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
+    """WooCommerce `*_gmt`: UTC without a zone suffix (a suffix, if present, is honoured)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _items(record: dict, key: str, where: str) -> list:
+    items = record.get(key) or []
+    if not isinstance(items, list):
+        raise RecordError(f"{where}{key} is not a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RecordError(f"{where}{key}[{i}] is not an object")
+    return items
+
+
+def validate_woocommerce_order(record: object, position: int, salt: str) -> ValidRecord:
+    """WooCommerce order (with fetched refunds under `alliance_refunds`): every field the models read."""
+    if not isinstance(record, dict):
+        raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
+    order_id = _record_id(record.get("id"), "order", position)
+    where = f"order {order_id}"
+    try:
+        updated = _gmt(record.get("date_modified_gmt"), "date_modified_gmt")
+        _gmt(record.get("date_created_gmt"), "date_created_gmt")
+        currency = record.get("currency")
+        if not isinstance(currency, str) or len(currency.strip()) != 3:
+            raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        if not isinstance(record.get("status"), str):
+            raise RecordError(f"status {record.get('status')!r} is not text")
+        billing = record.get("billing")
+        if billing is not None and not isinstance(billing, dict):
+            raise RecordError(f"billing {billing!r} is not an object")
+        if isinstance(billing, dict):
+            _optional_text(billing, "email", where)
+        customer_id = record.get("customer_id")
+        if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
+            raise RecordError(f"customer_id {customer_id!r} is not an id")
+        for i, item in enumerate(_items(record, "line_items", "")):
+            _amount(item.get("total"), f"line_items[{i}].total")
+        for i, coupon in enumerate(_items(record, "coupon_lines", "")):
+            if not isinstance(coupon.get("code"), str):
+                raise RecordError(f"coupon_lines[{i}] has no text `code`")
+        for i, meta in enumerate(_items(record, "meta_data", "")):
+            if meta.get("key") == "_alliance_ref" and meta.get("value") is not None \
+                    and not isinstance(meta.get("value"), str):
+                raise RecordError(f"meta_data[{i}] _alliance_ref {meta.get('value')!r} is not text")
+        for i, refund in enumerate(_items(record, "alliance_refunds", "")):
+            _gmt(refund.get("date_created_gmt"), f"refunds[{i}].date_created_gmt")
+            for j, item in enumerate(_items(refund, "line_items", f"refunds[{i}].")):
+                _amount(item.get("total"), f"refunds[{i}].line_items[{j}].total")
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}", order_id) from None
+    assert updated is not None
+    billing = record.get("billing") if isinstance(record.get("billing"), dict) else {}
+    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt), scrub_to_json(record, salt))
+
+
+VALIDATORS = {"shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order}
 
 
 def validate_click(record: object, position: int, salt: str) -> ValidRecord:
@@ -216,7 +290,7 @@ def validate_click(record: object, position: int, salt: str) -> ValidRecord:
         raise RecordError(f"{where}: {exc}", click_id) from None
     assert event is not None
     email = record.get("CustomerEmail")
-    return ValidRecord(click_id, event, customer_key(email, salt), scrub(record, salt))
+    return ValidRecord(click_id, event, customer_key(email, salt), scrub_to_json(record, salt))
 
 
 # --- landing one page -----------------------------------------------------------------------------------
@@ -272,43 +346,70 @@ def _count_page(conn: psycopg.Connection, load_id: uuid.UUID, landed: int, quara
     )
 
 
+@dataclass
+class PreparedPage:
+    """A page validated and serialised, ready to land (prepared off the landing thread)."""
+
+    good: list[ValidRecord]
+    bad: list[tuple[RecordError, object]]
+
+
+def prepare_page(entity: str, platform: str, records: list, salt: str) -> PreparedPage:
+    validate = validate_click if entity == "clicks" else VALIDATORS[platform]
+    good, bad = _split(records, validate, salt)
+    return PreparedPage(good, bad)
+
+
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
-                     records: list, *, salt: str, cursor_cap: datetime) -> PageOutcome:
+                     records: list | PreparedPage, *, salt: str, cursor_cap: datetime) -> PageOutcome:
     """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor."""
-    good, bad = _split(records, validate_shopify_order, salt)
+    page = records if isinstance(records, PreparedPage) else prepare_page("orders", platform, records, salt)
+    good, bad = page.good, page.bad
+    latest: dict[str, ValidRecord] = {}
+    for r in good:  # a page may repeat an order: keep its latest version
+        if r.key not in latest or r.timestamp > latest[r.key].timestamp:
+            latest[r.key] = r
     with conn.transaction():
+        # one writer per partner's orders at a time, so "is it new?" below cannot race another loader
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"alliance.land:orders:{partner_id}",))
         quarantined = _quarantine(conn, load_id, partner_id, "orders", bad, salt)
-        conn.execute(
-            "create temp table if not exists _page_orders (partner_id text, order_id text, platform text, "
-            "updated_at timestamptz, customer_key text, payload jsonb) on commit delete rows"
-        )
-        with conn.cursor().copy(
-            "copy _page_orders (partner_id, order_id, platform, updated_at, customer_key, payload) from stdin"
-        ) as copy:
-            for r in good:
-                copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key,
-                                json.dumps(r.payload, ensure_ascii=False)))
-        cur = conn.execute(
-            "insert into raw.orders as o (partner_id, order_id, platform, updated_at, customer_key, payload, load_id) "
-            "select distinct on (partner_id, order_id) partner_id, order_id, platform, updated_at, customer_key, "
-            "       payload, %s "
-            "from _page_orders order by partner_id, order_id, updated_at desc "
-            "on conflict (partner_id, order_id) do update set platform = excluded.platform, "
-            "  updated_at = excluded.updated_at, customer_key = excluded.customer_key, payload = excluded.payload, "
-            "  load_id = excluded.load_id, loaded_at = now() "
-            "where excluded.updated_at > o.updated_at",
-            (load_id,),
-        )
-        landed = max(cur.rowcount, 0)
+        existing = dict(conn.execute(
+            "select order_id, updated_at from raw.orders where partner_id = %s and order_id = any(%s)",
+            (partner_id, list(latest)),
+        ).fetchall()) if latest else {}
+        new = [r for r in latest.values() if r.key not in existing]
+        newer = [r for r in latest.values() if r.key in existing and r.timestamp > existing[r.key]]
+        columns = "partner_id, order_id, platform, updated_at, customer_key, payload, load_id"
+        if new:  # the common case streams straight into raw.orders: one COPY, each document parsed once
+            with conn.cursor().copy(f"copy raw.orders ({columns}) from stdin") as copy:
+                for r in new:
+                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id))
+        updated = 0
+        if newer:  # newer versions of landed orders: through a temp table, replacing only older versions
+            conn.execute(
+                "create temp table if not exists _page_orders (partner_id text, order_id text, platform text, "
+                "updated_at timestamptz, customer_key text, payload jsonb, load_id uuid) on commit delete rows"
+            )
+            with conn.cursor().copy(f"copy _page_orders ({columns}) from stdin") as copy:
+                for r in newer:
+                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id))
+            updated = max(conn.execute(
+                "update raw.orders o set platform = p.platform, updated_at = p.updated_at, "
+                "  customer_key = p.customer_key, payload = p.payload, load_id = p.load_id, loaded_at = now() "
+                "from _page_orders p where o.partner_id = p.partner_id and o.order_id = p.order_id "
+                "  and p.updated_at > o.updated_at"
+            ).rowcount, 0)
+        landed = len(new) + updated
         cursor = _move_cursor(conn, partner_id, "orders", load_id, good, cursor_cap)
         _count_page(conn, load_id, landed, quarantined)
     return PageOutcome(landed, quarantined, cursor)
 
 
-def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: str, records: list, *,
+def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: str, records: list | PreparedPage, *,
                      salt: str, cursor_cap: datetime) -> PageOutcome:
     """One page of clicks in one transaction; a click already landed is left as it is (events are immutable)."""
-    good, bad = _split(records, validate_click, salt)
+    page = records if isinstance(records, PreparedPage) else prepare_page("clicks", "referral_network", records, salt)
+    good, bad = page.good, page.bad
     with conn.transaction():
         quarantined = _quarantine(conn, load_id, network_id, "clicks", bad, salt)
         conn.execute(
@@ -319,8 +420,7 @@ def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: s
             "copy _page_clicks (network_id, click_id, clicked_at, customer_key, payload) from stdin"
         ) as copy:
             for r in good:
-                copy.write_row((network_id, r.key, r.timestamp, r.customer_key,
-                                json.dumps(r.payload, ensure_ascii=False)))
+                copy.write_row((network_id, r.key, r.timestamp, r.customer_key, r.payload_json))
         cur = conn.execute(
             "insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id) "
             "select distinct on (network_id, click_id) network_id, click_id, clicked_at, customer_key, payload, %s "

@@ -43,6 +43,10 @@ create table if not exists raw.orders (
     primary key (partner_id, order_id)
 );
 
+-- Payloads are stored uncompressed (out of line): pglz costs more CPU than the landing itself and this
+-- build has no lz4; raw pages are written once per version and read in bulk by dbt.
+alter table raw.orders alter column payload set storage external;
+
 -- Referral clicks from referral networks (and later webhooks); immutable events.
 create table if not exists raw.clicks (
     network_id   text not null,

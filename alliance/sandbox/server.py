@@ -23,11 +23,12 @@ import base64
 import binascii
 import json
 import math
+import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -38,6 +39,8 @@ SHOPIFY_MAX_LIMIT = 250
 SHOPIFY_DEFAULT_LIMIT = 50
 NETWORK_MAX_PAGE = 1000
 NETWORK_DEFAULT_PAGE = 50
+WOO_MAX_PAGE = 100
+WOO_DEFAULT_PAGE = 10
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -53,9 +56,27 @@ class Fault:
 
 @dataclass
 class SandboxOptions:
+    """Paging caps and fault injection; every rate is a probability per request (or per served page)."""
+
     page_size: int | None = None  # cap on every page, to force paging in tests
     call_limit: int = 40  # Shopify leaky bucket size
     leak_per_second: float = 2.0
+    seed: int = 0  # the fault schedule is reproducible for a seed
+    error_rate: float = 0.0  # answer 500/502/503 instead of the page
+    burst_rate: float = 0.0  # start a burst of `burst_length` 429s (fractional Retry-After / X-RateLimit-Reset)
+    burst_length: int = 3
+    slow_rate: float = 0.0  # wait `slow_seconds` before answering
+    slow_seconds: float = 0.5
+    drop_rate: float = 0.0  # close the connection without an answer (or after half the body)
+    malformed_rate: float = 0.0  # add a malformed record (not part of the ground truth) to a page
+    change_rate: float = 0.0  # after a page, edit a not-yet-served order (it moves behind the sync)
+    late_update_rate: float = 0.0  # after a page, edit an already-served order with a time just behind it
+    late_by_seconds: float = 120.0  # how far behind the last served time a late update lands
+
+    @property
+    def any_fault(self) -> bool:
+        return any((self.error_rate, self.burst_rate, self.slow_rate, self.drop_rate, self.malformed_rate,
+                    self.change_rate, self.late_update_rate))
 
 
 @dataclass
@@ -66,6 +87,16 @@ class _State:
     requests: Counter = field(default_factory=Counter)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=random.Random)
+    bursts: Counter = field(default_factory=Counter)
+    injected: Counter = field(default_factory=Counter)  # fault name -> times injected
+    edits: int = 0
+
+    def roll(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self.lock:
+            return self.rng.random() < rate
 
 
 def _encode_cursor(data: dict) -> str:
@@ -98,6 +129,28 @@ def _order_key(order: dict) -> list:
     except (TypeError, ValueError):
         number = -1
     return [_micros(order.get("updated_at")), number, str(raw_id)]
+
+
+def _order_key_any(order: dict) -> list:
+    """(modified time, id) of a Shopify or WooCommerce order, in microseconds since the epoch."""
+    if "date_modified_gmt" in order:
+        return _woo_key(order, "date_modified_gmt")
+    return _order_key(order)
+
+
+def _woo_key(order: dict, field_name: str | None) -> list:
+    raw_id = order.get("id")
+    try:
+        number = int(raw_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1
+    if field_name is None:
+        return [number, str(raw_id)]
+    try:
+        micros = _micros_from_start(str(order.get(field_name)))
+    except ValueError:
+        micros = 0
+    return [micros, number, str(raw_id)]
 
 
 def _click_key(click: dict) -> list:
@@ -148,15 +201,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._shopify_orders(source, query)
         elif source in world.clicks and rest == ["Clicks"]:
             self._network_clicks(source, query)
+        elif source in world.refunds and rest == ["wp-json", "wc", "v3", "orders"]:
+            self._woo_orders(source, query)
+        elif (source in world.refunds and len(rest) == 6 and rest[:4] == ["wp-json", "wc", "v3", "orders"]
+              and rest[5] == "refunds"):
+            self._woo_refunds(source, rest[4])
         else:
             self._send(404, {"errors": "Not Found"})
 
     def _fault(self, source: str) -> bool:
-        with self.state.lock:
-            fault = self.state.faults.get(source)
-            if not fault or fault.remaining <= 0:
-                return False
-            fault.remaining -= 1
+        """Scripted faults (fail_first_n) first, then the random ones of SandboxOptions."""
+        opts, state = self.state.options, self.state
+        with state.lock:
+            fault = state.faults.get(source)
+            scripted = bool(fault and fault.remaining > 0)
+            if scripted:
+                fault.remaining -= 1
+            elif state.bursts[source] > 0:
+                state.bursts[source] -= 1
+                fault = Fault(1, 429, retry_after="0.05", rate_limit_reset="0.05")
+            elif opts.burst_rate and state.rng.random() < opts.burst_rate:
+                state.bursts[source] = max(0, opts.burst_length - 1)
+                state.injected["429_burst"] += 1
+                fault = Fault(1, 429, retry_after=state.rng.choice(["0.05", "0.1"]), rate_limit_reset="0.05")
+            elif opts.error_rate and state.rng.random() < opts.error_rate:
+                state.injected["error"] += 1
+                fault = Fault(1, state.rng.choice([500, 502, 503]), retry_after=None)
+            else:
+                fault = None
+        if fault is None:
+            return self._random_transport_fault()
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
@@ -165,6 +239,82 @@ class _Handler(BaseHTTPRequestHandler):
         message = "Exceeded call limit, retry later" if fault.status == 429 else "Service temporarily unavailable"
         self._send(fault.status, {"errors": message}, headers)
         return True
+
+    def _random_transport_fault(self) -> bool:
+        """Slow answers (the request still succeeds) and dropped connections (it does not)."""
+        opts, state = self.state.options, self.state
+        if state.roll(opts.slow_rate):
+            with state.lock:
+                state.injected["slow"] += 1
+            time.sleep(opts.slow_seconds)
+        if state.roll(opts.drop_rate):
+            with state.lock:
+                state.injected["drop"] += 1
+            if state.roll(0.5):  # half the drops send headers and half a body first
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b'{"orders": [')
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return True
+        return False
+
+    def _with_malformed(self, records: list) -> list:
+        """Maybe add one record that fails validation; it is not part of the ground truth."""
+        state = self.state
+        if not state.roll(state.options.malformed_rate):
+            return records
+        with state.lock:
+            state.injected["malformed"] += 1
+            n = state.injected["malformed"]
+            kind = state.rng.choice(["no_id", "bad_amount", "bad_date", "wrong_type"])
+        junk = {"no_id": {"id": None, "note": f"junk {n}"},
+                "bad_amount": {"id": 9_900_000_000 + n, "subtotal_price": "12,50", "total": "x", "note": "junk",
+                               "line_items": [{"total": "twelve"}]},
+                "bad_date": {"id": 9_900_000_000 + n, "updated_at": "yesterday", "date_modified_gmt": "yesterday"},
+                "wrong_type": "not an order"}[kind]
+        position = state.rng.randrange(len(records) + 1) if records else 0
+        return [*records[:position], junk, *records[position:]]
+
+    def _after_page(self, source: str, served: list[tuple[dict, list]]) -> None:
+        """Faults that change the data under the sync: edits ahead of it and late edits behind it."""
+        state, opts, world = self.state, self.state.options, self.state.world
+        if not served:
+            return
+        if state.roll(opts.change_rate):
+            with world.lock:
+                served_ids = {str(o.get("id")) for o, _ in served}
+                last = served[-1][1]
+                ahead = [o for o in world.orders[source]
+                         if _order_key_any(o) > last and str(o.get("id")) not in served_ids]
+                if ahead:
+                    with state.lock:
+                        victim = state.rng.choice(ahead)
+                        state.edits += 1
+                        state.injected["change"] += 1
+                        edit = state.edits
+                    world.update_order(source, victim["id"], note=f"edited mid-sync {edit}")
+        if state.roll(opts.late_update_rate):
+            with world.lock:
+                # visible only now, stamped a little behind the newest change: the sync has passed it
+                newest = EPOCH + _MICRO * max(_order_key_any(o)[0] for o in world.orders[source])
+                at = (newest - timedelta(seconds=opts.late_by_seconds)).replace(microsecond=0)
+                last = served[-1][1]
+                behind = [o for o in world.orders[source]
+                          if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at]
+                if behind:
+                    with state.lock:
+                        victim = state.rng.choice(behind)
+                        state.edits += 1
+                        state.injected["late_update"] += 1
+                        edit = state.edits
+                    world.touch_order(source, victim["id"], at, note=f"late edit {edit}")
 
     def _page_size(self, requested: str | None, default: int, maximum: int) -> int:
         size = default if requested in (None, "") else int(requested)
@@ -234,7 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
                 candidates = [(o, k) for o, k in candidates if k > after]
             candidates.sort(key=lambda pair: pair[1])
             page = candidates[:limit]
-            body = json.loads(json.dumps({"orders": [o for o, _ in page]}))
+            body = json.loads(json.dumps({"orders": self._with_malformed([o for o, _ in page])}))
         if len(candidates) > limit:
             token = _encode_cursor({"min": minimum, "status": status, "after": page[-1][1]})
             host = self.headers.get("Host", f"{self.server.server_address[0]}:{self.server.server_address[1]}")
@@ -242,6 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
                     + urlencode({"limit": limit, "page_info": token}))
             headers["Link"] = f'<{link}>; rel="next"'
         self._send(200, body, headers)
+        self._after_page(partner_id, page)
 
     # --- referral network ---------------------------------------------------------------------------
     def _network_clicks(self, network_id: str, query: dict[str, str]) -> None:
@@ -287,6 +438,60 @@ class _Handler(BaseHTTPRequestHandler):
             "@nextpageuri": next_uri,
             "@previouspageuri": None,
         }
+        self._send(200, body)
+
+    # --- WooCommerce ---------------------------------------------------------------------------------
+    def _woo_auth(self, partner_id: str) -> bool:
+        if self._basic_auth_ok(self.state.world.tokens[partner_id]):
+            return True
+        self._send(401, {"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.",
+                         "data": {"status": 401}})
+        return False
+
+    def _woo_orders(self, partner_id: str, query: dict[str, str]) -> None:
+        """`per_page` (max 100), `page`, `modified_after` (exclusive), `orderby` date|id|modified, `order`."""
+        if not self._woo_auth(partner_id) or self._fault(partner_id):
+            return
+        world = self.state.world
+        try:
+            per_page = self._page_size(query.get("per_page"), WOO_DEFAULT_PAGE, WOO_MAX_PAGE)
+            page_number = int(query.get("page") or 1)
+            if page_number < 1:
+                raise ValueError("page must be at least 1")
+            after = _micros_from_start(query["modified_after"]) if query.get("modified_after") else None
+            orderby = query.get("orderby", "date")
+            if orderby not in ("date", "id", "modified"):
+                raise ValueError(f"orderby {orderby}")
+            descending = query.get("order", "desc") == "desc"
+        except ValueError as exc:
+            self._send(400, {"code": "rest_invalid_param", "message": f"Invalid parameter(s): {exc}",
+                             "data": {"status": 400}})
+            return
+        field_name = {"date": "date_created_gmt", "modified": "date_modified_gmt", "id": None}[orderby]
+        with world.lock:
+            keyed = [(o, _woo_key(o, field_name)) for o in world.orders[partner_id]]
+            if after is not None:
+                keyed = [(o, k) for o, k in keyed if _woo_key(o, "date_modified_gmt")[0] > after]
+            keyed.sort(key=lambda pair: pair[1], reverse=descending)
+            total = len(keyed)
+            page = keyed[(page_number - 1) * per_page: page_number * per_page]
+            body = json.loads(json.dumps(self._with_malformed([o for o, _ in page])))
+        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(max(1, math.ceil(total / per_page)))}
+        self._send(200, body, headers)
+        if orderby == "modified" and not descending:
+            self._after_page(partner_id, [(o, _order_key_any(o)) for o, _ in page])
+
+    def _woo_refunds(self, partner_id: str, order_id: str) -> None:
+        if not self._woo_auth(partner_id) or self._fault(partner_id):
+            return
+        world = self.state.world
+        with world.lock:
+            refunds = world.refunds.get(partner_id, {}).get(order_id)
+            body = json.loads(json.dumps(refunds)) if refunds is not None else None
+        if body is None:
+            self._send(404, {"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.",
+                             "data": {"status": 404}})
+            return
         self._send(200, body)
 
     def _basic_auth_ok(self, expected: str) -> bool:
@@ -341,6 +546,11 @@ class SandboxHandle:
         with self._state.lock:
             self._state.faults[source_id] = Fault(n, status, retry_after, rate_limit_reset)
 
+    @property
+    def injected(self) -> Counter:
+        """How many times each random fault was injected (error, 429_burst, slow, drop, malformed, ...)."""
+        return self._state.injected
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -355,7 +565,8 @@ class SandboxHandle:
 
 def _make_server(world: World, host: str, port: int, options: SandboxOptions | None) -> tuple[ThreadingHTTPServer,
                                                                                               _State]:
-    state = _State(world=world, options=options or SandboxOptions())
+    options = options or SandboxOptions()
+    state = _State(world=world, options=options, rng=random.Random(options.seed))
     handler = type("SandboxHandler", (_Handler,), {"state": state})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
@@ -383,19 +594,22 @@ def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
         server.server_close()
 
 
-def run_sandbox(config_path: str | None, host: str, port: int, seed: int) -> None:
+def run_sandbox(config_path: str | None, host: str, port: int, seed: int,
+                options: SandboxOptions | None = None) -> None:
     """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
     from alliance.config import load_config
 
     config = load_config(config_path, require_secrets=False)
     world = build_world(config, seed)
-    server, _ = _make_server(world, host, port, None)
+    server, _ = _make_server(world, host, port, options)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host}:{bound_port}"
     orders = sum(len(v) for v in world.orders.values())
     clicks = sum(len(v) for v in world.clicks.values())
     print(f"alliance sandbox serving {orders} orders and {clicks} clicks (seed {seed}) at {url}", flush=True)
     print(f"  export ALLIANCE_SANDBOX_URL={url}   # tokens: config/sandbox.env", flush=True)
+    if options is not None and options.any_fault:
+        print(f"  injecting faults: {options}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -146,6 +146,7 @@ class World:
     tokens: dict[str, str]
     scenarios: dict[str, list[dict]]
     zones: dict[str, int] = field(default_factory=dict)
+    refunds: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # woocommerce: partner -> order -> list
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def to_json(self) -> str:
@@ -166,15 +167,111 @@ class World:
         """Edit an order like a storefront does: fields change and updated_at moves past everything else."""
         with self.lock:
             order = self.find_order(partner_id, order_id)
-            latest = max((_safe_ts(o.get("updated_at")) for o in self.orders[partner_id]), default=WINDOW_START)
+            latest = max((modified_at(o) for o in self.orders[partner_id]), default=WINDOW_START)
             bumped = max(latest + timedelta(seconds=1), datetime.now(UTC).replace(microsecond=0))
             order.update(copy.deepcopy(changes))
-            order["updated_at"] = local_iso(bumped, self.zones.get(partner_id, 0))
+            if "date_modified_gmt" in order:  # woocommerce: GMT without a zone suffix
+                order["date_modified"] = order["date_modified_gmt"] = bumped.strftime("%Y-%m-%dT%H:%M:%S")
+            else:
+                order["updated_at"] = local_iso(bumped, self.zones.get(partner_id, 0))
+            return copy.deepcopy(order)
+
+    def touch_order(self, partner_id: str, order_id: int | str, at: datetime, **changes: Any) -> dict:
+        """Edit an order and set its modification time to `at` exactly (a late-arriving update, say)."""
+        with self.lock:
+            order = self.find_order(partner_id, order_id)
+            order.update(copy.deepcopy(changes))
+            if "date_modified_gmt" in order:
+                order["date_modified"] = order["date_modified_gmt"] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            else:
+                order["updated_at"] = local_iso(at, self.zones.get(partner_id, 0))
             return copy.deepcopy(order)
 
     def add_order(self, partner_id: str, order: dict) -> None:
         with self.lock:
             self.orders.setdefault(partner_id, []).append(copy.deepcopy(order))
+
+
+def modified_at(order: dict) -> datetime:
+    """When an order last changed: Shopify `updated_at` or WooCommerce `date_modified_gmt` (UTC, no zone)."""
+    if "date_modified_gmt" in order:
+        try:
+            return datetime.fromisoformat(str(order["date_modified_gmt"])).replace(tzinfo=UTC)
+        except ValueError:
+            return WINDOW_START
+    return _safe_ts(order.get("updated_at"))
+
+
+def woocommerce_credentials(partner_id: str) -> str:
+    """The documented sandbox `consumer_key:consumer_secret` of a woocommerce storefront."""
+    return f"ck_sandbox_{partner_id}:cs_sandbox_{partner_id}"
+
+
+def _gmt(text: str) -> str:
+    return parse_ts(text).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
+    """A generated (Shopify-shaped) order as WooCommerce REST v3 serves it, plus its /refunds list.
+
+    Same facts, WooCommerce's shape: GMT times without zone, the commissionable amount spread over
+    `line_items[].total`, coupons, the referral in meta_data `_alliance_ref`, guests with customer_id 0
+    and an empty billing e-mail, cancellation as status. WooCommerce has no test flag: test orders are
+    served as `checkout-draft` (never a real sale).
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    subtotal = Decimal(order["subtotal_price"])
+    gross = [Decimal(li["price"]) * li["quantity"] for li in order["line_items"]]
+    totals, left = [], subtotal
+    for i, g in enumerate(gross):
+        share = left if i == len(gross) - 1 else (subtotal * g / sum(gross)).quantize(CENT, rounding=ROUND_HALF_UP)
+        left -= share
+        totals.append(share)
+    ref = (parse_qs(urlsplit(order.get("landing_site") or "").query).get("ref") or [None])[0]
+    if order.get("test"):
+        status = "checkout-draft"
+    elif order.get("cancelled_at") or order.get("financial_status") == "voided":
+        status = "cancelled"
+    elif order.get("financial_status") == "refunded":
+        status = "refunded"
+    else:
+        status = "completed"
+    customer = order.get("customer") or {}
+    refunds = []
+    for r in order.get("refunds") or []:
+        items = [{"id": li["id"], "name": li["line_item"]["title"], "quantity": -li["quantity"],
+                  "subtotal": money(-Decimal(li["subtotal"])), "total": money(-Decimal(li["subtotal"])),
+                  "total_tax": "0.00", "meta_data": [{"key": "_refunded_item_id", "value": str(li["line_item_id"])}]}
+                 for li in r["refund_line_items"]]
+        amount = sum((Decimal(t["amount"]) for t in r.get("transactions", [])), Decimal("0"))
+        refunds.append({"id": r["id"], "date_created": _gmt(r["created_at"]), "date_created_gmt": _gmt(r["created_at"]),
+                        "amount": money(amount), "reason": r.get("note") or "", "refunded_by": 1,
+                        "refunded_payment": False, "meta_data": [], "line_items": items})
+    meta = [{"id": order["id"] * 10 + 1, "key": "_order_stock_reduced", "value": "yes"}]
+    if ref is not None:
+        meta.append({"id": order["id"] * 10 + 2, "key": "_alliance_ref", "value": ref})
+    email = order.get("email")
+    woo = {
+        "id": order["id"], "parent_id": 0, "number": str(order["order_number"]), "status": status,
+        "currency": order["currency"], "created_via": "checkout",
+        "date_created": _gmt(order["created_at"]), "date_created_gmt": _gmt(order["created_at"]),
+        "date_modified": _gmt(order["updated_at"]), "date_modified_gmt": _gmt(order["updated_at"]),
+        "discount_total": order["total_discounts"], "shipping_total":
+            order["total_shipping_price_set"]["shop_money"]["amount"], "total": order["total_price"],
+        "total_tax": order["total_tax"], "prices_include_tax": False,
+        "customer_id": customer.get("id") or 0,
+        "billing": {"first_name": customer.get("first_name", ""), "last_name": customer.get("last_name", ""),
+                    "email": email or "", "country": "US"},
+        "meta_data": meta,
+        "line_items": [{"id": li["id"], "name": li["title"], "quantity": li["quantity"],
+                        "subtotal": money(g), "total": money(t), "sku": li["sku"], "price": float(li["price"])}
+                       for li, g, t in zip(order["line_items"], gross, totals, strict=True)],
+        "coupon_lines": [{"id": order["id"] * 100 + i, "code": d["code"], "discount": d["amount"]}
+                         for i, d in enumerate(order.get("discount_codes") or [])],
+        "refunds": [{"id": r["id"], "refund": r["reason"], "total": money(-Decimal(r["amount"]))} for r in refunds],
+    }
+    return woo, refunds
 
 
 def _safe_ts(text: object) -> datetime:
@@ -191,7 +288,7 @@ class _Builder:
     def __init__(self, config: AllianceConfig, seed: int) -> None:
         self.rng = random.Random(seed)
         self.config = config
-        self.storefronts = [p for p in config.partners if p.platform == "shopify"]
+        self.storefronts = [p for p in config.partners if p.platform in ("shopify", "woocommerce")]
         self.partner_ids = [p.id for p in config.partners]
         self.codes = {p.id: list(p.referral_codes) for p in config.partners}
         self.networks = [n.id for n in config.referral_networks]
@@ -606,10 +703,17 @@ def build_world(config: AllianceConfig, seed: int = 42) -> World:
     builder.bulk()
     orders, zones = builder.render_orders()
     clicks = builder.render_clicks()
-    tokens = {p.id: shopify_token(p.id) for p in builder.storefronts}
+    refunds: dict[str, dict[str, list[dict]]] = {}
+    for front in builder.storefronts:
+        if front.platform == "woocommerce":
+            converted = [to_woocommerce(o) for o in orders[front.id]]
+            orders[front.id] = [w for w, _ in converted]
+            refunds[front.id] = {str(w["id"]): r for w, r in converted}
+    tokens = {p.id: shopify_token(p.id) if p.platform == "shopify" else woocommerce_credentials(p.id)
+              for p in builder.storefronts}
     tokens.update({n: NETWORK_TOKEN for n in builder.networks})
     partners = {p.id: {"platform": p.platform, "currency": p.currency, "referral_codes": list(p.referral_codes)}
                 for p in config.partners}
     scenarios = {name: builder.scenarios[name] for name in sorted(builder.scenarios)}
     return World(seed=seed, partners=partners, orders=orders, clicks=clicks, tokens=tokens,
-                 scenarios=scenarios, zones=zones)
+                 scenarios=scenarios, zones=zones, refunds=refunds)

@@ -1,6 +1,6 @@
 -- Every referral-code candidate an order carries, in precedence order (§6.2): discount codes in their
 -- listed order first, then the landing URL's `ref`. Codes are compared upper(trim()), i.e. case-insensitively.
-{%- set discount_models = ['stg_shopify__order_discount_codes'] %}
+{%- set discount_models = ['stg_shopify__order_discount_codes', 'stg_woocommerce__order_discount_codes'] %}
 
 with discount_codes as (
     {% for model_name in discount_models %}

@@ -1,5 +1,5 @@
 -- Refunds of every storefront platform in one shape (add stg_woocommerce__order_refunds later).
-{%- set platform_models = ['stg_shopify__order_refunds'] %}
+{%- set platform_models = ['stg_shopify__order_refunds', 'stg_woocommerce__order_refunds'] %}
 
 {% for model_name in platform_models %}
 select partner_id, order_id, refund_id, refunded_at, refunded_amount, line_item_count from {{ ref(model_name) }}

@@ -19,7 +19,13 @@ select
     coalesce(refund ->> 'id', 'position-' || ord::text)         as refund_id,
     (refund ->> 'created_at')::timestamptz                      as refunded_at,
     coalesce((
-        select sum(coalesce(li ->> 'subtotal', li -> 'subtotal_set' -> 'shop_money' ->> 'amount')::numeric)
+        -- older API versions have no subtotal: the refunded quantity at the line item's price, less its discount
+        select sum(coalesce(
+            coalesce(li ->> 'subtotal', li -> 'subtotal_set' -> 'shop_money' ->> 'amount')::numeric,
+            (li ->> 'quantity')::numeric * ((li -> 'line_item' ->> 'price')::numeric
+                - coalesce((li -> 'line_item' ->> 'total_discount')::numeric, 0)
+                  / nullif((li -> 'line_item' ->> 'quantity')::numeric, 0))
+        ))
         from jsonb_array_elements(
             case when jsonb_typeof(refund -> 'refund_line_items') = 'array'
                  then refund -> 'refund_line_items' else '[]'::jsonb end

@@ -1,0 +1,86 @@
+"""Cursor rules, request-rate limit and the fast e-mail scrub, each against the real thing it protects."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ingest_support import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+
+from alliance.config import load_config
+from alliance.sandbox.server import SandboxOptions, start_sandbox
+from connectors.errors import SourceRef
+from connectors.http import make_session
+from connectors.ingest import IngestOptions, ingest_source
+from connectors.pii import scrub, scrub_to_json
+from connectors.woocommerce import iter_order_pages as woo_pages
+
+
+@pytest.fixture()
+def sandbox(tmp_path, monkeypatch):
+    sandbox_env(monkeypatch)
+    path = three_platform_config_file(tmp_path)
+    handle = start_sandbox(world_for(path), options=SandboxOptions(page_size=25))
+    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
+    handle.config = load_config(path)
+    yield handle
+    handle.stop()
+
+
+@pytest.mark.parametrize("partner", ["northwind", WOO_PARTNER])
+def test_cursor_never_passes_sync_start_minus_skew_and_next_run_overlaps(sandbox, warehouse, partner):
+    sandbox.world.update_order(partner, sandbox.world.orders[partner][3]["id"], note="edited just now")
+    options = IngestOptions(**{**FAST.__dict__, "skew": timedelta(minutes=5), "lookback": timedelta(minutes=10)})
+    first = ingest_source(sandbox.config, partner, warehouse, options=options)
+    assert first.status == "succeeded" and first.landed == 120
+    with psycopg.connect(warehouse) as conn:
+        cursor, started = conn.execute("select c.cursor_value, l.started_at from raw.cursors c join raw.loads l "
+                                       "on l.load_id = %s where c.source_id = %s", (first.load_id, partner)).fetchone()
+    assert cursor <= started - timedelta(minutes=5)  # the edit is newer, but the cursor stops short of it
+    second = ingest_source(sandbox.config, partner, warehouse, options=options)
+    with psycopg.connect(warehouse) as conn:
+        cursor_from = conn.execute("select cursor_from from raw.loads where load_id = %s",
+                                   (second.load_id,)).fetchone()[0]
+    assert cursor_from == cursor - timedelta(minutes=10)  # inclusive lower bound minus the lookback overlap
+    assert second.status == "succeeded" and second.landed == 0 and second.pages >= 1
+
+
+def test_requests_per_second_from_config_spaces_requests(sandbox):
+    session = make_session(FAST.http, requests_per_second=20)
+    stamps = []
+    pages = woo_pages(session, f"{sandbox.url}/{WOO_PARTNER}", "ck_sandbox_lumen:cs_sandbox_lumen",
+                      SourceRef(WOO_PARTNER, "LUMEN_TOKEN"), None, per_page=25)
+    for _ in pages:
+        stamps.append(time.monotonic())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) >= 5 and min(gaps) >= 0.045  # 20/s: never closer than 50 ms (refund calls count too)
+    assert session.verify is True
+
+
+def test_config_requests_per_second_reaches_the_session(tmp_path):
+    text = three_platform_config_file(tmp_path).read_text().replace(
+        "    credentials_env: LUMEN_TOKEN\n", "    credentials_env: LUMEN_TOKEN\n    requests_per_second: 2.5\n")
+    path = tmp_path / "rate.yml"
+    path.write_text(text)
+    lumen = next(p for p in load_config(path, require_secrets=False).partners if p.id == WOO_PARTNER)
+    assert lumen.requests_per_second == 2.5
+
+
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                        st.text(max_size=12), st.sampled_from([" Ann@Example.test\u00a0", "mail bob@x.org now",
+                                                               "a\"b@c.de\"\n", "x@y", "\\u0040@q.io"]))
+json_docs = st.recursive(json_leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.sampled_from(["email", "Email", "contact_email", "verified_email", "note", "id", "e-mail",
+                                     "CustomerEmail", "x"]), inner, max_size=5)), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=json_docs)
+def test_text_scrub_equals_the_dict_walk(doc):
+    assert json.loads(scrub_to_json(doc, "salt")) == scrub(doc, "salt")
