@@ -124,7 +124,8 @@ def test_woocommerce_and_network_signatures(server, warehouse, monkeypatch):
     cfg = AllianceConfig(partners=[Partner(id="woo", platform="woocommerce", base_url="http://127.0.0.1:1",
                                            credentials_env="WOO_TOKEN", webhook_secret_env="WOO_SECRET")])
     receiver = Receiver(cfg, warehouse)
-    woo = json.dumps({"id": 77, "status": "processing"}).encode()
+    fixture = Path(__file__).parents[2] / "shared" / "fixtures" / "woocommerce_orders.json"
+    woo = json.dumps(json.loads(fixture.read_text())[0]).encode()  # a real WooCommerce order body
     base = {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Delivery-ID": "w1"}
     with pytest.raises(Rejected) as forged_woo:
         receiver.handle("/webhooks/woocommerce/woo", {**base, "X-WC-Webhook-Signature": sign("x", woo)}, woo)
@@ -135,6 +136,14 @@ def test_woocommerce_and_network_signatures(server, warehouse, monkeypatch):
     with psycopg.connect(warehouse) as conn:
         assert conn.execute("select count(*) from raw.webhook_deliveries where platform = 'woocommerce'"
                             ).fetchone()[0] == 1
+        landed = conn.execute("select platform, payload::text from raw.orders where partner_id = 'woo'").fetchall()
+    assert len(landed) == 1 and landed[0][0] == "woocommerce" and "@" not in landed[0][1]
+    broken = json.dumps({"id": 78, "status": "processing"}).encode()  # no date_modified_gmt: refused, not landed
+    bad = {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Delivery-ID": "w2",
+           "X-WC-Webhook-Signature": sign("woo-secret", broken)}
+    with pytest.raises(Rejected) as refused:
+        receiver.handle("/webhooks/woocommerce/woo", bad, broken)
+    assert refused.value.status == 400
 
 
 def test_outbox_survives_unreachable_airflow_and_restart(warehouse):

@@ -41,6 +41,7 @@ from connectors.landing import (
     start_load,
     validate_click,
     validate_shopify_order,
+    validate_woocommerce_order,
 )
 from connectors.pii import pii_salt
 
@@ -74,7 +75,9 @@ PLATFORMS = {
 
 # Records the landing rules would quarantine are refused with 400 instead: the sender can fix and resend.
 # WooCommerce orders have no validator here yet; the landing step validates (or quarantines) them.
-VALIDATORS = {"shopify": validate_shopify_order, "network": validate_click}
+VALIDATORS = {
+    "shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order, "network": validate_click,
+}
 
 
 class Rejected(Exception):
