@@ -48,3 +48,15 @@
         ) with ordinality as decoded(part, ord)
     )
 {%- endmacro %}
+
+{#- Cents of `credit x amount` allocated cumulatively over an order's credit rows: round(cumulative credit x amount)
+    minus round(previous cumulative credit x amount). Each row differs from its own rounding by at most a cent and
+    the rows of one (order, model) add up exactly to the order's rounded amount. Needs cum_credit and prev_credit. -#}
+{% macro allocated_cents(amount) -%}
+    (round((cum_credit * ({{ amount }}))::numeric, 2) - round((prev_credit * ({{ amount }}))::numeric, 2))
+{%- endmacro %}
+
+{#- §6: a commission is locked when the run's UTC date (as_of) is after its lock date, else pending. -#}
+{% macro commission_state(lock_date) -%}
+    (case when {{ as_of_date() }} > {{ lock_date }} then 'locked' else 'pending' end)
+{%- endmacro %}
