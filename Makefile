@@ -7,12 +7,14 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
 
-.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help
+.PHONY: install demo test lint docs bench status sandbox run airflow-demo clean-warehouse help
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
 	@echo "make test   - run the whole test suite"
 	@echo "make lint   - ruff"
+	@echo "make docs   - dbt docs as one offline HTML file (dbt_project/target/static_index.html)"
+	@echo "make bench  - transform benchmark (bench/README.md)"
 	@echo "make status - last runs, row counts, warehouse URL"
 
 $(UV):
@@ -33,6 +35,9 @@ test: install
 
 lint: install
 	$(BIN)/ruff check alliance connectors dags tests
+
+docs: install
+	$(BIN)/alliance docs --config $(CONFIG)
 
 status: install
 	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)

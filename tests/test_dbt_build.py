@@ -283,6 +283,26 @@ def test_schemas_are_separate(built: str) -> None:
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
 
 
+def test_descriptions_are_postgres_comments(built: str) -> None:
+    """persist_docs: BI tools show the dbt descriptions, as table and column comments, on every published table."""
+    missing = _rows(built, """
+        select c.relname, a.attname
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'alliance_build' and a.attnum > 0 and not a.attisdropped
+          and coalesce(col_description(c.oid, a.attnum), '') = ''""")
+    assert missing == []
+    tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
+                          " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
+                          " and c.relkind = 'r'")
+    assert len(tables) == 6 and all(comment for _, comment in tables)
+    comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
+                           " (select attnum from pg_attribute where attrelid ="
+                           " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")
+    assert "summing to 1" in comment[0][0]
+
+
 def test_missing_fx_rate_fails_naming_currency_and_date(fresh_database_factory) -> None:
     url = fresh_database_factory("dbtfx")
     _load(url, with_eur_rates=False)
