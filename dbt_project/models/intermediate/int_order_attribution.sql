@@ -2,6 +2,8 @@
 -- (§6 Commission) at full precision, rounded to cents once per order and referrer. Revenue columns are allocated
 -- cumulatively so each (order, model) reconciles to the order's rounded amounts. The commission state depends on
 -- the run date and is added in the mart.
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+-- depends_on: {{ ref('int_orders__changed') }}
 with credits as (
     select
         *,
@@ -9,7 +11,8 @@ with credits as (
             partition by partner_id, order_id, attribution_model order by row_position
             rows between unbounded preceding and current row
         ) as cum_credit
-    from {{ ref('int_order_credits') }}
+    from {{ ref('int_order_credits') }} as c
+    where true {{ only_changed_orders('c.') }}
 ),
 
 orders as (

@@ -5,6 +5,8 @@
 --   position_based: one click 1, two clicks 0.5 each, else 0.4 first, 0.4 last, 0.2 shared by the middle;
 --   time_decay: weight 2^(-age / half-life), age = t - clicked_at, normalised per order.
 {%- set half_life_seconds = 7 * 24 * 3600 %}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+-- depends_on: {{ ref('int_orders__changed') }}
 with ranked as (
     select
         c.partner_id,
@@ -17,6 +19,7 @@ with ranked as (
         power(2::float8, -extract(epoch from (c.ordered_at - c.clicked_at))::float8 / {{ half_life_seconds }})
                                                                           as decay_weight
     from {{ ref('int_order_eligible_clicks') }} as c
+    where true {{ only_changed_orders('c.') }}
     window w_order as (
         partition by c.partner_id, c.order_id
         order by c.clicked_at, length(c.click_id), c.click_id, c.network_id

@@ -7,9 +7,12 @@
     {{ exceptions.raise_compiler_error(
         "attribution_model `" ~ var('attribution_model') ~ "` is unknown; use one of " ~ models | join(', ')) }}
 {%- endif %}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+-- depends_on: {{ ref('int_orders__changed') }}
 
 with orders as (
-    select partner_id, order_id from {{ ref('int_orders__enriched') }} where is_attributable
+    select partner_id, order_id from {{ ref('int_orders__enriched') }} as o
+    where is_attributable {{ only_changed_orders('o.') }}
 ),
 
 models as (
@@ -17,11 +20,13 @@ models as (
 ),
 
 code as (
-    select * from {{ ref('int_order_code_attribution') }}
+    select * from {{ ref('int_order_code_attribution') }} as a
+    where true {{ only_changed_orders('a.') }}
 ),
 
 clicks as (
-    select * from {{ ref('int_order_click_credits') }}
+    select * from {{ ref('int_order_click_credits') }} as c
+    where true {{ only_changed_orders('c.') }}
 ),
 
 candidates as (

@@ -5,7 +5,7 @@ with partners as (
 
 clicks as (
     select referrer_partner_id as partner_id, {{ utc_date('clicked_at') }} as kpi_date, count(*) as clicks_sent
-    from {{ ref('stg_network__clicks') }}
+    from {{ ref('int_network__clicks') }}
     where referrer_partner_id <> destination_partner_id
     group by 1, 2
 ),
