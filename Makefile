@@ -39,6 +39,9 @@ lint: install
 docs: install
 	$(BIN)/alliance docs --config $(CONFIG)
 
+bench: install
+	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000
+
 status: install
 	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
 

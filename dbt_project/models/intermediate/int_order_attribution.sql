@@ -2,7 +2,8 @@
 -- (§6 Commission) at full precision, rounded to cents once per order and referrer. Revenue columns are allocated
 -- cumulatively so each (order, model) reconciles to the order's rounded amounts. The commission state depends on
 -- the run date and is added in the mart.
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with credits as (
     select

@@ -5,7 +5,8 @@
 --   position_based: one click 1, two clicks 0.5 each, else 0.4 first, 0.4 last, 0.2 shared by the middle;
 --   time_decay: weight 2^(-age / half-life), age = t - clicked_at, normalised per order.
 {%- set half_life_seconds = 7 * 24 * 3600 %}
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with ranked as (
     select

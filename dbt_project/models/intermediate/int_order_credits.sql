@@ -7,7 +7,8 @@
     {{ exceptions.raise_compiler_error(
         "attribution_model `" ~ var('attribution_model') ~ "` is unknown; use one of " ~ models | join(', ')) }}
 {%- endif %}
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 
 with orders as (

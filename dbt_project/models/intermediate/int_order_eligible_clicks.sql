@@ -1,7 +1,8 @@
 -- §6.3 eligible clicks per attributable order: same destination, same non-null customer_key, referrer is a
 -- known partner other than the destination, t - lookback_days*24h <= clicked_at <= t, and clicked_at later
 -- than the customer's previous (non-cancelled, non-test) order at the destination. Shared by all models.
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}") }}
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 select
     o.partner_id,

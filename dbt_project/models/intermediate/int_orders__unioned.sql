@@ -2,7 +2,8 @@
 -- here (same columns, same order, including `_loaded_at` = raw.orders.loaded_at) when the WooCommerce staging
 -- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read; the rows
 -- (re)written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds them.
-{{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert') }}
+{{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
+          indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']}]) }}
 {%- set order_columns = [
     'partner_id', 'order_id', 'platform', 'ordered_at', 'updated_at', 'customer_key', 'platform_customer_id',
     'currency', 'commissionable_amount', 'cancelled_at', 'is_cancelled', 'is_test', 'landing_ref',
