@@ -34,7 +34,7 @@ test: install
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check alliance connectors dags tests
+	$(BIN)/ruff check alliance connectors dags tests bench
 
 docs: install
 	$(BIN)/alliance docs --config $(CONFIG)
