@@ -9,12 +9,14 @@ CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
 	@echo "make test   - run the whole test suite"
 	@echo "make lint   - ruff"
+	@echo "make docs   - dbt docs as one offline HTML file (dbt_project/target/static_index.html)"
+	@echo "make bench  - transform benchmark (bench/README.md)"
 	@echo "make status - last runs, row counts, warehouse URL"
 	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
@@ -38,6 +40,14 @@ test: install
 
 lint: install
 	$(BIN)/ruff check alliance connectors dags tests bench
+
+docs: install
+	$(BIN)/alliance docs --config $(CONFIG)
+
+bench: bench-transform bench-ingest bench-freshness
+
+bench-transform: install
+	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000
 
 status: install
 	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)

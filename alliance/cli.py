@@ -196,6 +196,14 @@ def status(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def docs(config: ConfigOption = None) -> None:
+    """Build the dbt docs (models, columns, contracts, exposure) as one offline HTML file."""
+    from alliance.docs import build_docs
+
+    console.print(f"dbt docs: {build_docs(_config(config, require_secrets=False))}")
+
+
+@app.command()
 def demo(
     config: ConfigOption = None,
     seed: int = 42,

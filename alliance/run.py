@@ -54,10 +54,11 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None) -> None
 
 def build(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> list[str]:
     """dbt build (models and their tests) into the build schema; returns failing nodes, if any."""
-    from alliance.dbt_runner import dbt_vars_from_config, run_dbt
+    from alliance.dbt_runner import dbt_vars_from_config
+    from alliance.incremental import dbt_build
 
     url = url or warehouse_url()
-    outcome = run_dbt(["build"], url, BUILD_SCHEMA, vars=dbt_vars_from_config(config, as_of_date=as_of))
+    outcome = dbt_build(url, BUILD_SCHEMA, dbt_vars_from_config(config, as_of_date=as_of)).outcome
     for line in outcome.failures:
         log.error("dbt: %s", line)
     return list(outcome.failures)

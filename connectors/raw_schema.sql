@@ -70,3 +70,7 @@ create table if not exists raw.quarantine (
     payload        text not null,                       -- as received, e-mails replaced
     quarantined_at timestamptz not null default now()
 );
+
+-- The transform's incremental models read only rows loaded since their last run.
+create index if not exists orders_loaded_at_idx on raw.orders (loaded_at);
+create index if not exists clicks_loaded_at_idx on raw.clicks (loaded_at);

@@ -1,10 +1,15 @@
-"""An independent Python reading of PRODUCT.md §6 (last_click attribution and commission).
+"""An independent Python reading of PRODUCT.md §6: the five attribution models and the commission.
 
 Why it exists: the published numbers are computed once, in dbt SQL. The end-to-end test
 recomputes them here, from the partner payloads as the APIs serve them, and compares to
 the cent. This module must never read or mirror the dbt models: independence is the point.
 
 Pure Python, no database: `compute(config, fx_rows, orders, clicks, as_of) -> OracleResult`.
+
+Readings of the contract this oracle shares with README "Decisions where the contract is open": a click whose
+referrer is not a configured partner is not eligible (nobody could bill or be paid for it); model credits are
+rounded to 10 decimals with the remainder on the last referrer (by id); revenue columns are split cumulatively
+(round(cumulative credit x amount) minus the previous such rounding) so each order's rows add up to the cent.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 from alliance.config import AllianceConfig, Commission
 
 CENT = Decimal("0.01")
+CREDIT_PLACES = Decimal("1e-10")
+MODELS = ("last_click", "first_click", "linear", "position_based", "time_decay")
+HALF_LIFE_SECONDS = 7 * 24 * 3600
 ONE = Decimal(1)
 ZERO = Decimal(0)
 
@@ -91,11 +99,30 @@ class AttributionTruth:
 
 
 @dataclass(frozen=True)
+class CreditTruth:
+    """One fct_order_attribution row of any model: (order, model, referrer)."""
+
+    partner_id: str
+    order_id: str
+    model: str
+    referrer_partner_id: str | None
+    reason: str
+    credit: Decimal
+    attributed_revenue_rc: Decimal
+    net_attributed_revenue_rc: Decimal
+    refund_leakage_rc: Decimal
+    commission_rc: Decimal | None  # None unless `model` is the configured one
+    commission_state: str | None
+
+
+@dataclass(frozen=True)
 class OracleResult:
     orders: dict[tuple[str, str], OrderTruth]
-    attribution: dict[tuple[str, str], AttributionTruth]
-    balances: dict[tuple[str, str, str], Decimal]  # (referrer, destination, 'YYYY-MM') -> commission
+    attribution: dict[tuple[str, str], AttributionTruth]  # the last_click row per order
+    balances: dict[tuple[str, str, str], Decimal]  # configured model: (referrer, destination, 'YYYY-MM') -> commission
     clicks: dict[str, ClickTruth] = field(default_factory=dict)
+    credits: dict[tuple[str, str, str, str | None], CreditTruth] = field(default_factory=dict)
+    leakage: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)  # like balances: refunds after lock
 
 
 @dataclass(frozen=True)
@@ -233,6 +260,47 @@ def contract_for(config: AllianceConfig, destination: str, referrer: str, day: d
     return partner.commission
 
 
+def click_shares(model: str, clicks: Sequence[ClickTruth], ordered_at: datetime) -> list[Decimal]:
+    """Credit of each click (oldest first) under `model`; the shares sum to 1."""
+    n = len(clicks)
+    if model == "last_click":
+        return [ZERO] * (n - 1) + [ONE]
+    if model == "first_click":
+        return [ONE] + [ZERO] * (n - 1)
+    if model == "linear":
+        return [ONE / n] * n
+    if model == "position_based":
+        if n <= 2:
+            return [ONE / n] * n
+        return [Decimal("0.4")] + [Decimal("0.2") / (n - 2)] * (n - 2) + [Decimal("0.4")]
+    if model == "time_decay":
+        weights = [2.0 ** (-(ordered_at - c.clicked_at).total_seconds() / HALF_LIFE_SECONDS) for c in clicks]
+        total = sum(weights)
+        return [Decimal(f"{w / total:.15g}") for w in weights]
+    raise OracleError(f"attribution.model: unknown model {model}")
+
+
+def split_credit(shares: Mapping[str, Decimal]) -> list[tuple[str, Decimal]]:
+    """Referrer credits rounded to 10 decimals, by referrer id; the last takes the remainder so they sum to 1."""
+    kept = sorted((ref, share) for ref, share in shares.items() if share > 0)
+    out = [(ref, share.quantize(CREDIT_PLACES, rounding=ROUND_HALF_UP)) for ref, share in kept]
+    if out:
+        ref, _ = out[-1]
+        out[-1] = (ref, ONE - sum((c for _, c in out[:-1]), ZERO))
+    return out
+
+
+def allocate_cents(credits: Sequence[Decimal], amount: Decimal) -> list[Decimal]:
+    """Cents of credit x amount so that the parts add up to round(amount): cumulative rounding."""
+    parts: list[Decimal] = []
+    before = ZERO
+    for credit in credits:
+        after = before + credit
+        parts.append(round_cents(after * amount) - round_cents(before * amount))
+        before = after
+    return parts
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -346,9 +414,9 @@ def compute(
     clicks: Mapping[str, Sequence[Mapping]],
     as_of: date,
 ) -> OracleResult:
-    """Every fct_orders amount, the last_click attribution row and the balances, per PRODUCT.md §6."""
-    if config.attribution.model != "last_click":
-        raise OracleError(f"attribution.model: the oracle knows last_click only, got {config.attribution.model}")
+    """Every fct_orders amount, every model's attribution rows, the commissions and the balances (PRODUCT.md §6)."""
+    configured = config.attribution.model
+    partner_ids = {p.id for p in config.partners}
     fx = FxTable(fx_rows, config.reporting_currency)
     lookback = timedelta(days=config.attribution.lookback_days)
     code_owner: dict[str, str] = {}
@@ -380,12 +448,15 @@ def compute(
     click_rows = _parse_clicks(clicks)
     clicks_by_target: dict[tuple[str, str], list[ClickTruth]] = defaultdict(list)
     for c in click_rows.values():
-        if c.customer_email is not None and c.referrer_partner_id != c.destination_partner_id:
+        if (c.customer_email is not None and c.referrer_partner_id != c.destination_partner_id
+                and c.referrer_partner_id in partner_ids):
             clicks_by_target[(c.destination_partner_id, c.customer_email)].append(c)
 
     truths: dict[tuple[str, str], OrderTruth] = {}
     attribution: dict[tuple[str, str], AttributionTruth] = {}
     balances: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
+    leakage: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
+    credits: dict[tuple[str, str, str, str | None], CreditTruth] = {}
 
     for o in sorted(parsed, key=lambda x: (x.partner_id, x.ordered_at, x.order_id)):
         where = f"order {o.partner_id}/{o.order_id}"
@@ -440,33 +511,67 @@ def compute(
             best = eligible[-1]
             referrer, reason, winning_click = best.referrer_partner_id, "click", best.click_id
 
-        credit = ONE
-        revenue_rc = round_cents(credit * o.commissionable * rate)
+        after_lock = refunded - before_lock
+        state = "locked" if as_of > o.lock_date else "pending"
+        left = max(ZERO, o.commissionable - before_lock)
+
+        def commission_of(referrer: str, credit: Decimal, o: _Order = o, left: Decimal = left,
+                          rate: Decimal = rate, first_order: bool = first_order) -> tuple[Commission, Decimal]:
+            contract = contract_for(config, o.partner_id, referrer, o.ordered_at.date())
+            if contract.type == "percent":
+                pct = contract.rate
+                if first_order and contract.new_customer_rate is not None:
+                    pct = contract.new_customer_rate
+                return contract, round_cents(pct * left * rate * credit)
+            return contract, (round_cents(contract.amount * credit) if left > 0 else round_cents(ZERO))
+
+        for model in MODELS:
+            if referrer is not None and reason == "code":
+                split: list[tuple[str | None, Decimal]] = [(referrer, ONE)]
+            elif eligible:
+                shares: dict[str, Decimal] = defaultdict(lambda: ZERO)
+                for c, share in zip(eligible, click_shares(model, eligible, o.ordered_at), strict=True):
+                    shares[c.referrer_partner_id] += share
+                split = list(split_credit(shares))
+            else:
+                split = [(None, ONE)]
+            amounts = [c for _, c in split]
+            revenue = allocate_cents(amounts, o.commissionable * rate)
+            net = allocate_cents(amounts, (o.commissionable - refunded) * rate)
+            leak = allocate_cents(amounts, after_lock * rate)
+            for i, (ref, credit) in enumerate(split):
+                commission: Decimal | None = None
+                row_state: str | None = None
+                if model == configured:
+                    commission = round_cents(ZERO) if ref is None else commission_of(ref, credit)[1]
+                    row_state = None if ref is None else state
+                    if ref is not None:
+                        month = o.ordered_at.strftime("%Y-%m")
+                        balances[(ref, o.partner_id, month)] += commission
+                        leakage[(ref, o.partner_id, month)] += leak[i]
+                credits[(o.partner_id, o.order_id, model, ref)] = CreditTruth(
+                    partner_id=o.partner_id, order_id=o.order_id, model=model, referrer_partner_id=ref,
+                    reason=reason if ref is None or reason == "code" else "click", credit=credit,
+                    attributed_revenue_rc=revenue[i], net_attributed_revenue_rc=net[i], refund_leakage_rc=leak[i],
+                    commission_rc=commission, commission_state=row_state,
+                )
+
+        revenue_rc = round_cents(o.commissionable * rate)
         if referrer is None:
             attribution[(o.partner_id, o.order_id)] = AttributionTruth(
                 partner_id=o.partner_id, order_id=o.order_id, referrer_partner_id=None, reason="organic",
-                credit=credit, attributed_revenue_rc=revenue_rc, commission_rc=round_cents(ZERO), commission_state=None,
+                credit=ONE, attributed_revenue_rc=revenue_rc, commission_rc=round_cents(ZERO), commission_state=None,
                 is_first_order=first_order, lock_date=o.lock_date,
                 eligible_click_ids=tuple(c.click_id for c in eligible),
             )
             continue
-
-        contract = contract_for(config, o.partner_id, referrer, o.ordered_at.date())
-        left = max(ZERO, o.commissionable - before_lock)
-        if contract.type == "percent":
-            pct = contract.rate
-            if first_order and contract.new_customer_rate is not None:
-                pct = contract.new_customer_rate
-            commission = round_cents(pct * left * rate * credit)
-        else:
-            commission = round_cents(contract.amount * credit) if left > 0 else round_cents(ZERO)
-        state = "locked" if as_of > o.lock_date else "pending"
+        contract, commission = commission_of(referrer, ONE)
         attribution[(o.partner_id, o.order_id)] = AttributionTruth(
             partner_id=o.partner_id, order_id=o.order_id, referrer_partner_id=referrer, reason=reason,
-            credit=credit, attributed_revenue_rc=revenue_rc, commission_rc=commission, commission_state=state,
+            credit=ONE, attributed_revenue_rc=revenue_rc, commission_rc=commission, commission_state=state,
             click_id=winning_click, code=winning_code, is_first_order=first_order, contract=contract,
             lock_date=o.lock_date, eligible_click_ids=tuple(c.click_id for c in eligible),
         )
-        balances[(referrer, o.partner_id, o.ordered_at.strftime("%Y-%m"))] += commission
 
-    return OracleResult(orders=truths, attribution=attribution, balances=dict(balances), clicks=click_rows)
+    return OracleResult(orders=truths, attribution=attribution, balances=dict(balances), clicks=click_rows,
+                        credits=credits, leakage=dict(leakage))

@@ -157,7 +157,8 @@ def built(fresh_database_factory) -> str:
 def test_attribution_and_commission_to_the_cent(built: str) -> None:
     rows = _rows(built, "select partner_id, order_id, referrer_partner_id, attribution_reason, credit,"
                         " commission_rc, commission_state, attribution_model, click_id"
-                        " from alliance_build.fct_order_attribution order by partner_id, order_id")
+                        " from alliance_build.fct_order_attribution where attribution_model = 'last_click'"
+                        " order by partner_id, order_id")
     got = {(r[0], r[1]): r[2:] for r in rows}
     assert got == {
         ("lumen", "201"): ("northwind", "click", D("1"), D("9.60"), "locked", "last_click", "30"),
@@ -172,7 +173,54 @@ def test_attribution_and_commission_to_the_cent(built: str) -> None:
     }
     revenue = _rows(built, "select attributed_revenue_rc from alliance_build.fct_order_attribution"
                            " where partner_id = 'lumen' and order_id = '201'")
-    assert revenue == [(D("119.99"),)]
+    assert revenue == [(D("119.99"),)] * 5, "one row per model, the same revenue"
+
+
+def test_models_side_by_side_and_reconciliation(built: str) -> None:
+    # N2 (northwind 102): clicks "9" (lumen) and "10" (tidewater) at the same time, both eligible.
+    rows = _rows(built, "select attribution_model, referrer_partner_id, credit, attributed_revenue_rc, commission_rc,"
+                        " commission_state from alliance_build.fct_order_attribution"
+                        " where partner_id = 'northwind' and order_id = '102' order by 1, 2")
+    assert rows == [
+        ("first_click", "lumen", D("1"), D("50.00"), None, None),
+        ("last_click", "tidewater", D("1"), D("50.00"), D("5.00"), "locked"),
+        ("linear", "lumen", D("0.5"), D("25.00"), None, None),
+        ("linear", "tidewater", D("0.5"), D("25.00"), None, None),
+        ("position_based", "lumen", D("0.5"), D("25.00"), None, None),
+        ("position_based", "tidewater", D("0.5"), D("25.00"), None, None),
+        ("time_decay", "lumen", D("0.5"), D("25.00"), None, None),
+        ("time_decay", "tidewater", D("0.5"), D("25.00"), None, None),
+    ]
+    code_credit = _rows(built, "select distinct credit, referrer_partner_id from alliance_build.fct_order_attribution"
+                               " where partner_id = 'northwind' and order_id = '101'")
+    assert code_credit == [(D("1"), "brightpath")], "a code keeps credit 1 in every model"
+    # Reconciliation 1: per order and model, attributed (referrers) + organic revenue = the order's revenue.
+    unreconciled = _rows(built, """
+        select a.partner_id, a.order_id, a.attribution_model, sum(a.credit), sum(a.attributed_revenue_rc),
+               min(o.commissionable_amount_rc), sum(a.net_attributed_revenue_rc), min(o.net_amount_rc)
+        from alliance_build.fct_order_attribution a
+        join alliance_build.fct_orders o using (partner_id, order_id)
+        group by 1, 2, 3
+        having sum(a.credit) <> 1 or sum(a.attributed_revenue_rc) <> min(o.commissionable_amount_rc)
+            or sum(a.net_attributed_revenue_rc) <> min(o.net_amount_rc)""")
+    assert unreconciled == []
+    models = _rows(built, "select count(distinct attribution_model), count(distinct (partner_id, order_id))"
+                          " from alliance_build.fct_order_attribution")
+    assert models == [(5, 9)]
+    # Reconciliation 2: per month, commission earned by all referrers = owed by all destinations.
+    months = _rows(built, """
+        select month, sum(earned), sum(owed) from (
+            select date_trunc('month', kpi_date)::date as month, commission_earned_rc as earned, 0 as owed
+            from alliance_build.partner_kpis_daily
+            union all
+            select date_trunc('month', kpi_date)::date, 0, commission_owed_rc from alliance_build.partner_kpis_daily
+        ) x group by 1 order by 1""")
+    assert months and all(earned == owed for _, earned, owed in months)
+    assert sum(earned for _, earned, _ in months) == D("68.83")
+    # Refund leakage: N1's 10.00 refund after its lock date is brightpath's leakage on the October ledger.
+    leakage = _rows(built, "select referrer_partner_id, destination_partner_id, refund_leakage_rc"
+                           " from alliance_build.partner_balances where refund_leakage_rc <> 0")
+    assert leakage == [("brightpath", "northwind", D("10.00"))]
 
 
 def test_fct_orders(built: str) -> None:
@@ -233,6 +281,26 @@ def test_schemas_are_separate(built: str) -> None:
     assert ("alliance_build", "BASE TABLE", 6) in tables
     assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
+
+
+def test_descriptions_are_postgres_comments(built: str) -> None:
+    """persist_docs: BI tools show the dbt descriptions, as table and column comments, on every published table."""
+    missing = _rows(built, """
+        select c.relname, a.attname
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'alliance_build' and a.attnum > 0 and not a.attisdropped
+          and coalesce(col_description(c.oid, a.attnum), '') = ''""")
+    assert missing == []
+    tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
+                          " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
+                          " and c.relkind = 'r'")
+    assert len(tables) == 6 and all(comment for _, comment in tables)
+    comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
+                           " (select attnum from pg_attribute where attrelid ="
+                           " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")
+    assert "summing to 1" in comment[0][0]
 
 
 def test_missing_fx_rate_fails_naming_currency_and_date(fresh_database_factory) -> None:

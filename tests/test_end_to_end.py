@@ -90,6 +90,61 @@ def assert_matches_oracle(url: str, world) -> None:
     )
     got_balances = {(r, d, m): Decimal(v) for r, d, m, v in balances if Decimal(v) != 0}
     assert got_balances == {k: v for k, v in earned.items() if v != 0}
+    assert_every_model_matches(url, truth)
+    assert_reconciles(url)
+
+
+def assert_every_model_matches(url: str, truth) -> None:
+    """All five models, every row: credit, the allocated revenue columns, leakage, commission and state."""
+    rows = published(
+        url,
+        "select partner_id, order_id, attribution_model, referrer_partner_id, attribution_reason, credit,"
+        " attributed_revenue_rc, net_attributed_revenue_rc, refund_leakage_rc, commission_rc, commission_state"
+        " from analytics.fct_order_attribution",
+    )
+    got = {(p, o, m, r): rest for p, o, m, r, *rest in rows}
+    assert len(got) == len(rows)
+    assert set(got) == set(truth.credits), "same (order, model, referrer) rows as the oracle"
+    mismatches = []
+    for key, want in truth.credits.items():
+        expected = (want.reason, want.credit, want.attributed_revenue_rc, want.net_attributed_revenue_rc,
+                    want.refund_leakage_rc, want.commission_rc, want.commission_state)
+        if tuple(got[key]) != expected:
+            mismatches.append((key, got[key], expected))
+    assert not mismatches, f"{len(mismatches)} model rows differ from the oracle: {mismatches[:5]}"
+    models = {key[2] for key in truth.credits}
+    assert models == {"last_click", "first_click", "linear", "position_based", "time_decay"}
+    split = [key for key, c in truth.credits.items() if c.credit not in (0, 1)]
+    assert split, "the sandbox world has orders whose credit is split between referrers"
+    contracts = {a.contract.type for a in truth.attribution.values() if a.contract is not None}
+    assert contracts == {"percent", "flat"}, "the demo exercises both contract types"
+    leakage = published(url, "select referrer_partner_id, destination_partner_id, to_char(month, 'YYYY-MM'),"
+                             " refund_leakage_rc from analytics.partner_balances where refund_leakage_rc <> 0")
+    assert {(r, d, m): v for r, d, m, v in leakage} == {k: v for k, v in truth.leakage.items() if v != 0}
+    assert truth.leakage and any(truth.leakage.values()), "the world has refunds after the lock date"
+
+
+def assert_reconciles(url: str) -> None:
+    """Per order and model, referrers + organic = the order's revenue; per month, earned = owed."""
+    orders = published(url, """
+        select a.partner_id, a.order_id, a.attribution_model
+        from analytics.fct_order_attribution a
+        join analytics.fct_orders o using (partner_id, order_id)
+        group by 1, 2, 3
+        having sum(a.credit) <> 1
+            or sum(a.attributed_revenue_rc) <> min(o.commissionable_amount_rc)
+            or sum(a.net_attributed_revenue_rc) <> min(o.net_amount_rc)
+            or sum(a.refund_leakage_rc) <> min(o.refund_leakage_rc)""")
+    assert orders == [], f"{len(orders)} (order, model) do not reconcile: {orders[:5]}"
+    months = published(url, """
+        select k.month, k.earned, k.owed, b.earned, b.owed from (
+            select date_trunc('month', kpi_date)::date as month, sum(commission_earned_rc) as earned,
+                   sum(commission_owed_rc) as owed
+            from analytics.partner_kpis_daily group by 1) k
+        full join (
+            select month, sum(commission_earned_rc) as earned, sum(commission_owed_rc) as owed
+            from analytics.partner_balances group by 1) b using (month)""")
+    assert months and all(len({ke, ko, be, bo}) == 1 for _, ke, ko, be, bo in months), months
 
 
 def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(

@@ -21,16 +21,20 @@ create table {s}.fct_referrals (
 );
 create table {s}.fct_order_attribution (
     partner_id text, order_id text, attribution_model text, referrer_partner_id text, attribution_reason text,
-    credit numeric, attributed_revenue_rc numeric, commission_rc numeric, commission_state text
+    credit numeric, attributed_revenue_rc numeric, commission_rc numeric, commission_state text,
+    net_attributed_revenue_rc numeric default 0, refund_leakage_rc numeric default 0,
+    is_commission_model boolean default true
 );
 create table {s}.partner_kpis_daily (
     kpi_date date, partner_id text, clicks_sent bigint, referred_orders bigint, conversion_rate numeric,
     attributed_revenue_rc numeric, net_attributed_revenue_rc numeric, aov_rc numeric, refund_rate numeric,
-    new_customer_rate numeric, epc_rc numeric, commission_earned_rc numeric, commission_owed_rc numeric
+    new_customer_rate numeric, epc_rc numeric, commission_earned_rc numeric, commission_owed_rc numeric,
+    refund_leakage_rc numeric default 0
 );
 create table {s}.partner_balances (
     referrer_partner_id text, destination_partner_id text, month date, commission_earned_rc numeric,
-    commission_owed_rc numeric, state text
+    commission_owed_rc numeric, state text, net_attributed_revenue_rc numeric default 0,
+    refund_leakage_rc numeric default 0
 );
 create table {s}.objective_progress (
     partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric

@@ -304,3 +304,56 @@ def test_overlapping_contracts_latest_effective_from_wins():
                              order(3, "2026-12-01T00:00:00Z", codes=["TIDE20"])]}, config=config)
     got = [res.attribution[("northwind", str(i))].commission_rc for i in (1, 2, 3)]
     assert got == [D("5.00"), D("7.00"), D("7.00")]
+
+
+def test_unknown_referrer_click_is_not_eligible():
+    res = run({"northwind": [order(1, "2026-10-05T12:00:00Z")]},
+              [click("1", "2026-10-03T12:00:00Z"), click("2", "2026-10-04T12:00:00Z", referrer="stranger")])
+    a = res.attribution[("northwind", "1")]
+    assert (a.click_id, a.referrer_partner_id, a.eligible_click_ids) == ("1", "tidewater", ("1",))
+
+
+def test_five_models_over_the_same_clicks():
+    # Clicks oldest first: lumen t-14d, brightpath t-14d (id "2" after "1"), tidewater t-7d, lumen at t.
+    # time_decay weights 0.25, 0.25, 0.5, 1 -> shares 0.125 each for the t-14d clicks, 0.25, 0.5.
+    res = run({"northwind": [order(1, "2026-10-29T00:00:00Z", "100.00")]},
+              [click("1", "2026-10-15T00:00:00Z", referrer="lumen"),
+               click("2", "2026-10-15T00:00:00Z", referrer="brightpath"),
+               click("3", "2026-10-22T00:00:00Z", referrer="tidewater"),
+               click("4", "2026-10-29T00:00:00Z", referrer="lumen")])
+    got = {(m, r): c.credit for (_, _, m, r), c in res.credits.items()}
+    assert got == {
+        ("last_click", "lumen"): 1, ("first_click", "lumen"): 1,
+        ("linear", "brightpath"): D("0.25"), ("linear", "lumen"): D("0.5"), ("linear", "tidewater"): D("0.25"),
+        ("position_based", "brightpath"): D("0.1"), ("position_based", "lumen"): D("0.8"),
+        ("position_based", "tidewater"): D("0.1"),
+        ("time_decay", "brightpath"): D("0.125"), ("time_decay", "lumen"): D("0.625"),
+        ("time_decay", "tidewater"): D("0.25"),
+    }
+    rows = res.credits
+    assert rows[("northwind", "1", "last_click", "lumen")].commission_rc == D("5.00")  # lumen's October flat contract
+    assert rows[("northwind", "1", "linear", "lumen")].commission_rc is None  # only the configured model is priced
+    assert rows[("northwind", "1", "time_decay", "lumen")].attributed_revenue_rc == D("62.50")
+
+
+def test_thirds_sum_to_one_and_reconcile_to_the_cent():
+    res = run({"northwind": [order(1, "2026-10-29T00:00:00Z", "10.00")]},
+              [click("1", "2026-10-20T00:00:00Z", referrer="lumen"),
+               click("2", "2026-10-21T00:00:00Z", referrer="brightpath"),
+               click("3", "2026-10-22T00:00:00Z", referrer="tidewater")],
+              config=make_config(attribution={"model": "linear", "lookback_days": 30}))
+    linear = sorted((r, c) for (_, _, m, r), c in res.credits.items() if m == "linear")
+    assert [c.credit for _, c in linear] == [D("0.3333333333"), D("0.3333333333"), D("0.3333333334")]
+    assert [c.attributed_revenue_rc for _, c in linear] == [D("3.33"), D("3.34"), D("3.33")]
+    # linear is configured here, each referrer by its contract x credit, rounded once: brightpath 0.06 x 10 / 3,
+    # lumen flat 5.00 / 3 (October contract), tidewater first-order default 0.15 x 10 / 3
+    assert [c.commission_rc for _, c in linear] == [D("0.20"), D("1.67"), D("0.50")]
+    assert sum(res.balances.values()) == D("2.37")
+
+
+def test_code_keeps_credit_one_in_every_model():
+    res = run({"northwind": [order(1, "2026-10-05T12:00:00Z", codes=["TIDE20"])]},
+              [click("1", "2026-10-04T12:00:00Z", referrer="lumen")])
+    assert {(m, r, c.credit, c.reason) for (_, _, m, r), c in res.credits.items()} == {
+        (m, "tidewater", D(1), "code") for m in ("last_click", "first_click", "linear", "position_based", "time_decay")
+    }

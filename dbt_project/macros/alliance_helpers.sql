@@ -48,3 +48,52 @@
         ) with ordinality as decoded(part, ord)
     )
 {%- endmacro %}
+
+{#- Cents of `credit x amount` allocated cumulatively over an order's credit rows: round(cumulative credit x amount)
+    minus round(previous cumulative credit x amount). Each row differs from its own rounding by at most a cent and
+    the rows of one (order, model) add up exactly to the order's rounded amount. Needs cum_credit and prev_credit. -#}
+{% macro allocated_cents(amount) -%}
+    (round((cum_credit * ({{ amount }}))::numeric, 2) - round((prev_credit * ({{ amount }}))::numeric, 2))
+{%- endmacro %}
+
+{#- §6: a commission is locked when the run's UTC date (as_of) is after its lock date, else pending. -#}
+{% macro commission_state(lock_date) -%}
+    (case when {{ as_of_date() }} > {{ lock_date }} then 'locked' else 'pending' end)
+{%- endmacro %}
+
+{#- ---------------------------------------------------------------- incremental runs
+    The large intermediate models are incremental. Each run recomputes exactly the orders listed in
+    int_orders__changed (orders whose raw row changed, every order of the same customer at the same storefront, and
+    orders a new click could be eligible for) and leaves the rest as they are. A changed config, changed model code
+    or a failed previous build makes alliance/run.py run `--full-refresh` instead. -#}
+
+{#- This invocation's start, stamped on the rows an incremental model (re)writes. -#}
+{% macro dbt_run_at() -%}
+    '{{ run_started_at.isoformat() }}'::timestamptz
+{%- endmacro %}
+
+{#- Raw rows loaded since the newest one already processed, minus `incremental_overlap_minutes` (a load whose
+    transaction was still open during the last run is picked up; re-reading a row is harmless). -#}
+{% macro loaded_since_last_run() -%}
+    {%- if is_incremental() %}
+    where _loaded_at > (select coalesce(max(_loaded_at), '-infinity'::timestamptz) from {{ this }})
+                       - make_interval(mins => {{ var('incremental_overlap_minutes') | int }})
+    {%- endif %}
+{%- endmacro %}
+
+{#- In an incremental run, only the orders of int_orders__changed (`alias` is the order table's alias + '.'). -#}
+{% macro only_changed_orders(alias='') -%}
+    {%- if is_incremental() %}
+    and ({{ alias }}partner_id, {{ alias }}order_id) in (select partner_id, order_id from {{ ref('int_orders__changed') }})
+    {%- endif %}
+{%- endmacro %}
+
+{#- pre_hook of the order-keyed incremental models: drop the rows of the orders this run recomputes. -#}
+{% macro delete_changed_orders() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} as t using {{ ref('int_orders__changed') }} as c
+    where t.partner_id = c.partner_id and t.order_id = c.order_id
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}

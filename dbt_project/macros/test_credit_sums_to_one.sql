@@ -3,5 +3,5 @@
 select partner_id, order_id, attribution_model, sum({{ column_name }}) as total_credit
 from {{ model }}
 group by partner_id, order_id, attribution_model
-having abs(sum({{ column_name }}) - 1) > 0.000001
+having sum({{ column_name }}) <> 1 and abs(sum({{ column_name }}) - 1) > 0.000000001
 {% endtest %}

@@ -1,7 +1,19 @@
--- Attribution rows with the contract in effect and the commission (§6 Commission), at full precision
--- and rounded to cents once per order and referrer.
+-- Attribution rows of every model with the contract in effect and, for the configured model only, the commission
+-- (§6 Commission) at full precision, rounded to cents once per order and referrer. Revenue columns are allocated
+-- cumulatively so each (order, model) reconciles to the order's rounded amounts. The commission state depends on
+-- the run date and is added in the mart.
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
+-- depends_on: {{ ref('int_orders__changed') }}
 with credits as (
-    select * from {{ ref('int_order_credits') }}
+    select
+        *,
+        sum(credit) over (
+            partition by partner_id, order_id, attribution_model order by row_position
+            rows between unbounded preceding and current row
+        ) as cum_credit
+    from {{ ref('int_order_credits') }} as c
+    where true {{ only_changed_orders('c.') }}
 ),
 
 orders as (
@@ -11,6 +23,7 @@ orders as (
 contracted as (
     select
         c.*,
+        c.cum_credit - c.credit as prev_credit,
         o.order_date,
         o.lock_date,
         o.currency,
@@ -19,6 +32,7 @@ contracted as (
         o.commissionable_amount,
         o.refunded_amount,
         o.refunded_before_lock_amount,
+        o.refunded_after_lock_amount,
         greatest(0, o.commissionable_amount - o.refunded_before_lock_amount) as net_commissionable_amount,
         dated.contract_type    as dated_contract_type,
         dated.rate             as dated_rate,
@@ -73,6 +87,7 @@ select
     referrer_partner_id,
     attribution_reason,
     credit,
+    row_position,
     network_id,
     click_id,
     referral_code,
@@ -81,24 +96,22 @@ select
     currency,
     fx_rate,
     is_new_customer,
+    attribution_model = '{{ var("attribution_model") }}'                  as is_commission_model,
     case when referrer_partner_id is not null then contract_source end as contract_source,
     case when referrer_partner_id is not null then contract_type end   as contract_type,
     case when referrer_partner_id is not null then contract_effective_from end as contract_effective_from,
     case when referrer_partner_id is not null then rate_applied end    as rate_applied,
     case when referrer_partner_id is not null and contract_type = 'flat' then flat_amount end as flat_amount,
-    {{ cents('credit * commissionable_amount * fx_rate') }}                    as attributed_revenue_rc,
-    {{ cents('credit * (commissionable_amount - refunded_amount) * fx_rate') }} as net_attributed_revenue_rc,
-    {{ cents('credit * refunded_amount * fx_rate') }}                          as attributed_refunded_rc,
+    {{ allocated_cents('commissionable_amount * fx_rate') }}                      as attributed_revenue_rc,
+    {{ allocated_cents('(commissionable_amount - refunded_amount) * fx_rate') }}  as net_attributed_revenue_rc,
+    {{ allocated_cents('refunded_amount * fx_rate') }}                            as attributed_refunded_rc,
+    {{ allocated_cents('refunded_after_lock_amount * fx_rate') }}                 as refund_leakage_rc,
     case
+        when attribution_model <> '{{ var("attribution_model") }}' then null::numeric
         when referrer_partner_id is null then 0::numeric
         when contract_type = 'percent'
             then {{ cents('rate_applied * net_commissionable_amount * fx_rate * credit') }}
         when contract_type = 'flat'
             then case when net_commissionable_amount <= 0 then 0::numeric else {{ cents('flat_amount * credit') }} end
-    end                                                                         as commission_rc,
-    case
-        when referrer_partner_id is null then null
-        when {{ as_of_date() }} > lock_date then 'locked'
-        else 'pending'
-    end                                                                         as commission_state
+    end                                                                         as commission_rc
 from computed

@@ -1,5 +1,8 @@
 -- §6.2 code beats click: per attributable order, the first code (discount codes in listed order, then the
 -- landing ref) that belongs to a known partner other than the destination.
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
+-- depends_on: {{ ref('int_orders__changed') }}
 with candidates as (
     select
         o.partner_id,
@@ -20,6 +23,7 @@ with candidates as (
         on p.partner_id = rc.partner_id
     where o.is_attributable
       and rc.partner_id <> o.partner_id
+      {{ only_changed_orders('o.') }}
 )
 
 select partner_id, order_id, referrer_partner_id, referral_code, code_source

@@ -1,5 +1,7 @@
 -- Every referral-code candidate an order carries, in precedence order (§6.2): discount codes in their
 -- listed order first, then the landing URL's `ref`. Codes are compared upper(trim()), i.e. case-insensitively.
+-- A view: int_order_code_attribution reads it only for the orders a run recomputes.
+{{ config(materialized='view') }}
 {%- set discount_models = ['stg_shopify__order_discount_codes', 'stg_woocommerce__order_discount_codes'] %}
 
 with discount_codes as (

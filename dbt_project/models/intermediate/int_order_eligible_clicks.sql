@@ -1,6 +1,9 @@
 -- §6.3 eligible clicks per attributable order: same destination, same non-null customer_key, referrer is a
 -- known partner other than the destination, t - lookback_days*24h <= clicked_at <= t, and clicked_at later
 -- than the customer's previous (non-cancelled, non-test) order at the destination. Shared by all models.
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
+-- depends_on: {{ ref('int_orders__changed') }}
 select
     o.partner_id,
     o.order_id,
@@ -11,7 +14,7 @@ select
     k.clicked_at,
     k.referral_code
 from {{ ref('int_orders__enriched') }} as o
-inner join {{ ref('stg_network__clicks') }} as k
+inner join {{ ref('int_network__clicks') }} as k
     on k.destination_partner_id = o.partner_id
    and k.customer_key = o.customer_key
 inner join {{ ref('stg_cfg__partners') }} as p
@@ -22,3 +25,4 @@ where o.is_attributable
   and k.clicked_at >= o.ordered_at - {{ lookback_interval() }}
   and k.clicked_at <= o.ordered_at
   and (o.previous_order_at is null or k.clicked_at > o.previous_order_at)
+  {{ only_changed_orders('o.') }}

@@ -1,4 +1,6 @@
--- Refunds of every storefront platform in one shape (add stg_woocommerce__order_refunds later).
+-- Refunds of every storefront platform in one shape. A view: the incremental int_orders__enriched reads it
+-- only for the orders it recomputes.
+{{ config(materialized='view') }}
 {%- set platform_models = ['stg_shopify__order_refunds', 'stg_woocommerce__order_refunds'] %}
 
 {% for model_name in platform_models %}

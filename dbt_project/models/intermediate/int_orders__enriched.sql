@@ -1,11 +1,16 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
+-- depends_on: {{ ref('int_orders__changed') }}
 with orders as (
-    select * from {{ ref('int_orders__unioned') }}
+    select * from {{ ref('int_orders__unioned') }} as u
+    where true {{ only_changed_orders('u.') }}
 ),
 
 refunds as (
-    select * from {{ ref('int_order_refunds__unioned') }}
+    select * from {{ ref('int_order_refunds__unioned') }} as r
+    where true {{ only_changed_orders('r.') }}
 ),
 
 dated as (

@@ -1,12 +1,21 @@
 -- Orders of every storefront platform in one shape. Add `union all select ... from stg_woocommerce__orders`
--- here (same columns, same order) when the WooCommerce staging model exists.
+-- here (same columns, same order, including `_loaded_at` = raw.orders.loaded_at) when the WooCommerce staging
+-- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read; the rows
+-- (re)written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds them.
+{{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
+          indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']}]) }}
 {%- set order_columns = [
     'partner_id', 'order_id', 'platform', 'ordered_at', 'updated_at', 'customer_key', 'platform_customer_id',
-    'currency', 'commissionable_amount', 'cancelled_at', 'is_cancelled', 'is_test', 'landing_ref'
+    'currency', 'commissionable_amount', 'cancelled_at', 'is_cancelled', 'is_test', 'landing_ref',
+    '_loaded_at'
 ] %}
 {%- set platform_models = ['stg_shopify__orders', 'stg_woocommerce__orders'] %}
 
-{% for model_name in platform_models %}
-select {{ order_columns | join(', ') }} from {{ ref(model_name) }}
-{% if not loop.last %}union all{% endif %}
-{% endfor %}
+select *, {{ dbt_run_at() }} as _dbt_run_at
+from (
+    {% for model_name in platform_models %}
+    select {{ order_columns | join(', ') }} from {{ ref(model_name) }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+) as orders
+{{ loaded_since_last_run() }}

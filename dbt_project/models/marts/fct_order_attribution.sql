@@ -1,4 +1,5 @@
--- One row per (order, attribution model, credited referrer); organic orders have one row with a null referrer.
+-- One row per (order, attribution model, credited referrer), all five models side by side; organic orders have one
+-- row per model with a null referrer. Only the configured model carries commission_rc / commission_state.
 select
     partner_id,
     order_id,
@@ -8,8 +9,11 @@ select
     credit,
     attributed_revenue_rc,
     net_attributed_revenue_rc,
+    refund_leakage_rc,
+    is_commission_model,
     commission_rc,
-    commission_state,
+    case when is_commission_model and referrer_partner_id is not null then {{ commission_state('lock_date') }} end
+        as commission_state,
     network_id,
     click_id,
     referral_code,

@@ -9,4 +9,4 @@ select
     referral_code,
     customer_key,
     (referrer_partner_id = destination_partner_id)        as is_self_referral
-from {{ ref('stg_network__clicks') }}
+from {{ ref('int_network__clicks') }}

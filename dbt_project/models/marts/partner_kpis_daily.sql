@@ -5,7 +5,7 @@ with partners as (
 
 clicks as (
     select referrer_partner_id as partner_id, {{ utc_date('clicked_at') }} as kpi_date, count(*) as clicks_sent
-    from {{ ref('stg_network__clicks') }}
+    from {{ ref('int_network__clicks') }}
     where referrer_partner_id <> destination_partner_id
     group by 1, 2
 ),
@@ -18,16 +18,17 @@ earned as (
         count(distinct (partner_id, order_id)) filter (where is_new_customer) as referred_new_customer_orders,
         sum(attributed_revenue_rc)                          as attributed_revenue_rc,
         sum(net_attributed_revenue_rc)                      as net_attributed_revenue_rc,
-        sum(commission_rc)                                  as commission_earned_rc
+        sum(commission_rc)                                  as commission_earned_rc,
+        sum(refund_leakage_rc)                              as refund_leakage_rc
     from {{ ref('int_order_attribution') }}
-    where referrer_partner_id is not null
+    where referrer_partner_id is not null and is_commission_model
     group by 1, 2
 ),
 
 owed as (
     select partner_id, order_date as kpi_date, sum(commission_rc) as commission_owed_rc
     from {{ ref('int_order_attribution') }}
-    where referrer_partner_id is not null
+    where referrer_partner_id is not null and is_commission_model
     group by 1, 2
 ),
 
@@ -49,7 +50,8 @@ joined as (
         coalesce(e.attributed_revenue_rc, 0)        as attributed_revenue_rc,
         coalesce(e.net_attributed_revenue_rc, 0)    as net_attributed_revenue_rc,
         coalesce(e.commission_earned_rc, 0)         as commission_earned_rc,
-        coalesce(o.commission_owed_rc, 0)           as commission_owed_rc
+        coalesce(o.commission_owed_rc, 0)           as commission_owed_rc,
+        coalesce(e.refund_leakage_rc, 0)            as refund_leakage_rc
     from days as d
     inner join partners as p on p.partner_id = d.partner_id
     left join clicks as c on c.partner_id = d.partner_id and c.kpi_date = d.kpi_date
@@ -70,5 +72,6 @@ select
     round(referred_new_customer_orders::numeric / nullif(referred_orders, 0), 4)            as new_customer_rate,
     {{ cents('commission_earned_rc / nullif(clicks_sent, 0)') }}                            as epc_rc,
     {{ cents('commission_earned_rc') }}                                                     as commission_earned_rc,
-    {{ cents('commission_owed_rc') }}                                                       as commission_owed_rc
+    {{ cents('commission_owed_rc') }}                                                       as commission_owed_rc,
+    {{ cents('refund_leakage_rc') }}                                                        as refund_leakage_rc
 from joined

@@ -6,5 +6,6 @@ select
     lower(trim(payload ->> 'DestinationPartnerId'))  as destination_partner_id,
     clicked_at,
     nullif(trim(payload ->> 'ReferralCode'), '')     as referral_code,
-    customer_key
+    customer_key,
+    loaded_at                                        as _loaded_at
 from {{ source('raw', 'clicks') }}

@@ -20,5 +20,6 @@ select
         or coalesce(payload ->> 'financial_status', '') = 'voided') as is_cancelled,
     coalesce((payload ->> 'test')::boolean, false)               as is_test,
     payload ->> 'landing_site'                                   as landing_site,
-    nullif(trim({{ url_query_param("(payload ->> 'landing_site')", 'ref') }}), '') as landing_ref
+    nullif(trim({{ url_query_param("(payload ->> 'landing_site')", 'ref') }}), '') as landing_ref,
+    loaded_at                                                    as _loaded_at
 from source

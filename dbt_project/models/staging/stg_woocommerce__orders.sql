@@ -32,5 +32,6 @@ select
         where m ->> 'key' = '_alliance_ref'
         order by ord desc
         limit 1
-    )), '')                                                                      as landing_ref
+    )), '')                                                                      as landing_ref,
+    loaded_at                                                                    as _loaded_at
 from source

@@ -1,0 +1,141 @@
+"""Transform benchmark: full dbt build, incremental run with 1% new data, and a hand-written SQL statement.
+
+    .venv/bin/python -m bench.transform.run --orders 100000 --orders 1000000
+
+For each size, in a fresh database on the warehouse server: synthetic raw data (5 clicks per order) is COPYed into
+raw.*, then timed side by side in one run: (1) `dbt build --full-refresh` (models + tests, what a run executes),
+(2) 1% new orders with their clicks + 0.1% changed orders land, and the incremental `dbt build`, (3) the
+hand-written last-click statement (reference_last_click.sql). Ratios are printed against the targets
+(incremental <= 10% of full, full <= 3x hand-written) and written to bench/transform/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from alliance.config import load_config
+from alliance.config_sync import sync_config
+from alliance.dbt_runner import DBT_PROJECT_DIR, dbt_vars_from_config
+from alliance.incremental import dbt_build
+from alliance.warehouse import parse_url, warehouse_url
+from bench.transform.generate import Generator
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = "bench_build"
+REFERENCE = Path(__file__).with_name("reference_last_click.sql")
+
+
+def _database(server: str, name: str) -> str:
+    parts = parse_url(server)
+    auth = parts.user + (f":{parts.password}" if parts.password else "")
+    with psycopg.connect(f"postgresql://{auth}@{parts.host}:{parts.port}/postgres", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    return f"postgresql://{auth}@{parts.host}:{parts.port}/{name}"
+
+
+def _phase_seconds() -> dict[str, float]:
+    """Seconds per kind of node of the last dbt invocation (run_results.json): intermediate, marts, tests."""
+    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    out = {"intermediate": 0.0, "marts": 0.0, "tests": 0.0}
+    for item in results:
+        uid = item["unique_id"]
+        kind = ("tests" if uid.startswith(("test.", "unit_test.")) else
+                "marts" if ".fct_" in uid or uid.split(".")[-1] in (
+                    "partner_kpis_daily", "partner_balances", "objective_progress") else "intermediate")
+        out[kind] += item.get("execution_time") or 0.0
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def bench_size(server: str, orders: int, clicks_per_order: int) -> dict:
+    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    url = _database(server, f"alliance_bench_{orders}_{uuid.uuid4().hex[:6]}")
+    with psycopg.connect(url) as conn:
+        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
+        sync_config(conn, config)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
+    gen = Generator(config, seed=orders)
+    t0 = time.perf_counter()
+    base = gen.write(url, orders, clicks_per_order, history_until=datetime.now(UTC) - timedelta(hours=1))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("vacuum analyze")  # planner statistics for raw.* and the config tables, as a DBA would
+    generated = time.perf_counter() - t0
+    print(f"[{orders}] generated {base.orders} orders, {base.clicks} clicks in {generated:.0f}s", flush=True)
+
+    t0 = time.perf_counter()
+    full = dbt_build(url, SCHEMA, dbt_vars, full_refresh=True)
+    full_s = time.perf_counter() - t0
+    assert full.outcome.success, full.outcome.failures
+    full_phases = _phase_seconds()
+    print(f"[{orders}] full build {full_s:.1f}s {full_phases}", flush=True)
+
+    delta = gen.write(url, max(1, orders // 100), clicks_per_order, start=datetime(2026, 11, 5, tzinfo=UTC),
+                      span_seconds=5 * 86400)
+    changed = gen.change(url, max(1, orders // 1000))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("analyze raw.orders")
+        conn.execute("analyze raw.clicks")
+    t0 = time.perf_counter()
+    inc = dbt_build(url, SCHEMA, dbt_vars)
+    inc_s = time.perf_counter() - t0
+    assert inc.outcome.success and not inc.full_refresh, inc.outcome.failures
+    inc_phases = _phase_seconds()
+    with psycopg.connect(url) as conn:
+        recomputed = conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0]
+    print(f"[{orders}] incremental build {inc_s:.1f}s {inc_phases}, {recomputed} orders recomputed", flush=True)
+
+    sql = REFERENCE.read_text()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("analyze")
+        conn.execute("create schema if not exists bench_ref")
+        conn.execute("drop table if exists bench_ref.last_click")
+        t0 = time.perf_counter()
+        conn.execute(sql, {"lock_days": dbt_vars["lock_days"], "lookback_days": dbt_vars["lookback_days"]})
+        ref_s = time.perf_counter() - t0
+        differ = conn.execute(f"""
+            select count(*) from bench_ref.last_click r
+            full join (select partner_id, order_id, referrer_partner_id, attribution_reason
+                       from {SCHEMA}.fct_order_attribution where attribution_model = 'last_click') d
+              using (partner_id, order_id)
+            where r.referrer_partner_id is distinct from d.referrer_partner_id
+               or r.attribution_reason is distinct from d.attribution_reason""").fetchone()[0]
+    print(f"[{orders}] hand-written SQL {ref_s:.1f}s; orders attributed differently from dbt: {differ}", flush=True)
+    with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+    return {
+        "orders": orders, "clicks": base.clicks, "new_orders": delta.orders, "new_clicks": delta.clicks,
+        "changed_orders": changed, "recomputed_orders": recomputed,
+        "full_build_s": round(full_s, 1), "full_phases_s": full_phases,
+        "incremental_s": round(inc_s, 1), "incremental_phases_s": inc_phases,
+        "hand_sql_s": round(ref_s, 1), "last_click_differences": differ,
+        "incremental_over_full": round(inc_s / full_s, 3), "full_over_hand_sql": round(full_s / ref_s, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, action="append", help="orders per size (repeatable)")
+    parser.add_argument("--clicks-per-order", type=int, default=5)
+    args = parser.parse_args(argv)
+    server = warehouse_url()
+    results = [bench_size(server, n, args.clicks_per_order) for n in (args.orders or [100_000])]
+    print("\n| orders | clicks | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
+          " full/hand (target <= 3) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['orders']:,} | {r['clicks']:,} | {r['full_build_s']} s | {r['incremental_s']} s |"
+              f" {r['hand_sql_s']} s | {r['incremental_over_full']} | {r['full_over_hand_sql']} |")
+    Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
