@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -53,3 +54,12 @@ def warehouse(fresh_database_factory, monkeypatch) -> str:
     url = fresh_database_factory()
     monkeypatch.setenv("ALLIANCE_WAREHOUSE_URL", url)
     return url
+
+
+def shared_fixtures_dir() -> Path:
+    """The platforms' published payloads: `shared/fixtures` beside the checkout (as CI lays it out)."""
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (root.parent / "shared" / "fixtures", Path("/work/shared/fixtures")):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"shared/fixtures not found beside {root}")

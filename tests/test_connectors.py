@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import shared_fixtures_dir
 
 from alliance.config import AllianceConfig, Partner, load_config
 from alliance.sandbox.server import SandboxOptions, start_sandbox
@@ -208,7 +209,7 @@ def test_missing_salt_names_the_variable(monkeypatch):
 
 
 class _FixtureShop(BaseHTTPRequestHandler):
-    body = (Path("/work/shared/fixtures/shopify_orders.json")).read_bytes()
+    body = (shared_fixtures_dir() / "shopify_orders.json").read_bytes()
 
     def log_message(self, *args) -> None:
         return

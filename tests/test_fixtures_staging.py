@@ -1,4 +1,4 @@
-"""The platforms' own published payloads (/work/shared/fixtures) through HTTP, the connectors and dbt staging.
+"""The platforms' own published payloads (shared/fixtures beside the checkout) through HTTP, the connectors and dbt staging.
 
 Served by the sandbox's Shopify and WooCommerce styles over loopback, landed by ingest, typed by the
 staging models; every expected value below is read off the fixture by hand (PRODUCT.md §3).
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import shared_fixtures_dir
 
 from alliance.config import load_config
 from alliance.dbt_runner import run_dbt
@@ -23,9 +24,7 @@ from connectors.ingest import ingest_all
 from connectors.pii import customer_key
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path("/work/shared/fixtures")
-if not FIXTURES.exists():
-    FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = shared_fixtures_dir()
 SALT = "fixture-salt"
 D = Decimal
 STAGING = ["stg_shopify__orders", "stg_shopify__order_refunds", "stg_shopify__order_discount_codes",

@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from conftest import shared_fixtures_dir
 
 from alliance.config import AllianceConfig, Partner, load_config
 from alliance.demo import load_sandbox_env
@@ -124,7 +125,7 @@ def test_woocommerce_and_network_signatures(server, warehouse, monkeypatch):
     cfg = AllianceConfig(partners=[Partner(id="woo", platform="woocommerce", base_url="http://127.0.0.1:1",
                                            credentials_env="WOO_TOKEN", webhook_secret_env="WOO_SECRET")])
     receiver = Receiver(cfg, warehouse)
-    fixture = Path(__file__).parents[2] / "shared" / "fixtures" / "woocommerce_orders.json"
+    fixture = shared_fixtures_dir() / "woocommerce_orders.json"
     woo = json.dumps(json.loads(fixture.read_text())[0]).encode()  # a real WooCommerce order body
     base = {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Delivery-ID": "w1"}
     with pytest.raises(Rejected) as forged_woo:
