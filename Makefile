@@ -36,6 +36,7 @@ demo: install
 	$(BIN)/alliance demo --config $(CONFIG)
 
 test: install
+	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: install

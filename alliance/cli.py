@@ -196,6 +196,22 @@ def status(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def scorecard(
+    config: ConfigOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: .alliance/scorecard.html)")] = None,
+) -> None:
+    """One self-contained HTML scorecard: KPIs vs thresholds and objectives, balances, alerts, model spread."""
+    from alliance.alerts import load_rules
+    from alliance.scorecard import write_scorecard
+    from alliance.warehouse import state_dir
+
+    cfg = _config(config, require_secrets=False)
+    rules = load_rules(cfg.alerts) if cfg.alerts is not None else []
+    path = write_scorecard(_url(), out or state_dir() / "scorecard.html", rules)
+    console.print(f"scorecard: {path}")
+
+
+@app.command()
 def docs(config: ConfigOption = None) -> None:
     """Build the dbt docs (models, columns, contracts, exposure) as one offline HTML file."""
     from alliance.docs import build_docs

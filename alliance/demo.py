@@ -55,6 +55,7 @@ def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Consol
             return code
         console.print(f"[bold]4/4[/] done in {time.monotonic() - started:.0f}s\n")
         print_summary(console, url)
+        print_scorecard(console, url, cfg.alerts)
         return 0
     finally:
         sandbox.stop()
@@ -92,6 +93,16 @@ def _run_in_process(cfg, url: str, console: Console) -> int:
     return 1 if failed else 0
 
 
+def print_scorecard(console: Console, url: str, alerts_file: Path | None) -> Path:
+    """Write the HTML scorecard next to the warehouse state and print where it is."""
+    from alliance.alerts import load_rules
+    from alliance.scorecard import write_scorecard
+
+    path = write_scorecard(url, state_dir() / "scorecard.html", load_rules(alerts_file) if alerts_file else [])
+    console.print(f"Scorecard (open in a browser, works offline): {path}")
+    return path
+
+
 def print_summary(console: Console, url: str) -> None:
     with connect(url) as conn:
         rows = conn.execute(
@@ -115,7 +126,7 @@ def print_summary(console: Console, url: str) -> None:
         ).fetchall()
         alerts = conn.execute(
             "select severity, rule_id, partner_id, period, value, threshold from analytics.kpi_alerts"
-            " order by period desc, rule_id limit 5"
+            " where state = 'firing' order by period desc, rule_id limit 5"
         ).fetchall()
         state = conn.execute(
             "select commission_state, count(*), sum(commission_rc) from analytics.fct_order_attribution"
@@ -134,7 +145,7 @@ def print_summary(console: Console, url: str) -> None:
         ledger.add_row(destination, referrer, f"{total:,.2f}", f"{locked:,.2f}", f"{pending:,.2f}")
     console.print(ledger)
     if alerts:
-        console.print("Latest alerts (analytics.kpi_alerts):")
+        console.print("Latest active alerts (analytics.kpi_alerts):")
         for severity, rule, partner, period, value, threshold in alerts:
             console.print(f"  [{severity}] {rule}: {partner} on {period}: {value} vs {threshold}", markup=False)
     console.print(

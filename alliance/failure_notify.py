@@ -48,24 +48,33 @@ class Failure:
         return "\n".join(lines)
 
 
-def send_slack(url: str, failure: Failure, timeout: float = 10.0) -> None:
-    resp = requests.post(url, json={"text": failure.text()}, timeout=timeout)
+def post_slack_text(url: str, text: str, timeout: float = 10.0) -> None:
+    """One Slack incoming-webhook message; raises requests.RequestException on failure (callers retry or log)."""
+    resp = requests.post(url, json={"text": text}, timeout=timeout)
     resp.raise_for_status()
 
 
-def send_email(failure: Failure, env: dict[str, str] | None = None) -> None:
-    env = env if env is not None else dict(os.environ)
+def send_slack(url: str, failure: Failure, timeout: float = 10.0) -> None:
+    post_slack_text(url, failure.text(), timeout)
+
+
+def send_email_text(subject: str, text: str, env: dict[str, str], to: str | None = None, timeout: float = 15) -> None:
+    """One plain-text e-mail through the ALLIANCE_SMTP_* server; `to` overrides ALLIANCE_SMTP_TO."""
     msg = EmailMessage()
-    msg["Subject"] = failure.subject()
+    msg["Subject"] = subject
     msg["From"] = env.get("ALLIANCE_SMTP_FROM", "alliance@localhost")
-    msg["To"] = env["ALLIANCE_SMTP_TO"]
-    msg.set_content(failure.text())
-    with smtplib.SMTP(env["ALLIANCE_SMTP_HOST"], int(env.get("ALLIANCE_SMTP_PORT", "25")), timeout=15) as smtp:
+    msg["To"] = to or env["ALLIANCE_SMTP_TO"]
+    msg.set_content(text)
+    with smtplib.SMTP(env["ALLIANCE_SMTP_HOST"], int(env.get("ALLIANCE_SMTP_PORT", "25")), timeout=timeout) as smtp:
         if env.get("ALLIANCE_SMTP_STARTTLS", "").lower() == "true":
             smtp.starttls()
         if env.get("ALLIANCE_SMTP_USER"):
             smtp.login(env["ALLIANCE_SMTP_USER"], env.get("ALLIANCE_SMTP_PASSWORD", ""))
         smtp.send_message(msg)
+
+
+def send_email(failure: Failure, env: dict[str, str] | None = None) -> None:
+    send_email_text(failure.subject(), failure.text(), env if env is not None else dict(os.environ))
 
 
 def notify_failure(failure: Failure, env: dict[str, str] | None = None) -> list[str]:

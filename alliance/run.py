@@ -88,15 +88,18 @@ def publish(run_id: str, url: str | None = None) -> None:
 
 def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> int:
     """Evaluate alert rules on the published data; returns how many alerts newly fired."""
-    from alliance.alerts import evaluate_alerts, load_rules
+    from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
     from alliance.publish import record_run
 
     url = url or warehouse_url()
-    fired = []
+    outcome = AlertOutcome()
     if config.alerts is not None:
-        fired = evaluate_alerts(url, load_rules(config.alerts), run_id=run_id, as_of=as_of)
-    record_run(url, run_id, status="succeeded", step="alerts", message=f"{len(fired)} alert(s) fired")
-    return len(fired)
+        outcome = evaluate(url, load_alerts_file(config.alerts), run_id=run_id, as_of=as_of)
+    failed = [d for d in outcome.deliveries if d.status == "failed"]
+    message = f"{len(outcome.fired)} alert(s) fired, {len(outcome.resolved)} resolved" + (
+        f", {len(failed)} delivery(ies) failed (ops.alert_deliveries)" if failed else "")
+    record_run(url, run_id, status="succeeded", step="alerts", message=message)
+    return len(outcome.fired)
 
 
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:

@@ -20,7 +20,9 @@ RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
 
 def test_load_rules_reads_the_shipped_file():
     rules = {r.id: r for r in load_rules(RULES_FILE)}
-    assert set(rules) == {"high_refund_rate", "large_commission_bill", "top_referral_day"}
+    assert set(rules) == {"high_refund_rate", "large_commission_bill", "conversion_halved", "objective_behind_pace"}
+    assert [rules[r].kind for r in ("high_refund_rate", "conversion_halved", "objective_behind_pace")] == [
+        "threshold", "trailing", "pace"]
     assert (rules["high_refund_rate"].comparison, rules["high_refund_rate"].threshold) == ("above", Decimal("0.6"))
     assert rules["high_refund_rate"].severity == "critical"
 
@@ -37,6 +39,18 @@ def test_load_rules_reads_the_shipped_file():
         ("rules:\n  - {kpi: refund_rate, above: 1}", "rule #1: missing key `id`"),
         ("rules:\n  - {id: a, kpi: aov_rc, above: 1}\n  - {id: a, kpi: aov_rc, below: 1}", "duplicate rule id"),
         ("alerts: []", "unknown top-level key"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7}", "give exactly one relative change"),
+        ("rules:\n  - {id: a, kpi: refund_rate, change_below: -0.5}", "a trailing rule needs `trailing_days"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, change_below: -2}", "key `change_below`"),
+        ("rules:\n  - {id: a, kpi: aov_rc, trailing_days: 7, change_above: 1, min_volume: {kpi: aov_rc, at_least: 5}}",
+         "min_volume.kpi: `aov_rc` is not a volume"),
+        ("rules:\n  - {id: a, kpi: aov_rc, trailing_days: 7, below: 1}", "a trailing rule compares a relative change"),
+        ("rules:\n  - {id: a, pace_below: 0.8, above: 3}", "a pace rule takes only"),
+        ("rules:\n  - {id: a, kpi: aov_rc, above: 1, channels: [pager]}", "unknown channel `pager`"),
+        ("channels:\n  x: {type: webhook, url_env: https://hooks.example/abc, secret_env: S}\nrules: []",
+         "channel `x`: url_env: `https://hooks.example/abc` must be an environment variable NAME"),
+        ("channels:\n  x: {type: webhook, url_env: URL}\nrules: []", "channel `x`: secret_env: a webhook channel"),
+        ("channels:\n  x: {type: pager}\nrules: []", "channel `x`: key `type`"),
         ("rules: [", "not valid YAML"),
     ],
 )
@@ -77,6 +91,7 @@ def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_r
 
     with caplog.at_level(logging.INFO, logger="alliance.alerts"):
         fired = evaluate_alerts(warehouse, rules, run_id="r1")
+    assert {a.state for a in fired} == {"firing"}
     got = {(a.rule_id, a.partner_id, a.period, a.value) for a in fired}
     assert got == {
         ("low_conversion", "lumen", date(2026, 10, 1), Decimal("0.01")),

@@ -1,21 +1,26 @@
-"""Evaluate alert rules on the published partner_kpis_daily; record and send only newly fired alerts."""
+"""Evaluate alert rules on the published data: open an episode for each new breach, resolve episodes whose KPI
+recovered, then tell the routed channels (after the commit, with retries, recorded in ops.alert_deliveries)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+import psycopg
 from pydantic import BaseModel
 
-from alliance.alerts.channels import Channel, LogChannel
-from alliance.alerts.rules import KPI_COLUMNS, AlertRule
-from alliance.alerts.store import ALERT_COLUMNS, ensure_ops_alerts
+from alliance.alerts.channels import Channel, LogChannel, build_channel
+from alliance.alerts.deliver import Delivery, deliver
+from alliance.alerts.rules import KPI_COLUMNS, AlertRule, AlertsFile, ChannelConfig
+from alliance.alerts.store import ALERT_COLUMNS, copy_alerts, ensure_ops_alerts
 from alliance.publish import PUBLISH_LOCK_KEY, PUBLISHED_SCHEMA
 from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
+K = PUBLISHED_SCHEMA
 
 
 class AlertError(RuntimeError):
@@ -23,7 +28,7 @@ class AlertError(RuntimeError):
 
 
 class FiredAlert(BaseModel):
-    """A row of analytics.kpi_alerts."""
+    """A row of analytics.kpi_alerts (one episode)."""
 
     alert_id: str
     rule_id: str
@@ -36,69 +41,183 @@ class FiredAlert(BaseModel):
     comparison: str
     fired_at: datetime
     run_id: str
+    state: str = "firing"
+    resolved_at: datetime | None = None
+    resolved_run_id: str | None = None
+    resolved_value: Decimal | None = None
+    kind: str = "threshold"
+    baseline: Decimal | None = None
 
 
-def _insert_sql(rule: AlertRule, dated: bool) -> str:
+@dataclass
+class AlertOutcome:
+    fired: list[FiredAlert] = field(default_factory=list)
+    resolved: list[FiredAlert] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+def _observations_sql(rule: AlertRule) -> str:
+    """Rows (partner_id, kpi, period, value, threshold, baseline, breached) for every period the rule can judge."""
+    op = ">" if rule.comparison == "above" else "<"
+    if rule.kind == "pace":
+        metric = "and op.metric = %(kpi)s" if rule.kpi else ""
+        return f"""
+            with ref as (
+                select coalesce(%(as_of)s::date, (select max(kpi_date) from {K}.partner_kpis_daily)) as d
+            ), o as (
+                select op.partner_id, op.metric, op.month, op.target, op.actual,
+                       (least(ref.d, (op.month + interval '1 month' - interval '1 day')::date) - op.month + 1)
+                           as elapsed,
+                       extract(day from op.month + interval '1 month' - interval '1 day')::int as days
+                from {K}.objective_progress op, ref
+                where op.month <= ref.d and op.target > 0 {metric}
+            ), p as (
+                select partner_id, metric, month, round(actual * days / elapsed / target, 4) as projected
+                from o where elapsed >= %(min_elapsed)s
+            )
+            select partner_id, metric, month, projected, %(threshold)s::numeric, null::numeric,
+                   projected < %(threshold)s
+            from p
+        """
     assert rule.kpi in KPI_COLUMNS  # validated by AlertRule; the column name is interpolated
-    operator = ">" if rule.comparison == "above" else "<"
-    columns = ", ".join(ALERT_COLUMNS)
+    dated = "where (kpi_date <= %(as_of)s::date or %(as_of)s::date is null)"
+    if rule.kind == "threshold":
+        return f"""
+            select partner_id, %(kpi)s, kpi_date, {rule.kpi}, %(threshold)s::numeric, null::numeric,
+                   coalesce({rule.kpi} {op} %(threshold)s, false)
+            from {K}.partner_kpis_daily {dated}
+        """
+    volume = rule.min_volume.kpi if rule.min_volume else "0"
     return f"""
-        insert into ops.kpi_alerts ({columns})
-        select %(rule_id)s || ':' || k.partner_id || ':' || k.kpi_date::text, %(rule_id)s, %(severity)s,
-               k.partner_id, %(kpi)s, k.kpi_date, k.{rule.kpi}, %(threshold)s, %(comparison)s, now(), %(run_id)s
-        from {PUBLISHED_SCHEMA}.partner_kpis_daily k
-        where k.{rule.kpi} {operator} %(threshold)s {"and k.kpi_date <= %(as_of)s" if dated else ""}
-        order by k.kpi_date, k.partner_id
-        on conflict do nothing
-        returning {columns}
+        with k as (
+            select partner_id, kpi_date, {rule.kpi}::numeric as v, {volume}::numeric as vol
+            from {K}.partner_kpis_daily
+        ), w as (
+            select d.partner_id, d.kpi_date, d.v,
+                   (select avg(p.v) from k p where p.partner_id = d.partner_id
+                      and p.kpi_date between d.kpi_date - %(days)s and d.kpi_date - 1) as baseline,
+                   (select coalesce(sum(p.vol), 0) from k p where p.partner_id = d.partner_id
+                      and p.kpi_date between d.kpi_date - %(days)s and d.kpi_date) as volume
+            from k d {dated}
+        ), t as (
+            select *, round(baseline * (1 + %(threshold)s::numeric), 6) as limit_value from w
+            where baseline > 0 and v is not null and volume >= %(min_volume)s
+        )
+        select partner_id, %(kpi)s, kpi_date, v, limit_value, round(baseline, 6), v {op} limit_value from t
     """
 
 
-def evaluate_alerts(
+def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: date | None) -> AlertOutcome:
+    params = {
+        "kpi": rule.kpi, "threshold": rule.threshold, "as_of": as_of, "days": rule.trailing_days,
+        "min_volume": rule.min_volume.at_least if rule.min_volume else 0, "min_elapsed": rule.min_elapsed_days,
+    }
+    observed = {(r[0], r[1], r[2]): r[3:] for r in conn.execute(_observations_sql(rule), params)}
+    columns = ", ".join(ALERT_COLUMNS)
+    open_rows = {
+        (row[3], row[4], row[5]): row
+        for row in conn.execute(
+            f"select {columns} from ops.kpi_alerts where rule_id = %s and state = 'firing'", (rule.id,)
+        )
+    }
+    outcome = AlertOutcome()
+    for key, (value, threshold, baseline, breached) in sorted(observed.items(), key=lambda i: (i[0][2], i[0][0])):
+        if not breached or key in open_rows:
+            continue
+        partner, kpi, period = key
+        episode = conn.execute(
+            "select count(*) + 1 from ops.kpi_alerts where rule_id = %s and partner_id = %s and kpi = %s "
+            "and period = %s", (rule.id, partner, kpi, period),
+        ).fetchone()[0]
+        alert_id = f"{rule.id}:{partner}:{period}" + (f":{kpi}" if rule.kind == "pace" else "") + f":{episode}"
+        row = conn.execute(
+            f"""insert into ops.kpi_alerts ({columns})
+                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s, 'firing', null, null, null, %s, %s)
+                returning {columns}""",
+            (alert_id, rule.id, rule.severity, partner, kpi, period, value, threshold, rule.comparison, run_id,
+             rule.kind, baseline),
+        ).fetchone()
+        outcome.fired.append(FiredAlert(**dict(zip(ALERT_COLUMNS, row, strict=True))))
+    for key, row in open_rows.items():
+        current = observed.get(key)
+        if current is not None and current[3]:
+            continue  # still breaching
+        if current is None and as_of is not None and key[2] > as_of:
+            continue  # a period this evaluation does not judge
+        resolved = conn.execute(
+            f"""update ops.kpi_alerts set state = 'resolved', resolved_at = now(), resolved_run_id = %s,
+                       resolved_value = %s
+                where alert_id = %s returning {columns}""",
+            (run_id, current[0] if current else None, row[0]),
+        ).fetchone()
+        outcome.resolved.append(FiredAlert(**dict(zip(ALERT_COLUMNS, resolved, strict=True))))
+    return outcome
+
+
+def evaluate(
     warehouse_url: str,
-    rules: Sequence[AlertRule],
+    rules: Sequence[AlertRule] | AlertsFile,
     run_id: str,
     as_of: date | None = None,
     channels: Sequence[Channel] | None = None,
-) -> list[FiredAlert]:
-    """Fire each rule once per (partner, kpi_date) on published data, up to `as_of` (all days when None).
+    env: Mapping[str, str] | None = None,
+) -> AlertOutcome:
+    """Judge every rule on published data (up to `as_of`), record new and resolved episodes, then deliver them.
 
     Recording happens in one transaction under the publish lock, so a concurrent publish cannot drop an alert
-    between ops.kpi_alerts and analytics.kpi_alerts; channels are called only after the commit.
+    between ops.kpi_alerts and analytics.kpi_alerts; channels are called only after the commit and a failing
+    channel never raises here. `channels` (objects) overrides the file's routing and gets every event.
     """
-    fired: list[FiredAlert] = []
+    spec = rules if isinstance(rules, AlertsFile) else AlertsFile(
+        rules=list(rules), channels={"log": ChannelConfig(type="log")})
+    outcome = AlertOutcome()
     with connect(warehouse_url) as conn:
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
             published = conn.execute(
                 "select to_regclass(%s), to_regclass(%s)",
-                (f"{PUBLISHED_SCHEMA}.partner_kpis_daily", f"{PUBLISHED_SCHEMA}.kpi_alerts"),
+                (f"{K}.partner_kpis_daily", f"{K}.kpi_alerts"),
             ).fetchone()
             if published[0] is None:
                 raise AlertError(
-                    f"{PUBLISHED_SCHEMA}.partner_kpis_daily does not exist: alerts run on published data only; "
-                    "publish a build first"
+                    f"{K}.partner_kpis_daily does not exist: alerts run on published data only; publish a build first"
                 )
             ensure_ops_alerts(conn)
-            for rule in rules:
-                params = {
-                    "rule_id": rule.id, "severity": rule.severity, "kpi": rule.kpi, "threshold": rule.threshold,
-                    "comparison": rule.comparison, "run_id": run_id, "as_of": as_of,
-                }
-                rows = conn.execute(_insert_sql(rule, as_of is not None), params).fetchall()
-                fired += [FiredAlert(**dict(zip(ALERT_COLUMNS, row, strict=True))) for row in rows]
-            if fired and published[1] is not None:
-                ids = [a.alert_id for a in fired]
-                conn.execute(
-                    f"insert into {PUBLISHED_SCHEMA}.kpi_alerts select * from ops.kpi_alerts "
-                    "where alert_id = any(%s) on conflict do nothing",
-                    (ids,),
-                )
-    for alert in fired:
-        for channel in channels if channels is not None else [LogChannel()]:
-            try:
-                channel.send(alert)
-            except Exception:  # one broken channel must not hide the alert from the others
-                log.exception("alert channel %s failed for %s", getattr(channel, "name", channel), alert.alert_id)
-    log.info("alerts: %d rule(s) evaluated, %d newly fired", len(rules), len(fired))
-    return fired
+            for rule in spec.rules:
+                result = _apply_rule(conn, rule, run_id, as_of)
+                outcome.fired += result.fired
+                outcome.resolved += result.resolved
+            # Episodes of rules removed from the file would stay "active" forever: close them quietly.
+            conn.execute(
+                "update ops.kpi_alerts set state = 'resolved', resolved_at = now(), resolved_run_id = %s "
+                "where state = 'firing' and rule_id <> all(%s)", (run_id, [r.id for r in spec.rules]),
+            )
+            if published[1] is not None:
+                copy_alerts(conn, K)
+    routes: list[tuple[Channel, list[FiredAlert]]] = []
+    events = outcome.fired + outcome.resolved
+    if channels is not None:
+        routes = [(c, events) for c in channels]
+    elif events:
+        by_rule = {r.id: spec.channels_for(r) for r in spec.rules}
+        for name, config in spec.channels.items():
+            mine = [a for a in events if name in by_rule.get(a.rule_id, ())]
+            if mine:
+                routes.append((LogChannel() if config.type == "log" and name == "log"
+                               else build_channel(name, config, env), mine))
+    outcome.deliveries = deliver(warehouse_url, routes, run_id)
+    log.info("alerts: %d rule(s) evaluated, %d newly fired, %d resolved", len(spec.rules), len(outcome.fired),
+             len(outcome.resolved))
+    return outcome
+
+
+def evaluate_alerts(
+    warehouse_url: str,
+    rules: Sequence[AlertRule] | AlertsFile,
+    run_id: str,
+    as_of: date | None = None,
+    channels: Sequence[Channel] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[FiredAlert]:
+    """`evaluate`, returning only the newly fired alerts."""
+    return evaluate(warehouse_url, rules, run_id, as_of, channels, env).fired

@@ -1,4 +1,12 @@
-"""Alert rules file (config/alerts.yml): parsed and validated once, with messages naming file, rule, key and fix."""
+"""Alert rules file (config/alerts.yml): rules and channels, parsed and validated once, with messages naming
+file, rule or channel, key and fix.
+
+Three kinds of rule, told apart by their keys:
+  threshold  `kpi` + `above|below`                         the KPI on a partner's day vs a number
+  trailing   `kpi` + `trailing_days` + `change_below|change_above` (+ `min_volume`)
+                                                           the KPI on a day vs its average over the N days before
+  pace       `pace_below` (+ `kpi`: the objective metric)  projected month-end attainment of an objective
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # Numeric columns of analytics.partner_kpis_daily a rule may watch (PRODUCT.md section 5).
 KPI_COLUMNS = (
@@ -24,53 +32,148 @@ KPI_COLUMNS = (
     "commission_earned_rc",
     "commission_owed_rc",
 )
+# Volume columns a trailing rule may require a minimum of (counts and money summed over the window).
+VOLUME_COLUMNS = ("clicks_sent", "referred_orders", "attributed_revenue_rc", "commission_earned_rc")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+RULE_KEYS = ("id", "kpi", "above", "below", "trailing_days", "change_below", "change_above", "min_volume",
+             "pace_below", "min_elapsed_days", "severity", "channels")
+CHANNEL_TYPES = ("log", "webhook", "slack", "email")
 
 
 class AlertRulesError(ValueError):
     """The alert rules file is unusable; the message names the file, the rule, the key and the fix."""
 
 
+class MinVolume(BaseModel):
+    """Trailing rules stay quiet unless `kpi` summed over the window (the N days and the day itself) reaches it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kpi: str
+    at_least: Decimal = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MinVolume:
+        if self.kpi not in VOLUME_COLUMNS:
+            raise ValueError(f"min_volume.kpi: `{self.kpi}` is not a volume; use one of {', '.join(VOLUME_COLUMNS)}")
+        return self
+
+
 class AlertRule(BaseModel):
-    """One absolute-threshold rule: fire when `kpi` is above (or below) the threshold on a partner's day."""
+    """One rule; `kind` says which comparison it makes (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    kpi: str
+    kpi: str | None = None
     above: Decimal | None = None
     below: Decimal | None = None
+    trailing_days: int | None = Field(default=None, ge=2, le=90)
+    change_below: Decimal | None = Field(default=None, lt=0, ge=-1)
+    change_above: Decimal | None = Field(default=None, gt=0)
+    min_volume: MinVolume | None = None
+    pace_below: Decimal | None = Field(default=None, gt=0)
+    min_elapsed_days: int = Field(default=5, ge=1, le=31)
     severity: Literal["info", "warning", "critical"] = "warning"
+    channels: tuple[str, ...] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> AlertRule:
         if not RULE_ID.match(self.id):
             raise ValueError(f"id: `{self.id}` must be a lower-case slug ([a-z][a-z0-9_]*)")
-        if self.kpi not in KPI_COLUMNS:
+        if self.kpi is not None and self.kpi not in KPI_COLUMNS:
             raise ValueError(f"kpi: unknown KPI `{self.kpi}`; use one of {', '.join(KPI_COLUMNS)}")
+        trailing = (self.trailing_days, self.change_below, self.change_above, self.min_volume)
+        if self.pace_below is not None:
+            if any(v is not None for v in (self.above, self.below, *trailing)):
+                raise ValueError("pace_below: a pace rule takes only `kpi` (the objective metric, optional), "
+                                 "`pace_below`, `min_elapsed_days`, `severity` and `channels`")
+            return self
+        if self.kpi is None:
+            raise ValueError("missing key `kpi`")
+        if self.trailing_days is not None or any(v is not None for v in trailing[1:]):
+            if self.above is not None or self.below is not None:
+                raise ValueError("above/below: a trailing rule compares a relative change; use "
+                                 "`change_below: -0.5` or `change_above: 0.5`, not above/below")
+            if self.trailing_days is None:
+                raise ValueError("trailing_days: a trailing rule needs `trailing_days: <2..90>`")
+            if (self.change_below is None) == (self.change_above is None):
+                raise ValueError("change_below/change_above: give exactly one relative change, "
+                                 "e.g. `change_below: -0.5` (halved) or `change_above: 1.0` (doubled)")
+            return self
         if (self.above is None) == (self.below is None):
             raise ValueError("above/below: give exactly one of `above: <number>` or `below: <number>`")
         return self
 
     @property
+    def kind(self) -> Literal["threshold", "trailing", "pace"]:
+        if self.pace_below is not None:
+            return "pace"
+        return "trailing" if self.trailing_days is not None else "threshold"
+
+    @property
     def comparison(self) -> Literal["above", "below"]:
-        return "above" if self.above is not None else "below"
+        return "above" if (self.above is not None or self.change_above is not None) else "below"
 
     @property
     def threshold(self) -> Decimal:
-        return self.above if self.above is not None else self.below  # type: ignore[return-value]
+        """The number the rule compares with: absolute value, relative change, or attainment share."""
+        for value in (self.above, self.below, self.change_above, self.change_below, self.pace_below):
+            if value is not None:
+                return value
+        raise AssertionError("validated rule without a threshold")
 
 
-def _explain(error: ValidationError) -> str:
+class ChannelConfig(BaseModel):
+    """A named destination. Secrets and addresses come from environment variables named here, never the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["log", "webhook", "slack", "email"]
+    url_env: str | None = None
+    secret_env: str | None = None
+    to_env: str | None = None
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChannelConfig:
+        for key in ("url_env", "secret_env", "to_env"):
+            value = getattr(self, key)
+            if value is not None and not ENV_NAME.match(value):
+                raise ValueError(f"{key}: `{value}` must be an environment variable NAME (e.g. ALLIANCE_X_URL), "
+                                 "not the secret itself")
+        if self.type in ("webhook", "slack") and self.url_env is None:
+            raise ValueError(f"url_env: a {self.type} channel needs `url_env: <ENV VAR holding the URL>`")
+        if self.type == "webhook" and self.secret_env is None:
+            raise ValueError("secret_env: a webhook channel signs its body; give `secret_env: <ENV VAR>`")
+        return self
+
+
+class AlertsFile(BaseModel):
+    """The parsed file: rules plus channels (the `log` channel always exists)."""
+
+    rules: list[AlertRule]
+    channels: dict[str, ChannelConfig]
+    default_channels: tuple[str, ...] = ("log",)
+
+    def channels_for(self, rule: AlertRule) -> tuple[str, ...]:
+        return rule.channels if rule.channels is not None else self.default_channels
+
+
+def _explain(error: ValidationError, allowed: tuple[str, ...]) -> str:
     parts = []
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"]) or "rule"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = f"unknown key `{key}`; allowed keys: id, kpi, above, below, severity"
-        elif item["type"] == "literal_error":
+            message = f"unknown key `{key}`; allowed keys: {', '.join(allowed)}"
+        elif item["type"] in ("literal_error", "greater_than", "less_than", "greater_than_equal",
+                              "less_than_equal", "int_parsing", "int_type", "tuple_type"):
             message = f"key `{key}`: {message}"
-        elif item["type"] in ("decimal_parsing", "decimal_type"):
+        elif item["type"] in ("decimal_parsing", "decimal_type", "float_parsing"):
             message = f"key `{key}`: must be a number, got {item.get('input')!r}"
         elif item["type"] == "missing":
             message = f"missing key `{key}`"
@@ -78,8 +181,8 @@ def _explain(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_rules(path: str | Path) -> list[AlertRule]:
-    """Read and validate the rules file; raise AlertRulesError with file, rule id, key and fix."""
+def load_alerts_file(path: str | Path) -> AlertsFile:
+    """Read and validate rules and channels; raise AlertRulesError naming file, rule/channel, key and fix."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -88,12 +191,33 @@ def load_rules(path: str | Path) -> list[AlertRule]:
     except yaml.YAMLError as exc:
         raise AlertRulesError(f"{path}: not valid YAML: {exc}") from exc
     if document is None:
-        return []
+        return AlertsFile(rules=[], channels={"log": ChannelConfig(type="log")})
     if not isinstance(document, dict) or not isinstance(document.get("rules", []), list):
         raise AlertRulesError(f"{path}: expected a mapping with a `rules:` list at the top level")
-    extra = set(document) - {"rules"}
+    extra = set(document) - {"rules", "channels", "default_channels"}
     if extra:
-        raise AlertRulesError(f"{path}: unknown top-level key(s) {sorted(extra)}; only `rules:` is allowed")
+        raise AlertRulesError(
+            f"{path}: unknown top-level key(s) {sorted(extra)}; allowed: rules, channels, default_channels"
+        )
+    channels: dict[str, ChannelConfig] = {"log": ChannelConfig(type="log")}
+    raw_channels = document.get("channels") or {}
+    if not isinstance(raw_channels, dict):
+        raise AlertRulesError(f"{path}: `channels:` must be a mapping of name -> {{type: ..., ...}}")
+    for name, raw in raw_channels.items():
+        if not isinstance(name, str) or not RULE_ID.match(name):
+            raise AlertRulesError(f"{path}: channel `{name}`: name must be a lower-case slug")
+        try:
+            channels[name] = ChannelConfig.model_validate(raw or {})
+        except ValidationError as exc:
+            allowed = tuple(ChannelConfig.model_fields)
+            raise AlertRulesError(f"{path}: channel `{name}`: {_explain(exc, allowed)}") from None
+    default_channels = document.get("default_channels", ["log"])
+    if not isinstance(default_channels, list) or not all(isinstance(c, str) for c in default_channels):
+        raise AlertRulesError(f"{path}: `default_channels:` must be a list of channel names")
+    for name in default_channels:
+        if name not in channels:
+            raise AlertRulesError(f"{path}: default_channels: unknown channel `{name}`; "
+                                  f"define it under `channels:` (known: {', '.join(channels)})")
     rules: list[AlertRule] = []
     seen: set[str] = set()
     for index, raw in enumerate(document.get("rules") or []):
@@ -103,9 +227,18 @@ def load_rules(path: str | Path) -> list[AlertRule]:
         try:
             rule = AlertRule.model_validate(raw)
         except ValidationError as exc:
-            raise AlertRulesError(f"{path}: {label}: {_explain(exc)}") from None
+            raise AlertRulesError(f"{path}: {label}: {_explain(exc, RULE_KEYS)}") from None
         if rule.id in seen:
             raise AlertRulesError(f"{path}: {label}: key `id`: duplicate rule id; give every rule a unique id")
+        for name in rule.channels or ():
+            if name not in channels:
+                raise AlertRulesError(f"{path}: {label}: key `channels`: unknown channel `{name}`; "
+                                      f"define it under `channels:` (known: {', '.join(channels)})")
         seen.add(rule.id)
         rules.append(rule)
-    return rules
+    return AlertsFile(rules=rules, channels=channels, default_channels=tuple(default_channels))
+
+
+def load_rules(path: str | Path) -> list[AlertRule]:
+    """The rules of the file (validated together with its channels)."""
+    return load_alerts_file(path).rules

@@ -1,5 +1,10 @@
-"""Where fired alerts are kept: `ops.kpi_alerts` is the source of truth (outside the swapped schema);
-`analytics.kpi_alerts` is its published copy, re-materialised by every publish and appended to on firing."""
+"""Where alerts are kept: `ops.kpi_alerts` is the source of truth (outside the swapped schema);
+`analytics.kpi_alerts` is its published copy, re-materialised by every publish and refreshed on evaluation.
+
+One row per alert episode: it fires (state `firing`) when a rule, partner and period breaches, and is
+`resolved` (resolved_at set) when the KPI recovers; a later breach of the same period starts a new episode.
+`ops.alert_deliveries` records every attempt to tell a channel about an episode firing or resolving.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,87 @@ import psycopg
 
 ALERT_COLUMNS = (
     "alert_id", "rule_id", "severity", "partner_id", "kpi", "period", "value", "threshold", "comparison",
-    "fired_at", "run_id",
+    "fired_at", "run_id", "state", "resolved_at", "resolved_run_id", "resolved_value", "kind", "baseline",
 )
 
 KPI_ALERTS_DDL = """
 create table if not exists {table} (
-    alert_id    text primary key,                 -- rule_id:partner_id:period, deterministic
+    alert_id    text primary key,                 -- rule_id:partner_id:period:episode, deterministic
     rule_id     text not null,
     severity    text not null,
     partner_id  text not null,
     kpi         text not null,
-    period      date not null,                    -- the KPI day (kpi_date)
-    value       numeric,
-    threshold   numeric not null,
+    period      date not null,                    -- the KPI day (kpi_date), or the month for pace rules
+    value       numeric,                          -- the KPI (trailing: the day's value; pace: projected attainment)
+    threshold   numeric not null,                 -- what it was compared with (trailing: baseline x (1 + change))
     comparison  text not null check (comparison in ('above', 'below')),
     fired_at    timestamptz not null default now(),
     run_id      text not null,
-    unique (rule_id, partner_id, period)          -- fires once per rule, partner and period
+    state       text not null default 'firing' check (state in ('firing', 'resolved')),
+    resolved_at timestamptz,
+    resolved_run_id text,
+    resolved_value numeric,
+    kind        text not null default 'threshold',  -- threshold | trailing | pace
+    baseline    numeric                            -- trailing rules: the N-day average compared with
+)
+"""
+MIGRATIONS = (
+    # Warehouses created before episodes: one row per (rule, partner, period), always firing.
+    "alter table {table} drop constraint if exists kpi_alerts_rule_id_partner_id_period_key",
+    "alter table {table} add column if not exists state text not null default 'firing'",
+    "alter table {table} add column if not exists resolved_at timestamptz",
+    "alter table {table} add column if not exists resolved_run_id text",
+    "alter table {table} add column if not exists resolved_value numeric",
+    "alter table {table} add column if not exists kind text not null default 'threshold'",
+    "alter table {table} add column if not exists baseline numeric",
+)
+DELIVERIES_DDL = """
+create table if not exists ops.alert_deliveries (
+    delivery_id  bigserial primary key,
+    alert_id     text not null,
+    event        text not null check (event in ('fired', 'resolved')),
+    channel      text not null,
+    status       text not null check (status in ('sent', 'failed', 'skipped')),
+    attempts     integer not null,
+    error        text,                             -- exception type and short reason, never the secret or URL
+    run_id       text not null,
+    attempted_at timestamptz not null default now(),
+    unique (alert_id, event, channel)
 )
 """
 
 
+def _ensure_table(conn: psycopg.Connection, table: str) -> None:
+    conn.execute(KPI_ALERTS_DDL.format(table=table))
+    for statement in MIGRATIONS:
+        conn.execute(statement.format(table=table))
+
+
 def ensure_ops_alerts(conn: psycopg.Connection) -> None:
-    """Create ops.kpi_alerts (idempotent); the caller owns the transaction."""
+    """Create (or migrate) ops.kpi_alerts and ops.alert_deliveries, idempotently; the caller owns the transaction."""
     conn.execute("create schema if not exists ops")
-    conn.execute(KPI_ALERTS_DDL.format(table="ops.kpi_alerts"))
+    _ensure_table(conn, "ops.kpi_alerts")
+    conn.execute(
+        "create unique index if not exists kpi_alerts_one_firing on ops.kpi_alerts (rule_id, partner_id, period) "
+        "where state = 'firing'"
+    )
+    conn.execute(DELIVERIES_DDL)
+
+
+def copy_alerts(conn: psycopg.Connection, schema: str) -> None:
+    """Make `<schema>.kpi_alerts` an exact copy of ops.kpi_alerts (column by column, whatever their order)."""
+    _ensure_table(conn, f"{schema}.kpi_alerts")
+    columns = ", ".join(ALERT_COLUMNS)
+    conn.execute(f"delete from {schema}.kpi_alerts")
+    conn.execute(f"insert into {schema}.kpi_alerts ({columns}) select {columns} from ops.kpi_alerts")
 
 
 def materialise_alerts(conn: psycopg.Connection, schema: str) -> None:
     """Create `<schema>.kpi_alerts` and fill it with every alert of ops.kpi_alerts (used on the build schema)."""
     ensure_ops_alerts(conn)
-    conn.execute(KPI_ALERTS_DDL.format(table=f"{schema}.kpi_alerts"))
-    conn.execute(
-        f"insert into {schema}.kpi_alerts select * from ops.kpi_alerts on conflict do nothing"
-    )
+    copy_alerts(conn, schema)
     conn.execute(
         f"comment on table {schema}.kpi_alerts is "
-        "'Every KPI alert fired (once per rule, partner and day); copy of ops.kpi_alerts.'"
+        "'Every KPI alert episode: fired once per rule, partner and period, resolved when the KPI recovered; "
+        "copy of ops.kpi_alerts.'"
     )

@@ -1,0 +1,176 @@
+"""Alert delivery over real loopback servers: an HTTP receiver (webhook, HMAC checked) and aiosmtpd (e-mail).
+
+Proves: delivered once, not again on the next run, again after the KPI recovers and breaches anew; a dead
+channel is retried, recorded as failed, and stops neither the others nor the evaluation. Also trailing-average
+and objective-pace rules on published data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import date
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from test_gate_support import make_build_schema
+
+from alliance.alerts import evaluate, load_alerts_file
+from alliance.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from alliance.freshness import free_port
+from alliance.publish import publish
+from alliance.warehouse import connect
+
+SECRET = "s3cret-for-tests"
+
+
+@pytest.fixture()
+def receiver():
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            stamp = self.headers[TIMESTAMP_HEADER]
+            expected = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            ok = hmac.compare_digest(expected, self.headers[SIGNATURE_HEADER])
+            if ok:
+                posts.append(json.loads(body))
+            self.send_response(204 if ok else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", posts
+    server.shutdown()
+
+
+@pytest.fixture()
+def smtp():
+    mails = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            mails.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, mails
+    controller.stop()
+
+
+RULES = """
+channels:
+  hook: {type: webhook, url_env: HOOK_URL, secret_env: HOOK_SECRET, retries: 1, backoff_seconds: 0.05}
+  mail: {type: email, to_env: MAIL_TO, retries: 1, backoff_seconds: 0.05}
+  dead: {type: webhook, url_env: DEAD_URL, secret_env: HOOK_SECRET, retries: 2, backoff_seconds: 0.05,
+         timeout_seconds: 2}
+  unset: {type: slack, url_env: NOT_SET_ANYWHERE}
+rules:
+  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical, channels: [dead, hook, mail, unset]}
+  - {id: big_commission_day, kpi: commission_owed_rc, above: 500, severity: info}
+"""
+
+
+def _publish(url: str, run_id: str, lumen_refund_rate: str) -> None:
+    make_build_schema(url)
+    with connect(url) as conn:
+        conn.execute("update alliance_build.partner_kpis_daily set refund_rate = %s "
+                     "where partner_id = 'lumen' and kpi_date = '2026-10-01'", (Decimal(lumen_refund_rate),))
+    publish(url, run_id=run_id)
+
+
+def test_delivered_once_again_after_recovery_and_dead_channel_stops_nothing(warehouse, tmp_path, receiver, smtp):
+    hook_url, posts = receiver
+    port, mails = smtp
+    env = {"HOOK_URL": hook_url, "HOOK_SECRET": SECRET, "DEAD_URL": f"http://127.0.0.1:{free_port()}/gone",
+           "MAIL_TO": "managers@alliance.test", "ALLIANCE_SMTP_HOST": "127.0.0.1", "ALLIANCE_SMTP_PORT": str(port)}
+    path = tmp_path / "alerts.yml"
+    path.write_text(RULES)
+    spec = load_alerts_file(path)
+
+    _publish(warehouse, "r1", "0.30")
+    first = evaluate(warehouse, spec, "r1", env=env)
+    assert [a.alert_id for a in first.fired] == ["high_refund_rate:lumen:2026-10-01:1",
+                                                 "big_commission_day:northwind:2026-10-01:1"]
+    assert [p["event"] for p in posts] == ["alert.fired"]
+    assert posts[0]["alert"]["partner_id"] == "lumen" and posts[0]["alert"]["value"] == "0.30"
+    assert len(mails) == 1 and mails[0].rcpt_tos == ["managers@alliance.test"]
+    assert b"critical alert: high_refund_rate for lumen" in mails[0].content
+    outcome = {(d.channel, d.status, d.attempts) for d in first.deliveries}
+    assert outcome == {("dead", "failed", 3), ("hook", "sent", 1), ("mail", "sent", 1), ("unset", "skipped", 1),
+                       ("log", "sent", 1)}
+
+    again = evaluate(warehouse, spec, "r1-rerun", env=env)  # same data: nothing new, nothing sent
+    assert again.fired == [] and again.resolved == [] and again.deliveries == []
+    assert len(posts) == 1 and len(mails) == 1
+
+    _publish(warehouse, "r2", "0.10")  # the KPI recovers
+    recovered = evaluate(warehouse, spec, "r2", env=env)
+    assert recovered.fired == [] and [a.alert_id for a in recovered.resolved] == ["high_refund_rate:lumen:2026-10-01:1"]
+    assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved"]
+    assert posts[1]["alert"]["resolved_value"] == "0.10" and len(mails) == 2
+
+    _publish(warehouse, "r3", "0.40")  # a new breach of the same period fires again
+    rebreach = evaluate(warehouse, spec, "r3", env=env)
+    assert [a.alert_id for a in rebreach.fired] == ["high_refund_rate:lumen:2026-10-01:2"]
+    assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved", "alert.fired"]
+    assert len(mails) == 3
+
+    with connect(warehouse) as conn:
+        history = conn.execute(
+            "select alert_id, state, resolved_at is not null, value, threshold, severity from analytics.kpi_alerts "
+            "where rule_id = 'high_refund_rate' order by alert_id").fetchall()
+        deliveries = conn.execute(
+            "select channel, event, status, attempts, error from ops.alert_deliveries "
+            "where alert_id = 'high_refund_rate:lumen:2026-10-01:1' order by channel, event").fetchall()
+    assert history == [
+        ("high_refund_rate:lumen:2026-10-01:1", "resolved", True, Decimal("0.30"), Decimal("0.25"), "critical"),
+        ("high_refund_rate:lumen:2026-10-01:2", "firing", False, Decimal("0.40"), Decimal("0.25"), "critical"),
+    ]
+    dead = [d for d in deliveries if d[0] == "dead"]
+    assert [(d[1], d[2], d[3]) for d in dead] == [("fired", "failed", 3), ("resolved", "failed", 3)]
+    assert dead[0][4].startswith("ConnectionError") and "127.0.0.1" not in dead[0][4]
+    assert ("unset", "fired", "skipped", 1, "environment variable NOT_SET_ANYWHERE is not set") in deliveries
+
+
+TRAILING_AND_PACE = """
+rules:
+  - {id: conversion_halved, kpi: conversion_rate, trailing_days: 7, change_below: -0.5,
+     min_volume: {kpi: clicks_sent, at_least: VOLUME}}
+  - {id: behind_pace, kpi: referred_orders, pace_below: 0.8, min_elapsed_days: ELAPSED}
+"""
+
+
+@pytest.mark.parametrize(("volume", "elapsed", "expected"), [
+    (50, 5, {("conversion_halved", "lumen", date(2026, 10, 8)), ("behind_pace", "northwind", date(2026, 10, 1))}),
+    (500, 10, set()),  # too little volume over the window; too early in the month to project
+])
+def test_trailing_average_and_objective_pace(warehouse, tmp_path, volume, elapsed, expected):
+    make_build_schema(warehouse)
+    with connect(warehouse) as conn:
+        conn.execute("delete from alliance_build.partner_kpis_daily")
+        conn.execute("""insert into alliance_build.partner_kpis_daily (kpi_date, partner_id, clicks_sent,
+                            referred_orders, conversion_rate)
+                        select date '2026-10-01' + g, 'lumen', 10, 1, case when g = 7 then 0.04 else 0.10 end
+                        from generate_series(0, 7) g""")
+    publish(warehouse, run_id="r1")
+    path = tmp_path / "alerts.yml"
+    path.write_text(TRAILING_AND_PACE.replace("VOLUME", str(volume)).replace("ELAPSED", str(elapsed)))
+    fired = evaluate(warehouse, load_alerts_file(path), "r1").fired
+    assert {(a.rule_id, a.partner_id, a.period) for a in fired} == expected
+    by_rule = {a.rule_id: a for a in fired}
+    if "conversion_halved" in by_rule:
+        alert = by_rule["conversion_halved"]
+        assert (alert.value, alert.baseline, alert.threshold) == (Decimal("0.04"), Decimal("0.1"), Decimal("0.05"))
+    if "behind_pace" in by_rule:  # 5 of 200 orders after 8 of 31 days: 5 * 31 / 8 / 200
+        assert by_rule["behind_pace"].value == Decimal("0.0969") and by_rule["behind_pace"].kind == "pace"
