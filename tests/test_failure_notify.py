@@ -70,8 +70,14 @@ def test_gate_failure_goes_to_log_slack_and_email(slack, smtp, monkeypatch, capl
     monkeypatch.setenv("ALLIANCE_SMTP_TO", "ops@alliance.test")
     from alliance.airflow_support import AllianceFailureNotifier  # here: asset URIs are fixed at import
 
-    with caplog.at_level(logging.ERROR, logger="alliance.failures"):
-        AllianceFailureNotifier().notify(gate_failure_context())
+    # Importing Airflow may reconfigure logging (dropping caplog's root handler): listen on the logger itself.
+    failures_log = logging.getLogger("alliance.failures")
+    failures_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="alliance.failures"):
+            AllianceFailureNotifier().notify(gate_failure_context())
+    finally:
+        failures_log.removeHandler(caplog.handler)
     assert "quality gate failed: alliance_transform.quality_gate" in caplog.text
     assert len(posts) == 1 and "net_amount_rc not null" in posts[0]["text"]
     assert len(mails) == 1 and mails[0].rcpt_tos == ["ops@alliance.test"]

@@ -1,4 +1,4 @@
-"""The platforms' own published payloads (shared/fixtures beside the checkout) through HTTP, the connectors and dbt staging.
+"""The platforms' own published payloads (shared/fixtures) through HTTP, the connectors and dbt staging.
 
 Served by the sandbox's Shopify and WooCommerce styles over loopback, landed by ingest, typed by the
 staging models; every expected value below is read off the fixture by hand (PRODUCT.md §3).
