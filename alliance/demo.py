@@ -130,7 +130,7 @@ def print_summary(console: Console, url: str) -> None:
         ).fetchall()
         state = conn.execute(
             "select commission_state, count(*), sum(commission_rc) from analytics.fct_order_attribution"
-            " where referrer_partner_id is not null group by 1 order by 1"
+            " where referrer_partner_id is not null and is_commission_model group by 1 order by 1"
         ).fetchall()
     table = Table(title="Top partners as referrers (published analytics.partner_kpis_daily)")
     for column in ("partner", "referred orders", "attributed revenue", "commission earned", "commission owed"):

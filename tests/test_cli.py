@@ -82,3 +82,13 @@ def test_run_then_status(warehouse, sandbox_url):
     status = cli("status", "--config", str(DEMO))
     assert status.returncode == 0
     assert "analytics.fct_order_attribution" in status.stdout and "succeeded" in status.stdout
+
+
+def test_demo_in_process_prints_where_and_what(warehouse, tmp_path):
+    """What `make demo` prints after the pipeline: top partners, ledger, commissions, tables, scorecard."""
+    result = cli("demo", "--config", str(DEMO), "--in-process", env={"ALLIANCE_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Top partners" in out and "Who owes whom" in out and "analytics.fct_order_attribution" in out
+    assert "locked:" in out and "pending:" in out
+    assert "scorecard" in out.lower() and (tmp_path / "home" / "scorecard.html").is_file()
