@@ -37,7 +37,7 @@ demo: install
 
 test: install
 	bash scripts/ensure_chromium.sh
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 
 lint: install
 	$(BIN)/ruff check alliance connectors dags tests bench
