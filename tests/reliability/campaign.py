@@ -306,9 +306,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("RELIABILITY_RUNS", "200")))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("RELIABILITY_SEED", "20261123")))
+    parser.add_argument("--publishes", type=int, default=int(os.environ.get("RELIABILITY_PUBLISHES", "60")))
     args = parser.parse_args()
-    reports = campaign(args.runs, args.seed, out=lambda s: print(s, flush=True))
-    return 0 if reports and all(r.ok for r in reports) else 1
+    out = lambda s: print(s, flush=True)  # noqa: E731
+    out(f"command: RELIABILITY_RUNS={args.runs} make reliability (seed {args.seed}, {args.publishes} publish cycles)")
+    reports = campaign(args.runs, args.seed, out=out)
+    load = publish_load_report(args.publishes)
+    out(load.render())
+    return 0 if reports and all(r.ok for r in reports) and load.inconsistent == 0 else 1
+
+
+def publish_load_report(cycles: int):
+    """Publish under load on a fresh database of a dedicated server (3 BI readers)."""
+    from reliability.publish_load import publish_under_load
+
+    root = Path(tempfile.mkdtemp(prefix="alliance-publish-load-"))
+    server = CampaignServer(root / "pg")
+    try:
+        return publish_under_load(server.fresh_database("publish_load"), cycles=cycles, readers=3)
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
