@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -185,7 +186,8 @@ def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int
     return len(truth.orders), lost, doubled, int(raw_doubled), mismatched
 
 
-def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: Path, quick: bool) -> RunReport:
+def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: Path, quick: bool,
+            sabotage: Callable[[str], None] | None = None) -> RunReport:
     rng = random.Random(seed)
     report = RunReport(index, seed)
     started = time.monotonic()
@@ -238,6 +240,8 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
             else:
                 raise RuntimeError(f"transform never succeeded; see {log_path}")
         report.faults.update({f"sandbox_{k}": v for k, v in sandbox.injected.items()})
+        if sabotage is not None:  # the self-test: damage the published data, the comparison must notice
+            sabotage(url)
         (report.orders_truth, report.orders_lost, report.orders_doubled, report.raw_doubled,
          report.mismatched_rows) = compare_with_oracle(url, world, as_of)
     except Exception as exc:  # noqa: BLE001 - the report records it and the run counts as failed
@@ -252,7 +256,8 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
 
 
 def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=print,
-             workdir: Path | None = None) -> list[RunReport]:
+             workdir: Path | None = None, sabotage: dict[int, Callable[[str], None]] | None = None
+             ) -> list[RunReport]:
     """Run the campaign and print the report; returns every run's report."""
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))
@@ -264,7 +269,7 @@ def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=prin
     started = time.monotonic()
     try:
         for i in range(runs):
-            report = one_run(server, i, base_seed + i, home, logdir, quick)
+            report = one_run(server, i, base_seed + i, home, logdir, quick, (sabotage or {}).get(i))
             reports.append(report)
             status = "ok" if report.ok else f"FAILED {report.error or ''}"
             out(f"run {i + 1}/{runs} seed={report.seed} {report.seconds:.1f}s attempts={report.attempts} "
