@@ -9,7 +9,7 @@ CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest reliability
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -20,6 +20,7 @@ help:
 	@echo "make status - last runs, row counts, warehouse URL"
 	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
+	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; docs/reliability.md)"
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 
 $(UV):
@@ -58,6 +59,9 @@ sandbox: install
 
 bench-ingest: install
 	$(BIN)/python bench/ingest.py --orders $${ORDERS:-10000}
+
+reliability: install
+	$(BIN)/python tests/reliability/campaign.py --runs $${RELIABILITY_RUNS:-200}
 
 clean-warehouse: install
 	$(BIN)/alliance warehouse stop

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from alliance.warehouse import PROJECT_ROOT, parse_url, state_dir
 
@@ -62,7 +63,7 @@ def ensure_metadata_db(env: dict[str, str]) -> None:
     )
     with admin:
         if not admin.execute("select 1 from pg_database where datname = %s", (parts.dbname,)).fetchone():
-            admin.execute(f'create database "{parts.dbname}"')
+            admin.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(parts.dbname)))
     stamp = Path(env["AIRFLOW_HOME"]) / f"migrated-{version('apache-airflow-core')}-{parts.port}-{parts.dbname}"
     if not stamp.exists():
         subprocess.run([str(AIRFLOW_BIN), "db", "migrate"], env=env, check=True, capture_output=True, text=True)

@@ -49,13 +49,13 @@ def _config(path: Path | None, *, require_secrets: bool = True) -> AllianceConfi
         raise typer.Exit(2) from None
 
 
-def _as_of(value: str | None) -> date | None:
+def _as_of(value: str | None, option: str = "--as-of") -> date | None:
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        err.print(f"[red]--as-of: `{value}` is not a date; use YYYY-MM-DD[/]")
+        err.print(f"[red]{option}: `{value}` is not a date; use YYYY-MM-DD[/]", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -138,17 +138,18 @@ def ingest(
     from connectors.ingest import ingest_all, ingest_source
 
     cfg = _config(config)
-    url = _url()
-    if since is not None:
-        start = _as_of(since) if since else None
-        for source_id in source or cfg.source_ids():
-            rewind(url, source_id, start)
-    if source:
+    if source:  # every argument is checked before anything touches the warehouse
         unknown = set(source) - set(cfg.source_ids())
         if unknown:
             known = ", ".join(cfg.source_ids())
-            err.print(f"[red]--source: unknown id(s) {', '.join(sorted(unknown))}; known: {known}[/]")
+            err.print(f"[red]--source: unknown id(s) {', '.join(sorted(unknown))}; known: {known}[/]", highlight=False)
             raise typer.Exit(2)
+    start = _as_of(since, "--since") if since else None
+    url = _url()
+    if since is not None:
+        for source_id in source or cfg.source_ids():
+            rewind(url, source_id, start)
+    if source:
         results = [ingest_source(cfg, s, url) for s in source]
     else:
         results = ingest_all(cfg, url)

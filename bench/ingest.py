@@ -171,7 +171,12 @@ def run_ours(base_url: str, db: str, **_: object) -> dict:
         result = ingest_source(config, PARTNER, db)
         seconds = time.perf_counter() - started
     assert result.status == "succeeded", result.error
-    return {"seconds": seconds, "landed": result.landed}
+    import psycopg
+
+    with psycopg.connect(db) as conn:  # disk of raw landing: heap + TOAST + indexes of every raw table
+        raw_bytes = conn.execute("select sum(pg_total_relation_size(c.oid)) from pg_class c join pg_namespace n "
+                                 "on n.oid = c.relnamespace where n.nspname = 'raw' and c.relkind = 'r'").fetchone()[0]
+    return {"seconds": seconds, "landed": result.landed, "raw_bytes": int(raw_bytes)}
 
 
 def run_http(base_url: str, docs_file: str | None = None, **_: object) -> dict:
@@ -305,7 +310,9 @@ def main() -> None:
                     r = _run_one(name, base_url, docs)
                     runs[name].append(r)
                     print(f"round {round_number} {name:8s} {r['landed']:>8d} orders in {r['seconds']:8.2f} s = "
-                          f"{r['landed'] / r['seconds']:>9.0f} orders/s, peak RSS {r['peak_rss_mb']:.0f} MB",
+                          f"{r['landed'] / r['seconds']:>9.0f} orders/s, peak RSS {r['peak_rss_mb']:.0f} MB"
+                          + (f", raw landing {r['raw_bytes'] / r['landed'] * 100_000 / 2**20:.0f} MB per 100k orders"
+                             if r.get("raw_bytes") else ""),
                           flush=True)
             results = {name: sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2] for name, rs in runs.items()}
         finally:
