@@ -63,3 +63,19 @@ def shared_fixtures_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"shared/fixtures not found beside {root}")
+
+
+@pytest.fixture()
+def sandbox_url(monkeypatch) -> Iterator[str]:
+    """The sandbox partner APIs for config/demo.yml (seed 7) on a free loopback port, with its credentials set."""
+    from alliance.config import load_config
+    from alliance.demo import load_sandbox_env
+    from alliance.sandbox.server import start_sandbox
+    from alliance.sandbox.world import build_world
+
+    load_sandbox_env()
+    demo = Path(__file__).resolve().parents[1] / "config" / "demo.yml"
+    handle = start_sandbox(build_world(load_config(demo, require_secrets=False), seed=7))
+    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
+    yield handle.url
+    handle.stop()

@@ -8,27 +8,11 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pytest
 import yaml
-
-from alliance.config import load_config
-from alliance.demo import load_sandbox_env
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "config" / "demo.yml"
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))
-
-
-@pytest.fixture()
-def sandbox_url(monkeypatch):
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
-
-    load_sandbox_env()
-    handle = start_sandbox(build_world(load_config(DEMO, require_secrets=False), seed=7))
-    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
-    yield handle.url
-    handle.stop()
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
