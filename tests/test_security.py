@@ -110,6 +110,9 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/alerts/store.py", "schema"), ("alliance/alerts/evaluate.py", "PUBLISHED_SCHEMA"),
     ("alliance/incremental.py", "table"), ("alliance/warehouse.py", "DATABASE"),
     ("alliance/dbt_runner.py", "sql"), ("alliance/dbt_runner.py", "limit"),  # dbt-compiled test SQL, an int
+    # fixed column lists and the published schema's constant name
+    ("alliance/alerts/store.py", "columns"), ("alliance/alerts/evaluate.py", "columns"),
+    ("alliance/scorecard/__init__.py", "', '.join(PLOTTED_KPIS)"), ("alliance/scorecard/__init__.py", "K"),
 }
 
 

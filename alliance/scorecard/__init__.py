@@ -14,8 +14,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from psycopg import sql
 
 from alliance.alerts.rules import AlertRule
+from alliance.config import OBJECTIVE_METRICS
 from alliance.publish import PUBLISHED_SCHEMA as K
 from alliance.warehouse import connect
 
@@ -87,14 +89,13 @@ def build_scorecard(warehouse_url: str, rules: list[AlertRule] | None = None) ->
         objectives = conn.execute(
             f"select partner_id, month, metric, target, actual from {K}.objective_progress order by 1, 2, 3"
         ).fetchall()
-        metrics = sorted({o[2] for o in objectives})
+        metrics = sorted({o[2] for o in objectives} & OBJECTIVE_METRICS)  # the config's validated metric names
         daily: dict[tuple[str, str], list[tuple]] = defaultdict(list)
         for metric in metrics:
-            for partner, day, value in conn.execute(
-                f'select partner_id, kpi_date, "{metric}" from {K}.partner_kpis_daily '
-                "where %s in ('clicks_sent', 'referred_orders', 'attributed_revenue_rc', "
-                "'net_attributed_revenue_rc', 'commission_earned_rc', 'commission_owed_rc')", (metric,)
-            ):
+            query = sql.SQL("select partner_id, kpi_date, {} from {}.partner_kpis_daily").format(
+                sql.Identifier(metric), sql.Identifier(K)
+            )
+            for partner, day, value in conn.execute(query):
                 daily[(partner, metric)].append((day, value))
         balances = conn.execute(
             f"""select destination_partner_id, referrer_partner_id, sum(commission_owed_rc),
