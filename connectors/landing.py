@@ -152,20 +152,28 @@ def first_email(order: dict) -> str | None:
     return None
 
 
-def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
-    """Check every field the models read; the first problem becomes the quarantine reason."""
+def _order_identity(record: object, position: int) -> tuple[str, str]:
+    """The order's id and the `order <id>` prefix of its quarantine reasons, or why it has none."""
     if not isinstance(record, dict):
         raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
     order_id = _record_id(record.get("id"), "order", position)
-    where = f"order {order_id}"
+    return order_id, f"order {order_id}"
+
+
+def _currency(currency: object) -> None:
+    if not isinstance(currency, str) or len(currency.strip()) != 3:
+        raise RecordError(f"currency {currency!r} is not a 3-letter code")
+
+
+def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
+    """Check every field the models read; the first problem becomes the quarantine reason."""
+    order_id, where = _order_identity(record, position)
     try:
         updated = _timestamp(record.get("updated_at"), "updated_at")
         _timestamp(record.get("created_at"), "created_at")
         _timestamp(record.get("cancelled_at"), "cancelled_at", required=False)
         _amount(record.get("subtotal_price"), "subtotal_price")
-        currency = record.get("currency")
-        if not isinstance(currency, str) or len(currency.strip()) != 3:
-            raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        _currency(record.get("currency"))
         if "test" in record and not isinstance(record["test"], bool):
             raise RecordError(f"test {record['test']!r} is not true/false")
         for key in ("email", "contact_email", "landing_site", "financial_status"):
@@ -230,16 +238,11 @@ def _items(record: dict, key: str, where: str) -> list:
 
 def validate_woocommerce_order(record: object, position: int, salt: str) -> ValidRecord:
     """WooCommerce order (with fetched refunds under `alliance_refunds`): every field the models read."""
-    if not isinstance(record, dict):
-        raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
-    order_id = _record_id(record.get("id"), "order", position)
-    where = f"order {order_id}"
+    order_id, where = _order_identity(record, position)
     try:
         updated = _gmt(record.get("date_modified_gmt"), "date_modified_gmt")
         _gmt(record.get("date_created_gmt"), "date_created_gmt")
-        currency = record.get("currency")
-        if not isinstance(currency, str) or len(currency.strip()) != 3:
-            raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        _currency(record.get("currency"))
         if not isinstance(record.get("status"), str):
             raise RecordError(f"status {record.get('status')!r} is not text")
         billing = record.get("billing")
