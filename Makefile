@@ -7,6 +7,10 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
+# Every alliance step is a fresh Python process (CLI, Airflow tasks, tests' subprocesses): without bytecode caches
+# each one recompiles dbt, GX and Airflow from source (~8 s of CPU), so the venv is byte-compiled at sync and the
+# project's own modules may cache theirs even where the shell sets PYTHONDONTWRITEBYTECODE.
+unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
 .PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest reliability
@@ -27,11 +31,11 @@ $(UV):
 	$(PYTHON) -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python 3.11 --quiet
+$(VENV)/.synced-bytecode: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python 3.11 --quiet --compile-bytecode
 	@touch $@
 
-install: $(VENV)/.synced
+install: $(VENV)/.synced-bytecode
 
 demo: install
 	$(BIN)/alliance demo --config $(CONFIG)

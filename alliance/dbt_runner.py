@@ -134,6 +134,26 @@ def _failure_lines(result: Any, warehouse_url: str) -> list[str]:
     return lines
 
 
+def _parse_once_per_database() -> None:
+    """Keep dbt's partial parsing across servers on different ports.
+
+    dbt re-parses the whole project (~4 s of CPU) when any connection key changes, host and port included, though
+    no model reads them; an embedded server on a new free port (tests, the fault campaign, a restart) would pay
+    that on every invocation. Database and schema stay in dbt's check: parsed nodes carry them.
+    """
+    from dbt.adapters.postgres.connections import PostgresCredentials
+
+    if getattr(PostgresCredentials, "_alliance_port_free_parse", False):
+        return
+    original = PostgresCredentials._connection_keys
+
+    def keys(self: PostgresCredentials) -> tuple[str, ...]:
+        return tuple(key for key in original(self) if key not in ("host", "port"))
+
+    PostgresCredentials._connection_keys = keys
+    PostgresCredentials._alliance_port_free_parse = True
+
+
 def run_dbt(
     args: list[str],
     warehouse_url: str,
@@ -142,6 +162,8 @@ def run_dbt(
 ) -> DbtOutcome:
     """Invoke dbt (e.g. ["build"]) on dbt_project against warehouse_url, models landing in build_schema."""
     from dbt.cli.main import dbtRunner  # imported late: dbt is heavy and only the transform needs it
+
+    _parse_once_per_database()
 
     cli_args = [
         *args,

@@ -90,6 +90,12 @@ class CampaignServer:
         with contextlib.suppress(psycopg.Error), psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
+    def keep(self, name: str, as_name: str) -> None:
+        """Rename a failed run's database out of the way, for inspection beside its log."""
+        with contextlib.suppress(psycopg.Error), psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
+            conn.execute(f'alter database "{name}" rename to "{as_name}"')
+
     def crash_restart(self) -> None:
         """Stop in immediate mode (no checkpoint: what a power cut leaves) and start again on the same port."""
         with self.restart_lock:
@@ -195,7 +201,8 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
     world = build_world(load_config(DEMO, require_secrets=False), seed=42)
     sandbox = start_sandbox(world, options=SandboxOptions(page_size=25, seed=seed, slow_seconds=0.3,
                                                           burst_length=3, **rates))
-    dbname = f"reliability_{index}"
+    # one database name per server (each worker has its own): dbt's partial parse carries over between runs
+    dbname = "reliability"
     url = server.fresh_database(dbname)
     env = _child_env(sandbox.url, url, home)
     as_of = datetime.now(UTC).date()
@@ -251,42 +258,68 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
         if report.ok:
             server.drop(dbname)
             log_path.unlink(missing_ok=True)
+        else:
+            server.keep(dbname, f"reliability_{index}")
     report.seconds = time.monotonic() - started
     return report
 
 
 def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=print,
-             workdir: Path | None = None, sabotage: dict[int, Callable[[str], None]] | None = None
-             ) -> list[RunReport]:
-    """Run the campaign and print the report; returns every run's report."""
+             workdir: Path | None = None, sabotage: dict[int, Callable[[str], None]] | None = None,
+             jobs: int = 1) -> list[RunReport]:
+    """Run the campaign and print the report; returns every run's report, in run order.
+
+    `jobs` > 1 runs that many runs at once, each worker on its own embedded PostgreSQL (a crash restart in one
+    run must not disturb another), so waiting on backoff, kills and the sandbox's slow answers overlaps.
+    """
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))
-    home, logdir = root / "home", root / "logs"
-    home.mkdir(parents=True, exist_ok=True)
+    logdir = root / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
-    server = CampaignServer(root / "pg")
+    pending = list(range(runs))
     reports: list[RunReport] = []
+    lock = threading.Lock()
     started = time.monotonic()
+
+    def worker(slot: int) -> None:
+        home = root / f"home{slot}"
+        home.mkdir(parents=True, exist_ok=True)
+        server = CampaignServer(root / f"pg{slot}")
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    i = pending.pop(0)
+                report = one_run(server, i, base_seed + i, home, logdir, quick, (sabotage or {}).get(i))
+                with lock:
+                    reports.append(report)
+                    status = "ok" if report.ok else f"FAILED {report.error or ''}"
+                    out(f"run {i + 1}/{runs} seed={report.seed} {report.seconds:.1f}s attempts={report.attempts} "
+                        f"faults={dict(sorted(report.faults.items()))} orders={report.orders_truth} "
+                        f"lost={report.orders_lost} doubled={report.orders_doubled} "
+                        f"mismatched={report.mismatched_rows} {status}")
+        finally:
+            server.stop()
+
     try:
-        for i in range(runs):
-            report = one_run(server, i, base_seed + i, home, logdir, quick, (sabotage or {}).get(i))
-            reports.append(report)
-            status = "ok" if report.ok else f"FAILED {report.error or ''}"
-            out(f"run {i + 1}/{runs} seed={report.seed} {report.seconds:.1f}s attempts={report.attempts} "
-                f"faults={dict(sorted(report.faults.items()))} orders={report.orders_truth} "
-                f"lost={report.orders_lost} doubled={report.orders_doubled} mismatched={report.mismatched_rows} "
-                f"{status}")
+        threads = [threading.Thread(target=worker, args=(slot,), name=f"campaign-{slot}")
+                   for slot in range(max(1, min(jobs, runs)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
-        server.stop()
-        if all(r.ok for r in reports):
+        if len(reports) == runs and all(r.ok for r in reports):
             shutil.rmtree(root, ignore_errors=True)
         else:
             out(f"logs of failed runs kept in {logdir}")
-    out(render(reports, time.monotonic() - started))
+    reports.sort(key=lambda r: r.run)
+    out(render(reports, time.monotonic() - started, jobs))
     return reports
 
 
-def render(reports: list[RunReport], seconds: float) -> str:
+def render(reports: list[RunReport], seconds: float, jobs: int = 1) -> str:
     faults: Counter = Counter()
     for r in reports:
         faults.update(r.faults)
@@ -294,7 +327,8 @@ def render(reports: list[RunReport], seconds: float) -> str:
         "## Fault campaign report",
         "",
         f"- runs: {len(reports)} ({sum(r.ok for r in reports)} converged and matched the oracle), "
-        f"wall time {seconds / 60:.1f} min",
+        f"wall time {seconds / 60:.1f} min ({jobs} at a time), "
+        f"median run {sorted(r.seconds for r in reports)[len(reports) // 2] if reports else 0:.0f} s",
         f"- orders checked: {sum(r.orders_truth for r in reports)}",
         f"- orders lost: {sum(r.orders_lost for r in reports)}",
         f"- orders doubled: {sum(r.orders_doubled + r.raw_doubled for r in reports)}",
@@ -312,12 +346,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("RELIABILITY_RUNS", "200")))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("RELIABILITY_SEED", "20261123")))
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("RELIABILITY_JOBS", "2")),
+                        help="runs at once, each on its own PostgreSQL")
     parser.add_argument("--publishes", type=int, default=int(os.environ.get("RELIABILITY_PUBLISHES", "60")))
     args = parser.parse_args()
     out = lambda s: print(s, flush=True)  # noqa: E731
     logging.getLogger("alliance.publish").setLevel(logging.ERROR)  # the rejected builds' gate reports are expected
-    out(f"command: RELIABILITY_RUNS={args.runs} make reliability (seed {args.seed}, {args.publishes} publish cycles)")
-    reports = campaign(args.runs, args.seed, out=out)
+    out(f"command: RELIABILITY_RUNS={args.runs} RELIABILITY_JOBS={args.jobs} make reliability "
+        f"(seed {args.seed}, {args.publishes} publish cycles)")
+    reports = campaign(args.runs, args.seed, out=out, jobs=args.jobs)
     load = publish_load_report(args.publishes)
     out(load.render())
     return 0 if reports and all(r.ok for r in reports) and load.inconsistent == 0 else 1
