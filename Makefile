@@ -24,7 +24,7 @@ help:
 	@echo "make status - last runs, row counts, warehouse URL"
 	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
-	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; docs/reliability.md)"
+	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; RELIABILITY_JOBS=2 at a time; docs/reliability.md)"
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 
 $(UV):
