@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import date
 from decimal import Decimal
@@ -174,3 +178,70 @@ def test_trailing_average_and_objective_pace(warehouse, tmp_path, volume, elapse
         assert (alert.value, alert.baseline, alert.threshold) == (Decimal("0.04"), Decimal("0.1"), Decimal("0.05"))
     if "behind_pace" in by_rule:  # 5 of 200 orders after 8 of 31 days: 5 * 31 / 8 / 200
         assert by_rule["behind_pace"].value == Decimal("0.0969") and by_rule["behind_pace"].kind == "pace"
+
+
+OUTBOX_RULES = """
+channels:
+  hook: {type: webhook, url_env: HOOK_URL, secret_env: HOOK_SECRET, retries: 0, timeout_seconds: 60}
+rules:
+  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical, channels: [hook]}
+"""
+CRASHING_EVALUATION = """
+import sys
+from alliance.alerts import evaluate, load_alerts_file
+evaluate(sys.argv[1], load_alerts_file(sys.argv[2]), "run-killed-while-sending")
+"""
+
+
+def test_alert_recorded_by_a_killed_run_is_delivered_by_the_next(warehouse, tmp_path):
+    """The outbox: a run SIGKILLed while the webhook is being called loses no message; the next run sends it."""
+    received: list[dict] = []
+    first_request, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not release.is_set():  # the first call hangs: the sender is killed while waiting for it
+                first_request.set()
+                release.wait(30)
+                return
+            received.append(body)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"HOOK_URL": f"http://127.0.0.1:{server.server_port}/hook", "HOOK_SECRET": SECRET}
+    rules = tmp_path / "alerts.yml"
+    rules.write_text(OUTBOX_RULES)
+    try:
+        _publish(warehouse, "r-outbox", "0.30")
+        child = subprocess.Popen([sys.executable, "-c", CRASHING_EVALUATION, warehouse, str(rules)],
+                                 env={**os.environ, **env}, start_new_session=True)
+        try:
+            assert first_request.wait(60), "the evaluation never called the webhook"
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        with connect(warehouse) as conn:
+            queued = conn.execute("select alert_id, event, channel, status from ops.alert_deliveries").fetchall()
+        assert queued == [("high_refund_rate:lumen:2026-10-01:1", "fired", "hook", "pending")]
+
+        release.set()
+        nxt = evaluate(warehouse, load_alerts_file(rules), "next-run", env=env)
+        assert nxt.fired == []  # recorded once, by the killed run
+        assert [(d.alert_id, d.event, d.channel, d.status) for d in nxt.deliveries] == [
+            ("high_refund_rate:lumen:2026-10-01:1", "fired", "hook", "sent")]
+        assert [(p["event"], p["alert"]["run_id"]) for p in received] == [
+            ("alert.fired", "run-killed-while-sending")]
+        again = evaluate(warehouse, load_alerts_file(rules), "third-run", env=env)
+        assert again.deliveries == [] and len(received) == 1
+        with connect(warehouse) as conn:
+            assert conn.execute("select status, run_id from ops.alert_deliveries").fetchall() == [
+                ("sent", "next-run")]
+    finally:
+        release.set()
+        server.shutdown()

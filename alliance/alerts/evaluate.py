@@ -13,7 +13,7 @@ import psycopg
 from pydantic import BaseModel
 
 from alliance.alerts.channels import Channel, LogChannel, build_channel
-from alliance.alerts.deliver import Delivery, deliver
+from alliance.alerts.deliver import Delivery, deliver_pending, enqueue
 from alliance.alerts.rules import KPI_COLUMNS, AlertRule, AlertsFile, ChannelConfig
 from alliance.alerts.store import ALERT_COLUMNS, copy_alerts, ensure_ops_alerts
 from alliance.publish import PUBLISH_LOCK_KEY, PUBLISHED_SCHEMA
@@ -165,11 +165,19 @@ def evaluate(
     """Judge every rule on published data (up to `as_of`), record new and resolved episodes, then deliver them.
 
     Recording happens in one transaction under the publish lock, so a concurrent publish cannot drop an alert
-    between ops.kpi_alerts and analytics.kpi_alerts; channels are called only after the commit and a failing
-    channel never raises here. `channels` (objects) overrides the file's routing and gets every event.
+    between ops.kpi_alerts and analytics.kpi_alerts; the same transaction queues one outbox row per routed
+    channel, and channels are called only after the commit (with any rows a killed run left); a failing channel
+    never raises here. `channels` (objects) overrides the file's routing and gets every event.
     """
     spec = rules if isinstance(rules, AlertsFile) else AlertsFile(
         rules=list(rules), channels={"log": ChannelConfig(type="log")})
+    if channels is not None:
+        objects: dict[str, Channel] = {c.name: c for c in channels}
+        by_rule = {r.id: tuple(objects) for r in spec.rules}
+    else:
+        objects = {name: LogChannel() if config.type == "log" and name == "log" else build_channel(name, config, env)
+                   for name, config in spec.channels.items()}
+        by_rule = {r.id: tuple(spec.channels_for(r)) for r in spec.rules}
     outcome = AlertOutcome()
     with connect(warehouse_url) as conn:
         with conn.transaction():
@@ -192,20 +200,12 @@ def evaluate(
                 "update ops.kpi_alerts set state = 'resolved', resolved_at = now(), resolved_run_id = %s "
                 "where state = 'firing' and rule_id <> all(%s)", (run_id, [r.id for r in spec.rules]),
             )
+            enqueue(conn, [(a.alert_id, "resolved" if a.state == "resolved" else "fired", name)
+                           for a in outcome.fired + outcome.resolved for name in by_rule.get(a.rule_id, ())
+                           if name in objects], run_id)
             if published[1] is not None:
                 copy_alerts(conn, K)
-    routes: list[tuple[Channel, list[FiredAlert]]] = []
-    events = outcome.fired + outcome.resolved
-    if channels is not None:
-        routes = [(c, events) for c in channels]
-    elif events:
-        by_rule = {r.id: spec.channels_for(r) for r in spec.rules}
-        for name, config in spec.channels.items():
-            mine = [a for a in events if name in by_rule.get(a.rule_id, ())]
-            if mine:
-                routes.append((LogChannel() if config.type == "log" and name == "log"
-                               else build_channel(name, config, env), mine))
-    outcome.deliveries = deliver(warehouse_url, routes, run_id)
+    outcome.deliveries = deliver_pending(warehouse_url, objects, run_id)
     log.info("alerts: %d rule(s) evaluated, %d newly fired, %d resolved", len(spec.rules), len(outcome.fired),
              len(outcome.resolved))
     return outcome

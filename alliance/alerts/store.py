@@ -3,7 +3,10 @@
 
 One row per alert episode: it fires (state `firing`) when a rule, partner and period breaches, and is
 `resolved` (resolved_at set) when the KPI recovers; a later breach of the same period starts a new episode.
-`ops.alert_deliveries` records every attempt to tell a channel about an episode firing or resolving.
+`ops.alert_deliveries` is the delivery outbox: a `pending` row per (episode event, routed channel) is written in the
+transaction that records the episode, and becomes `sent`, `failed` or `skipped` once the channel was tried. A run
+killed between the two leaves `pending` rows that the next evaluation delivers (at least once: receivers dedupe on
+alert_id and event).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ create table if not exists ops.alert_deliveries (
     alert_id     text not null,
     event        text not null check (event in ('fired', 'resolved')),
     channel      text not null,
-    status       text not null check (status in ('sent', 'failed', 'skipped')),
+    status       text not null,                    -- pending | sent | failed | skipped (DELIVERY_STATUS_CHECK)
     attempts     integer not null,
     error        text,                             -- exception type and short reason, never the secret or URL
     run_id       text not null,
@@ -60,6 +63,13 @@ create table if not exists ops.alert_deliveries (
     unique (alert_id, event, channel)
 )
 """
+
+
+DELIVERY_STATUS_CHECK = (
+    "alter table ops.alert_deliveries drop constraint if exists alert_deliveries_status_check",
+    "alter table ops.alert_deliveries add constraint alert_deliveries_status_check "
+    "check (status in ('pending', 'sent', 'failed', 'skipped'))",
+)
 
 
 def _ensure_table(conn: psycopg.Connection, table: str) -> None:
@@ -77,6 +87,13 @@ def ensure_ops_alerts(conn: psycopg.Connection) -> None:
         "where state = 'firing'"
     )
     conn.execute(DELIVERIES_DDL)
+    has_pending = conn.execute(
+        "select pg_get_constraintdef(oid) like '%pending%' from pg_constraint "
+        "where conname = 'alert_deliveries_status_check' and conrelid = 'ops.alert_deliveries'::regclass"
+    ).fetchone()
+    if not (has_pending and has_pending[0]):
+        for statement in DELIVERY_STATUS_CHECK:
+            conn.execute(statement)
 
 
 def copy_alerts(conn: psycopg.Connection, schema: str) -> None:
