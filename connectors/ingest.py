@@ -82,7 +82,7 @@ def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNe
     return None
 
 
-def _credentials(source: Partner | ReferralNetwork) -> str:
+def source_credentials(source: Partner | ReferralNetwork) -> str:
     env = source.credentials_env or ""
     value = os.environ.get(env, "").strip()
     if not value:
@@ -140,7 +140,7 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
 def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetime | None,  # noqa: ANN001
           cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
-    credentials = _credentials(source)
+    credentials = source_credentials(source)
     ref = SourceRef(source.id, source.credentials_env or "")
     session = make_session(options.http, source.requests_per_second)
     with session:

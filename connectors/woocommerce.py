@@ -71,7 +71,7 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
             raise SourceError(f"{ref.source_id}: {bare_url(response.url)} answered without a list of orders: "
                               "check base_url in the config")
         number += 1
-        _attach_refunds(session, url, ref, auth, body)
+        attach_refunds(session, url, ref, auth, body)
         yield Page(number=number, url=bare_url(response.url), records=body)
         try:
             total_pages = int(response.headers.get("X-WP-TotalPages", "1"))
@@ -87,8 +87,9 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
             page_number += 1  # a whole page within one second (or unreadable dates): step through it
 
 
-def _attach_refunds(session: requests.Session, url: str, ref: SourceRef, auth: tuple[str, str],
-                    orders: list) -> None:
+def attach_refunds(session: requests.Session, url: str, ref: SourceRef, auth: tuple[str, str],
+                   orders: list) -> None:
+    """Fetch each listed refund's dates and amounts into the order (the poll and the webhook receiver both)."""
     for order in orders:
         if not isinstance(order, dict) or not order.get("refunds") or order.get("id") in (None, ""):
             continue

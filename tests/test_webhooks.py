@@ -3,8 +3,11 @@ forged / replayed / malformed / oversized ones land nothing, and the outbox surv
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -14,6 +17,7 @@ from conftest import shared_fixtures_dir
 
 from alliance.config import AllianceConfig, Partner, load_config
 from alliance.demo import load_sandbox_env
+from alliance.freshness import free_port
 from alliance.webhooks import AirflowClient, build_server, sign
 from alliance.webhooks.notify import OutboxNotifier, drain_outbox
 from alliance.webhooks.receiver import Receiver, Rejected
@@ -173,3 +177,55 @@ def test_outbox_survives_unreachable_airflow_and_restart(warehouse):
     assert len(events) == 1 and events[0][1]["deliveries"] == 2, "pending deliveries collapse into one event"
     assert drain_outbox(warehouse, Recording("http://unused")) == 0
     assert OutboxNotifier(warehouse, None).client is None
+
+
+def test_woocommerce_webhook_order_lands_with_its_refunds_fetched(warehouse, monkeypatch):
+    """The order body lists refunds by id and total only: the receiver fetches them as the poll does, or answers
+    503 (nothing landed) so WooCommerce delivers again; an order never lands with its refunds gone."""
+    refunds = (shared_fixtures_dir() / "woocommerce_order_refunds.json").read_bytes()
+    seen: list[tuple[str, str | None]] = []
+
+    class Storefront(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.path == "/wp-json/wc/v3/orders/723/refunds"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(refunds if ok else b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), Storefront)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    monkeypatch.setenv("WOO_SECRET", "woo-secret")
+    monkeypatch.setenv("WOO_TOKEN", "ck_test:cs_test")
+    woo_order = json.loads((shared_fixtures_dir() / "woocommerce_orders.json").read_text())[1]  # id 723, 2 refunds
+    body = json.dumps(woo_order).encode()
+
+    def deliver(base_url: str, delivery: str) -> tuple[int, str]:
+        cfg = AllianceConfig(partners=[Partner(id="woo", platform="woocommerce", base_url=base_url,
+                                               credentials_env="WOO_TOKEN", webhook_secret_env="WOO_SECRET")])
+        headers = {"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Delivery-ID": delivery,
+                   "X-WC-Webhook-Signature": sign("woo-secret", body)}
+        try:
+            return Receiver(cfg, warehouse).handle("/webhooks/woocommerce/woo", headers, body)
+        except Rejected as exc:
+            return exc.status, exc.reason
+
+    try:
+        status, reason = deliver(f"http://127.0.0.1:{free_port()}", "w-down")  # the storefront API is down
+        assert status == 503 and "deliver again later" in reason
+        with psycopg.connect(warehouse) as conn:
+            assert conn.execute("select count(*) from raw.orders where partner_id = 'woo'").fetchone()[0] == 0
+        status, _ = deliver(f"http://127.0.0.1:{api.server_port}", "w-up")
+        assert status == 200
+    finally:
+        api.shutdown()
+    assert seen == [("/wp-json/wc/v3/orders/723/refunds", "Basic " + base64.b64encode(b"ck_test:cs_test").decode())]
+    with psycopg.connect(warehouse) as conn:
+        stored = conn.execute("select payload -> 'alliance_refunds' from raw.orders where partner_id = 'woo' "
+                              "and order_id = '723'").fetchone()[0]
+    assert [(r["id"], r["amount"], r["date_created_gmt"]) for r in stored] == [
+        (726, "10.00", "2017-03-21T20:07:11"), (724, "9.00", "2017-03-21T19:55:37")]

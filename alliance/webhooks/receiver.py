@@ -28,10 +28,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
+import requests
 
 from alliance.assets import table_uri
-from alliance.config import AllianceConfig
+from alliance.config import AllianceConfig, Partner
 from alliance.warehouse import connect
+from connectors.errors import SourceError, SourceRef
+from connectors.http import HttpPolicy, make_session
+from connectors.ingest import source_credentials
 from connectors.landing import (
     RecordError,
     ensure_raw_schema,
@@ -44,11 +48,15 @@ from connectors.landing import (
     validate_woocommerce_order,
 )
 from connectors.pii import pii_salt
+from connectors.woocommerce import attach_refunds, orders_url, split_key_secret
 
 log = logging.getLogger("alliance.webhooks")
 
 SCHEMA = Path(__file__).with_name("schema.sql")
 MAX_BODY_BYTES = 1_000_000  # Shopify order payloads are far below this; anything bigger is refused (413)
+# The sender waits for our answer: a refund lookup gets a few quick retries, not the poll's patient backoff.
+REFUND_LOOKUP_POLICY = HttpPolicy(retries=2, connect_retries=1, read_retries=1, backoff_factor=0.2, backoff_max=2.0,
+                                  retry_after_max=2.0, connect_timeout=3.0, read_timeout=10.0)
 # Webhooks never move a poll cursor: the hourly pull still reconciles whatever a webhook missed.
 _NO_CURSOR_MOVE = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -74,7 +82,6 @@ PLATFORMS = {
 
 
 # Records the landing rules would quarantine are refused with 400 instead: the sender can fix and resend.
-# WooCommerce orders have no validator here yet; the landing step validates (or quarantines) them.
 VALIDATORS = {
     "shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order, "network": validate_click,
 }
@@ -106,6 +113,7 @@ class Source:
     platform: Platform
     source_id: str
     secret: str
+    partner: Partner | None = None  # the storefront's config (API base URL and credentials), for refund lookups
 
 
 def resolve_sources(config: AllianceConfig) -> dict[tuple[str, str], Source]:
@@ -115,7 +123,8 @@ def resolve_sources(config: AllianceConfig) -> dict[tuple[str, str], Source]:
         if partner.webhook_secret_env and partner.platform in ("shopify", "woocommerce"):
             secret = os.environ.get(partner.webhook_secret_env, "")
             if secret.strip():
-                sources[(partner.platform, partner.id)] = Source(PLATFORMS[partner.platform], partner.id, secret)
+                sources[(partner.platform, partner.id)] = Source(PLATFORMS[partner.platform], partner.id, secret,
+                                                                 partner)
             else:
                 log.warning("%s: %s is not set; its webhooks are refused", partner.id, partner.webhook_secret_env)
     for network in config.referral_networks:
@@ -180,7 +189,27 @@ class Receiver:
                     validate(record, position, self.salt)
                 except RecordError as exc:  # the sender sees which field is wrong; nothing is landed
                     raise Rejected(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        self._fetch_refunds(source, records)
         return self._land(source, delivery_id, topic, records)
+
+    def _fetch_refunds(self, source: Source, records: list[dict]) -> None:
+        """A WooCommerce order body lists its refunds by id and total only; their dates and amounts come from
+        `/orders/{id}/refunds`, fetched here as the poll does. Landing the body as it is would make the order's
+        refunds vanish (and its commission grow) until the next poll. When the partner API cannot answer, 503
+        makes WooCommerce deliver again later; nothing is landed meanwhile."""
+        partner = source.partner
+        if source.platform.name != "woocommerce" or partner is None or not any(r.get("refunds") for r in records):
+            return
+        ref = SourceRef(partner.id, partner.credentials_env or "")
+        try:
+            auth = split_key_secret(source_credentials(partner), ref)
+            with make_session(REFUND_LOOKUP_POLICY, partner.requests_per_second) as session:
+                attach_refunds(session, orders_url(partner.base_url or ""), ref, auth, records)
+        except (SourceError, requests.RequestException) as exc:
+            log.warning("%s: webhook order refunds not fetched: %s", partner.id, str(exc).splitlines()[0][:300])
+            raise Rejected(HTTPStatus.SERVICE_UNAVAILABLE,
+                           "the order's refunds could not be fetched from the storefront API; deliver again later"
+                           ) from None
 
     def _seen(self, conn: psycopg.Connection, source: Source, delivery_id: str) -> bool:
         row = conn.execute(
