@@ -24,6 +24,7 @@ import binascii
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -563,14 +564,23 @@ class SandboxHandle:
         self.stop()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a killed ingest, a dropped connection) is normal here, not a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - socketserver's signature
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
 def _make_server(world: World, host: str, port: int, options: SandboxOptions | None) -> tuple[ThreadingHTTPServer,
                                                                                               _State]:
     options = options or SandboxOptions()
     state = _State(world=world, options=options, rng=random.Random(options.seed))
     handler = type("SandboxHandler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server, state
+    return _QuietServer((host, port), handler), state
 
 
 def start_sandbox(world: World, host: str = "127.0.0.1", port: int = 0,
