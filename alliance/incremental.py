@@ -5,6 +5,10 @@ They stay equal to a full refresh as long as the rules, the config and the previ
 fingerprint of those (dbt vars except as_of_date, the model/macro files, the mirrored config tables that price
 and attribute orders) is kept per build schema in `ops.transform_state`. A different fingerprint, or a previous
 build that did not finish cleanly, makes the next build a `--full-refresh`.
+
+An incremental build skips dbt's unit tests: they test model code on fixed inputs, not data, and the fingerprint
+(which covers every file under models/, unit tests included) equals the one of the last successful build, whose
+unit tests passed on the same code. A full refresh (every code or config change) runs them.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if full_refresh is None:
         full_refresh = _stored(url, build_schema) != current
     _store(url, build_schema, None)  # a build that stops midway leaves the work tables half-updated
-    args = ["build", "--full-refresh"] if full_refresh else ["build"]
+    args = ["build", "--full-refresh"] if full_refresh else ["build", "--exclude-resource-type", "unit_test"]
     log.info("dbt build (%s)", "full refresh" if full_refresh else "incremental")
     outcome = run_dbt(args, url, build_schema, vars=dbt_vars)
     if outcome.success:
