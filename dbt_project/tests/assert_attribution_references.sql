@@ -1,5 +1,22 @@
--- Every attribution row refers to an order in fct_orders (composite relationship on partner_id, order_id).
-select a.partner_id, a.order_id
+-- Every attribution row refers to an order in fct_orders (composite relationship on partner_id, order_id) and, when
+-- credited, to a known partner; §6.1: test orders and orders cancelled on or before their lock date get no
+-- attribution rows. One pass for the three. An incremental run checks the orders it recomputed
+-- (macros/test_scoping.sql).
+select
+    a.partner_id,
+    a.order_id,
+    a.attribution_model,
+    a.referrer_partner_id,
+    case
+        when o.order_id is null then 'order missing from fct_orders'
+        when o.is_test or (o.is_cancelled and not o.is_cancelled_after_lock) then 'test or cancelled order attributed'
+        else 'referrer is not a known partner'
+    end as problem
 from {{ ref('fct_order_attribution') }} as a
 left join {{ ref('fct_orders') }} as o on o.partner_id = a.partner_id and o.order_id = a.order_id
-where o.order_id is null
+left join {{ ref('stg_cfg__partners') }} as p on p.partner_id = a.referrer_partner_id
+where (
+    o.order_id is null
+    or o.is_test or (o.is_cancelled and not o.is_cancelled_after_lock)
+    or (a.referrer_partner_id is not null and p.partner_id is null)
+) {{ and_in_test_scope('changed_orders', 'a.') }}
