@@ -26,6 +26,10 @@ from alliance.warehouse import parse_url
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ENV_LOCK = threading.Lock()  # dbt reads connection settings from os.environ: one invocation at a time
+# Session settings of dbt's connections (libpq reads PGOPTIONS): the attribution models sort and hash a few hundred
+# thousand rows per million orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than
+# it saves on these one-shot statements. bench/transform gives its hand-written SQL the same settings.
+SESSION_OPTIONS = "-c work_mem=64MB -c jit=off"
 
 
 @dataclass
@@ -176,7 +180,8 @@ def run_dbt(
     ]
     if vars:
         cli_args += ["--vars", json.dumps(vars, default=str)]
-    with _project_lock(), _environment(dbt_env(warehouse_url, build_schema)):
+    pgoptions = " ".join(filter(None, [os.environ.get("PGOPTIONS", ""), SESSION_OPTIONS]))
+    with _project_lock(), _environment({**dbt_env(warehouse_url, build_schema), "PGOPTIONS": pgoptions}):
         res = dbtRunner().invoke(cli_args)
     failures = _failure_lines(res.result, warehouse_url)
     if res.exception is not None:

@@ -32,38 +32,49 @@ weighted as (
     from ranked
 ),
 
-per_click as (
-    select *, 'last_click'::text as attribution_model, case when pos = n then 1 else 0 end::numeric as credit
+-- every model's credit of each click, summed per (order, referrer) in one aggregation; the five models are then
+-- unpivoted. In linear, position_based and time_decay every click has credit > 0, so a referrer's latest credited
+-- click is its latest click; in last_click / first_click it is the order's last / first click.
+per_referrer as (
+    select
+        partner_id,
+        order_id,
+        referrer_partner_id,
+        sum(case when pos = n then 1 else 0 end::numeric)                     as last_click,
+        sum(case when pos = 1 then 1 else 0 end::numeric)                     as first_click,
+        sum(1::numeric / n)                                                   as linear,
+        sum(case
+                when n = 1 then 1::numeric
+                when n = 2 then 0.5
+                when pos = 1 or pos = n then 0.4
+                else 0.2 / (n - 2)
+            end)                                                              as position_based,
+        sum(decay_share::numeric)                                             as time_decay,
+        (array_agg(network_id order by pos desc) filter (where pos = n))[1]   as last_network_id,
+        (array_agg(click_id order by pos desc) filter (where pos = n))[1]     as last_click_id,
+        (array_agg(network_id order by pos desc) filter (where pos = 1))[1]   as first_network_id,
+        (array_agg(click_id order by pos desc) filter (where pos = 1))[1]     as first_click_id,
+        (array_agg(network_id order by pos desc))[1]                          as latest_network_id,
+        (array_agg(click_id order by pos desc))[1]                            as latest_click_id
     from weighted
-    union all
-    select *, 'first_click'::text, case when pos = 1 then 1 else 0 end::numeric
-    from weighted
-    union all
-    select *, 'linear'::text, 1::numeric / n
-    from weighted
-    union all
-    select *, 'position_based'::text,
-        case
-            when n = 1 then 1::numeric
-            when n = 2 then 0.5
-            when pos = 1 or pos = n then 0.4
-            else 0.2 / (n - 2)
-        end
-    from weighted
-    union all
-    select *, 'time_decay'::text, decay_share::numeric
-    from weighted
+    group by partner_id, order_id, referrer_partner_id
 )
 
 select
-    partner_id,
-    order_id,
-    attribution_model,
-    referrer_partner_id,
-    trim_scale(sum(credit))                                                        as credit,
-    -- the referrer's latest credited click stands for the row (for last_click: the winning click)
-    (array_agg(network_id order by pos desc) filter (where credit > 0))[1]         as network_id,
-    (array_agg(click_id order by pos desc) filter (where credit > 0))[1]           as click_id
-from per_click
-group by partner_id, order_id, attribution_model, referrer_partner_id
-having sum(credit) > 0
+    r.partner_id,
+    r.order_id,
+    m.attribution_model,
+    r.referrer_partner_id,
+    trim_scale(m.credit)  as credit,
+    m.network_id,
+    m.click_id
+from per_referrer as r
+cross join lateral (
+    values
+        ('last_click'::text, r.last_click, r.last_network_id, r.last_click_id),
+        ('first_click', r.first_click, r.first_network_id, r.first_click_id),
+        ('linear', r.linear, r.latest_network_id, r.latest_click_id),
+        ('position_based', r.position_based, r.latest_network_id, r.latest_click_id),
+        ('time_decay', r.time_decay, r.latest_network_id, r.latest_click_id)
+) as m (attribution_model, credit, network_id, click_id)
+where m.credit > 0

@@ -10,25 +10,32 @@ clicks as (
     group by 1, 2
 ),
 
+-- the configured model's credited rows, read once for both sides; (order, model, referrer) is unique, so a
+-- referrer's rows of one date are distinct orders and count(*) counts orders
+commissions as materialized (
+    select partner_id, order_id, referrer_partner_id, order_date, is_new_customer, attributed_revenue_rc,
+           net_attributed_revenue_rc, commission_rc, refund_leakage_rc
+    from {{ ref('int_order_attribution') }}
+    where referrer_partner_id is not null and is_commission_model
+),
+
 earned as (
     select
         referrer_partner_id                                 as partner_id,
         order_date                                          as kpi_date,
-        count(distinct (partner_id, order_id))              as referred_orders,
-        count(distinct (partner_id, order_id)) filter (where is_new_customer) as referred_new_customer_orders,
+        count(*)                                            as referred_orders,
+        count(*) filter (where is_new_customer)             as referred_new_customer_orders,
         sum(attributed_revenue_rc)                          as attributed_revenue_rc,
         sum(net_attributed_revenue_rc)                      as net_attributed_revenue_rc,
         sum(commission_rc)                                  as commission_earned_rc,
         sum(refund_leakage_rc)                              as refund_leakage_rc
-    from {{ ref('int_order_attribution') }}
-    where referrer_partner_id is not null and is_commission_model
+    from commissions
     group by 1, 2
 ),
 
 owed as (
     select partner_id, order_date as kpi_date, sum(commission_rc) as commission_owed_rc
-    from {{ ref('int_order_attribution') }}
-    where referrer_partner_id is not null and is_commission_model
+    from commissions
     group by 1, 2
 ),
 
