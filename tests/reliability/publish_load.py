@@ -1,7 +1,7 @@
 """Publish under load: BI readers (as `alliance_bi`) query `analytics` while builds are published or rejected.
 
 Why: the contract promises readers see the previous complete snapshot or the next one, never a mix and never a
-build the gate rejected. Every good build of size n has n orders, n referrals, n last-click rows and 10·n earned;
+build the gate rejected. Every good build of size n has n orders, n referrals, n last-click rows and an objective at n;
 every bad build (a duplicated order, an out-of-range credit) has an odd size the good ones never use, so a reader
 that saw a partial swap or a rolled-back build counts as an inconsistent read.
 """
@@ -23,7 +23,7 @@ READ = """
 select (select count(*) from analytics.fct_orders),
        (select count(*) from analytics.fct_referrals),
        (select count(*) from analytics.fct_order_attribution where attribution_model = 'last_click'),
-       (select sum(commission_earned_rc) from analytics.partner_balances)
+       (select sum(actual) from analytics.objective_progress)
 """
 
 
@@ -88,7 +88,7 @@ def publish_under_load(url: str, cycles: int = 20, readers: int = 3, seed: int =
                 with lock:
                     report.reads += 1
                     ok = (orders == referrals == last_click and orders in published
-                          and earned == 10 * orders)
+                          and earned == orders)
                     if not ok:
                         report.inconsistent += 1
                         if len(report.examples) < 5:
