@@ -253,7 +253,7 @@ def _describe_outcome(config: Any, result: dict, exception_info: Any, params: di
     return "no details"
 
 
-def _sample(conn: Any, qualified: sql.Composable, config: Any, result: dict, params: dict[str, Any]) -> list[dict]:
+def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, params: dict[str, Any]) -> list[dict]:
     """Up to SAMPLE_ROWS offending rows of a failed expectation (e-mails masked), or [] when rows make no sense."""
     kw = config.kwargs
     col = kw.get("column")
@@ -297,6 +297,7 @@ def _sample(conn: Any, qualified: sql.Composable, config: Any, result: dict, par
         rows_sql = sql.SQL("select * from {} where {} limit {}").format(qualified, where, sql.Literal(SAMPLE_ROWS))
     try:
         with conn.transaction():
+            conn.execute(sql.SQL("set local search_path = {}").format(sql.Identifier(schema)))
             cur = conn.execute(rows_sql, args or None)
             names = [d.name for d in cur.description]
             rows = cur.fetchall()
@@ -305,6 +306,17 @@ def _sample(conn: Any, qualified: sql.Composable, config: Any, result: dict, par
         return []
     return [{n: mask_emails(str(v)) if isinstance(v, str) else v for n, v in zip(names, row, strict=True)}
             for row in rows]
+
+
+KEY_COLUMNS = ("column_with_email", "partner_id", "order_id", "network_id", "click_id", "attribution_model",
+               "referrer_partner_id", "destination_partner_id", "kpi_date", "month", "metric")
+
+
+def _brief(row: dict[str, Any], column: str | None) -> str:
+    """A sample row as printed: its key columns and the failing column(s); the stored sample has every column."""
+    wanted = [c for c in KEY_COLUMNS if c in row] + [c.strip() for c in (column or "").split(",") if c.strip() in row]
+    shown = list(dict.fromkeys(wanted)) or list(row)[:6]
+    return "(" + ", ".join(f"{k}={row[k]}" for k in shown) + ")"
 
 
 def _column_of(config: Any, samples: list[dict]) -> str | None:
@@ -373,18 +385,17 @@ def _run_suites(
                     continue
                 failed += 1
                 config = item.expectation_config
-                samples = _sample(conn, qualified, config, item.result or {}, params)
+                samples = _sample(conn, schema, qualified, config, params)
                 message = _describe_outcome(config, item.result or {}, item.exception_info, params)
                 if (config.meta or {}).get("check") == "row_count_change":
                     prev = params.get(f"{table}_previous_rows")
                     message += (f", published snapshot has {prev}; allowed {params[f'{table}_min_rows']}.."
                                 f"{params[f'{table}_max_rows'] if params[f'{table}_max_rows'] < 2**62 else 'any'}"
                                 " (gate.max_row_count_drop / max_row_count_growth)")
+                column = _column_of(config, samples)
                 if samples and not message.startswith("error"):
-                    message += " | sample: " + "; ".join(
-                        "(" + ", ".join(f"{k}={v}" for k, v in row.items()) + ")" for row in samples[:SAMPLE_ROWS])
-                failures.append(GateFailure(label, _describe_expectation(config), message,
-                                            _column_of(config, samples), samples))
+                    message += " | sample: " + "; ".join(_brief(row, column) for row in samples[:SAMPLE_ROWS])
+                failures.append(GateFailure(label, _describe_expectation(config), message, column, samples))
             results[label] = {"success": bool(outcome.success), "statistics": dict(outcome.statistics)}
     built_docs: Path | None = None
     if settings.data_docs == "always" or (settings.data_docs == "on_failure" and failures):
