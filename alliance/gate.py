@@ -197,9 +197,9 @@ def _parameters(
 
 
 def _describe_expectation(config: Any) -> str:
-    if config.type == "unexpected_rows_expectation":
-        check = (config.meta or {}).get("check") or "custom_sql"
-        return f"unexpected_rows_expectation({check})"
+    check = (config.meta or {}).get("check")
+    if config.type == "unexpected_rows_expectation" or check == "row_count_change":
+        return f"{config.type}({check or 'custom_sql'})"
     kwargs = {k: v for k, v in config.kwargs.items() if k not in _SKIPPED_KWARGS and v is not None}
     args: list[str] = []
     if "column" in kwargs:

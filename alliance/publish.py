@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -262,7 +263,7 @@ def _publish_txn(
                 sql.SQL("update {} set row_counts = %s::jsonb where run_id = %s").format(
                     sql.Identifier(build_schema, "run_manifest")), (json.dumps(row_counts), run_id))
             had_previous = _schema_exists(conn, PUBLISHED_SCHEMA)
-            _lock_snapshot(conn, PUBLISHED_SCHEMA)
+            _lock_snapshot(conn, PUBLISHED_SCHEMA, lock_timeout_seconds)
             if had_previous:
                 conn.execute(f"drop schema if exists {PREVIOUS_SCHEMA} cascade")
                 conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {PREVIOUS_SCHEMA}")
@@ -282,20 +283,37 @@ def _publish_txn(
     )
 
 
-def _lock_snapshot(conn: psycopg.Connection, schema: str) -> None:
-    """ACCESS EXCLUSIVE on every relation of the live snapshot before it is renamed away.
+def _lock_snapshot(conn: psycopg.Connection, schema: str, timeout_seconds: float) -> None:
+    """ACCESS EXCLUSIVE on every relation of the live snapshot before it is renamed away, without deadlocks.
 
-    Without it a reader's statement could resolve one table before the swap commits and another after it, i.e. a
-    mix of snapshots (the old tables are kept, not dropped, so nothing else would make it wait). With it, readers
-    already inside the old snapshot finish first (bounded by lock_timeout) and later ones wait for the commit and
-    then resolve every name in the new snapshot.
+    Without these locks a reader's statement could resolve one table before the swap commits and another after
+    it, i.e. a mix of snapshots (the old tables are kept, not dropped, so nothing else would make it wait). With
+    them, readers already inside the old snapshot finish first and later ones wait for the commit and then resolve
+    every name in the new snapshot. The publish never waits while holding one of these locks (all are taken
+    NOWAIT; on a conflict everything is released and the publish waits for that one table alone), so it can
+    never be part of a deadlock with a BI query: readers never see an error. Bounded by `timeout_seconds`.
     """
     relations = [r[0] for r in conn.execute(
         "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
         " where n.nspname = %s and c.relkind in ('r', 'v', 'm', 'p') order by c.relname", (schema,))]
-    if relations:
-        conn.execute(sql.SQL("lock table {} in access exclusive mode").format(
-            sql.SQL(", ").join(sql.Identifier(schema, r) for r in relations)))
+    deadline = time.monotonic() + timeout_seconds
+    blocked: str | None = None
+    while relations:
+        conflict: str | None = None
+        try:
+            with conn.transaction():  # a savepoint: leaving it by an exception releases every lock taken inside
+                if blocked is not None:  # wait for this one table while holding none of the others
+                    conn.execute(sql.SQL("lock table {} in access exclusive mode").format(
+                        sql.Identifier(schema, blocked)))
+                for relation in relations:
+                    conflict = relation
+                    conn.execute(sql.SQL("lock table {} in access exclusive mode nowait").format(
+                        sql.Identifier(schema, relation)))
+                return
+        except errors.LockNotAvailable:
+            if conflict is None or time.monotonic() > deadline:
+                raise  # the blocking wait itself timed out (lock_timeout): the caller reports it
+            blocked = conflict
 
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -333,7 +351,7 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
                                     (schema,)).fetchone()[0] or schema
 
             restored, replaced = comment(PREVIOUS_SCHEMA), comment(PUBLISHED_SCHEMA)
-            _lock_snapshot(conn, PUBLISHED_SCHEMA)
+            _lock_snapshot(conn, PUBLISHED_SCHEMA, lock_timeout_seconds)
             conn.execute(f"drop schema if exists {SWAP_SCHEMA} cascade")
             conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {SWAP_SCHEMA}")
             conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")

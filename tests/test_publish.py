@@ -258,3 +258,45 @@ def test_bi_url_logs_in_read_only_to_analytics_only(warehouse, monkeypatch, tmp_
                 conn.execute(f"select * from {table}")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("create temp table t (x int)")
+
+
+def test_a_bi_reader_never_sees_a_mix_a_missing_table_or_an_error_during_50_publishes(warehouse):
+    """Each snapshot n has n orders, n referrals, n last-click rows and an objective at n: a mix would differ."""
+    make_build_schema(warehouse, rows=1)
+    publish(warehouse, run_id="r1")
+    published = {1}
+    seen: list[tuple] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    read = """select (select count(*) from analytics.fct_orders), (select count(*) from analytics.fct_referrals),
+                     (select count(*) from analytics.fct_order_attribution where attribution_model = 'last_click'),
+                     (select sum(actual) from analytics.objective_progress),
+                     (select run_id from analytics.run_manifest order by published_at desc limit 1)"""
+
+    def reader() -> None:
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            conn.execute("set role alliance_bi")
+            while not stop.is_set():
+                try:
+                    seen.append(conn.execute(read).fetchone())
+                except BaseException as exc:  # noqa: BLE001 - any error at all fails the test
+                    errors.append(exc)
+                    return
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(2, 52):
+            make_build_schema(warehouse, rows=n)
+            published.add(n)
+            publish(warehouse, run_id=f"r{n}")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not errors, errors
+    bad = [row for row in seen if not (row[0] == row[1] == row[2] == row[3] and row[0] in published
+                                       and row[4] == f"r{row[0]}")]
+    assert not bad, bad[:5]
+    assert len({row[0] for row in seen}) >= 10, "the readers really overlapped many publishes"
