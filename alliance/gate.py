@@ -298,6 +298,8 @@ def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, para
     try:
         with conn.transaction():
             conn.execute(sql.SQL("set local search_path = {}").format(sql.Identifier(schema)))
+            conn.execute("select set_config('alliance.freshness_seconds', %s, true)",
+                         (str(int(params.get("freshness_seconds", 10**12))),))
             cur = conn.execute(rows_sql, args or None)
             names = [d.name for d in cur.description]
             rows = cur.fetchall()
@@ -356,6 +358,7 @@ def _run_suites(
         raw_tables = _tables(conn, "raw") or set()
         published = [d.asset.table_name for d in checkpoint.validation_definitions if d.asset.name not in RAW_ASSETS]
         params = _parameters(conn, schema, published, settings, now)
+        params["freshness_seconds"] = freshness
         for definition in checkpoint.validation_definitions:
             name = definition.asset.name
             is_raw = name in RAW_ASSETS

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from test_gate_support import make_build_schema, table_counts
 
-from alliance.gate import GX_PROJECT_DIR, run_gate
+from alliance.gate import GX_PROJECT_DIR, GateSettings, run_gate
 from alliance.publish import gate_and_publish, publish
 from alliance.warehouse import connect
 
@@ -97,3 +98,98 @@ def test_missing_table_and_missing_schema_are_named(warehouse):
 def test_gate_rejects_unsafe_schema_names(warehouse):
     with pytest.raises(Exception, match="not a plain lower-case SQL identifier"):
         run_gate(warehouse, build_schema="x; drop schema raw")
+
+
+RAW_ORDER = ("insert into raw.orders (partner_id, order_id, platform, updated_at, customer_key, payload, load_id, "
+             "loaded_at) values ('northwind', '{id}', 'shopify', {updated}, 'k1', '{{}}', gen_random_uuid(), {loaded})")
+
+# One injected fault per case: what it does to the build (or raw), and the line the gate must print.
+INJECTIONS = {
+    "duplicate-key": (
+        ["insert into alliance_build.fct_referrals select * from alliance_build.fct_referrals where click_id = 'c2'"],
+        "fct_referrals: expect_column_values_to_be_unique(click_id) failed: 2 of 201 rows, e.g. c2; c2 | sample: "),
+    "negative-amount": (
+        ["update alliance_build.fct_orders set refunded_amount_rc = -3.50 where order_id = 'o7'"],
+        "fct_orders: expect_column_values_to_be_between(refunded_amount_rc, 0.0) failed: 1 of 200 rows, e.g. -3.50"
+        " | sample: (partner_id=northwind, order_id=o7, refunded_amount_rc=-3.50)"),
+    "future-date": (
+        ["update alliance_build.fct_orders set ordered_at = now() + interval '3 days' where order_id = 'o9'"],
+        "fct_orders: expect_column_values_to_be_between(ordered_at, "),
+    "email-in-a-column": (
+        ["update alliance_build.fct_referrals set referral_code = 'Jane.Doe@Example.co.uk' where click_id = 'c5'"],
+        "fct_referrals: unexpected_rows_expectation(no_email) failed: 1 row(s) with an e-mail address | sample: "
+        "(column_with_email=referral_code, click_id=c5, referrer_partner_id=lumen, destination_partner_id=northwind,"
+        " referral_code=<e-mail>)"),
+    "row-count-collapse": (
+        ["delete from alliance_build.fct_orders where order_id <> 'o1'"],
+        "fct_orders: expect_table_row_count_to_be_between(row_count_change) failed: observed 1 rows, published "
+        "snapshot has 200; allowed 100..any"),
+    "raw-future-date": (
+        [("raw", "o-late", "now() + interval '2 days'", "now()")],
+        "raw.orders: expect_column_values_to_be_between(updated_at, "),
+    "raw-stale-partner": (
+        [("raw", "o-old", "now() - interval '9 days'", "now() - interval '3 days'")],
+        "raw.orders: unexpected_rows_expectation(freshness) failed: 1 stale partner(s) | sample: "
+        "(partner_id=northwind"),
+}
+
+
+@pytest.fixture(scope="module")
+def published_200(fresh_database_factory):
+    """A warehouse with a published 200-row snapshot and raw tables (shared by the injection cases)."""
+    url = fresh_database_factory("gate")
+    make_build_schema(url, rows=200)
+    publish(url, run_id="baseline")
+    with connect(url) as conn:
+        conn.execute((Path(__file__).parents[1] / "connectors" / "raw_schema.sql").read_text())
+    return url
+
+
+@pytest.mark.parametrize("case", list(INJECTIONS))
+def test_injected_bad_data_blocks_publication_with_the_right_message(published_200, case, monkeypatch):
+    url = published_200
+    monkeypatch.setenv("ALLIANCE_WAREHOUSE_URL", url)
+    statements, expected = INJECTIONS[case]
+    before = table_counts(url, "analytics")
+    with connect(url) as conn:
+        conn.execute("drop schema if exists alliance_build cascade")
+        conn.execute("truncate raw.orders")
+    make_build_schema(url, rows=200)
+    with connect(url) as conn:
+        for statement in statements:
+            if isinstance(statement, tuple):
+                _, order_id, updated, loaded = statement
+                conn.execute(RAW_ORDER.format(id=order_id, updated=updated, loaded=loaded))
+            else:
+                conn.execute(statement)
+    gate, result = gate_and_publish(url, run_id=f"bad-{case}", settings=GateSettings(row_count_floor=100))
+    assert not gate.passed and result is None
+    assert any(line.startswith(expected) for line in gate.failures), gate.failures
+    assert len(gate.failures) == 1, gate.failures  # exactly this check, nothing else
+    assert "@" not in "\n".join(gate.failures)  # an e-mail is never printed, even as a sample
+    assert table_counts(url, "analytics") == before
+    with connect(url) as conn:
+        assert _live(conn) == "alliance published snapshot, run baseline"
+        status, failures = conn.execute("select status, failures from raw.run_manifest where run_id = %s",
+                                        (f"bad-{case}",)).fetchone()
+        kept = conn.execute("select to_regclass('alliance_build.fct_orders') is not null").fetchone()[0]
+    assert status == "gate_failed" and failures[0]["expectation"] in gate.failures[0]
+    assert failures[0]["table"] in gate.failures[0] and "@" not in str(failures)
+    assert kept  # the failing build stays for inspection
+
+
+def _live(conn) -> str:
+    return conn.execute("select obj_description('analytics'::regnamespace, 'pg_namespace')").fetchone()[0]
+
+
+def test_data_docs_are_built_under_alliance_home_on_failure(warehouse, monkeypatch, tmp_path):
+    monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path))
+    make_build_schema(warehouse)
+    with connect(warehouse) as conn:
+        conn.execute("update alliance_build.fct_orders set is_test = null where order_id = 'o1'")
+    result = run_gate(warehouse, settings=GateSettings(data_docs="on_failure"))
+    assert not result.passed
+    assert result.data_docs == tmp_path / "gx_data_docs" / "index.html" and result.data_docs.is_file()
+    pages = list((tmp_path / "gx_data_docs" / "validations").rglob("*.html"))
+    assert any("fct_orders" in str(p) for p in pages), pages
+    assert "is_test" in "".join(p.read_text() for p in pages if "fct_orders" in str(p))
