@@ -300,3 +300,31 @@ def test_a_bi_reader_never_sees_a_mix_a_missing_table_or_an_error_during_50_publ
                                        and row[4] == f"r{row[0]}")]
     assert not bad, bad[:5]
     assert len({row[0] for row in seen}) >= 10, "the readers really overlapped many publishes"
+
+
+def test_cli_rollback_and_bi_url(warehouse, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    alliance = str(Path(sys.executable).with_name("alliance"))
+    env = {**os.environ, "ALLIANCE_WAREHOUSE_URL": warehouse, "ALLIANCE_HOME": str(tmp_path), "COLUMNS": "300",
+           "ALLIANCE_BI_PASSWORD": "s3cret-from-the-vault"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([alliance, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    make_build_schema(warehouse, rows=2)
+    publish(warehouse, run_id="r1")
+    refused = cli("rollback")
+    assert refused.returncode == 1 and "no previous snapshot" in refused.stderr, refused.stderr
+    make_build_schema(warehouse, rows=4)
+    publish(warehouse, run_id="r2")
+    done = cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert "analytics is now: alliance published snapshot, run r1" in done.stdout
+    assert table_counts(warehouse, "analytics")["fct_orders"] == 2
+    url = cli("bi-url")
+    assert url.returncode == 0 and url.stdout.strip().startswith(
+        "postgresql://alliance_bi_reader:s3cret-from-the-vault@"), url.stdout
+    assert not (tmp_path / "bi_password").exists()  # the deployment's secret wins; nothing written
