@@ -45,6 +45,7 @@ _EMAIL_PY = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Z
 TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
 _SKIPPED_KWARGS = {"batch_id", "mostly", "result_format", "include_config", "catch_exceptions", "meta", "description"}
 SAMPLE_ROWS = 3
+RESULT_FORMAT = os.environ.get("ALLIANCE_GATE_RESULT_FORMAT", "BOOLEAN_ONLY")  # SUMMARY: one pass
 _STRUCTURAL = ("table exists", "GX validation", "schema exists")
 
 
@@ -155,17 +156,21 @@ def _text_columns(conn: Any, schema: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def email_query(columns: list[tuple[str, str]]) -> str:
-    """One scan of `{batch}`: rows where any text column looks like an e-mail, naming the first such column."""
+    """One scan of `{batch}`: rows where any text column looks like an e-mail, naming the first such column.
+
+    A cheap `like '%@%'` filter over every column first; the regex (and the naming) only runs on those rows.
+    """
     if not columns:
         return "select 1 as column_with_email from {batch} where false"
-    whens = []
+    whens, filters = [], []
     for name, dtype in columns:
         ident = '"' + name.replace('"', '""') + '"'
         value = f"{ident}::text" if dtype in ("json", "jsonb") else ident
         literal = "'" + name.replace("'", "''") + "'"
-        whens.append(f"when strpos({value}, '@') > 0 and {value} ~ '{EMAIL_REGEX}' then {literal}")
-    return ("select * from (select case " + " ".join(whens) + " end as column_with_email, * from {batch}) e "
-            "where column_with_email is not null")
+        whens.append(f"when {value} ~ '{EMAIL_REGEX}' then {literal}")
+        filters.append(f"{value} like '%@%'")
+    return ("select * from (select case " + " ".join(whens) + " end as column_with_email, * from {batch} where "
+            + " or ".join(filters) + ") e where column_with_email is not null")
 
 
 def _row_bounds(previous: int | None, settings: GateSettings) -> tuple[int, int]:
@@ -374,7 +379,11 @@ def _run_suites(
                 failed += 1
                 continue
             try:
-                outcome = definition.run(result_format="SUMMARY", expectation_parameters=params)
+                # BOOLEAN_ONLY lets GX bundle each table's counts into few queries and skip fetching unexpected
+                # values; only a suite that failed is run again for counts and examples (the failure report).
+                outcome = definition.run(result_format=RESULT_FORMAT, expectation_parameters=params)
+                if not outcome.success and RESULT_FORMAT != "SUMMARY":
+                    outcome = definition.run(result_format="SUMMARY", expectation_parameters=params)
             except Exception as exc:  # GX wraps connection and SQL errors in many types; report, never crash
                 failures.append(GateFailure(label, "GX validation", f"GX could not validate the table: "
                                             f"{str(exc).splitlines()[0][:300]}"))

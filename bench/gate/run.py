@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "alliance_build"
 
 
-def bench_size(server: str, orders: int, clicks_per_order: int) -> dict:
+def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     url = _database(server, f"alliance_benchgate_{orders}_{uuid.uuid4().hex[:6]}")
     try:
@@ -95,17 +95,21 @@ def bench_size(server: str, orders: int, clicks_per_order: int) -> dict:
             "checks_over_build": round(share, 3),
         }
     finally:
-        with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+        if keep:
+            print(f"[{orders}] kept database {parse_url(url).dbname}", flush=True)
+        else:
+            with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+                conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, action="append", help="orders per size (repeatable)")
     parser.add_argument("--clicks-per-order", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling the gate)")
     args = parser.parse_args(argv)
     server = warehouse_url()
-    results = [bench_size(server, n, args.clicks_per_order) for n in (args.orders or [100_000])]
+    results = [bench_size(server, n, args.clicks_per_order, args.keep) for n in (args.orders or [100_000])]
     print("\n| orders | dbt build | of which dbt tests | GX gate | GX / build |"
           " (dbt tests + GX) / build (target <= 25%) |")
     print("|---|---|---|---|---|---|")
