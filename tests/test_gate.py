@@ -192,3 +192,30 @@ def test_data_docs_are_built_under_alliance_home_on_failure(warehouse, monkeypat
     pages = list((tmp_path / "gx_data_docs" / "validations").rglob("*.html"))
     assert any("fct_orders" in str(p) for p in pages), pages
     assert "is_test" in "".join(p.read_text() for p in pages if "fct_orders" in str(p))
+
+
+def test_run_check_prints_and_stores_the_failure_report(warehouse, monkeypatch, tmp_path):
+    from alliance.run import StepFailed, check
+
+    monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path))
+    make_build_schema(warehouse)
+    with connect(warehouse) as conn:
+        conn.execute("update alliance_build.fct_orders set customer_key = 'ann@shop.example' where order_id = 'o4'")
+    with pytest.raises(StepFailed) as failed:
+        check("run-x", ["not_null_fct_orders_currency: 2 failures"], warehouse)
+    text = str(failed.value)
+    assert text.startswith("quality gate failed, analytics left unchanged:")
+    assert "dbt: not_null_fct_orders_currency: 2 failures" in text
+    assert "fct_orders: unexpected_rows_expectation(no_email) failed: 1 row(s) with an e-mail address" in text
+    assert f"GX Data Docs: {tmp_path / 'gx_data_docs' / 'index.html'}" in text
+    assert "failing build kept for inspection in schema alliance_build" in text and "ann@" not in text
+    with connect(warehouse) as conn:
+        row = conn.execute("select status, checks_failed, failures, data_docs from raw.run_manifest"
+                           " where run_id = 'run-x'").fetchone()
+        run_log = conn.execute("select status, message from ops.runs where run_id = 'run-x'").fetchone()
+    status, failed_checks, failures, docs = row
+    assert (status, failed_checks) == ("gate_failed", 2) and docs.endswith("index.html")
+    email = next(f for f in failures if f["table"] == "fct_orders")
+    assert email["column"] == "customer_key" and email["sample_rows"][0]["order_id"] == "o4"
+    assert email["sample_rows"][0]["customer_key"] == "<e-mail>"
+    assert run_log[0] == "gate_failed" and "no_email" in run_log[1]
