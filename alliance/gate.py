@@ -190,9 +190,16 @@ def _parameters(
     params: dict[str, Any] = {"now": now + tolerance, "today": (now + tolerance).date()}
     live = _tables(conn, "analytics") or set()
     text = _text_columns(conn, build_schema)
+    counted: dict[str, Any] = {}
+    if "run_manifest" in live:  # the live snapshot's own row counts, taken inside its publish transaction
+        row = conn.execute("select row_counts from analytics.run_manifest where row_counts is not null"
+                           " order by published_at desc limit 1").fetchone()
+        counted = (row[0] or {}) if row else {}
     for table in published:
         previous = None
-        if table in live:
+        if isinstance(counted.get(table), int):
+            previous = counted[table]
+        elif table in live:
             previous = conn.execute(
                 sql.SQL("select count(*) from analytics.{}").format(sql.Identifier(table))).fetchone()[0]
         params[f"{table}_min_rows"], params[f"{table}_max_rows"] = _row_bounds(previous, settings)
