@@ -157,10 +157,18 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _transform(cfg: AllianceConfig, as_of: date | None) -> None:
+WaitOption = Annotated[
+    float, typer.Option("--wait", help="if another run is in progress, wait up to this many seconds (default: exit)")
+]
+
+
+def _transform(cfg: AllianceConfig, as_of: date | None, wait: float = 0) -> None:
     from alliance.run import transform as run_transform
 
-    result = run_transform(cfg, _url(), as_of)
+    result = run_transform(cfg, _url(), as_of, wait_seconds=wait)
+    if result.refused:
+        err.print(f"[bold red]run {result.run_id} refused:[/] {result.failures[0]}", highlight=False)
+        raise typer.Exit(4)
     if not result.published:
         err.print(f"[bold red]run {result.run_id}: quality gate failed; analytics unchanged[/]")
         for line in result.failures:
@@ -170,22 +178,49 @@ def _transform(cfg: AllianceConfig, as_of: date | None) -> None:
 
 
 @app.command()
-def transform(config: ConfigOption = None, as_of: AsOfOption = None) -> None:
-    """dbt build → quality gate → atomic publish → alerts, once."""
-    _transform(_config(config), _as_of(as_of))
+def transform(config: ConfigOption = None, as_of: AsOfOption = None, wait: WaitOption = 0) -> None:
+    """dbt build → quality gate → atomic publish → alerts, once (one run at a time per warehouse)."""
+    _transform(_config(config), _as_of(as_of), wait)
 
 
 @app.command()
-def run(config: ConfigOption = None, as_of: AsOfOption = None) -> None:
+def run(config: ConfigOption = None, as_of: AsOfOption = None, wait: WaitOption = 0) -> None:
     """Ingest, then transform, in-process (no scheduler needed)."""
     from connectors.ingest import ingest_all
 
     cfg = _config(config)
+    day = _as_of(as_of)
     ok = _print_ingest(ingest_all(cfg, _url()))
-    _transform(cfg, _as_of(as_of))
+    _transform(cfg, day, wait)
     if not ok:
         err.print("[yellow]some sources failed to ingest; published data covers the others[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def rollback(config: ConfigOption = None) -> None:
+    """Restore the previous published snapshot (analytics_prev) in one transaction; run again to roll forward."""
+    from alliance.publish import PublishError
+    from alliance.publish import rollback as swap_back
+
+    timeout = _config(config, require_secrets=False).gate.lock_timeout_seconds if config else 60
+    try:
+        result = swap_back(_url(), lock_timeout_seconds=timeout)
+    except PublishError as exc:
+        err.print(f"[bold red]rollback refused:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"analytics is now: {result.restored}\nanalytics_prev is now: {result.replaced}", highlight=False)
+
+
+@app.command("bi-url")
+def bi_url() -> None:
+    """Print a read-only connection URL for BI tools (role alliance_bi_reader: SELECT on analytics only).
+
+    The password is $ALLIANCE_BI_PASSWORD, else one generated once into .alliance/bi_password (mode 0600).
+    """
+    from alliance.publish import bi_url as make_bi_url
+
+    console.print(make_bi_url(_url()), highlight=False, soft_wrap=True)
 
 
 @app.command()

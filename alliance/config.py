@@ -115,6 +115,21 @@ class Objective(_Strict):
         return value.strftime("%Y-%m") if isinstance(value, date) else value
 
 
+class Gate(_Strict):
+    """Bounds of the quality gate and the publish (README "Quality gate and publish")."""
+
+    # Row count of each published table against the currently published snapshot: a drop by more than this
+    # share fails the gate (0.5 = may lose at most half its rows); growth is unbounded unless set.
+    max_row_count_drop: float = Field(default=0.5, ge=0, le=1)
+    max_row_count_growth: float | None = Field(default=None, ge=0)
+    row_count_floor: int = Field(default=100, ge=0)  # tables published with fewer rows are not bounded
+    # Every partner with landed orders must have landed one, or had a successful orders load, this recently.
+    freshness_hours: float | None = Field(default=48, gt=0)
+    future_tolerance_minutes: float = Field(default=10, ge=0)  # clock skew allowed for "not in the future"
+    data_docs: Literal["on_failure", "always", "never"] = "on_failure"
+    lock_timeout_seconds: int = Field(default=60, ge=1, le=3600)  # publish waits this long for BI readers
+
+
 class AllianceConfig(_Strict):
     reporting_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     attribution: Attribution = Attribution()
@@ -124,6 +139,7 @@ class AllianceConfig(_Strict):
     partners: list[Partner]
     referral_networks: list[ReferralNetwork] = []
     objectives: list[Objective] = []
+    gate: Gate = Gate()
     source_file: Path | None = None
 
     @property

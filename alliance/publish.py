@@ -1,29 +1,43 @@
-"""Atomic publish of a checked build schema as `analytics`, and the run log in `ops` (outside analytics).
+"""Atomic publish of a checked build schema as `analytics`, rollback, BI access, and the run log in `ops`.
 
-One transaction, under an advisory lock: the build schema gets `kpi_alerts` (re-materialised from
-`ops.kpi_alerts`, the alerts' source of truth), `analytics` is renamed away, the build is renamed to `analytics`,
-the old snapshot is dropped and `alliance_bi` gets read access to the new tables only. Readers therefore see the
-previous complete snapshot or the next one. Tables are moved, not copied, so dbt's persisted column comments stay.
+One transaction, with `lock_timeout` set, under an advisory lock: the build schema gets `kpi_alerts`
+(re-materialised from `ops.kpi_alerts`, the alerts' source of truth) and `run_manifest` (the published runs of
+`raw.run_manifest`, this one included), the previous `analytics_prev` is dropped, `analytics` is renamed to
+`analytics_prev` (kept for `alliance rollback`), the build is renamed to `analytics` and `alliance_bi` gets read
+access to the new tables only. Readers therefore see the previous complete snapshot or the next one. Tables (and
+any views) move with their schema, not copied, so dbt's persisted column comments stay.
+
+`rollback()` swaps `analytics` and `analytics_prev` the same way, in one transaction. `bi_url()` gives BI tools a
+LOGIN role that is a member of `alliance_bi` and reads `analytics` only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import errors, sql
 
-from alliance.gate import GateResult, check_identifier, run_gate
-from alliance.warehouse import connect
+from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
+from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, record_checks
+from alliance.warehouse import connect, parse_url, state_dir
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMA = "analytics"
+PREVIOUS_SCHEMA = "analytics_prev"
+SWAP_SCHEMA = "analytics_swap"
 BI_ROLE = "alliance_bi"
+BI_LOGIN = "alliance_bi_reader"
+GATE_STAMP = "alliance build of run {run_id}: quality gate passed"
+DEADLOCK_RETRIES = 5
 PUBLISH_LOCK_KEY = 7_316_202_601  # pg_advisory_xact_lock key shared by publish and alert recording
 PUBLISHED_TABLES = (
     "fct_orders",
@@ -123,12 +137,42 @@ def _grant_bi(conn: psycopg.Connection, build_schema: str) -> None:
     conn.execute(f"grant select on all tables in schema {PUBLISHED_SCHEMA} to {BI_ROLE}")
     others = conn.execute(
         "select nspname from pg_namespace where nspname = any(%s)",
-        (["raw", "ops", build_schema, f"{build_schema}_work"],),
+        (["raw", "ops", PREVIOUS_SCHEMA, build_schema, f"{build_schema}_work"],),
     ).fetchall()
     for (schema,) in others:
         conn.execute(f"revoke all on schema {schema} from public, {BI_ROLE}")
         conn.execute(f"revoke all on all tables in schema {schema} from public, {BI_ROLE}")
     conn.execute(f"revoke all on all tables in schema public from {BI_ROLE}")
+
+
+def stamp_build(warehouse_url: str, run_id: str, build_schema: str = "alliance_build") -> None:
+    """Mark the build schema as checked by this run's gate; publish(require_stamp=True) insists on it.
+
+    Every run drops the build schema before dbt builds it, so the stamp of another run cannot survive a rebuild:
+    a run cannot publish a build it did not check.
+    """
+    check_identifier(build_schema, "build schema")
+    with connect(warehouse_url) as conn:
+        conn.execute(sql.SQL("comment on schema {} is {}").format(
+            sql.Identifier(build_schema), sql.Literal(GATE_STAMP.format(run_id=run_id))))
+
+
+def _materialise_manifest(conn: psycopg.Connection, build_schema: str, run_id: str) -> None:
+    """Mark the run published in raw.run_manifest and copy the published runs into the build schema."""
+    ensure_manifest(conn)
+    conn.execute(
+        "insert into raw.run_manifest (run_id, status) values (%s, 'published') on conflict (run_id) do nothing",
+        (run_id,))
+    conn.execute(
+        "update raw.run_manifest set published = true, published_at = now(), status = 'published' where run_id = %s",
+        (run_id,))
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in PUBLISHED_COLUMNS)
+    conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(build_schema, "run_manifest")))
+    conn.execute(sql.SQL("create table {} as select {} from raw.run_manifest where published order by published_at")
+                 .format(sql.Identifier(build_schema, "run_manifest"), columns))
+    conn.execute(sql.SQL("comment on table {} is {}").format(
+        sql.Identifier(build_schema, "run_manifest"),
+        sql.Literal("Published transform runs (raw.run_manifest); changes only with a publish")))
 
 
 def publish(
@@ -137,23 +181,60 @@ def publish(
     *,
     run_id: str,
     lock_timeout_seconds: int = 60,
+    require_stamp: bool = False,
+    row_counts: dict[str, int] | None = None,
 ) -> PublishResult:
     """Swap the checked build schema in as `analytics` in one transaction. Call only after a passed gate.
 
-    `lock_timeout_seconds` bounds how long the swap waits for BI readers still holding the old tables.
+    `lock_timeout_seconds` bounds how long the swap waits for BI readers still holding the old tables (and for a
+    concurrent publish). With `require_stamp` the build must carry this run's gate stamp (`stamp_build`).
     """
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            return _publish_txn(warehouse_url, build_schema, run_id, lock_timeout_seconds, require_stamp, row_counts)
+        except errors.DeadlockDetected:
+            # A BI statement holding one old table while waiting for another: PostgreSQL aborted the publish
+            # (not the reader); nothing changed, so try again.
+            if attempt == DEADLOCK_RETRIES:
+                raise PublishError("publish lost a lock conflict with BI readers "
+                                   f"{DEADLOCK_RETRIES} times; analytics was left as it was") from None
+            log.info("publish of run %s was a deadlock victim; retrying (%d)", run_id, attempt)
+        except errors.LockNotAvailable:
+            raise PublishError(f"BI readers held analytics tables for over {int(lock_timeout_seconds)}s "
+                               "(lock_timeout); analytics was left as it was, publish again later") from None
+    raise AssertionError("unreachable")
+
+
+def _publish_txn(
+    warehouse_url: str, build_schema: str, run_id: str, lock_timeout_seconds: int, require_stamp: bool,
+    row_counts: dict[str, int] | None,
+) -> PublishResult:
     from alliance.alerts.store import materialise_alerts  # here: alliance.alerts imports this module
 
     check_identifier(build_schema, "build schema")
-    if build_schema in (PUBLISHED_SCHEMA, "raw", "ops", "public"):
+    if build_schema in (PUBLISHED_SCHEMA, PREVIOUS_SCHEMA, SWAP_SCHEMA, "raw", "ops", "public"):
         raise PublishError(f"build schema `{build_schema}` cannot be published: it is a reserved schema")
     with connect(warehouse_url) as conn:
         with conn.transaction():
             conn.execute(f"set local lock_timeout = '{int(lock_timeout_seconds)}s'")
-            conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
-            if conn.execute("select 1 from pg_namespace where nspname = %s", (build_schema,)).fetchone() is None:
+            try:
+                conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+            except errors.LockNotAvailable:
+                raise PublishError(
+                    f"another publish or rollback held the publish lock for over {int(lock_timeout_seconds)}s; "
+                    "analytics was left as it was"
+                ) from None
+            found = conn.execute(
+                "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s", (build_schema,)
+            ).fetchone()
+            if found is None:
                 raise PublishError(
                     f"build schema `{build_schema}` does not exist: nothing to publish (run dbt build and the gate)"
+                )
+            if require_stamp and found[0] != GATE_STAMP.format(run_id=run_id):
+                raise PublishError(
+                    f"build schema `{build_schema}` was not checked by run {run_id}'s gate "
+                    f"(it says: {found[0] or 'nothing'}); another run rebuilt it. analytics was left as it was"
                 )
             present = {
                 r[0]
@@ -169,32 +250,165 @@ def publish(
                 )
             ensure_ops(conn)
             materialise_alerts(conn, build_schema)
-            had_previous = (
-                conn.execute("select 1 from pg_namespace where nspname = %s", (PUBLISHED_SCHEMA,)).fetchone()
-                is not None
-            )
+            if row_counts is None:
+                row_counts = {
+                    table: conn.execute(
+                        sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, table))).fetchone()[0]
+                    for table in (*PUBLISHED_TABLES, "kpi_alerts")
+                }
+            _materialise_manifest(conn, build_schema, run_id)
+            conn.execute("update raw.run_manifest set row_counts = %s::jsonb where run_id = %s",
+                         (json.dumps(row_counts), run_id))
+            conn.execute(
+                sql.SQL("update {} set row_counts = %s::jsonb where run_id = %s").format(
+                    sql.Identifier(build_schema, "run_manifest")), (json.dumps(row_counts), run_id))
+            had_previous = _schema_exists(conn, PUBLISHED_SCHEMA)
+            _lock_snapshot(conn, PUBLISHED_SCHEMA, lock_timeout_seconds)
             if had_previous:
-                conn.execute(f"drop schema if exists {PUBLISHED_SCHEMA}_prev cascade")
-                conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {PUBLISHED_SCHEMA}_prev")
+                conn.execute(f"drop schema if exists {PREVIOUS_SCHEMA} cascade")
+                conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {PREVIOUS_SCHEMA}")
             conn.execute(f"alter schema {build_schema} rename to {PUBLISHED_SCHEMA}")
-            if had_previous:
-                conn.execute(f"drop schema {PUBLISHED_SCHEMA}_prev cascade")
             _grant_bi(conn, build_schema)
             conn.execute(
                 sql.SQL("comment on schema {} is {}").format(
                     sql.Identifier(PUBLISHED_SCHEMA), sql.Literal(f"alliance published snapshot, run {run_id}")
                 )
             )
-            counts = {
-                table: conn.execute(f"select count(*) from {PUBLISHED_SCHEMA}.{table}").fetchone()[0]
-                for table in (*PUBLISHED_TABLES, "kpi_alerts")
-            }
             published_at = conn.execute("select now()").fetchone()[0]
+    counts = dict(row_counts)
     log.info("published %s as %s for run %s: %s", build_schema, PUBLISHED_SCHEMA, run_id, counts)
     return PublishResult(
         run_id=run_id, build_schema=build_schema, published_at=published_at, row_counts=counts,
         replaced_previous=had_previous,
     )
+
+
+def _lock_snapshot(conn: psycopg.Connection, schema: str, timeout_seconds: float) -> None:
+    """ACCESS EXCLUSIVE on every relation of the live snapshot before it is renamed away, without deadlocks.
+
+    Without these locks a reader's statement could resolve one table before the swap commits and another after
+    it, i.e. a mix of snapshots (the old tables are kept, not dropped, so nothing else would make it wait). With
+    them, readers already inside the old snapshot finish first and later ones wait for the commit and then resolve
+    every name in the new snapshot. The publish never waits while holding one of these locks (all are taken
+    NOWAIT; on a conflict everything is released and the publish waits for that one table alone), so it can
+    never be part of a deadlock with a BI query: readers never see an error. Bounded by `timeout_seconds`.
+    """
+    relations = [r[0] for r in conn.execute(
+        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relkind in ('r', 'v', 'm', 'p') order by c.relname", (schema,))]
+    deadline = time.monotonic() + timeout_seconds
+    blocked: str | None = None
+    while relations:
+        conflict: str | None = None
+        try:
+            with conn.transaction():  # a savepoint: leaving it by an exception releases every lock taken inside
+                if blocked is not None:  # wait for this one table while holding none of the others
+                    conn.execute(sql.SQL("lock table {} in access exclusive mode").format(
+                        sql.Identifier(schema, blocked)))
+                for relation in relations:
+                    conflict = relation
+                    conn.execute(sql.SQL("lock table {} in access exclusive mode nowait").format(
+                        sql.Identifier(schema, relation)))
+                return
+        except errors.LockNotAvailable:
+            if conflict is None or time.monotonic() > deadline:
+                raise  # the blocking wait itself timed out (lock_timeout): the caller reports it
+            blocked = conflict
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone() is not None
+
+
+@dataclass
+class RollbackResult:
+    restored: str  # the schema comment of the snapshot now in analytics ("alliance published snapshot, run X")
+    replaced: str  # the one that became analytics_prev
+
+
+def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str | None = None) -> RollbackResult:
+    """Restore the previous snapshot in one transaction: `analytics` and `analytics_prev` swap places.
+
+    Rolling back twice rolls forward again. The rollback is recorded in raw.run_manifest (kind rollback).
+    """
+    from alliance.run import new_run_id
+
+    run_id = run_id or f"rollback-{new_run_id()}"
+    with connect(warehouse_url) as conn:
+        with conn.transaction():
+            conn.execute(f"set local lock_timeout = '{int(lock_timeout_seconds)}s'")
+            try:
+                conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+            except errors.LockNotAvailable:
+                raise PublishError("a publish held the publish lock too long; nothing was rolled back") from None
+            if not _schema_exists(conn, PREVIOUS_SCHEMA):
+                raise PublishError(f"no previous snapshot (`{PREVIOUS_SCHEMA}`) to roll back to; analytics unchanged")
+            if not _schema_exists(conn, PUBLISHED_SCHEMA):
+                raise PublishError(f"`{PUBLISHED_SCHEMA}` does not exist; nothing was rolled back")
+
+            def comment(schema: str) -> str:
+                return conn.execute("select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
+                                    (schema,)).fetchone()[0] or schema
+
+            restored, replaced = comment(PREVIOUS_SCHEMA), comment(PUBLISHED_SCHEMA)
+            _lock_snapshot(conn, PUBLISHED_SCHEMA, lock_timeout_seconds)
+            conn.execute(f"drop schema if exists {SWAP_SCHEMA} cascade")
+            conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {SWAP_SCHEMA}")
+            conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")
+            conn.execute(f"alter schema {SWAP_SCHEMA} rename to {PREVIOUS_SCHEMA}")
+            _grant_bi(conn, "alliance_build")
+            ensure_manifest(conn)
+            conn.execute(
+                "insert into raw.run_manifest (run_id, kind, status, finished_at, message)"
+                " values (%s, 'rollback', 'rolled_back', now(), %s)",
+                (run_id, f"restored: {restored}; now {PREVIOUS_SCHEMA}: {replaced}"),
+            )
+    log.info("rolled back: analytics is now %s", restored)
+    return RollbackResult(restored=restored, replaced=replaced)
+
+
+def bi_password() -> str:
+    """$ALLIANCE_BI_PASSWORD, else a generated one kept in .alliance/bi_password (mode 0600)."""
+    import secrets
+
+    if os.environ.get("ALLIANCE_BI_PASSWORD"):
+        return os.environ["ALLIANCE_BI_PASSWORD"]
+    path = state_dir() / "bi_password"
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def bi_url(warehouse_url: str) -> str:
+    """A read-only connection URL for BI tools: LOGIN role alliance_bi_reader, member of alliance_bi.
+
+    The role inherits alliance_bi's SELECT on analytics (nothing else), every transaction is read-only, its
+    search_path is analytics, and the password is (re)set from `bi_password()` each time, so rotating it is
+    setting ALLIANCE_BI_PASSWORD (or deleting .alliance/bi_password) and running `alliance bi-url` again.
+    """
+    password = bi_password()
+    with connect(warehouse_url) as conn:
+        _ensure_bi_role(conn)
+        if not conn.execute("select 1 from pg_roles where rolname = %s", (BI_LOGIN,)).fetchone():
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(BI_LOGIN)))
+            except (errors.DuplicateObject, errors.UniqueViolation):
+                pass
+        login = sql.Identifier(BI_LOGIN)
+        conn.execute(sql.SQL("alter role {} login nosuperuser nocreatedb nocreaterole inherit noreplication "
+                             "connection limit 50 password {}").format(login, sql.Literal(password)))
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(BI_ROLE), login))
+        conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(login))
+        conn.execute(sql.SQL("alter role {} set search_path = {}").format(login, sql.Identifier(PUBLISHED_SCHEMA)))
+    parts = parse_url(warehouse_url)
+    return (f"postgresql://{BI_LOGIN}:{quote(password, safe='')}@{parts.host}:{parts.port}/"
+            f"{quote(parts.dbname, safe='')}")
 
 
 def gate_and_publish(
@@ -203,17 +417,23 @@ def gate_and_publish(
     *,
     run_id: str,
     dbt_failures: list[str] | None = None,
+    settings: GateSettings | None = None,
+    lock_timeout_seconds: int = 60,
 ) -> tuple[GateResult, PublishResult | None]:
     """The orchestration contract in one call: run the gate, publish only if it passed.
 
-    A failed gate is recorded in ops.runs (status gate_failed, one failure per line) and `analytics` is not
-    touched; on success the run stays `running` at step `publish` for the caller to finish (alerts come next).
+    A failed gate is recorded in ops.runs (status gate_failed, one failure per line) and in raw.run_manifest
+    (checks, failures with sample rows, Data Docs path) and `analytics` is not touched; on success the run stays
+    `running` at step `publish` for the caller to finish (alerts come next).
     """
-    gate = run_gate(warehouse_url, build_schema, dbt_failures)
+    gate = run_gate(warehouse_url, build_schema, dbt_failures, settings=settings)
+    record_checks(warehouse_url, run_id, gate)
     if not gate.passed:
         record_run(warehouse_url, run_id, "gate_failed", step="gate", message="\n".join(gate.failures))
         log.warning("gate failed for run %s; analytics unchanged:\n%s", run_id, "\n".join(gate.failures))
         return gate, None
-    result = publish(warehouse_url, build_schema, run_id=run_id)
+    stamp_build(warehouse_url, run_id, build_schema)
+    result = publish(warehouse_url, build_schema, run_id=run_id, require_stamp=True,
+                     lock_timeout_seconds=lock_timeout_seconds)
     record_run(warehouse_url, run_id, "running", step="publish", row_counts=result.row_counts)
     return gate, result

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+import psycopg
 
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
@@ -20,11 +24,16 @@ from alliance.warehouse import connect, warehouse_url
 log = logging.getLogger(__name__)
 
 BUILD_SCHEMA = "alliance_build"
+RUN_LOCK_KEY = 7_316_202_602  # session advisory lock: one transform run (prepare → publish) per warehouse
 RAW_SCHEMA_SQL = Path(__file__).resolve().parents[1] / "connectors" / "raw_schema.sql"
 
 
 class StepFailed(RuntimeError):
     """A step failed for a reason the run log records; the message is for the operator."""
+
+
+class RunRefused(StepFailed):
+    """Another transform run holds the run lock: this one builds and publishes nothing."""
 
 
 @dataclass
@@ -33,17 +42,86 @@ class TransformResult:
     published: bool
     failures: list[str] = field(default_factory=list)
     alerts_fired: int = 0
+    refused: bool = False
+    data_docs: Path | None = None
 
 
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def prepare(config: AllianceConfig, run_id: str, url: str | None = None) -> None:
-    """Mirror the config into the warehouse and open the run in the run log."""
+def _holder(url: str) -> str:
+    """Who holds the run lock, for the refusal message."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "select l.pid, a.backend_start from pg_locks l left join pg_stat_activity a using (pid)"
+            " where l.locktype = 'advisory' and l.granted and l.objid = %s and l.classid = %s",
+            (RUN_LOCK_KEY & 0xFFFFFFFF, RUN_LOCK_KEY >> 32),
+        ).fetchone()
+        running = None
+        if conn.execute("select to_regclass('raw.run_manifest') is not null").fetchone()[0]:
+            running = conn.execute(
+                "select run_id, started_at from raw.run_manifest where kind = 'transform' and status = 'running'"
+                " order by started_at desc limit 1").fetchone()
+    parts = []
+    if running:
+        parts.append(f"run {running[0]} started {running[1]:%Y-%m-%d %H:%M:%S}Z")
+    if row:
+        parts.append(f"backend pid {row[0]}")
+    return ", ".join(parts) or "unknown holder"
+
+
+def _refuse(url: str, run_id: str) -> RunRefused:
+    from alliance.manifest import finish_run
+
+    message = (f"another transform run is in progress on this warehouse ({_holder(url)}); run {run_id} exits "
+               "without building or publishing: rerun when it has finished (or pass --wait SECONDS)")
+    finish_run(url, run_id, "refused", message)
+    return RunRefused(message)
+
+
+@contextmanager
+def run_lock(url: str, run_id: str, wait_seconds: float = 0) -> Iterator[None]:
+    """Hold the run lock (a session advisory lock) for a whole in-process run; refuse, or wait, when it is held."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        got = conn.execute("select pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]
+        if not got and wait_seconds > 0:
+            log.info("run %s waits up to %ss for the run in progress (%s)", run_id, wait_seconds, _holder(url))
+            conn.execute(f"set lock_timeout = '{int(wait_seconds * 1000)}ms'")
+            try:
+                conn.execute("select pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
+                got = True
+            except psycopg.errors.LockNotAvailable:
+                got = False
+            conn.execute("reset lock_timeout")
+        if not got:
+            raise _refuse(url, run_id)
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
+
+
+def ensure_no_run_in_progress(url: str, run_id: str) -> None:
+    """For runs split into tasks (Airflow): refuse to start while an in-process run holds the run lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("select pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:
+            raise _refuse(url, run_id)
+        conn.execute("select pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
+
+
+def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
+    """Open the run (run log, manifest), mirror the config into the warehouse, drop any stale build schema.
+
+    `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
+    """
+    from alliance.manifest import open_run
     from alliance.publish import record_run
 
     url = url or warehouse_url()
+    open_run(url, run_id, config)
+    if not locked:
+        ensure_no_run_in_progress(url, run_id)
     with connect(url) as conn:
         conn.execute(RAW_SCHEMA_SQL.read_text())  # a transform before the first ingest still builds
         sync_config(conn, config)
@@ -64,25 +142,39 @@ def build(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
     return list(outcome.failures)
 
 
-def check(run_id: str, dbt_failures: list[str], url: str | None = None) -> None:
-    """The quality gate: dbt tests and GX suites on the build schema. Raises when anything failed."""
-    from alliance.gate import run_gate
-    from alliance.publish import record_run
+def check(
+    run_id: str, dbt_failures: list[str], url: str | None = None, config: AllianceConfig | None = None
+) -> None:
+    """The quality gate: dbt tests and GX suites on raw.* and the build schema. Raises when anything failed.
+
+    Checks passed and failed, each failure's table, column and sample rows, and the Data Docs path are stored in
+    raw.run_manifest; the failing build schema stays for inspection. A passed gate stamps the build schema.
+    """
+    from alliance.gate import GateSettings, run_gate
+    from alliance.manifest import record_checks
+    from alliance.publish import record_run, stamp_build
 
     url = url or warehouse_url()
-    result = run_gate(url, BUILD_SCHEMA, dbt_failures=dbt_failures)
+    settings = GateSettings.from_config(config) if config is not None else GateSettings()
+    result = run_gate(url, BUILD_SCHEMA, dbt_failures=dbt_failures, settings=settings)
+    record_checks(url, run_id, result)
     if not result.passed:
         message = "quality gate failed, analytics left unchanged:\n  " + "\n  ".join(result.failures)
+        if result.data_docs:
+            message += f"\n  GX Data Docs: {result.data_docs}"
+        message += f"\n  failing build kept for inspection in schema {BUILD_SCHEMA}; details in raw.run_manifest"
         record_run(url, run_id, status="gate_failed", step="gate", message=message)
         raise StepFailed(message)
+    stamp_build(url, run_id, BUILD_SCHEMA)
 
 
-def publish(run_id: str, url: str | None = None) -> None:
+def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
     from alliance.publish import publish as swap_in
     from alliance.publish import record_run
 
     url = url or warehouse_url()
-    swap_in(url, BUILD_SCHEMA, run_id=run_id)
+    timeout = config.gate.lock_timeout_seconds if config is not None else 60
+    swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout)
     record_run(url, run_id, status="published", step="publish", message="analytics published")
 
 
@@ -99,32 +191,45 @@ def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
     message = f"{len(outcome.fired)} alert(s) fired, {len(outcome.resolved)} resolved" + (
         f", {len(failed)} delivery(ies) failed (ops.alert_deliveries)" if failed else "")
     record_run(url, run_id, status="succeeded", step="alerts", message=message)
+    from alliance.manifest import finish_run
+
+    finish_run(url, run_id, "succeeded", message)
     return len(outcome.fired)
 
 
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:
+    from alliance.manifest import finish_run
     from alliance.publish import record_run
 
-    record_run(url or warehouse_url(), run_id, status="failed", step=step, message=str(error))
+    url = url or warehouse_url()
+    record_run(url, run_id, status="failed", step=step, message=str(error))
+    finish_run(url, run_id, "failed", f"{step}: {error}")
 
 
-def transform(config: AllianceConfig, url: str | None = None, as_of: date | None = None) -> TransformResult:
-    """The whole transform in-process: config → dbt build → gate → publish → alerts."""
+def transform(
+    config: AllianceConfig, url: str | None = None, as_of: date | None = None, wait_seconds: float = 0
+) -> TransformResult:
+    """The whole transform in-process under the run lock: config → dbt build → gate → publish → alerts."""
     url = url or warehouse_url()
     run_id = new_run_id()
     step = "prepare"
     try:
-        prepare(config, run_id, url)
-        step = "build"
-        failures = build(config, run_id, url, as_of)
-        step = "gate"
-        check(run_id, failures, url)
-        step = "publish"
-        publish(run_id, url)
+        with run_lock(url, run_id, wait_seconds):
+            prepare(config, run_id, url, locked=True)
+            step = "build"
+            failures = build(config, run_id, url, as_of)
+            step = "gate"
+            check(run_id, failures, url, config)
+            step = "publish"
+            publish(run_id, url, config)
         step = "alerts"
         fired = alert(config, run_id, url, as_of)
+    except RunRefused as exc:
+        return TransformResult(run_id, published=False, failures=[str(exc)], refused=True)
     except StepFailed as exc:
-        return TransformResult(run_id, published=False, failures=str(exc).splitlines()[1:])
+        lines = str(exc).splitlines()[1:]
+        docs = next((line.split(": ", 1)[1] for line in lines if line.strip().startswith("GX Data Docs:")), None)
+        return TransformResult(run_id, published=False, failures=lines, data_docs=Path(docs) if docs else None)
     except Exception as exc:
         fail(run_id, step, exc, url)
         raise

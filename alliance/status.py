@@ -51,3 +51,20 @@ def print_status(console: Console, url: str) -> None:
             ):
                 runs.add_row(*[str(v) for v in row])
             console.print(runs)
+        if _exists(conn, "raw", "run_manifest"):
+            manifest = Table(title="run manifest (raw.run_manifest)")
+            for column in ("run", "kind", "status", "published", "checks ok", "checks failed", "git", "finished"):
+                manifest.add_column(column)
+            for row in conn.execute(
+                "select run_id, kind, status, published, coalesce(checks_passed::text, '-'),"
+                " coalesce(checks_failed::text, '-'), coalesce(left(git_commit, 12), '-'),"
+                " coalesce(to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), '-')"
+                " from raw.run_manifest order by started_at desc limit 8"
+            ):
+                manifest.add_row(*[str(v) for v in row])
+            console.print(manifest)
+        for schema in ("analytics", "analytics_prev"):
+            found = conn.execute("select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
+                                 (schema,)).fetchone()
+            if found:
+                console.print(f"{schema}: {found[0] or '-'}", highlight=False)

@@ -45,14 +45,14 @@ def alliance_transform() -> None:
     def quality_gate(run_key: str, dbt_failures: list[str]) -> str:
         from alliance import run
 
-        run.check(run_key, dbt_failures)
+        run.check(run_key, dbt_failures, config=dag_config())
         return run_key
 
     @task(outlets=PUBLISHED)
     def publish(run_key: str) -> str:
         from alliance import run
 
-        run.publish(run_key)
+        run.publish(run_key, config=dag_config())
         return run_key
 
     @task

@@ -1,5 +1,8 @@
 """Helpers (no tests) shared by the gate/publish/alerts tests: a tiny build schema with the §5 columns.
 
+The rows reconcile as the gate demands: every attribution model credits the same orders with the same revenue,
+and commission earned = owed = 610.00 in attribution (configured model), balances and daily KPIs.
+
 dbt owns the real marts; these hand-written tables carry only the contract's minimum columns, so the gate and
 publish are tested against the contract rather than against one dbt implementation.
 """
@@ -50,17 +53,22 @@ insert into {s}.fct_referrals
 select 'c' || g, 'lumen', 'northwind', timestamptz '2026-10-01 09:00+00', null, 'k' || g
 from generate_series(1, {n}) g;
 insert into {s}.fct_order_attribution
-select 'northwind', 'o' || g, 'last_click', 'lumen', 'click', 1, 100.00, 10.00, 'pending'
+select 'northwind', 'o' || g, 'last_click', 'lumen', 'click', 1, 100.00, case when g = 1 then 610.00 else 0 end,
+       'pending'
 from generate_series(1, {n}) g;
-insert into {s}.fct_order_attribution values
-    ('northwind', 'o1', 'linear', 'lumen', 'click', 0.5, 50.00, 0, null),
-    ('northwind', 'o1', 'linear', 'tidewater', 'click', 0.5, 50.00, 0, null),
-    ('northwind', 'o2', 'linear', null, 'organic', 1, 100.00, 0, null);
+insert into {s}.fct_order_attribution (partner_id, order_id, attribution_model, referrer_partner_id,
+    attribution_reason, credit, attributed_revenue_rc, commission_rc, commission_state, is_commission_model)
+select 'northwind', 'o' || g, 'linear', null, 'organic', 1, 100.00, null, null, false
+from generate_series(2, {n}) g
+union all values
+    ('northwind', 'o1', 'linear', 'lumen', 'click', 0.5, 50.00, null::numeric, null, false),
+    ('northwind', 'o1', 'linear', 'tidewater', 'click', 0.5, 50.00, null, null, false);
 insert into {s}.partner_kpis_daily values
     ('2026-10-01', 'lumen', 100, 1, 0.01, 100.00, 100.00, 100.00, 0.30, 0.5, 1.00, 600.00, 0),
     ('2026-10-01', 'northwind', 0, 0, 0.05, 0, 0, 0, 0, 0, 0, 0, 600.00),
-    ('2026-10-02', 'lumen', 10, 1, 0.10, 100.00, 100.00, 100.00, 0, 0, 10.00, 10.00, 0);
-insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 10.00 * {n}, 10.00 * {n}, 'pending');
+    ('2026-10-02', 'lumen', 10, 1, 0.10, 100.00, 100.00, 100.00, 0, 0, 10.00, 10.00, 0),
+    ('2026-10-02', 'northwind', 0, 0, null, 0, 0, null, 0, 0, 0, 0, 10.00);
+insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 610.00, 610.00, 'pending');
 insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
 """
 

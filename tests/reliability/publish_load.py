@@ -1,7 +1,7 @@
 """Publish under load: BI readers (as `alliance_bi`) query `analytics` while builds are published or rejected.
 
 Why: the contract promises readers see the previous complete snapshot or the next one, never a mix and never a
-build the gate rejected. Every good build of size n has n orders, n referrals, n last-click rows and 10·n earned;
+build the gate rejected. Every good build of size n has n orders, n referrals, n last-click rows and an objective at n;
 every bad build (a duplicated order, an out-of-range credit) has an odd size the good ones never use, so a reader
 that saw a partial swap or a rolled-back build counts as an inconsistent read.
 """
@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import psycopg
 from test_gate_support import make_build_schema
 
+from alliance.gate import GateSettings
 from alliance.publish import gate_and_publish
 from alliance.warehouse import connect
 
+ANY_SIZE = GateSettings(max_row_count_drop=1.0)  # sizes jump at random here: the row-count bound is tested elsewhere
 READ = """
 select (select count(*) from analytics.fct_orders),
        (select count(*) from analytics.fct_referrals),
        (select count(*) from analytics.fct_order_attribution where attribution_model = 'last_click'),
-       (select sum(commission_earned_rc) from analytics.partner_balances)
+       (select sum(actual) from analytics.objective_progress)
 """
 
 
@@ -55,7 +57,7 @@ def publish_under_load(url: str, cycles: int = 20, readers: int = 3, seed: int =
         make_build_schema(url, rows=n)
         with lock:
             published.add(n)  # readers may see it the moment the swap commits, before we return
-        gate, result = gate_and_publish(url, run_id=f"good-{n}-{time.monotonic_ns()}")
+        gate, result = gate_and_publish(url, run_id=f"good-{n}-{time.monotonic_ns()}", settings=ANY_SIZE)
         assert gate.passed and result is not None, gate.failures
         report.publishes += 1
 
@@ -66,7 +68,7 @@ def publish_under_load(url: str, cycles: int = 20, readers: int = 3, seed: int =
         with connect(url) as conn:
             conn.execute("insert into alliance_build.fct_orders select * from alliance_build.fct_orders limit 1")
             conn.execute("update alliance_build.fct_order_attribution set credit = 1.5 where order_id = 'o1'")
-        gate, result = gate_and_publish(url, run_id=f"bad-{n}-{time.monotonic_ns()}")
+        gate, result = gate_and_publish(url, run_id=f"bad-{n}-{time.monotonic_ns()}", settings=ANY_SIZE)
         assert not gate.passed and result is None
         with connect(url) as conn:
             conn.execute("drop schema alliance_build cascade")
@@ -88,7 +90,7 @@ def publish_under_load(url: str, cycles: int = 20, readers: int = 3, seed: int =
                 with lock:
                     report.reads += 1
                     ok = (orders == referrals == last_click and orders in published
-                          and earned == 10 * orders)
+                          and earned == orders)
                     if not ok:
                         report.inconsistent += 1
                         if len(report.examples) < 5:
