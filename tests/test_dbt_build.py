@@ -331,3 +331,22 @@ def test_dbt_vars_from_config() -> None:
         "as_of_date": "2026-01-31",
     }
     assert dbt_vars_from_config(cfg)["as_of_date"] == ""
+
+
+def test_enforced_unique_key_needs_the_unique_index(built: str) -> None:
+    """The key test of the large work tables reads the catalog instead of scanning: it must see the index go."""
+    select = ["test", "--select", "int_orders__unioned,test_type:data int_network__clicks,test_type:data"]
+    assert run_dbt(select, built, "alliance_build", VARS).success
+    with psycopg.connect(built) as conn:
+        name, definition = conn.execute(
+            "select indexname, indexdef from pg_indexes where schemaname = 'alliance_build_work'"
+            " and tablename = 'int_orders__unioned' and indexdef like 'CREATE UNIQUE%'").fetchone()
+        conn.execute(f'drop index alliance_build_work."{name}"')
+    try:
+        outcome = run_dbt(select, built, "alliance_build", VARS)
+        assert not outcome.success
+        assert len(outcome.failures) == 1 and "enforced_unique_key" in outcome.failures[0], outcome.failures
+        assert "int_orders__unioned" in outcome.failures[0], outcome.failures
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute(definition)
