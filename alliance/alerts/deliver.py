@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
 from alliance.alerts.channels import ChannelNotConfigured
 from alliance.alerts.store import ALERT_COLUMNS
@@ -114,16 +115,16 @@ def deliver_pending(warehouse_url: str, channels: Mapping[str, Channel], run_id:
     for a channel. One deliverer at a time (advisory lock): a concurrent run leaves the rows to the one sending."""
     from alliance.alerts.evaluate import FiredAlert  # here: evaluate imports this module
 
-    columns = ", ".join(f"a.{c}" for c in ALERT_COLUMNS)
+    columns = sql.SQL(", ").join(sql.Identifier("a", c) for c in ALERT_COLUMNS)
     with connect(warehouse_url, autocommit=True) as conn:
         if not conn.execute("select pg_try_advisory_lock(%s)", (DELIVERY_LOCK_KEY,)).fetchone()[0]:
             log.info("another run is delivering alerts: its deliverer sends the pending ones")
             return []
         try:
-            rows = conn.execute(
-                f"select d.event, d.channel, {columns} from ops.alert_deliveries d "
+            rows = conn.execute(sql.SQL(
+                "select d.event, d.channel, {} from ops.alert_deliveries d "
                 "join ops.kpi_alerts a using (alert_id) where d.status = 'pending' order by d.delivery_id"
-            ).fetchall()
+            ).format(columns)).fetchall()
             per_channel: dict[str, list[FiredAlert]] = {}
             deliveries: list[Delivery] = []
             for event, channel, *values in rows:
