@@ -155,6 +155,6 @@ def print_summary(console: Console, url: str) -> None:
     console.print("Published tables: " + ", ".join(f"analytics.{t} ({n} rows)" for t, n in counts.items()))
     parts = parse_url(url)
     console.print(
-        f"\nQuery them: psql '{redact(url)}'  (BI tools: role alliance_bi, schema analytics)\n"
+        f"\nQuery them: psql '{redact(url)}'  (BI tools: `alliance bi-url`, read-only, schema analytics)\n"
         f"  host {parts.host} port {parts.port} database {parts.dbname}; `make status` shows runs and counts."
     )
