@@ -205,6 +205,17 @@ def publish(
     raise AssertionError("unreachable")
 
 
+def _take_publish_lock(conn: psycopg.Connection, lock_timeout_seconds: int, outcome: str) -> None:
+    """Bound every lock wait of the swap transaction, starting with the publish lock itself."""
+    conn.execute(f"set local lock_timeout = '{int(lock_timeout_seconds)}s'")
+    try:
+        conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+    except errors.LockNotAvailable:
+        raise PublishError(
+            f"another publish or rollback held the publish lock for over {int(lock_timeout_seconds)}s; {outcome}"
+        ) from None
+
+
 def _publish_txn(
     warehouse_url: str, build_schema: str, run_id: str, lock_timeout_seconds: int, require_stamp: bool,
     row_counts: dict[str, int] | None,
@@ -216,14 +227,7 @@ def _publish_txn(
         raise PublishError(f"build schema `{build_schema}` cannot be published: it is a reserved schema")
     with connect(warehouse_url) as conn:
         with conn.transaction():
-            conn.execute(f"set local lock_timeout = '{int(lock_timeout_seconds)}s'")
-            try:
-                conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
-            except errors.LockNotAvailable:
-                raise PublishError(
-                    f"another publish or rollback held the publish lock for over {int(lock_timeout_seconds)}s; "
-                    "analytics was left as it was"
-                ) from None
+            _take_publish_lock(conn, lock_timeout_seconds, "analytics was left as it was")
             found = conn.execute(
                 "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s", (build_schema,)
             ).fetchone()
@@ -336,11 +340,7 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
     run_id = run_id or f"rollback-{new_run_id()}"
     with connect(warehouse_url) as conn:
         with conn.transaction():
-            conn.execute(f"set local lock_timeout = '{int(lock_timeout_seconds)}s'")
-            try:
-                conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
-            except errors.LockNotAvailable:
-                raise PublishError("a publish held the publish lock too long; nothing was rolled back") from None
+            _take_publish_lock(conn, lock_timeout_seconds, "nothing was rolled back")
             if not _schema_exists(conn, PREVIOUS_SCHEMA):
                 raise PublishError(f"no previous snapshot (`{PREVIOUS_SCHEMA}`) to roll back to; analytics unchanged")
             if not _schema_exists(conn, PUBLISHED_SCHEMA):
