@@ -462,8 +462,3 @@ def run_gate(
                         seconds=round(time.perf_counter() - started, 2))
     log.info("gate on %s: %s (%d failures)", build_schema, "passed" if result.passed else "FAILED", len(failures))
     return result
-
-
-def gx_project_dir() -> Path:
-    """Where the GX project lives (for the CLI and docs)."""
-    return GX_PROJECT_DIR
