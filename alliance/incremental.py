@@ -6,6 +6,12 @@ fingerprint of those (dbt vars except as_of_date, the model/macro/test files, th
 and attribute orders) is kept per build schema in `ops.transform_state`. A different fingerprint, or a previous
 build that did not finish cleanly, makes the next build a `--full-refresh`.
 
+The published fact tables (`fct_orders`, `fct_order_attribution`, `fct_referrals`) are incremental as well: a
+publish recycles the snapshot it retires as the next build schema (alliance/publish.py), and `ops.mart_snapshots`
+records, per schema (by oid, which survives renames), the work-table state its marts contain and the fingerprint
+they were built with. A build replaces the orders recomputed since then (dbt_project/macros/alliance_helpers.sql);
+a schema built with another fingerprint, or with no record, is dropped first and its marts built from scratch.
+
 An incremental build skips dbt's unit tests: they test model code on fixed inputs, not data, and the fingerprint
 (which covers every file under models/, unit tests included) equals the one of the last successful build, whose
 unit tests passed on the same code. A full refresh (every code or config change) runs them. Its data tests on the
@@ -19,6 +25,9 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from psycopg import sql
 
 from alliance.dbt_runner import DBT_PROJECT_DIR, DbtOutcome, run_dbt
 from alliance.warehouse import connect
@@ -84,15 +93,74 @@ def _store(url: str, build_schema: str, value: str | None) -> None:
             )
 
 
+def _snapshot_fingerprint(url: str, build_schema: str) -> str | None:
+    """The fingerprint the build schema's incremental marts were built with; None without schema or record."""
+    with connect(url) as conn:
+        if conn.execute("select to_regclass('ops.mart_snapshots')").fetchone()[0] is None:
+            return None
+        row = conn.execute(
+            "select s.fingerprint from ops.mart_snapshots s join pg_namespace n on n.oid = s.schema_oid"
+            " where n.nspname = %s", (build_schema,)).fetchone()
+    return row[0] if row else None
+
+
+def _clock_behind_snapshots(url: str) -> bool:
+    """True when this process's clock is not past every recorded snapshot stamp.
+
+    Snapshot watermarks are dbt's `run_started_at` of earlier builds, possibly from another worker; a build stamped
+    earlier than a watermark would be missed by the next incremental update, so such a build starts from scratch.
+    """
+    with connect(url) as conn:
+        if conn.execute("select to_regclass('ops.mart_snapshots')").fetchone()[0] is None:
+            return False
+        latest = conn.execute(
+            "select max(greatest(orders_through, clicks_through)) from ops.mart_snapshots").fetchone()[0]
+    return latest is not None and latest >= datetime.now(UTC)
+
+
+def _drop_build_schema(url: str, build_schema: str) -> None:
+    with connect(url) as conn:
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(build_schema)))
+
+
+def _record_snapshot(url: str, build_schema: str, value: str) -> None:
+    """After a successful build: the work-table state the build schema's marts now contain, and the fingerprint."""
+    work = f"{build_schema}_work"
+    with connect(url) as conn:
+        conn.execute(
+            sql.SQL(
+                """
+                insert into ops.mart_snapshots (schema_oid, orders_through, clicks_through, fingerprint)
+                select n.oid,
+                       coalesce((select max(_recomputed_at) from {orders}), '-infinity'),
+                       coalesce((select max(_dbt_run_at) from {clicks}), '-infinity'),
+                       %(fingerprint)s
+                from pg_namespace n where n.nspname = %(schema)s
+                on conflict (schema_oid) do update set
+                    orders_through = excluded.orders_through, clicks_through = excluded.clicks_through,
+                    fingerprint = excluded.fingerprint, updated_at = now()
+                """
+            ).format(orders=sql.Identifier(work, "int_orders__enriched"),
+                     clicks=sql.Identifier(work, "int_network__clicks")),
+            {"fingerprint": value, "schema": build_schema},
+        )
+        # records of schemas and tables that no longer exist (dropped builds, full refreshes)
+        conn.execute("delete from ops.mart_snapshots where schema_oid not in (select oid from pg_namespace)")
+        conn.execute("delete from ops.mart_as_of_dates where table_oid not in (select oid from pg_class)")
+
+
 def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool | None = None) -> BuildOutcome:
     """`dbt build`, incremental when allowed (full_refresh=None decides by fingerprint; True/False forces)."""
     current = fingerprint(url, dbt_vars)
     if full_refresh is None:
         full_refresh = _stored(url, build_schema) != current
     _store(url, build_schema, None)  # a build that stops midway leaves the work tables half-updated
+    if full_refresh or _snapshot_fingerprint(url, build_schema) != current or _clock_behind_snapshots(url):
+        _drop_build_schema(url, build_schema)  # marts of other code or config (or unknown state): from scratch
     args = ["build", "--full-refresh"] if full_refresh else ["build", "--exclude-resource-type", "unit_test"]
     log.info("dbt build (%s)", "full refresh" if full_refresh else "incremental")
     outcome = run_dbt(args, url, build_schema, vars=dbt_vars)
     if outcome.success:
+        _record_snapshot(url, build_schema, current)
         _store(url, build_schema, current)
     return BuildOutcome(outcome, full_refresh)

@@ -2,9 +2,10 @@
 
 One transaction, with `lock_timeout` set, under an advisory lock: the build schema gets `kpi_alerts`
 (re-materialised from `ops.kpi_alerts`, the alerts' source of truth) and `run_manifest` (the published runs of
-`raw.run_manifest`, this one included), the previous `analytics_prev` is dropped, `analytics` is renamed to
-`analytics_prev` (kept for `alliance rollback`), the build is renamed to `analytics` and `alliance_bi` gets read
-access to the new tables only. Readers therefore see the previous complete snapshot or the next one. Tables (and
+`raw.run_manifest`, this one included), `analytics` is renamed to `analytics_prev` (kept for `alliance rollback`),
+the build is renamed to `analytics`, the snapshot that was `analytics_prev` becomes the next build schema (its
+fact tables are brought up to date incrementally by the next build) and `alliance_bi` gets read access to the new
+tables only. Readers therefore see the previous complete snapshot or the next one. Tables (and
 any views) move with their schema, not copied, so dbt's persisted column comments stay.
 
 `rollback()` swaps `analytics` and `analytics_prev` the same way, in one transaction. `bi_url()` gives BI tools a
@@ -148,8 +149,8 @@ def _grant_bi(conn: psycopg.Connection, build_schema: str) -> None:
 def stamp_build(warehouse_url: str, run_id: str, build_schema: str = "alliance_build") -> None:
     """Mark the build schema as checked by this run's gate; publish(require_stamp=True) insists on it.
 
-    Every run drops the build schema before dbt builds it, so the stamp of another run cannot survive a rebuild:
-    a run cannot publish a build it did not check.
+    Every run clears the stamp before dbt builds (alliance/run.py `prepare`), so the stamp of another run cannot
+    survive a rebuild: a run cannot publish a build it did not check.
     """
     check_identifier(build_schema, "build schema")
     with connect(warehouse_url) as conn:
@@ -268,10 +269,15 @@ def _publish_txn(
                     sql.Identifier(build_schema, "run_manifest")), (json.dumps(row_counts), run_id))
             had_previous = _schema_exists(conn, PUBLISHED_SCHEMA)
             _lock_snapshot(conn, PUBLISHED_SCHEMA, lock_timeout_seconds)
+            retired = had_previous and _schema_exists(conn, PREVIOUS_SCHEMA)
+            if retired:
+                conn.execute(f"drop schema if exists {SWAP_SCHEMA} cascade")
+                conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {SWAP_SCHEMA}")
             if had_previous:
-                conn.execute(f"drop schema if exists {PREVIOUS_SCHEMA} cascade")
                 conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {PREVIOUS_SCHEMA}")
             conn.execute(f"alter schema {build_schema} rename to {PUBLISHED_SCHEMA}")
+            if retired:
+                _recycle(conn, SWAP_SCHEMA, build_schema)
             _grant_bi(conn, build_schema)
             conn.execute(
                 sql.SQL("comment on schema {} is {}").format(
@@ -285,6 +291,20 @@ def _publish_txn(
         run_id=run_id, build_schema=build_schema, published_at=published_at, row_counts=counts,
         replaced_previous=had_previous,
     )
+
+
+def _recycle(conn: psycopg.Connection, retired: str, build_schema: str) -> None:
+    """The snapshot leaving `analytics_prev` becomes the next build schema instead of being dropped.
+
+    Its fact tables are complete up to an older state, so the next dbt build brings them up to date incrementally
+    (alliance/incremental.py) instead of copying millions of rows again. What the publish added (alerts,
+    manifest) goes; the stamp says it is unchecked, so it cannot be published before a gate passed on it.
+    """
+    for table in ("kpi_alerts", "run_manifest"):
+        conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(retired, table)))
+    conn.execute(sql.SQL("alter schema {} rename to {}").format(sql.Identifier(retired), sql.Identifier(build_schema)))
+    conn.execute(sql.SQL("comment on schema {} is {}").format(
+        sql.Identifier(build_schema), sql.Literal("alliance build schema (a recycled snapshot): not checked")))
 
 
 def _lock_snapshot(conn: psycopg.Connection, schema: str, timeout_seconds: float) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
@@ -111,7 +112,7 @@ def ensure_no_run_in_progress(url: str, run_id: str) -> None:
 
 
 def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
-    """Open the run (run log, manifest), mirror the config into the warehouse, drop any stale build schema.
+    """Open the run (run log, manifest), mirror the config into the warehouse, clear the build schema's stamp.
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
@@ -125,8 +126,10 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
     with connect(url) as conn:
         conn.execute(RAW_SCHEMA_SQL.read_text())  # a transform before the first ingest still builds
         sync_config(conn, config)
-        # A failed earlier build must not leave stale tables for this run's gate to pass on.
-        conn.execute(f"drop schema if exists {BUILD_SCHEMA} cascade")
+        # The build schema is kept (a recycled snapshot the incremental marts start from, or a failed build kept
+        # for inspection), but never with an earlier run's gate stamp: only this run's gate can stamp it.
+        if conn.execute("select to_regnamespace(%s)", (BUILD_SCHEMA,)).fetchone()[0] is not None:
+            conn.execute(sql.SQL("comment on schema {} is null").format(sql.Identifier(BUILD_SCHEMA)))
     record_run(url, run_id, status="running", step="prepare", message="transform started")
 
 

@@ -291,6 +291,7 @@ def test_descriptions_are_postgres_comments(built: str) -> None:
         join pg_class c on c.oid = a.attrelid
         join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'alliance_build' and a.attnum > 0 and not a.attisdropped
+          and c.relkind in ('r', 'v', 'm', 'p')  -- not the indexes' columns
           and coalesce(col_description(c.oid, a.attnum), '') = ''""")
     assert missing == []
     tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
@@ -350,3 +351,48 @@ def test_enforced_unique_key_needs_the_unique_index(built: str) -> None:
     finally:
         with psycopg.connect(built) as conn:
             conn.execute(definition)
+
+
+def test_attribution_consistency_names_each_problem(built: str) -> None:
+    """One aggregation checks credit sums and references per order, the unique index the key: each break shows."""
+    select = ["build", "--full-refresh", "--select", "assert_attribution_consistent"]  # every order, not a scope
+    table = "alliance_build.fct_order_attribution"
+    assert run_dbt(select, built, "alliance_build", VARS).success
+    with psycopg.connect(built) as conn:
+        conn.execute(f"create table alliance_build.attribution_backup as table {table}")
+        # 101: first_click row gone -> its credits sum to 0
+        conn.execute(f"delete from {table} where order_id = '101' and attribution_model = 'first_click'")
+        # 102 / 109: a (model, referrer) pair twice, organic (null referrer) too: the unique index refuses both
+        for order_id, referrer in (("102", "is not null"), ("109", "is null")):
+            with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+                conn.execute(f"insert into {table} select * from {table} where order_id = %s"
+                             f" and attribution_model = 'linear' and referrer_partner_id {referrer} limit 1",
+                             (order_id,))
+        # 103: credited to a partner the config does not know
+        conn.execute(f"update {table} set referrer_partner_id = 'nobody'"
+                     " where order_id = '103' and attribution_model = 'last_click'")
+        # 105 is a test order; 999 does not exist: both get organic rows (copies of 109's)
+        conn.execute(f"create temp table organic as select * from {table} where order_id = '109'")
+        for order_id in ("105", "999"):
+            conn.execute("update organic set order_id = %s", (order_id,))
+            conn.execute(f"insert into {table} select * from organic")
+    try:
+        outcome = run_dbt(select, built, "alliance_build", VARS)
+        assert not outcome.success
+        [line] = outcome.failures
+        assert line.startswith("test assert_attribution_consistent failed"), line
+        assert ": 4 rows" in line, line
+        with psycopg.connect(built) as conn:
+            sql = (ROOT / "dbt_project/target/compiled/alliance/tests/assert_attribution_consistent.sql").read_text()
+            problems = dict(conn.execute(f"select order_id, problems from ({sql}) as t").fetchall())
+        assert problems == {
+            "101": "first_click credits sum to 0",
+            "103": "referrer is not a known partner",
+            "105": "test or cancelled order attributed",
+            "999": "order missing from fct_orders",
+        }
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute(f"truncate {table}")
+            conn.execute(f"insert into {table} select * from alliance_build.attribution_backup")
+            conn.execute("drop table alliance_build.attribution_backup")

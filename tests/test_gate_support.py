@@ -76,6 +76,7 @@ insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_
 def make_build_schema(url: str, schema: str = "alliance_build", rows: int = 5) -> None:
     """Create `schema` with all published tables filled with `rows` consistent, valid rows."""
     with connect(url) as conn:
+        conn.execute(f"drop schema if exists {schema} cascade")  # e.g. a snapshot recycled by the last publish
         conn.execute(f"create schema {schema}")
         conn.execute(TABLES_DDL.format(s=schema))
         conn.execute(GOOD_ROWS.format(s=schema, n=rows))

@@ -17,6 +17,7 @@ from alliance.config import load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
 from alliance.incremental import dbt_build
+from alliance.publish import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,12 +28,46 @@ MARTS = ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_d
 SCHEMA = "inc_build"
 
 
-def snapshot(url: str) -> dict[str, list[tuple]]:
+def snapshot(url: str, schema: str = SCHEMA) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"select * from {SCHEMA}.{t} order by 1, 2, 3, 4").fetchall() for t in MARTS}
+        return {t: conn.execute(f"select * from {schema}.{t} order by 1, 2, 3, 4").fetchall() for t in MARTS}
+
+
+def _oid(url: str, relation: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select to_regclass(%s)::oid", (relation,)).fetchone()[0]
+
+
+def _move_first_orders(url: str) -> None:
+    """Two customers' first orders change: one moves after the customer's last order, one to another customer.
+
+    Both customers' later orders get another first order and previous order, though nothing later changed.
+    """
+    with psycopg.connect(url) as conn:
+        firsts = conn.execute("""
+            select partner_id, order_id, customer_key,
+                   max((payload ->> 'created_at')::timestamptz) over (partition by partner_id, customer_key)
+            from raw.orders as o
+            where platform = 'shopify' and customer_key is not null
+              and not coalesce((payload ->> 'test')::boolean, false) and payload ->> 'cancelled_at' is null
+            order by partner_id, customer_key, (payload ->> 'created_at')::timestamptz""").fetchall()
+        histories: dict[tuple, list] = {}
+        for partner_id, order_id, customer, last in firsts:
+            histories.setdefault((partner_id, customer), []).append((order_id, last))
+        long = [(key, orders) for key, orders in histories.items() if len(orders) >= 3][:2]
+        assert len(long) == 2, "the synthetic alliance has customers with three orders or more"
+        (partner_id, _), orders = long[0]
+        conn.execute("update raw.orders set payload = jsonb_set(payload, '{created_at}', to_jsonb(%s::text)),"
+                     " loaded_at = now() where partner_id = %s and order_id = %s",
+                     ((orders[0][1] + timedelta(days=1)).isoformat(), partner_id, orders[0][0]))
+        (partner_id, _), orders = long[1]
+        conn.execute("update raw.orders set customer_key = %s, loaded_at = now()"
+                     " where partner_id = %s and order_id = %s", ("f" * 64, partner_id, orders[0][0]))
 
 
 def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
+    """Runs as in production: each build is published, and a publish recycles the snapshot it retires as the next
+    build schema, so the last build brings a three-runs-old copy of the marts up to date in place."""
     url = fresh_database_factory("inc")
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     with psycopg.connect(url) as conn:
@@ -44,26 +79,45 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
 
     first = dbt_build(url, SCHEMA, dbt_vars)
     assert first.full_refresh and first.outcome.success, first.outcome.failures
+    first_attribution = _oid(url, f"{SCHEMA}.fct_order_attribution")
+    publish(url, SCHEMA, run_id="r1")
 
-    # 1% new orders (with their clicks, at the end of the window) and 15 changed orders, landed now
+    # two more runs, each with new orders (and their clicks) and changed orders (late refunds, cancellations)
+    for run, day in (("r2", 3), ("r3", 4)):
+        gen.write(url, 10, start=datetime(2026, 11, day, tzinfo=UTC), span_seconds=86400)
+        assert gen.change(url, 5) == 5
+        build = dbt_build(url, SCHEMA, dbt_vars)
+        assert not build.full_refresh and build.outcome.success, build.outcome.failures
+        publish(url, SCHEMA, run_id=run)
+    # r3's publish retired r1's snapshot: it is the build schema now, r1's tables included
+    assert _oid(url, f"{SCHEMA}.fct_order_attribution") == first_attribution
+    published = snapshot(url, "analytics")
+
+    # 1% new orders and 15 changed orders, landed now; a later run date moves commissions from pending to locked
     gen.write(url, 30, start=datetime(2026, 11, 5, tzinfo=UTC), span_seconds=5 * 86400)
     assert gen.change(url, 15) == 15
-    second = dbt_build(url, SCHEMA, dbt_vars)
+    _move_first_orders(url)
+    later = {**dbt_vars, "as_of_date": "2027-01-15"}
+    second = dbt_build(url, SCHEMA, later)
     assert not second.full_refresh and second.outcome.success, second.outcome.failures
+    assert _oid(url, f"{SCHEMA}.fct_order_attribution") == first_attribution, "the marts were updated in place"
     with psycopg.connect(url) as conn:
         recomputed = conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0]
         total = conn.execute("select count(*) from raw.orders").fetchone()[0]
     assert 45 <= recomputed < total * 0.2, "the incremental run recomputes the changed orders, not history"
     incremental = snapshot(url)
 
-    full = dbt_build(url, SCHEMA, dbt_vars, full_refresh=True)
+    full = dbt_build(url, SCHEMA, later, full_refresh=True)
     assert full.outcome.success, full.outcome.failures
     refreshed = snapshot(url)
     for table in MARTS:
         assert incremental[table] == refreshed[table], f"{table} differs between incremental and full refresh"
-    assert len(refreshed["fct_orders"]) == 3030
+    assert len(refreshed["fct_orders"]) == 3050
     models = {row[2] for row in refreshed["fct_order_attribution"]}
     assert models == {"last_click", "first_click", "linear", "position_based", "time_decay"}
+    states = {row[11] for row in refreshed["fct_order_attribution"]} - {None}
+    assert states == {"locked"}, "every commission is locked on 2027-01-15"
+    assert "pending" in {row[11] for row in published["fct_order_attribution"]}, "some were pending on 2026-12-01"
 
 
 def test_config_change_forces_full_refresh(fresh_database_factory) -> None:
@@ -76,6 +130,15 @@ def test_config_change_forces_full_refresh(fresh_database_factory) -> None:
     dbt_vars = dbt_vars_from_config(config)
     assert dbt_build(url, SCHEMA, dbt_vars).full_refresh
     assert not dbt_build(url, SCHEMA, dbt_vars).full_refresh
+    # marts stay in place between incremental builds, unless the clock is behind a recorded watermark (another
+    # worker's): then they are built from scratch
+    marts = _oid(url, f"{SCHEMA}.fct_orders")
+    assert not dbt_build(url, SCHEMA, dbt_vars).full_refresh
+    assert _oid(url, f"{SCHEMA}.fct_orders") == marts
+    with psycopg.connect(url) as conn:
+        conn.execute("update ops.mart_snapshots set clicks_through = now() + interval '1 hour'")
+    assert not dbt_build(url, SCHEMA, dbt_vars).full_refresh
+    assert _oid(url, f"{SCHEMA}.fct_orders") != marts
     assert dbt_build(url, SCHEMA, {**dbt_vars, "lookback_days": 14}).full_refresh
     with psycopg.connect(url) as conn:
         conn.execute("update raw.cfg_contracts set amount = amount + 1 where contract_type = 'flat'")

@@ -52,6 +52,23 @@ def test_publish_swaps_build_into_analytics_and_keeps_comments(warehouse):
     assert table_counts(warehouse, "analytics")["fct_orders"] == 6
     assert table_counts(warehouse, "analytics_prev")["fct_orders"] == 3  # the previous snapshot is kept
 
+    # the third publish retires r1's snapshot: it becomes the next build schema (recycled), unstamped, unreadable
+    make_build_schema(warehouse, rows=9)
+    publish(warehouse, run_id="r3")
+    assert table_counts(warehouse, "analytics")["fct_orders"] == 9
+    assert table_counts(warehouse, "analytics_prev")["fct_orders"] == 6
+    recycled = table_counts(warehouse, "alliance_build")
+    assert recycled["fct_orders"] == 3 and "kpi_alerts" not in recycled and "run_manifest" not in recycled
+    with connect(warehouse) as conn:
+        stamp = conn.execute("select obj_description('alliance_build'::regnamespace, 'pg_namespace')").fetchone()[0]
+    assert stamp == "alliance build schema (a recycled snapshot): not checked"
+    with pytest.raises(PublishError, match="was not checked by run r4's gate"):
+        publish(warehouse, run_id="r4", require_stamp=True)
+    with connect(warehouse, autocommit=True) as conn:
+        conn.execute("set role alliance_bi")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from alliance_build.fct_orders")
+
 
 def test_column_comments_from_the_build_survive_publish(warehouse):
     make_build_schema(warehouse)

@@ -8,7 +8,9 @@ from dbt's run_results.json into models and tests, then the whole quality gate (
 and on the build schema, row-count bounds against a published snapshot, the e-mail scan over every text column,
 the reconciliations), then one publish. The gate runs twice: the first time against an empty `analytics` (nothing
 to compare row counts with), the second after that build was published, as every later run does; the second is the
-one reported. Share = (dbt tests + GX gate) / dbt build (models + tests); target <= 25%.
+one reported. Share = (dbt tests + GX gate) / dbt build (models + tests, wall); target <= 25%. dbt tests count as
+the wall-clock time in which at least one test ran (union of their intervals in run_results.json); the share with
+their execution times summed over dbt's threads is reported beside it.
 Results go to bench/gate/results.json.
 """
 
@@ -33,7 +35,7 @@ from alliance.incremental import dbt_build
 from alliance.publish import publish
 from alliance.warehouse import parse_url, warehouse_url
 from bench.transform.generate import Generator
-from bench.transform.run import _database, _phase_seconds
+from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "alliance_build"
@@ -58,6 +60,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
         build_s = time.perf_counter() - t0
         assert build.outcome.success, build.outcome.failures
         phases = _phase_seconds()
+        tests_wall_s = _test_wall_seconds()
         models_s = phases["intermediate"] + phases["marts"]
         print(f"[{orders}] dbt build {build_s:.1f}s {phases}", flush=True)
 
@@ -81,18 +84,22 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
         gate_s = time.perf_counter() - t0
         assert gate.passed, gate.failures
         per_table = {name: r.get("statistics", {}).get("evaluated_expectations") for name, r in gate.results.items()}
-        # wall time of dbt's test nodes (run_results execution_time, summed; dbt runs them on its threads)
+        # dbt's tests: wall-clock seconds in which a test ran (the share reported) and, for reference, their
+        # execution times summed over dbt's threads (counts seconds twice where two tests ran at once)
         tests_s = phases["tests"]
-        share = (tests_s + gate_s) / build_s
+        share = (tests_wall_s + gate_s) / build_s
+        node_share = (tests_s + gate_s) / build_s
         print(f"[{orders}] gate {gate_s:.1f}s (first, with GX import: {first_s:.1f}s), {gate.checks_passed} "
-              f"expectations; publish {publish_s:.2f}s; (dbt tests + GX) / dbt build = {share:.1%}", flush=True)
+              f"expectations; publish {publish_s:.2f}s; dbt tests {tests_wall_s:.1f}s wall ({tests_s:.1f} node-s); "
+              f"(dbt tests + GX) / dbt build = {share:.1%} (node-seconds: {node_share:.1%})", flush=True)
         return {
             "orders": orders, "clicks": base.clicks, "dbt_build_s": round(build_s, 1), "dbt_phases_s": phases,
-            "dbt_models_s": round(models_s, 1), "dbt_tests_s": round(tests_s, 1), "gx_gate_s": round(gate_s, 1),
+            "dbt_models_s": round(models_s, 1), "dbt_tests_wall_s": tests_wall_s, "dbt_tests_s": round(tests_s, 1),
+            "gx_gate_s": round(gate_s, 1),
             "gx_gate_first_s": round(first_s, 1), "gx_expectations": gate.checks_passed,
             "expectations_per_suite": per_table, "publish_s": round(publish_s, 2),
             "gx_over_build": round(gate_s / build_s, 3), "dbt_tests_over_build": round(tests_s / build_s, 3),
-            "checks_over_build": round(share, 3),
+            "checks_over_build": round(share, 3), "checks_over_build_node_seconds": round(node_share, 3),
         }
     finally:
         if keep:
@@ -110,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = warehouse_url()
     results = [bench_size(server, n, args.clicks_per_order, args.keep) for n in (args.orders or [100_000])]
-    print("\n| orders | dbt build | of which dbt tests | GX gate | GX / build |"
-          " (dbt tests + GX) / build (target <= 25%) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| orders | dbt build | dbt tests (wall / node-s) | GX gate | GX / build |"
+          " (dbt tests + GX) / build (target <= 25%) | same with node-s |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['orders']:,} | {r['dbt_build_s']} s | {r['dbt_tests_s']} s | {r['gx_gate_s']} s |"
-              f" {r['gx_over_build']:.1%} | {r['checks_over_build']:.1%} |")
+        print(f"| {r['orders']:,} | {r['dbt_build_s']} s | {r['dbt_tests_wall_s']} s / {r['dbt_tests_s']} s |"
+              f" {r['gx_gate_s']} s | {r['gx_over_build']:.1%} | {r['checks_over_build']:.1%} |"
+              f" {r['checks_over_build_node_seconds']:.1%} |")
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -153,8 +153,10 @@ class Generator:
             for partner_id, order_id, payload in picked:
                 created = datetime.fromisoformat(payload["created_at"])
                 if self.rng.random() < 0.5:
-                    payload["refunds"] = [*payload.get("refunds", []), {
-                        "id": int(order_id) * 100 + 99, "created_at": (created + timedelta(days=12)).isoformat(),
+                    refunds = payload.get("refunds", [])
+                    payload["refunds"] = [*refunds, {  # a new refund id each time an order is changed again
+                        "id": int(order_id) * 100 + 99 - len(refunds),
+                        "created_at": (created + timedelta(days=12)).isoformat(),
                         "refund_line_items": [{"id": 1, "quantity": 1, "subtotal": "3.00"}]}]
                 else:
                     payload["cancelled_at"] = (created + timedelta(days=2)).isoformat()

@@ -97,3 +97,85 @@
     select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- The attribution models of §6, side by side in fct_order_attribution. -#}
+{% macro attribution_models() -%}
+    {{ return(['last_click', 'first_click', 'linear', 'position_based', 'time_decay']) }}
+{%- endmacro %}
+
+{#- ---------------------------------------------------------------- incremental marts
+    The published fact tables are incremental too. A publish renames the build schema to `analytics` and recycles
+    the snapshot it retires from `analytics_prev` as the next build schema (alliance/publish.py), so a build starts
+    from a complete, older copy of the marts. `ops.mart_snapshots` (keyed by the schema's oid, which survives the
+    renames) says up to which work-table state that copy is: the newest `_recomputed_at` of int_orders__enriched
+    and `_dbt_run_at` of int_network__clicks it contains (alliance/incremental.py writes it after a successful
+    build). An incremental build replaces the rows of every order recomputed and adds every click landed since;
+    with no state (a new schema) that is every order and click. A code or config change rebuilds everything
+    (`--full-refresh`, the build schema dropped first). -#}
+
+{#- The snapshot's watermark `column` (orders_through | clicks_through), or -infinity when it has none. -#}
+{% macro mart_watermark(column) -%}
+    coalesce((select s.{{ column }} from ops.mart_snapshots as s
+              where s.schema_oid = (select oid from pg_namespace where nspname = '{{ this.schema }}')),
+             '-infinity'::timestamptz)
+{%- endmacro %}
+
+{#- Orders whose work rows were recomputed after this schema's snapshot (incremental runs). -#}
+{% macro orders_recomputed_since_snapshot() -%}
+    select partner_id, order_id from {{ ref('int_orders__enriched') }}
+    where _recomputed_at > {{ mart_watermark('orders_through') }}
+{%- endmacro %}
+
+{#- pre_hook of the order-keyed marts: drop the rows of the orders recomputed since the snapshot. -#}
+{% macro delete_orders_recomputed_since_snapshot() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} as t using ({{ orders_recomputed_since_snapshot() }}) as c
+    where t.partner_id = c.partner_id and t.order_id = c.order_id
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- In an incremental run, only the orders recomputed since the snapshot (`alias` as in only_changed_orders). -#}
+{% macro only_orders_recomputed_since_snapshot(alias='') -%}
+    {%- if is_incremental() %}
+    and ({{ alias }}partner_id, {{ alias }}order_id) in ({{ orders_recomputed_since_snapshot() }})
+    {%- endif %}
+{%- endmacro %}
+
+{#- pre_hook of fct_referrals: drop the clicks about to be added again (none, unless a run is repeated). -#}
+{% macro delete_clicks_landed_since_snapshot() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} as t using {{ ref('int_network__clicks') }} as k
+    where k._dbt_run_at > {{ mart_watermark('clicks_through') }}
+      and t.network_id = k.network_id and t.click_id = k.click_id
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- post_hook of fct_order_attribution: commission_state depends on the run date (as_of_date), so when that date
+    differs from the one the table was last brought up to (ops.mart_as_of_dates, written in the same transaction),
+    rows the run did not recompute move between pending and locked; rows without a state stay without one. On the
+    same date nothing is scanned. -#}
+{% macro refresh_commission_state() -%}
+    {%- if is_incremental() %}
+    update {{ this }} set commission_state = {{ commission_state('lock_date') }}
+    where commission_state is not null and commission_state <> {{ commission_state('lock_date') }}
+      and (select d.as_of_date from ops.mart_as_of_dates as d where d.table_oid = '{{ this }}'::regclass)
+          is distinct from {{ as_of_date() }};
+    {%- endif %}
+    insert into ops.mart_as_of_dates (table_oid, as_of_date) values ('{{ this }}'::regclass, {{ as_of_date() }})
+    on conflict (table_oid) do update set as_of_date = excluded.as_of_date
+{%- endmacro %}
+
+{#- post_hook: a unique index on `columns` with nulls not distinct (an organic row's referrer is null), created
+    once per table. It makes PostgreSQL refuse a duplicate on every write (tested by `enforced_unique_key`, a
+    catalog lookup) and serves the incremental delete of an order's rows. -#}
+{% macro ensure_unique_key(columns) -%}
+    do $$ begin
+        if not exists (select 1 from pg_index where indrelid = '{{ this }}'::regclass and indisunique) then
+            create unique index on {{ this }} ({{ columns | join(', ') }}) nulls not distinct;
+        end if;
+    end $$
+{%- endmacro %}

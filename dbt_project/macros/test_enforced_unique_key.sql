@@ -1,8 +1,9 @@
 {#- Generic test: PostgreSQL enforces the key itself, with a valid unique index on exactly these columns.
     The database refuses a duplicate on every write, so finding that index is as strong as scanning the table for
     duplicates, and costs a catalog lookup instead of a sort of millions of rows. Fails (one row) when the index is
-    missing, invalid or on other columns. -#}
-{% test enforced_unique_key(model, columns) %}
+    missing, invalid or on other columns. With `nulls_not_distinct` (a key column may be null) the index must also
+    treat nulls as equal, else two rows with a null in the key would both be accepted. -#}
+{% test enforced_unique_key(model, columns, nulls_not_distinct=false) %}
 select '{{ model.schema }}.{{ model.identifier }}' as relation,
        '{{ columns | sort | join(", ") }}' as expected_unique_key
 where not exists (
@@ -19,5 +20,8 @@ where not exists (
           {%- for column in columns | sort %}'{{ column }}'{{ ", " if not loop.last }}{% endfor -%}
       ]::text[]
       and i.indnkeyatts = {{ columns | length }}
+      {%- if nulls_not_distinct %}
+      and i.indnullsnotdistinct
+      {%- endif %}
 )
 {% endtest %}

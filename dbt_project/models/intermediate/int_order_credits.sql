@@ -2,7 +2,7 @@
 -- model; otherwise the model's click credit per referrer; otherwise organic (referrer null, credit 1). Test and
 -- cancelled orders get no rows (§6.1). Credits are rounded to 10 decimals and the last referrer (by id) takes
 -- the remainder, so every (order, model) sums to exactly 1.
-{%- set models = ['last_click', 'first_click', 'linear', 'position_based', 'time_decay'] %}
+{%- set models = attribution_models() %}
 {%- if var('attribution_model') not in models %}
     {{ exceptions.raise_compiler_error(
         "attribution_model `" ~ var('attribution_model') ~ "` is unknown; use one of " ~ models | join(', ')) }}

@@ -1,7 +1,7 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
 {{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
-          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
+          indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with orders as (
     select * from {{ ref('int_orders__unioned') }} as u
@@ -65,21 +65,47 @@ eligible as (
     from flagged as f
 ),
 
-with_previous as (
+-- Each customer's history at the storefront: the orders computed here and, in an incremental run, the customer's
+-- other orders as stored ({{ this }} without the orders being recomputed, which the pre_hook deleted), which
+-- int_orders__changed left alone because nothing at or before them changed.
+timeline as (
+    select partner_id, order_id, customer_key, ordered_at, is_attributable, false as is_history
+    from eligible
+    where customer_key is not null
+    {%- if is_incremental() %}
+    union all
+    select t.partner_id, t.order_id, t.customer_key, t.ordered_at, t.is_attributable, true
+    from {{ this }} as t
+    where (t.partner_id, t.customer_key) in (
+        select partner_id, customer_key from eligible where customer_key is not null
+    )
+    {%- endif %}
+),
+
+previous as (
     select
-        e.*,
+        partner_id,
+        order_id,
+        is_history,
         -- C's latest earlier (strictly) order at D that is neither cancelled nor test
-        case when e.customer_key is not null then
-            max(case when e.is_attributable then e.ordered_at end) over (
-                partition by e.partner_id, e.customer_key
-                order by e.ordered_at
-                range between unbounded preceding and '1 microsecond'::interval preceding
-            )
-        end as previous_order_at
+        max(case when is_attributable then ordered_at end) over (
+            partition by partner_id, customer_key
+            order by ordered_at
+            range between unbounded preceding and '1 microsecond'::interval preceding
+        ) as previous_order_at
+    from timeline
+),
+
+with_previous as (
+    select e.*, p.previous_order_at
     from eligible as e
+    left join previous as p on p.partner_id = e.partner_id and p.order_id = e.order_id and not p.is_history
 )
 
 select
     *,
-    (is_attributable and customer_key is not null and previous_order_at is null) as is_new_customer
+    (is_attributable and customer_key is not null and previous_order_at is null) as is_new_customer,
+    -- when this order's work rows were last (re)computed: the incremental marts replace orders newer than their
+    -- snapshot (macros/alliance_helpers.sql)
+    {{ dbt_run_at() }}                                                           as _recomputed_at
 from with_previous

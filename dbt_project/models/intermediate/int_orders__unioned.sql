@@ -1,7 +1,8 @@
 -- Orders of every storefront platform in one shape. Add `union all select ... from stg_woocommerce__orders`
 -- here (same columns, same order, including `_loaded_at` = raw.orders.loaded_at) when the WooCommerce staging
 -- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read; the rows
--- (re)written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds them.
+-- (re)written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds them, and the
+-- time and customer of the version they replace.
 {{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
           indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']}]) }}
 {%- set order_columns = [
@@ -11,11 +12,28 @@
 ] %}
 {%- set platform_models = ['stg_shopify__orders', 'stg_woocommerce__orders'] %}
 
-select *, {{ dbt_run_at() }} as _dbt_run_at
-from (
-    {% for model_name in platform_models %}
-    select {{ order_columns | join(', ') }} from {{ ref(model_name) }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-) as orders
-{{ loaded_since_last_run() }}
+with landed as (
+    select * from (
+        {% for model_name in platform_models %}
+        select {{ order_columns | join(', ') }} from {{ ref(model_name) }}
+        {% if not loop.last %}union all{% endif %}
+        {% endfor %}
+    ) as orders
+    {{ loaded_since_last_run() }}
+)
+
+-- _previous_*: the version this run replaces (null for a new order): int_orders__changed recomputes the history of
+-- the customer the order belonged to, from the earlier of its two times
+select
+    l.*,
+    {{ dbt_run_at() }} as _dbt_run_at,
+    {%- if is_incremental() %}
+    p.ordered_at       as _previous_ordered_at,
+    p.customer_key     as _previous_customer_key
+from landed as l
+left join {{ this }} as p on p.partner_id = l.partner_id and p.order_id = l.order_id
+    {%- else %}
+    null::timestamptz  as _previous_ordered_at,
+    null::text         as _previous_customer_key
+from landed as l
+    {%- endif %}

@@ -1,5 +1,12 @@
 -- One row per (order, attribution model, credited referrer), all five models side by side; organic orders have one
 -- row per model with a null referrer. Only the configured model carries commission_rc / commission_state.
+-- Incremental: the orders recomputed since this schema's snapshot are replaced, and commission_state, which moves
+-- with the run date, is brought up to date on the other rows (macros/alliance_helpers.sql).
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
+          post_hook=["{{ refresh_commission_state() }}",
+                     "{{ ensure_unique_key(['partner_id', 'order_id', 'attribution_model', 'referrer_partner_id']) }}"]) }}
+-- depends_on: {{ ref('int_orders__enriched') }}
 select
     partner_id,
     order_id,
@@ -26,4 +33,5 @@ select
     rate_applied,
     flat_amount,
     fx_rate
-from {{ ref('int_order_attribution') }}
+from {{ ref('int_order_attribution') }} as a
+where true {{ only_orders_recomputed_since_snapshot('a.') }}

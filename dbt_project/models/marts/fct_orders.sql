@@ -1,4 +1,8 @@
 -- Every storefront order (latest version), including test and cancelled ones, with reporting-currency amounts.
+-- Incremental: the orders recomputed since this schema's snapshot are replaced (macros/alliance_helpers.sql).
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
+          indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}]) }}
 select
     partner_id,
     order_id,
@@ -24,3 +28,6 @@ select
     previous_order_at,
     lock_date
 from {{ ref('int_orders__enriched') }}
+{%- if is_incremental() %}
+where _recomputed_at > {{ mart_watermark('orders_through') }}
+{%- endif %}

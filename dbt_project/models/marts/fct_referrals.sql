@@ -1,4 +1,8 @@
--- Every referral click, as landed from the referral networks.
+-- Every referral click, as landed from the referral networks. Incremental: clicks are immutable; the ones landed
+-- since this schema's snapshot are added (replacing any copy, so a rerun is harmless).
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
+          pre_hook="{{ delete_clicks_landed_since_snapshot() }}",
+          indexes=[{'columns': ['network_id', 'click_id'], 'unique': true}]) }}
 select
     network_id,
     click_id,
@@ -10,3 +14,6 @@ select
     customer_key,
     (referrer_partner_id = destination_partner_id)        as is_self_referral
 from {{ ref('int_network__clicks') }}
+{%- if is_incremental() %}
+where _dbt_run_at > {{ mart_watermark('clicks_through') }}
+{%- endif %}
