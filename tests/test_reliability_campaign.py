@@ -20,6 +20,10 @@ def _damage(url: str) -> None:
     with psycopg.connect(url) as conn:
         conn.execute("delete from analytics.fct_orders where (partner_id, order_id) = "
                      "(select partner_id, order_id from analytics.fct_orders order by 1, 2 limit 1)")
+        # fct_orders' unique index refuses a doubled order: drop it, as a damaged table would have lost it
+        for (index,) in conn.execute("select indexname from pg_indexes where schemaname = 'analytics'"
+                                     " and tablename = 'fct_orders'").fetchall():
+            conn.execute(f'drop index analytics."{index}"')
         conn.execute("insert into analytics.fct_orders select * from analytics.fct_orders order by partner_id desc, "
                      "order_id desc limit 1")
         conn.execute("update analytics.fct_order_attribution set commission_rc = commission_rc + 0.01 "

@@ -91,7 +91,7 @@ def _test_wall_seconds() -> float:
     return round(total, 1)
 
 
-def bench_size(server: str, orders: int, clicks_per_order: int) -> dict:
+def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     url = _database(server, f"alliance_bench_{orders}_{uuid.uuid4().hex[:6]}")
     with psycopg.connect(url) as conn:
@@ -159,8 +159,11 @@ def bench_size(server: str, orders: int, clicks_per_order: int) -> dict:
             where r.referrer_partner_id is distinct from d.referrer_partner_id
                or r.attribution_reason is distinct from d.attribution_reason""").fetchone()[0]
     print(f"[{orders}] hand-written SQL {ref_s:.1f}s; orders attributed differently from dbt: {differ}", flush=True)
-    with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+    if keep:
+        print(f"[{orders}] kept database {parse_url(url).dbname}", flush=True)
+    else:
+        with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
     return {
         "orders": orders, "clicks": base.clicks, "new_orders": delta.orders, "new_clicks": delta.clicks,
         "changed_orders": changed, "recomputed_orders": recomputed,
@@ -175,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, action="append", help="orders per size (repeatable)")
     parser.add_argument("--clicks-per-order", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling)")
     args = parser.parse_args(argv)
     server = warehouse_url()
     import dbt.cli.main  # noqa: F401 - imported once, outside both timed builds
-    results = [bench_size(server, n, args.clicks_per_order) for n in (args.orders or [100_000])]
+    results = [bench_size(server, n, args.clicks_per_order, args.keep) for n in (args.orders or [100_000])]
     print("\n| orders | clicks | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
           " full/hand (target <= 3) |")
     print("|---|---|---|---|---|---|---|")

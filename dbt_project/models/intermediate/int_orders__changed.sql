@@ -2,6 +2,9 @@
 -- changed, plus the later orders of each (storefront, customer) that had a changed order or a newly landed click:
 -- first orders, the credit reset and click eligibility depend on the customer's earlier history at that storefront
 -- (int_orders__enriched reads the rest of that history as stored).
+-- Analysed once built: every incremental model deletes and reads by this set, and without statistics the planner
+-- hashes the whole large table instead of looking the few changed orders up in its index.
+{{ config(post_hook="analyze {{ this }}") }}
 {%- if flags.FULL_REFRESH %}
 -- --full-refresh rebuilds every incremental model, so every order is (re)computed: no need to look for changes.
 select partner_id, order_id from {{ ref('int_orders__unioned') }}

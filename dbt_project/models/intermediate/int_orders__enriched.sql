@@ -1,7 +1,8 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
 {{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
-          indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']}]) }}
+          indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']},
+                   {'columns': ['_recomputed_at']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with orders as (
     select * from {{ ref('int_orders__unioned') }} as u
