@@ -93,29 +93,22 @@ def _store(url: str, build_schema: str, value: str | None) -> None:
             )
 
 
-def _snapshot_fingerprint(url: str, build_schema: str) -> str | None:
-    """The fingerprint the build schema's incremental marts were built with; None without schema or record."""
-    with connect(url) as conn:
-        if conn.execute("select to_regclass('ops.mart_snapshots')").fetchone()[0] is None:
-            return None
-        row = conn.execute(
-            "select s.fingerprint from ops.mart_snapshots s join pg_namespace n on n.oid = s.schema_oid"
-            " where n.nspname = %s", (build_schema,)).fetchone()
-    return row[0] if row else None
+def _snapshot_reusable(url: str, build_schema: str, current: str) -> bool:
+    """Whether the build schema's incremental marts can be brought up to date rather than built from scratch.
 
-
-def _clock_behind_snapshots(url: str) -> bool:
-    """True when this process's clock is not past every recorded snapshot stamp.
-
-    Snapshot watermarks are dbt's `run_started_at` of earlier builds, possibly from another worker; a build stamped
-    earlier than a watermark would be missed by the next incremental update, so such a build starts from scratch.
+    They must have been recorded (ops.mart_snapshots) with this fingerprint, and this process's clock must be past
+    every recorded watermark: those are dbt's `run_started_at` of earlier builds, possibly from another worker, and
+    rows stamped earlier than a watermark would be missed by the next incremental update.
     """
     with connect(url) as conn:
         if conn.execute("select to_regclass('ops.mart_snapshots')").fetchone()[0] is None:
             return False
+        row = conn.execute(
+            "select s.fingerprint from ops.mart_snapshots s join pg_namespace n on n.oid = s.schema_oid"
+            " where n.nspname = %s", (build_schema,)).fetchone()
         latest = conn.execute(
             "select max(greatest(orders_through, clicks_through)) from ops.mart_snapshots").fetchone()[0]
-    return latest is not None and latest >= datetime.now(UTC)
+    return row is not None and row[0] == current and (latest is None or latest < datetime.now(UTC))
 
 
 def _drop_build_schema(url: str, build_schema: str) -> None:
@@ -155,7 +148,7 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if full_refresh is None:
         full_refresh = _stored(url, build_schema) != current
     _store(url, build_schema, None)  # a build that stops midway leaves the work tables half-updated
-    if full_refresh or _snapshot_fingerprint(url, build_schema) != current or _clock_behind_snapshots(url):
+    if full_refresh or not _snapshot_reusable(url, build_schema, current):
         _drop_build_schema(url, build_schema)  # marts of other code or config (or unknown state): from scratch
     # dbt's unit tests test model code on fixed inputs, not data: `make test` / CI runs them (tests/test_dbt_build.py),
     # production builds skip them, as dbt recommends
