@@ -51,7 +51,7 @@ def _database(server: str, name: str) -> str:
 
 def _phase_seconds() -> dict[str, float]:
     """Seconds per kind of node of the last dbt invocation (run_results.json): intermediate, marts, tests."""
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    results = _run_results()
     out = {"intermediate": 0.0, "marts": 0.0, "tests": 0.0}
     for item in results:
         uid = item["unique_id"]
@@ -60,6 +60,11 @@ def _phase_seconds() -> dict[str, float]:
                     "partner_kpis_daily", "partner_balances", "objective_progress") else "intermediate")
         out[kind] += item.get("execution_time") or 0.0
     return {k: round(v, 1) for k, v in out.items()}
+
+
+def _run_results() -> list[dict]:
+    """The nodes of the last dbt invocation (dbt_project/target/run_results.json)."""
+    return json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
 
 
 def _is_test(unique_id: str) -> bool:
@@ -72,22 +77,15 @@ def _test_wall_seconds() -> float:
     dbt runs tests on its threads beside models, so summing their execution times counts overlapping seconds twice;
     the union of their execute intervals is the time the build actually spent testing.
     """
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
     intervals = sorted(
         (datetime.fromisoformat(t["started_at"]).timestamp(), datetime.fromisoformat(t["completed_at"]).timestamp())
-        for item in results if _is_test(item["unique_id"])
+        for item in _run_results() if _is_test(item["unique_id"])
         for t in item.get("timing", []) if t.get("name") == "execute" and t.get("started_at")
     )
-    total, current = 0.0, None
-    for start, end in intervals:
-        if current and start <= current[1]:
-            current[1] = max(current[1], end)
-            continue
-        if current:
-            total += current[1] - current[0]
-        current = [start, end]
-    if current:
-        total += current[1] - current[0]
+    total, reached = 0.0, float("-inf")
+    for start, end in intervals:  # sorted by start: count only what lies beyond the intervals seen so far
+        total += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
     return round(total, 1)
 
 
