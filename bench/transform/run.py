@@ -62,6 +62,13 @@ def _phase_seconds() -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def _slowest_nodes(count: int = 12) -> dict[str, float]:
+    """The last invocation's slowest nodes (execution seconds): where the next optimisation should look."""
+    times = sorted(((item.get("execution_time") or 0.0, item["unique_id"].split(".")[-1]) for item in _run_results()),
+                   reverse=True)
+    return {name: round(seconds, 1) for seconds, name in times[:count]}
+
+
 def _run_results() -> list[dict]:
     """The nodes of the last dbt invocation (dbt_project/target/run_results.json)."""
     return json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
@@ -108,7 +115,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     full = dbt_build(url, SCHEMA, dbt_vars, full_refresh=True)
     full_s = time.perf_counter() - t0
     assert full.outcome.success, full.outcome.failures
-    full_phases = _phase_seconds()
+    full_phases, full_nodes = _phase_seconds(), _slowest_nodes()
     print(f"[{orders}] full build {full_s:.1f}s {full_phases}", flush=True)
 
     def land_delta() -> tuple[Generated, int]:
@@ -136,7 +143,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     inc = dbt_build(url, SCHEMA, dbt_vars)
     inc_s = time.perf_counter() - t0
     assert inc.outcome.success and not inc.full_refresh, inc.outcome.failures
-    inc_phases = _phase_seconds()
+    inc_phases, inc_nodes = _phase_seconds(), _slowest_nodes()
     with psycopg.connect(url) as conn:
         recomputed = conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0]
     print(f"[{orders}] incremental build {inc_s:.1f}s {inc_phases}, {recomputed} orders recomputed", flush=True)
@@ -165,8 +172,9 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     return {
         "orders": orders, "clicks": base.clicks, "new_orders": delta.orders, "new_clicks": delta.clicks,
         "changed_orders": changed, "recomputed_orders": recomputed,
-        "full_build_s": round(full_s, 1), "full_phases_s": full_phases,
+        "full_build_s": round(full_s, 1), "full_phases_s": full_phases, "full_slowest_nodes_s": full_nodes,
         "incremental_s": round(inc_s, 1), "incremental_phases_s": inc_phases,
+        "incremental_slowest_nodes_s": inc_nodes,
         "hand_sql_s": round(ref_s, 1), "last_click_differences": differ,
         "incremental_over_full": round(inc_s / full_s, 3), "full_over_hand_sql": round(full_s / ref_s, 2),
     }
