@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from alliance.config import load_config
 from alliance.config_sync import sync_config
@@ -38,24 +39,29 @@ def _oid(url: str, relation: str) -> int | None:
         return conn.execute("select to_regclass(%s)::oid", (relation,)).fetchone()[0]
 
 
-def _move_first_orders(url: str) -> None:
-    """Two customers' first orders change: one moves after the customer's last order, one to another customer.
+def _change_histories(url: str) -> None:
+    """Changes whose effect reaches other, unchanged orders of the same customer at the same storefront.
 
-    Both customers' later orders get another first order and previous order, though nothing later changed.
+    Two first orders move (one after the customer's last order, one to another customer): the later orders get
+    another first order and previous order. A third customer's first order is cancelled before its lock date: the
+    second order becomes the first one. A click lands for a fourth customer just before its second order: that
+    order's last click changes, though the order itself did not.
     """
     with psycopg.connect(url) as conn:
         firsts = conn.execute("""
             select partner_id, order_id, customer_key,
-                   max((payload ->> 'created_at')::timestamptz) over (partition by partner_id, customer_key)
+                   max((payload ->> 'created_at')::timestamptz) over (partition by partner_id, customer_key),
+                   (payload ->> 'created_at')::timestamptz,
+                   jsonb_array_length(payload -> 'discount_codes') = 0 and payload ->> 'landing_site' is null
             from raw.orders as o
             where platform = 'shopify' and customer_key is not null
               and not coalesce((payload ->> 'test')::boolean, false) and payload ->> 'cancelled_at' is null
             order by partner_id, customer_key, (payload ->> 'created_at')::timestamptz""").fetchall()
         histories: dict[tuple, list] = {}
-        for partner_id, order_id, customer, last in firsts:
-            histories.setdefault((partner_id, customer), []).append((order_id, last))
-        long = [(key, orders) for key, orders in histories.items() if len(orders) >= 3][:2]
-        assert len(long) == 2, "the synthetic alliance has customers with three orders or more"
+        for partner_id, order_id, customer, last, created, codeless in firsts:
+            histories.setdefault((partner_id, customer), []).append((order_id, last, created, codeless))
+        long = [(key, orders) for key, orders in histories.items() if len(orders) >= 3 and orders[1][3]][:4]
+        assert len(long) == 4, "the synthetic alliance has customers with three orders or more"
         (partner_id, _), orders = long[0]
         conn.execute("update raw.orders set payload = jsonb_set(payload, '{created_at}', to_jsonb(%s::text)),"
                      " loaded_at = now() where partner_id = %s and order_id = %s",
@@ -63,6 +69,20 @@ def _move_first_orders(url: str) -> None:
         (partner_id, _), orders = long[1]
         conn.execute("update raw.orders set customer_key = %s, loaded_at = now()"
                      " where partner_id = %s and order_id = %s", ("f" * 64, partner_id, orders[0][0]))
+        (partner_id, _), orders = long[2]
+        cancelled = (orders[0][2] + timedelta(hours=1)).isoformat()
+        conn.execute("update raw.orders set payload = jsonb_set(payload, '{cancelled_at}', to_jsonb(%s::text)),"
+                     " loaded_at = now() where partner_id = %s and order_id = %s",
+                     (cancelled, partner_id, orders[0][0]))
+        (partner_id, customer), orders = long[3]
+        referrer = conn.execute("select partner_id from raw.cfg_partners where partner_id <> %s order by 1 limit 1",
+                                (partner_id,)).fetchone()[0]
+        clicked = orders[1][2] - timedelta(seconds=1)
+        payload = {"Id": "late-click", "ReferrerPartnerId": referrer, "DestinationPartnerId": partner_id,
+                   "EventDate": clicked.isoformat(), "ReferralCode": None, "CustomerEmail": customer}
+        conn.execute("insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id,"
+                     " loaded_at) values ('alliance_network', 'late-click', %s, %s, %s, gen_random_uuid(), now())",
+                     (clicked, customer, Jsonb(payload)))
 
 
 def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
@@ -96,7 +116,7 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     # 1% new orders and 15 changed orders, landed now; a later run date moves commissions from pending to locked
     gen.write(url, 30, start=datetime(2026, 11, 5, tzinfo=UTC), span_seconds=5 * 86400)
     assert gen.change(url, 15) == 15
-    _move_first_orders(url)
+    _change_histories(url)
     later = {**dbt_vars, "as_of_date": "2027-01-15"}
     second = dbt_build(url, SCHEMA, later)
     assert not second.full_refresh and second.outcome.success, second.outcome.failures
@@ -105,6 +125,12 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
         recomputed = conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0]
         total = conn.execute("select count(*) from raw.orders").fetchone()[0]
     assert 45 <= recomputed < total * 0.2, "the incremental run recomputes the changed orders, not history"
+
+    # nothing landed since: the rows the overlap re-reads were handled by the last run, so nothing is recomputed
+    again = dbt_build(url, SCHEMA, later)
+    assert not again.full_refresh and again.outcome.success, again.outcome.failures
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0] == 0
     incremental = snapshot(url)
 
     full = dbt_build(url, SCHEMA, later, full_refresh=True)

@@ -30,6 +30,14 @@
     ((date_trunc('month', ({{ order_date }})::timestamp) + interval '1 month')::date - 1 + {{ var('lock_days') | int }})
 {%- endmacro %}
 
+{#- §6.1 effective cancellation: cancelled, unless the cancellation came after the order's lock date. `alias`
+    ('o.' or '') names a row with is_cancelled, cancelled_at and ordered_at. int_orders__enriched and
+    int_orders__changed must agree on it, hence one definition. -#}
+{% macro is_cancelled_effective(alias='') -%}
+    ({{ alias }}is_cancelled
+     and not coalesce({{ utc_date(alias ~ 'cancelled_at') }} > {{ lock_date(utc_date(alias ~ 'ordered_at')) }}, false))
+{%- endmacro %}
+
 {#- The value of query parameter `name` in a URL; printable-ASCII percent-escapes decoded ('+' is a space; non-ASCII escapes
     are kept literally so a malformed URL can never fail the run); null when absent. -#}
 {% macro url_query_param(url, name) -%}

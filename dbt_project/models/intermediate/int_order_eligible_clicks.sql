@@ -1,9 +1,9 @@
 -- §6.3 eligible clicks per attributable order: same destination, same non-null customer_key, referrer is a
 -- known partner other than the destination, t - lookback_days*24h <= clicked_at <= t, and clicked_at later
 -- than the customer's previous (non-cancelled, non-test) order at the destination. Shared by all models.
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
-          indexes=[{'columns': ['partner_id', 'order_id']}]) }}
--- depends_on: {{ ref('int_orders__changed') }}
+-- A view: int_order_attribution reads it for the orders a run recomputes, and PostgreSQL folds it into that query
+-- (no copy of millions of eligible clicks is written and indexed).
+{{ config(materialized='view') }}
 select
     o.partner_id,
     o.order_id,
@@ -25,4 +25,3 @@ where o.is_attributable
   and k.clicked_at >= o.ordered_at - {{ lookback_interval() }}
   and k.clicked_at <= o.ordered_at
   and (o.previous_order_at is null or k.clicked_at > o.previous_order_at)
-  {{ only_changed_orders('o.') }}

@@ -1,7 +1,7 @@
 -- The orders this run (re)computes attribution for. Full build: every order. Incremental run: orders whose raw row
--- changed, plus the later orders of each (storefront, customer) that had a changed order or a newly landed click:
--- first orders, the credit reset and click eligibility depend on the customer's earlier history at that storefront
--- (int_orders__enriched reads the rest of that history as stored).
+-- changed, plus the orders of the same (storefront, customer) that a changed order or a newly landed click can
+-- reach: first orders, the credit reset and click eligibility depend on the customer's earlier history at that
+-- storefront (int_orders__enriched reads the rest of that history as stored).
 -- Analysed once built: every incremental model deletes and reads by this set, and without statistics the planner
 -- hashes the whole large table instead of looking the few changed orders up in its index.
 {{ config(post_hook="analyze {{ this }}") }}
@@ -10,39 +10,49 @@
 select partner_id, order_id from {{ ref('int_orders__unioned') }}
 -- depends_on: {{ ref('int_network__clicks') }}
 {%- else %}
-with orders as (
-    select partner_id, order_id, customer_key, ordered_at from {{ ref('int_orders__unioned') }}
-),
-
-changed as (
+with changed as (
     select partner_id, order_id, customer_key, ordered_at, _previous_customer_key, _previous_ordered_at
     from {{ ref('int_orders__unioned') }}
     where _dbt_run_at = {{ dbt_run_at() }}
 ),
 
--- Where a (storefront, customer) history changed, and from when: a changed order (at the earlier of its old and
--- new time; under its old customer too when the customer changed) or a new click. Orders at or after that time
--- can get another previous order, first-order flag, credit reset or eligible clicks; earlier ones cannot.
-history_changes as (
-    select partner_id, customer_key, least(ordered_at, _previous_ordered_at) as since
+-- Where a (storefront, customer) history changed: a changed order at its new place and at its old one (old customer,
+-- old time), and a new click at its time, which can only reach orders within the lookback after it.
+change_points as (
+    select partner_id, customer_key, ordered_at as since, null::timestamptz as horizon
     from changed where customer_key is not null
-    union all
-    select partner_id, _previous_customer_key, _previous_ordered_at
-    from changed where _previous_customer_key is not null and _previous_customer_key <> coalesce(customer_key, '')
-    union all
-    select destination_partner_id, customer_key, clicked_at
+    union
+    select partner_id, _previous_customer_key, _previous_ordered_at, null
+    from changed where _previous_customer_key is not null
+    union
+    select destination_partner_id, customer_key, clicked_at, clicked_at + {{ lookback_interval() }}
     from {{ ref('int_network__clicks') }}
     where _dbt_run_at = {{ dbt_run_at() }} and customer_key is not null
 ),
 
-customers as (
-    select partner_id, customer_key, min(since) as since from history_changes group by partner_id, customer_key
+-- A change at `since` reaches the customer's orders from `since` up to and including the first order after it that
+-- is attributable now (its previous order, first-order flag and eligible clicks may change); every later order
+-- keeps the same previous order, so nothing it depends on changed. Attributable "now" is this run's state of every
+-- order, changed ones included: if such an order was not attributable before, its own change point covers what
+-- follows it.
+reach as (
+    select
+        c.partner_id,
+        c.customer_key,
+        c.since,
+        least(c.horizon, (
+            select min(o.ordered_at)
+            from {{ ref('int_orders__unioned') }} as o
+            where o.partner_id = c.partner_id and o.customer_key = c.customer_key and o.ordered_at > c.since
+              and not o.is_test and not {{ is_cancelled_effective('o.') }}
+        )) as through
+    from change_points as c
 )
 
 select partner_id, order_id from changed
 union
 select o.partner_id, o.order_id
-from orders as o
-inner join customers as c on c.partner_id = o.partner_id and c.customer_key = o.customer_key
-where o.ordered_at >= c.since
+from {{ ref('int_orders__unioned') }} as o
+inner join reach as r on r.partner_id = o.partner_id and r.customer_key = o.customer_key
+where o.ordered_at >= r.since and (r.through is null or o.ordered_at <= r.through)
 {%- endif %}

@@ -53,8 +53,7 @@ flagged as (
             )
         end                                                   as fx_rate,
         -- §6.1: an order cancelled after its lock date counts as not cancelled
-        (d.is_cancelled and not coalesce({{ utc_date('d.cancelled_at') }} > d.lock_date, false))
-                                                              as is_cancelled_effective
+        {{ is_cancelled_effective('d.') }}                   as is_cancelled_effective
     from dated as d
     inner join refund_totals as rt on rt.partner_id = d.partner_id and rt.order_id = d.order_id
 ),

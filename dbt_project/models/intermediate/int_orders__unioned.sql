@@ -1,10 +1,11 @@
 -- Orders of every storefront platform in one shape. Add `union all select ... from stg_woocommerce__orders`
 -- here (same columns, same order, including `_loaded_at` = raw.orders.loaded_at) when the WooCommerce staging
--- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read; the rows
--- (re)written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds them, and the
+-- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read, and only new
+-- or different ones are (re)written; they carry `_dbt_run_at` = this run, which is how int_orders__changed finds them, and the
 -- time and customer of the version they replace.
 {{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
-          indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']}]) }}
+          indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']},
+                   {'columns': ['_dbt_run_at']}]) }}
 {%- set order_columns = [
     'partner_id', 'order_id', 'platform', 'ordered_at', 'updated_at', 'customer_key', 'platform_customer_id',
     'currency', 'commissionable_amount', 'cancelled_at', 'is_cancelled', 'is_test', 'landing_ref',
@@ -32,6 +33,9 @@ select
     p.customer_key     as _previous_customer_key
 from landed as l
 left join {{ this }} as p on p.partner_id = l.partner_id and p.order_id = l.order_id
+-- a row re-read by the overlap as it was processed before is left alone: the last (successful) run handled it
+where p.order_id is null
+   or (l.{{ order_columns | join(', l.') }}) is distinct from (p.{{ order_columns | join(', p.') }})
     {%- else %}
     null::timestamptz  as _previous_ordered_at,
     null::text         as _previous_customer_key
