@@ -71,8 +71,8 @@
 
 {#- ---------------------------------------------------------------- incremental runs
     The large intermediate models are incremental. Each run recomputes exactly the orders listed in
-    int_orders__changed (orders whose raw row changed, every order of the same customer at the same storefront, and
-    orders a new click could be eligible for) and leaves the rest as they are. A changed config, changed model code
+    int_orders__changed (orders whose raw row changed, and the orders of the same customer at the same storefront
+    that such a change or a new click can reach) and leaves the rest as they are. A changed config, changed model code
     or a failed previous build makes alliance/run.py run `--full-refresh` instead. -#}
 
 {#- This invocation's start, stamped on the rows an incremental model (re)writes. -#}
