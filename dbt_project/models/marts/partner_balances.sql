@@ -2,7 +2,8 @@
 -- the referrer earned (= what the destination owes), its lock state and the refund leakage after the lock date.
 with commissions as (
     select *, {{ commission_state('lock_date') }} as commission_state
-    from {{ ref('int_order_commissions') }}
+    from {{ ref('int_order_attribution') }}
+    where is_commission_model and referrer_partner_id is not null
 )
 
 select

@@ -10,12 +10,13 @@ clicks as (
     group by 1, 2
 ),
 
--- the configured model's credited rows, read once for both sides; (order, referrer) is unique, so a referrer's
--- rows of one date are distinct orders and count(*) counts orders
+-- the configured model's credited rows, read once for both sides; (order, model, referrer) is unique, so a
+-- referrer's rows of one date are distinct orders and count(*) counts orders
 commissions as materialized (
     select partner_id, order_id, referrer_partner_id, order_date, is_new_customer, attributed_revenue_rc,
            net_attributed_revenue_rc, commission_rc, refund_leakage_rc
-    from {{ ref('int_order_commissions') }}
+    from {{ ref('int_order_attribution') }}
+    where referrer_partner_id is not null and is_commission_model
 ),
 
 earned as (
