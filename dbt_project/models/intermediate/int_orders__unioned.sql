@@ -33,7 +33,9 @@ select
     p.customer_key     as _previous_customer_key
 from landed as l
 left join {{ this }} as p on p.partner_id = l.partner_id and p.order_id = l.order_id
--- a row re-read by the overlap as it was processed before is left alone: the last (successful) run handled it
+-- a row re-read by the overlap as it was processed before is left alone: the last (successful) run handled it.
+-- Every landing of a raw row sets loaded_at (connectors/landing.py), so an equal _loaded_at also means equal
+-- discount codes and refunds, which are read from the same payload.
 where p.order_id is null
    or (l.{{ order_columns | join(', l.') }}) is distinct from (p.{{ order_columns | join(', p.') }})
     {%- else %}
