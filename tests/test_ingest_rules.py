@@ -64,7 +64,10 @@ def test_requests_per_second_from_config_spaces_requests(sandbox):
                       SourceRef(WOO_PARTNER, "LUMEN_TOKEN"), None, per_page=25)
     assert sum(1 for _ in pages) >= 4
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    assert len(stamps) >= 5 and min(gaps) >= 0.0495  # 20/s: never closer than 50 ms (refund calls count too)
+    # 20/s: 50 ms apart on average (refund calls count too); a single gap may be shorter by scheduler jitter in
+    # when the stamp is taken, never by much (without the limit they are a few ms apart)
+    assert len(stamps) >= 5 and min(gaps) >= 0.040
+    assert (stamps[-1] - stamps[0]) / (len(stamps) - 1) >= 0.0495
     assert session.verify is True
 
 
