@@ -29,7 +29,7 @@ _ENV_LOCK = threading.Lock()  # dbt reads connection settings from os.environ: o
 # Session settings of dbt's connections (libpq reads PGOPTIONS): the attribution models sort and hash a few hundred
 # thousand rows per million orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than
 # it saves on these one-shot statements. bench/transform gives its hand-written SQL the same settings.
-SESSION_OPTIONS = "-c work_mem=64MB -c jit=off"
+SESSION_OPTIONS = "-c work_mem=256MB -c maintenance_work_mem=512MB -c random_page_cost=1.1 -c jit=off"
 
 
 @dataclass

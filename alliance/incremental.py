@@ -12,7 +12,9 @@ records, per schema (by oid, which survives renames), the work-table state its m
 they were built with. A build replaces the orders recomputed since then (dbt_project/macros/alliance_helpers.sql);
 a schema built with another fingerprint, or with no record, is dropped first and its marts built from scratch.
 
-Builds skip dbt's unit tests, as dbt recommends for production: they test model code on fixed inputs, not data,
+Incremental builds run dbt's `incremental_build` selector (dbt_project/selectors.yml): the views are not re-created
+and the config's tests not re-run, since both are covered by the fingerprint. Builds skip dbt's unit tests, as dbt
+recommends for production: they test model code on fixed inputs, not data,
 so they run where code changes are checked (`make test` / CI: tests/test_dbt_build.py runs every one of them and
 fails on any). An incremental build's data tests on the large tables check only the orders and clicks it rewrote
 (dbt_project/macros/test_scoping.sql); the other rows passed the same tests in the last successful build, whose
@@ -151,8 +153,10 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if full_refresh or not _snapshot_reusable(url, build_schema, current):
         _drop_build_schema(url, build_schema)  # marts of other code or config (or unknown state): from scratch
     # dbt's unit tests test model code on fixed inputs, not data: `make test` / CI runs them (tests/test_dbt_build.py),
-    # production builds skip them, as dbt recommends
-    args = ["build", "--exclude-resource-type", "unit_test", *(["--full-refresh"] if full_refresh else [])]
+    # production builds skip them, as dbt recommends. An incremental build also leaves the views and the config's
+    # tests alone (dbt_project/selectors.yml): both are fingerprinted, so they are as the last full build left them.
+    args = (["build", "--exclude-resource-type", "unit_test", "--full-refresh"] if full_refresh
+            else ["build", "--selector", "incremental_build"])
     log.info("dbt build (%s)", "full refresh" if full_refresh else "incremental")
     outcome = run_dbt(args, url, build_schema, vars=dbt_vars)
     if outcome.success:

@@ -30,6 +30,24 @@ DATABASE = "alliance"
 SUPERUSER = "postgres"
 SERVICE_USER = "alliance_pg"  # postgres refuses to run as root
 
+def server_settings() -> dict[str, str]:
+    """Settings of the embedded server: a single-node warehouse whose transform writes millions of rows per build.
+
+    PostgreSQL's defaults (128 MB of buffers, a checkpoint per GB of WAL) are sized for small machines; with them a
+    1M-order build checkpoints every 20 s. Buffers take a quarter of the RAM, at most 1 GB. The embedded server has
+    no replicas and no WAL archive, so `wal_level=minimal`: a table a build creates is written once, to its file, not
+    also to the WAL (tests/test_warehouse.py). Production servers (docker-compose.yml) keep replication-ready WAL.
+    """
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return {
+        "shared_buffers": f"{max(128, min(1024, ram_mb // 4))}MB",
+        "max_wal_size": "8GB",
+        "checkpoint_timeout": "15min",
+        "wal_level": "minimal",
+        "max_wal_senders": "0",
+    }
+
+
 
 class WarehouseError(RuntimeError):
     """The warehouse cannot be reached or started; the message says what to do."""
@@ -271,7 +289,8 @@ class EmbeddedPostgres:
     def _start(self) -> int:
         previous = int(self.port_file.read_text()) if self.port_file.is_file() else None
         port = _free_port(previous)
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
+        options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200 "
+                   + " ".join(f"-c {k}={v}" for k, v in server_settings().items()))
         self._pg_ctl("-w", "-t", "60", "-l", str(self.logfile), "-o", options, "start")
         self.port_file.write_text(str(port))
         return port

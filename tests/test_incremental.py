@@ -85,6 +85,28 @@ def _change_histories(url: str) -> None:
                      (clicked, customer, Jsonb(payload)))
 
 
+def _reland_clicks(url: str) -> None:
+    """Clicks landed again with another payload (a network corrected them): one moves to another referrer and a day
+    earlier, one becomes a self-referral. The daily totals must take back what the old versions counted."""
+    with psycopg.connect(url) as conn:
+        picked = conn.execute("""
+            select c.network_id, c.click_id, c.payload, c.clicked_at
+            from raw.clicks as c join raw.cfg_partners as p on p.partner_id = c.payload ->> 'ReferrerPartnerId'
+            where c.payload ->> 'ReferrerPartnerId' <> c.payload ->> 'DestinationPartnerId'
+            order by c.click_id limit 2""").fetchall()
+        assert len(picked) == 2
+        partners = [r[0] for r in conn.execute("select partner_id from raw.cfg_partners order by 1")]
+        (network, click_id, payload, clicked), (network2, click_id2, payload2, _) = picked
+        other = next(p for p in partners if p not in (payload["ReferrerPartnerId"], payload["DestinationPartnerId"]))
+        moved = clicked - timedelta(days=1)
+        conn.execute("update raw.clicks set payload = %s, clicked_at = %s, loaded_at = now()"
+                     " where network_id = %s and click_id = %s",
+                     (Jsonb({**payload, "ReferrerPartnerId": other, "EventDate": moved.isoformat()}), moved, network,
+                      click_id))
+        conn.execute("update raw.clicks set payload = %s, loaded_at = now() where network_id = %s and click_id = %s",
+                     (Jsonb({**payload2, "ReferrerPartnerId": payload2["DestinationPartnerId"]}), network2, click_id2))
+
+
 def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     """Runs as in production: each build is published, and a publish recycles the snapshot it retires as the next
     build schema, so the last build brings a three-runs-old copy of the marts up to date in place."""
@@ -117,6 +139,7 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     gen.write(url, 30, start=datetime(2026, 11, 5, tzinfo=UTC), span_seconds=5 * 86400)
     assert gen.change(url, 15) == 15
     _change_histories(url)
+    _reland_clicks(url)
     later = {**dbt_vars, "as_of_date": "2027-01-15"}
     second = dbt_build(url, SCHEMA, later)
     assert not second.full_refresh and second.outcome.success, second.outcome.failures

@@ -32,6 +32,22 @@ def test_started_on_demand_on_tcp_and_reused(home):
         assert conn.execute("select x from keep_me").fetchone() == (42,)
 
 
+def test_sized_for_builds_and_tables_written_once(home):
+    """The embedded server is tuned for the transform (alliance.warehouse.server_settings): a table created and filled
+    in one transaction, as a dbt model is, goes to its file without being copied into the WAL as well."""
+    with psycopg.connect(warehouse_url(), autocommit=True) as conn:
+        assert conn.execute("show wal_level").fetchone()[0] == "minimal"
+        assert conn.execute("select setting::bigint * 8192 from pg_settings where name = 'shared_buffers'"
+                            ).fetchone()[0] > 128 * 2**20
+        before = conn.execute("select pg_current_wal_lsn()").fetchone()[0]
+        with conn.transaction():
+            conn.execute("create table built as select g as id, md5(g::text) as payload"
+                         " from generate_series(1, 200000) as g")
+        size, wal = conn.execute("select pg_table_size('built'), pg_current_wal_lsn() - %s::pg_lsn",
+                                 (before,)).fetchone()
+    assert size > 10 * 2**20 and wal < size / 10, f"{wal} bytes of WAL for a {size}-byte table"
+
+
 def test_stale_pid_is_recovered_and_data_kept(home):
     url = warehouse_url()
     with psycopg.connect(url) as conn:

@@ -80,20 +80,55 @@
     '{{ run_started_at.isoformat() }}'::timestamptz
 {%- endmacro %}
 
+{#- The first value of a one-row query, as text, run when the node executes (compiled into the SQL as a literal, so
+    the planner sees the actual watermark instead of a subquery it cannot estimate); `placeholder` while parsing. -#}
+{% macro scalar_value(query, placeholder='-infinity') -%}
+    {%- if execute -%}
+        {%- do return(run_query(query).columns[0].values()[0]) -%}
+    {%- else -%}
+        {%- do return(placeholder) -%}
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Raw rows loaded since the newest one already processed, minus `incremental_overlap_minutes` (a load whose
-    transaction was still open during the last run is picked up; re-reading a row is harmless). -#}
+    transaction was still open during the last run is picked up; re-reading a row is harmless). The watermark is read
+    from {{ this }}'s `_loaded_at` index and inlined. -#}
 {% macro loaded_since_last_run() -%}
     {%- if is_incremental() %}
-    where _loaded_at > (select coalesce(max(_loaded_at), '-infinity'::timestamptz) from {{ this }})
-                       - make_interval(mins => {{ var('incremental_overlap_minutes') | int }})
+    {%- set watermark = scalar_value(
+        "select (coalesce(max(_loaded_at), '-infinity'::timestamptz) - make_interval(mins => "
+        ~ (var('incremental_overlap_minutes') | int) ~ "))::text from " ~ this) %}
+    where _loaded_at > '{{ watermark }}'::timestamptz
     {%- endif %}
 {%- endmacro %}
 
-{#- In an incremental run, only the orders of int_orders__changed (`alias` is the order table's alias + '.'). -#}
-{% macro only_changed_orders(alias='') -%}
+{#- `relation as alias` in a full build; in an incremental run, only the rows of the orders in int_orders__changed,
+    joined on relation's (partner_id, order_id) (the planner, knowing the changed set is small, looks them up). -#}
+{% macro changed_orders_of(relation, alias) -%}
+    {%- if not is_incremental() -%}
+    {{ relation }} as {{ alias }}
+    {%- else -%}
+    {{ ref('int_orders__changed') }} as {{ alias }}_changed
+    inner join {{ relation }} as {{ alias }}
+        on {{ alias }}.partner_id = {{ alias }}_changed.partner_id and {{ alias }}.order_id = {{ alias }}_changed.order_id
+    {%- endif -%}
+{%- endmacro %}
+
+{#- `<kind> join relation as alias` on the order of `outer` (an alias). In an incremental run, for views over raw
+    payloads (set-returning JSON functions): a lateral subquery per order, kept apart by `offset 0`, since
+    PostgreSQL would otherwise parse every payload (or scan the whole table) and match afterwards; a full build joins
+    them as a whole. -#}
+{% macro join_order_rows(relation, alias, outer, kind='inner') -%}
     {%- if is_incremental() %}
-    and ({{ alias }}partner_id, {{ alias }}order_id) in (select partner_id, order_id from {{ ref('int_orders__changed') }})
-    {%- endif %}
+    {{ kind }} join lateral (
+        select * from {{ relation }} as {{ alias }}_rows
+        where {{ alias }}_rows.partner_id = {{ outer }}.partner_id and {{ alias }}_rows.order_id = {{ outer }}.order_id
+        offset 0
+    ) as {{ alias }} on true
+    {%- else %}
+    {{ kind }} join {{ relation }} as {{ alias }}
+        on {{ alias }}.partner_id = {{ outer }}.partner_id and {{ alias }}.order_id = {{ outer }}.order_id
+    {%- endif -%}
 {%- endmacro %}
 
 {#- pre_hook of the order-keyed incremental models: drop the rows of the orders this run recomputes. -#}
@@ -104,6 +139,31 @@
     {%- else -%}
     select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- pre_hook of int_order_attribution: drop the rows of the orders this run recomputes, keeping their configured-model
+    credited rows in `int_order_attribution__retired` (this run's only), from which the partner totals take back
+    what those orders contributed before (int_partner_daily_totals, int_partner_monthly_totals). A full refresh drops
+    that table: the totals are then summed from scratch. -#}
+{% macro retire_changed_commissions() -%}
+    {%- if is_incremental() -%}
+    create table if not exists {{ retired_commissions(this) }} as select * from {{ this }} with no data;
+    truncate {{ retired_commissions(this) }};
+    with gone as (
+        delete from {{ this }} as t using {{ ref('int_orders__changed') }} as c
+        where t.partner_id = c.partner_id and t.order_id = c.order_id
+        returning t.*
+    )
+    insert into {{ retired_commissions(this) }}
+    select * from gone where is_commission_model and referrer_partner_id is not null
+    {%- else -%}
+    drop table if exists {{ retired_commissions(this) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The table retire_changed_commissions() fills, beside int_order_attribution (`attribution` is its relation). -#}
+{% macro retired_commissions(attribution) -%}
+    {{ attribution.incorporate(path={"identifier": attribution.identifier ~ "__retired"}) }}
 {%- endmacro %}
 
 {#- The attribution models of §6, side by side in fct_order_attribution. -#}
@@ -121,11 +181,15 @@
     with no state (a new schema) that is every order and click. A code or config change rebuilds everything
     (`--full-refresh`, the build schema dropped first). -#}
 
-{#- The snapshot's watermark `column` (orders_through | clicks_through), or -infinity when it has none. -#}
+{#- The snapshot's watermark `column` (orders_through | clicks_through), or -infinity when it has none, inlined as a
+    literal (ops.mart_snapshots changes only after a build, alliance/incremental.py). -#}
 {% macro mart_watermark(column) -%}
-    coalesce((select s.{{ column }} from ops.mart_snapshots as s
-              where s.schema_oid = (select oid from pg_namespace where nspname = '{{ this.schema }}')),
-             '-infinity'::timestamptz)
+    {%- set snapshots = adapter.get_relation(database=target.database, schema='ops', identifier='mart_snapshots')
+        if execute else none -%}
+    {%- set value = '-infinity' if snapshots is none else scalar_value(
+        "select coalesce((select s." ~ column ~ " from ops.mart_snapshots as s where s.schema_oid = "
+        ~ "(select oid from pg_namespace where nspname = '" ~ this.schema ~ "')), '-infinity'::timestamptz)::text") -%}
+    '{{ value }}'::timestamptz
 {%- endmacro %}
 
 {#- Orders whose work rows were recomputed after this schema's snapshot (incremental runs). -#}
@@ -144,11 +208,17 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- In an incremental run, only the orders recomputed since the snapshot (`alias` as in only_changed_orders). -#}
-{% macro only_orders_recomputed_since_snapshot(alias='') -%}
-    {%- if is_incremental() %}
-    and ({{ alias }}partner_id, {{ alias }}order_id) in ({{ orders_recomputed_since_snapshot() }})
-    {%- endif %}
+{#- `relation as alias`, in an incremental run only the rows of the orders recomputed since the snapshot (joined on
+    relation's (partner_id, order_id), as in changed_orders_of). -#}
+{% macro recomputed_since_snapshot_of(relation, alias) -%}
+    {%- if is_incremental() -%}
+    ({{ orders_recomputed_since_snapshot() }}) as {{ alias }}_recomputed
+    inner join {{ relation }} as {{ alias }}
+        on {{ alias }}.partner_id = {{ alias }}_recomputed.partner_id
+       and {{ alias }}.order_id = {{ alias }}_recomputed.order_id
+    {%- else -%}
+    {{ relation }} as {{ alias }}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- pre_hook of fct_referrals: drop the clicks about to be added again (none, unless a run is repeated). -#}
@@ -186,4 +256,15 @@
             create unique index on {{ this }} ({{ columns | join(', ') }}) nulls not distinct;
         end if;
     end $$
+{%- endmacro %}
+
+{#- post_hook of the large work tables: planner statistics right after a full build, before the next model reads the
+    table (autovacuum would analyze it a minute later; a plan made without statistics can take twice as long). An
+    incremental run changes a small share of the rows and leaves the statistics to autovacuum. -#}
+{% macro analyze_after_full_build() -%}
+    {%- if is_incremental() -%}
+    select 1
+    {%- else -%}
+    analyze {{ this }}
+    {%- endif -%}
 {%- endmacro %}

@@ -7,42 +7,32 @@
     exact. A scoped test depends on the model that defines its scope, so in `dbt build` it runs after this run has
     rebuilt that model (staging tests included, which otherwise would run first). -#}
 
-{#- The relation a test reads: `model`, restricted to the scope in an incremental run. -#}
-{% macro scoped(model, scope=none) -%}
-    {%- if scope is none -%}
-        {{ model }}
-    {%- else -%}
-        {%- set condition = test_scope_condition(scope) -%}
-        {%- if condition -%}
-            (select * from {{ model }} where {{ condition }}) as scoped_rows
-        {%- else -%}
-            {{ model }}
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
-{#- `and <condition>` or nothing (singular tests; `alias` prefixes the key columns). -#}
-{% macro and_in_test_scope(scope, alias='') -%}
-    {%- set condition = test_scope_condition(scope, alias) -%}
-    {%- if condition %} and {{ condition }}{% endif -%}
-{%- endmacro %}
-
-{#- The SQL condition of a scope on columns prefixed by `alias`, or none when every row is tested (a full refresh). -#}
-{% macro test_scope_condition(scope, alias='') -%}
-    {%- if scope == 'changed_orders' -%}
-        {%- set keys = ref('int_orders__changed') -%}
-    {%- elif scope == 'changed_clicks' -%}
-        {%- set clicks = ref('int_network__clicks') -%}
-    {%- else -%}
+{#- The relation a test reads, as `<relation> as <alias>`: `model`, restricted to the scope in an incremental run. The
+    scope's keys drive the lookup (a lateral subquery per key, kept apart from the rest of the query by `offset 0`), so
+    the model's key index is used instead of a scan of the whole table or of the raw payloads behind a staging view. -#}
+{% macro scoped(model, scope=none, alias='scoped_rows') -%}
+    {#- ref() is called unconditionally so that dbt records the dependency when it parses the test -#}
+    {%- set changed_orders = ref('int_orders__changed') -%}
+    {%- set clicks = ref('int_network__clicks') -%}
+    {%- if scope not in (none, 'changed_orders', 'changed_clicks') -%}
         {%- do exceptions.raise_compiler_error('unknown test scope ' ~ scope) -%}
     {%- endif -%}
-    {%- if flags.FULL_REFRESH -%}
-        {%- do return(none) -%}
+    {%- if scope is none or flags.FULL_REFRESH -%}
+        {{ model }} as {{ alias }}
     {%- elif scope == 'changed_orders' -%}
-        {%- do return('(' ~ alias ~ 'partner_id, ' ~ alias ~ 'order_id) in (select c.partner_id, c.order_id from '
-                      ~ keys ~ ' as c)') -%}
+        (select in_scope.* from {{ changed_orders }} as scope_keys
+         cross join lateral (
+             select * from {{ model }} as m
+             where m.partner_id = scope_keys.partner_id and m.order_id = scope_keys.order_id
+             offset 0
+         ) as in_scope) as {{ alias }}
     {%- else -%}
-        {%- do return('(' ~ alias ~ 'network_id, ' ~ alias ~ 'click_id) in (select k.network_id, k.click_id from '
-                      ~ clicks ~ ' as k where k._dbt_run_at = ' ~ dbt_run_at() ~ ')') -%}
+        (select in_scope.* from {{ clicks }} as scope_keys
+         cross join lateral (
+             select * from {{ model }} as m
+             where m.network_id = scope_keys.network_id and m.click_id = scope_keys.click_id
+             offset 0
+         ) as in_scope
+         where scope_keys._dbt_run_at = {{ dbt_run_at() }}) as {{ alias }}
     {%- endif -%}
 {%- endmacro %}

@@ -14,9 +14,8 @@ with per_order as (
         coalesce(sum(a.credit) filter (where a.attribution_model = '{{ model }}'), 0) as {{ model }}_credit
         {{- "," if not loop.last }}
         {%- endfor %}
-    from {{ ref('fct_order_attribution') }} as a
+    from {{ scoped(ref('fct_order_attribution'), 'changed_orders', 'a') }}
     left join {{ ref('stg_cfg__partners') }} as p on p.partner_id = a.referrer_partner_id
-    where true {{ and_in_test_scope('changed_orders', 'a.') }}
     group by a.partner_id, a.order_id
 ),
 

@@ -1,6 +1,6 @@
 -- §6.2 code beats click: per attributable order, the first code (discount codes in listed order, then the
 -- landing ref) that belongs to a known partner other than the destination.
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
           indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with candidates as (
@@ -14,16 +14,14 @@ with candidates as (
             partition by o.partner_id, o.order_id
             order by c.source_rank, c.code_position
         )             as precedence
-    from {{ ref('int_orders__enriched') }} as o
-    inner join {{ ref('int_order_code_candidates') }} as c
-        on c.partner_id = o.partner_id and c.order_id = o.order_id
+    from {{ changed_orders_of(ref('int_orders__enriched'), 'o') }}
+    {{ join_order_rows(ref('int_order_code_candidates'), 'c', 'o') }}
     inner join {{ ref('stg_cfg__referral_codes') }} as rc
         on rc.code = c.code_normalized
     inner join {{ ref('stg_cfg__partners') }} as p
         on p.partner_id = rc.partner_id
     where o.is_attributable
       and rc.partner_id <> o.partner_id
-      {{ only_changed_orders('o.') }}
 )
 
 select partner_id, order_id, referrer_partner_id, referral_code, code_source

@@ -1,17 +1,11 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
-{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
           indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']},
                    {'columns': ['_recomputed_at']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with orders as (
-    select * from {{ ref('int_orders__unioned') }} as u
-    where true {{ only_changed_orders('u.') }}
-),
-
-refunds as (
-    select * from {{ ref('int_order_refunds__unioned') }} as r
-    where true {{ only_changed_orders('r.') }}
+    select u.* from {{ changed_orders_of(ref('int_orders__unioned'), 'u') }}
 ),
 
 dated as (
@@ -22,40 +16,54 @@ dated as (
     from orders as o
 ),
 
+-- refunds summed per refunded order (all, and on or before its lock date)
 refund_totals as (
     select
         d.partner_id,
         d.order_id,
-        coalesce(sum(r.refunded_amount), 0) as refunded_amount,
+        sum(r.refunded_amount)              as refunded_amount,
         -- a refund without a timestamp is treated as before the lock (the conservative side for payers' disputes)
         coalesce(sum(r.refunded_amount) filter (
             where r.refunded_at is null or {{ utc_date('r.refunded_at') }} <= d.lock_date
         ), 0)                               as refunded_before_lock_amount
     from dated as d
-    left join refunds as r on r.partner_id = d.partner_id and r.order_id = d.order_id
+    {{ join_order_rows(ref('int_order_refunds__unioned'), 'r', 'd') }}
     group by d.partner_id, d.order_id
+),
+
+-- the FX rate of each (currency, UTC date) the orders have: the latest rate on or before that date (one lookup per
+-- pair, not per order)
+fx_days as (
+    select
+        f.currency,
+        f.order_date,
+        (
+            select fx.rate_to_reporting
+            from {{ ref('int_fx_rates') }} as fx
+            where fx.currency = f.currency and fx.rate_date <= f.order_date
+            order by fx.rate_date desc
+            limit 1
+        ) as fx_rate
+    from (
+        select distinct currency, order_date from dated where currency <> upper('{{ var("reporting_currency") }}')
+    ) as f
 ),
 
 flagged as (
     select
         d.*,
-        rt.refunded_amount,
-        rt.refunded_before_lock_amount,
-        rt.refunded_amount - rt.refunded_before_lock_amount as refunded_after_lock_amount,
+        coalesce(rt.refunded_amount, 0)                        as refunded_amount,
+        coalesce(rt.refunded_before_lock_amount, 0)            as refunded_before_lock_amount,
+        coalesce(rt.refunded_amount - rt.refunded_before_lock_amount, 0) as refunded_after_lock_amount,
         case
             when d.currency = upper('{{ var("reporting_currency") }}') then 1::numeric
-            else (
-                select fx.rate_to_reporting
-                from {{ ref('int_fx_rates') }} as fx
-                where fx.currency = d.currency and fx.rate_date <= d.order_date
-                order by fx.rate_date desc
-                limit 1
-            )
+            else fx.fx_rate
         end                                                   as fx_rate,
         -- §6.1: an order cancelled after its lock date counts as not cancelled
         {{ is_cancelled_effective('d.') }}                   as is_cancelled_effective
     from dated as d
-    inner join refund_totals as rt on rt.partner_id = d.partner_id and rt.order_id = d.order_id
+    left join refund_totals as rt on rt.partner_id = d.partner_id and rt.order_id = d.order_id
+    left join fx_days as fx on fx.currency = d.currency and fx.order_date = d.order_date
 ),
 
 eligible as (
@@ -75,10 +83,8 @@ timeline as (
     {%- if is_incremental() %}
     union all
     select t.partner_id, t.order_id, t.customer_key, t.ordered_at, t.is_attributable, true
-    from {{ this }} as t
-    where (t.partner_id, t.customer_key) in (
-        select partner_id, customer_key from eligible where customer_key is not null
-    )
+    from (select distinct partner_id, customer_key from eligible where customer_key is not null) as c
+    inner join {{ this }} as t on t.partner_id = c.partner_id and t.customer_key = c.customer_key
     {%- endif %}
 ),
 

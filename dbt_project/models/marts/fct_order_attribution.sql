@@ -4,7 +4,7 @@
 -- with the run date, is brought up to date on the other rows (macros/alliance_helpers.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
-          post_hook=["{{ refresh_commission_state() }}",
+          post_hook=["{{ refresh_commission_state() }}", "{{ analyze_after_full_build() }}",
                      "{{ ensure_unique_key(['partner_id', 'order_id', 'attribution_model', 'referrer_partner_id']) }}"]) }}
 -- depends_on: {{ ref('int_orders__enriched') }}
 select
@@ -33,5 +33,4 @@ select
     rate_applied,
     flat_amount,
     fx_rate
-from {{ ref('int_order_attribution') }} as a
-where true {{ only_orders_recomputed_since_snapshot('a.') }}
+from (select a.* from {{ recomputed_since_snapshot_of(ref('int_order_attribution'), 'a') }}) as a

@@ -1,0 +1,77 @@
+{#- The rows the partner totals (int_partner_daily_totals, int_partner_monthly_totals) sum: one contribution per
+    credited row of the configured model or per click, with `sign` 1 (counts now) or -1 (taken back). -#}
+
+{#- A credited row counts for its referrer (earned) and its destination (owed) on its order date. -#}
+{% macro daily_order_contributions(rows, sign) %}
+    -- as referrer
+    select
+        referrer_partner_id as partner_id, order_date as kpi_date,
+        0 as clicks_sent, {{ sign }} as referred_orders,
+        case when is_new_customer then {{ sign }} else 0 end as referred_new_customer_orders,
+        {{ sign }} * attributed_revenue_rc as attributed_revenue_rc,
+        {{ sign }} * net_attributed_revenue_rc as net_attributed_revenue_rc,
+        {{ sign }} * commission_rc as commission_earned_rc,
+        {{ sign }} * refund_leakage_rc as refund_leakage_rc,
+        0 as owed_orders, 0::numeric as commission_owed_rc
+    from {{ rows }}
+    where is_commission_model and referrer_partner_id is not null
+    union all
+    -- as destination
+    select
+        partner_id, order_date,
+        0, 0, 0, 0::numeric, 0::numeric, 0::numeric, 0::numeric,
+        {{ sign }}, {{ sign }} * commission_rc
+    from {{ rows }}
+    where is_commission_model and referrer_partner_id is not null
+{% endmacro %}
+
+{#- A click counts for its referrer on its UTC click date; `from` and `where` follow the call. -#}
+{% macro daily_click_contributions(referrer, clicked_at, sign) %}
+    select
+        {{ referrer }} as partner_id, {{ utc_date(clicked_at) }} as kpi_date,
+        {{ sign }} as clicks_sent, 0, 0, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0, 0::numeric
+{% endmacro %}
+
+{#- A credited row counts for its (referrer, destination, order month). -#}
+{% macro monthly_order_contributions(rows, sign) %}
+    select
+        referrer_partner_id,
+        partner_id                                       as destination_partner_id,
+        date_trunc('month', order_date::timestamp)::date as month,
+        {{ sign }}                                       as attributed_orders,
+        {{ sign }} * attributed_revenue_rc               as attributed_revenue_rc,
+        {{ sign }} * net_attributed_revenue_rc           as net_attributed_revenue_rc,
+        {{ sign }} * commission_rc                       as commission_rc,
+        {{ sign }} * refund_leakage_rc                   as refund_leakage_rc
+    from {{ rows }}
+    where is_commission_model and referrer_partner_id is not null
+{% endmacro %}
+
+
+{#- The totals after this run: the contributions (a CTE `contributions` of `keys` and `measures`) summed per key and,
+    in an incremental run, added to the key's stored totals; keys no contribution touches are left as they are. -#}
+{% macro totals_with_contributions(keys, measures) %}
+changes as (
+    select
+        {{ keys | join(', ') }}
+        {%- for m in measures %},
+        sum({{ m }}) as {{ m }}
+        {%- endfor %}
+    from contributions
+    group by {{ keys | join(', ') }}
+)
+
+select
+    c.{{ keys | join(', c.') }}
+    {%- for m in measures %},
+    {%- if is_incremental() %}
+    coalesce(t.{{ m }}, 0) + c.{{ m }} as {{ m }}
+    {%- else %}
+    c.{{ m }}
+    {%- endif %}
+    {%- endfor %}
+from changes as c
+{%- if is_incremental() %}
+left join {{ this }} as t on {% for k in keys %}t.{{ k }} = c.{{ k }}{% if not loop.last %} and {% endif %}{% endfor %}
+{%- endif %}
+{% endmacro %}
