@@ -1,7 +1,8 @@
 -- Every referral click, typed once (incremental: clicks are immutable events; only newly loaded ones are read, and
 -- only new or different ones written).
 -- Rows written by this run carry `_dbt_run_at` = this run, which is how int_orders__changed finds new clicks.
-{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", unique_key=['network_id', 'click_id'], incremental_strategy='delete+insert',
+{{ config(materialized='incremental', unique_key=['network_id', 'click_id'], incremental_strategy='delete+insert',
+          post_hook="{{ analyze_after_full_build() }}",
           indexes=[{'columns': ['network_id', 'click_id'], 'unique': true},
                    {'columns': ['destination_partner_id', 'customer_key']},
                    {'columns': ['_dbt_run_at']}, {'columns': ['_loaded_at']}]) }}

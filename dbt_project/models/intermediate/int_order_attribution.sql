@@ -21,7 +21,8 @@
     {{ exceptions.raise_compiler_error(
         "attribution_model `" ~ var('attribution_model') ~ "` is unknown; use one of " ~ models | join(', ')) }}
 {%- endif %}
-{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", incremental_strategy='append', pre_hook="{{ retire_changed_commissions() }}",
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ retire_changed_commissions() }}",
+          post_hook="{{ analyze_after_full_build() }}",
           indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with orders as (

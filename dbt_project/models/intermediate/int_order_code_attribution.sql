@@ -1,6 +1,7 @@
 -- §6.2 code beats click: per attributable order, the first code (discount codes in listed order, then the
 -- landing ref) that belongs to a known partner other than the destination.
-{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          post_hook="{{ analyze_after_full_build() }}",
           indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 with candidates as (

@@ -1,6 +1,7 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
-{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+{{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
+          post_hook="{{ analyze_after_full_build() }}",
           indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']},
                    {'columns': ['_recomputed_at']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}

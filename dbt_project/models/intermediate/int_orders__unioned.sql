@@ -3,7 +3,8 @@
 -- model exists. Incremental: only raw rows loaded since the last run (minus an overlap) are re-read, and only new
 -- or different ones are (re)written; they carry `_dbt_run_at` = this run, which is how int_orders__changed finds them, and the
 -- time and customer of the version they replace.
-{{ config(materialized='incremental', post_hook="{{ analyze_after_full_build() }}", unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
+{{ config(materialized='incremental', unique_key=['partner_id', 'order_id'], incremental_strategy='delete+insert',
+          post_hook="{{ analyze_after_full_build() }}",
           indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}, {'columns': ['partner_id', 'customer_key']},
                    {'columns': ['_dbt_run_at']}, {'columns': ['_loaded_at']}]) }}
 {%- set order_columns = [
