@@ -30,13 +30,15 @@ DATABASE = "alliance"
 SUPERUSER = "postgres"
 SERVICE_USER = "alliance_pg"  # postgres refuses to run as root
 
+
 def server_settings() -> dict[str, str]:
     """Settings of the embedded server: a single-node warehouse whose transform writes millions of rows per build.
 
     PostgreSQL's defaults (128 MB of buffers, a checkpoint per GB of WAL) are sized for small machines; with them a
     1M-order build checkpoints every 20 s. Buffers take a quarter of the RAM, at most 1 GB. The embedded server has
     no replicas and no WAL archive, so `wal_level=minimal`: a table a build creates is written once, to its file, not
-    also to the WAL (tests/test_warehouse.py). Production servers (docker-compose.yml) keep replication-ready WAL.
+    also to the WAL (tests/test_warehouse.py). The compose warehouse (deploy/postgres-init.sql) keeps its WAL
+    replication-ready.
     """
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     return {
