@@ -405,3 +405,73 @@ def test_every_dbt_unit_test_runs_and_passes_here(built: str) -> None:
     ran = [r for r in outcome.raw.results if r.node.resource_type.value == "unit_test"]
     declared = (ROOT / "dbt_project/models/intermediate/_unit_tests.yml").read_text().count("  - name: ")
     assert len(ran) == declared >= 7 and all(str(r.status.value) == "pass" for r in ran), [r.status for r in ran]
+
+
+def test_published_marts_refuse_rows_breaking_their_rules(built: str) -> None:
+    """Row rules of the published marts are PostgreSQL constraints (enforced dbt contracts): every write is checked
+    without a test scanning the table, and a model producing a breaking row fails the build naming the rule."""
+    attribution = "alliance_build.fct_order_attribution"
+    with psycopg.connect(built) as conn:
+        checks = {name for (name,) in conn.execute(
+            "select conname from pg_constraint where conrelid = %s::regclass and contype = 'c'", (attribution,))}
+        assert checks >= {"fct_order_attribution__attribution_model_accepted",
+                          "fct_order_attribution__attribution_reason_accepted",
+                          "fct_order_attribution__commission_for_commission_model",
+                          "fct_order_attribution__commission_state_accepted"}, checks
+        for statement, error in (
+            (f"update {attribution} set attribution_model = 'lastclick' where order_id = '101'",
+             psycopg.errors.CheckViolation),
+            (f"update {attribution} set commission_rc = null where is_commission_model", psycopg.errors.CheckViolation),
+            (f"update {attribution} set credit = null where order_id = '101'", psycopg.errors.NotNullViolation),
+            ("update alliance_build.fct_orders set fx_rate = null", psycopg.errors.NotNullViolation),
+            ("update alliance_build.fct_referrals set clicked_at = null", psycopg.errors.NotNullViolation),
+            ("update alliance_build.partner_balances set state = 'open'", psycopg.errors.CheckViolation),
+            ("update alliance_build.partner_kpis_daily set partner_id = null", psycopg.errors.NotNullViolation),
+            ("update alliance_build.objective_progress set metric = null", psycopg.errors.NotNullViolation),
+        ):
+            with pytest.raises(error), conn.transaction():
+                conn.execute(statement)
+
+    work = "alliance_build_work.int_order_attribution"
+    rebuild = ["run", "--full-refresh", "--select", "fct_order_attribution"]
+    row = "where partner_id = 'northwind' and order_id = '101' and attribution_model = 'last_click'"
+    with psycopg.connect(built) as conn:
+        [(reason,)] = conn.execute(f"select attribution_reason from {work} {row}").fetchall()
+        conn.execute(f"update {work} set attribution_reason = 'referral' {row}")
+    try:
+        outcome = run_dbt(rebuild, built, "alliance_build", VARS)
+        assert not outcome.success
+        [line] = outcome.failures
+        assert line.startswith("model fct_order_attribution error"), line
+        assert "fct_order_attribution__attribution_reason_accepted" in line, line
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute(f"update {work} set attribution_reason = %s {row}", (reason,))
+        assert run_dbt(rebuild, built, "alliance_build", VARS).success
+
+
+def test_staged_rows_missing_a_key_fail_the_build_naming_the_column(built: str) -> None:
+    """The staging views' not-null rules are NOT NULL columns of the tables they feed (enforced contracts): a raw click
+    written past the loader without a referrer stops the build at int_network__clicks, which names the column."""
+    with psycopg.connect(built) as conn:
+        nullable = dict(conn.execute(
+            "select table_name || '.' || column_name, is_nullable from information_schema.columns"
+            " where table_schema = 'alliance_build_work'"
+            " and table_name in ('int_orders__unioned', 'int_network__clicks')").fetchall())
+        for column in ("partner_id", "order_id", "ordered_at", "currency", "commissionable_amount"):
+            assert nullable[f"int_orders__unioned.{column}"] == "NO", column
+        for column in ("network_id", "click_id", "referrer_partner_id", "destination_partner_id", "clicked_at"):
+            assert nullable[f"int_network__clicks.{column}"] == "NO", column
+        payload = {"Id": "no-referrer", "DestinationPartnerId": "northwind", "EventDate": "2026-10-05T09:00:00Z"}
+        conn.execute("insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id)"
+                     " values ('alliance_network', 'no-referrer', '2026-10-05T09:00:00Z', null, %s, %s)",
+                     (json.dumps(payload), LOAD))
+    try:
+        outcome = run_dbt(["run", "--select", "int_network__clicks"], built, "alliance_build", VARS)
+        assert not outcome.success
+        [line] = outcome.failures
+        assert line.startswith("model int_network__clicks error"), line
+        assert 'null value in column "referrer_partner_id"' in line, line
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute("delete from raw.clicks where click_id = 'no-referrer'")
