@@ -140,6 +140,14 @@ def _load(url: str, *, with_eur_rates: bool = True) -> None:
         )
 
 
+def _only_failure(args: list[str], url: str) -> str:
+    """Run dbt expecting it to fail on exactly one node; that node's failure line."""
+    outcome = run_dbt(args, url, "alliance_build", VARS)
+    assert not outcome.success
+    [line] = outcome.failures
+    return line
+
+
 def _rows(url: str, sql: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()
@@ -377,9 +385,7 @@ def test_attribution_consistency_names_each_problem(built: str) -> None:
             conn.execute("update organic set order_id = %s", (order_id,))
             conn.execute(f"insert into {table} select * from organic")
     try:
-        outcome = run_dbt(select, built, "alliance_build", VARS)
-        assert not outcome.success
-        [line] = outcome.failures
+        line = _only_failure(select, built)
         assert line.startswith("test assert_attribution_consistent failed"), line
         assert ": 4 rows" in line, line
         with psycopg.connect(built) as conn:
@@ -439,9 +445,7 @@ def test_published_marts_refuse_rows_breaking_their_rules(built: str) -> None:
         [(reason,)] = conn.execute(f"select attribution_reason from {work} {row}").fetchall()
         conn.execute(f"update {work} set attribution_reason = 'referral' {row}")
     try:
-        outcome = run_dbt(rebuild, built, "alliance_build", VARS)
-        assert not outcome.success
-        [line] = outcome.failures
+        line = _only_failure(rebuild, built)
         assert line.startswith("model fct_order_attribution error"), line
         assert "fct_order_attribution__attribution_reason_accepted" in line, line
     finally:
@@ -467,9 +471,7 @@ def test_staged_rows_missing_a_key_fail_the_build_naming_the_column(built: str) 
                      " values ('alliance_network', 'no-referrer', '2026-10-05T09:00:00Z', null, %s, %s)",
                      (json.dumps(payload), LOAD))
     try:
-        outcome = run_dbt(["run", "--select", "int_network__clicks"], built, "alliance_build", VARS)
-        assert not outcome.success
-        [line] = outcome.failures
+        line = _only_failure(["run", "--select", "int_network__clicks"], built)
         assert line.startswith("model int_network__clicks error"), line
         assert 'null value in column "referrer_partner_id"' in line, line
     finally:
