@@ -210,7 +210,7 @@ def _parameters(
 
 def _describe_expectation(config: Any) -> str:
     check = (config.meta or {}).get("check")
-    if config.type == "unexpected_rows_expectation" or check == "row_count_change":
+    if config.type == "expect_no_unexpected_rows" or check == "row_count_change":
         return f"{config.type}({check or 'custom_sql'})"
     kwargs = {k: v for k, v in config.kwargs.items() if k not in _SKIPPED_KWARGS and v is not None}
     args: list[str] = []
@@ -245,7 +245,7 @@ def _describe_outcome(config: Any, result: dict, exception_info: Any, params: di
             if isinstance(info, dict) and info.get("raised_exception"):
                 return f"error: {str(info.get('exception_message')).splitlines()[0][:300]}"
     check = (config.meta or {}).get("check")
-    if config.type == "unexpected_rows_expectation":
+    if config.type == "expect_no_unexpected_rows":
         what = {"no_email": "row(s) with an e-mail address", "freshness": "stale partner(s)",
                 "reconciliation": "unreconciled total(s)"}.get(check, "unexpected row(s)")
         return f"{result.get('observed_value')} {what}"
@@ -272,7 +272,7 @@ def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, para
     where: sql.Composable | None = None
     args: list[Any] = []
     kind = config.type
-    if kind == "unexpected_rows_expectation":
+    if kind == "expect_no_unexpected_rows":
         query = kw.get("unexpected_rows_query")
         if isinstance(query, dict):
             query = params.get(query.get("$PARAMETER", ""))
@@ -350,6 +350,8 @@ def _run_suites(
     """Run every validation definition of the checkpoint; one GX context per call."""
     quiet_gx()
     import great_expectations as gx  # heavy import (seconds): only when a gate actually runs
+
+    import alliance.gx_expectations  # noqa: F401 - registers expect_no_unexpected_rows before the suites load
 
     docs = data_docs_dir()
     freshness = 10**12 if settings.freshness_hours is None else settings.freshness_hours * 3600

@@ -58,8 +58,8 @@ def test_bad_table_fails_the_gate_and_analytics_stays_as_it_was(warehouse):
     assert not any("to_be_unique" in line for line in gate.failures)
     assert "fct_order_attribution: expect_column_values_to_be_in_set(commission_state, [pending, locked])" in text
     # the extra last-click row breaks both reconciliations: models disagree, commissions no longer add up
-    assert "fct_order_attribution: unexpected_rows_expectation(reconciliation) failed: 2 unreconciled total(s)" in text
-    assert any(line.startswith("partner_balances: unexpected_rows_expectation(reconciliation) failed: 1 ")
+    assert "fct_order_attribution: expect_no_unexpected_rows(reconciliation) failed: 2 unreconciled total(s)" in text
+    assert any(line.startswith("partner_balances: expect_no_unexpected_rows(reconciliation) failed: 1 ")
                and "attribution_commission_rc=620.00" in line for line in gate.failures), gate.failures
     assert not any(line.startswith(("fct_referrals", "partner_kpis_daily")) for line in gate.failures)
     assert table_counts(warehouse, "analytics") == published_before
@@ -116,7 +116,7 @@ INJECTIONS = {
         "fct_orders: expect_column_values_to_be_between(ordered_at, "),
     "email-in-a-column": (
         ["update alliance_build.fct_referrals set referral_code = 'Jane.Doe@Example.co.uk' where click_id = 'c5'"],
-        "fct_referrals: unexpected_rows_expectation(no_email) failed: 1 row(s) with an e-mail address | sample: "
+        "fct_referrals: expect_no_unexpected_rows(no_email) failed: 1 row(s) with an e-mail address | sample: "
         "(column_with_email=referral_code, click_id=c5, referrer_partner_id=lumen, destination_partner_id=northwind,"
         " referral_code=<e-mail>)"),
     "row-count-collapse": (
@@ -128,7 +128,7 @@ INJECTIONS = {
         "raw.orders: expect_column_values_to_be_between(updated_at, "),
     "raw-stale-partner": (
         [("raw", "o-old", "now() - interval '9 days'", "now() - interval '3 days'")],
-        "raw.orders: unexpected_rows_expectation(freshness) failed: 1 stale partner(s) | sample: "
+        "raw.orders: expect_no_unexpected_rows(freshness) failed: 1 stale partner(s) | sample: "
         "(partner_id=northwind"),
 }
 
@@ -206,7 +206,7 @@ def test_run_check_prints_and_stores_the_failure_report(warehouse, monkeypatch, 
     text = str(failed.value)
     assert text.startswith("quality gate failed, analytics left unchanged:")
     assert "dbt: not_null_fct_orders_currency: 2 failures" in text
-    assert "fct_orders: unexpected_rows_expectation(no_email) failed: 1 row(s) with an e-mail address" in text
+    assert "fct_orders: expect_no_unexpected_rows(no_email) failed: 1 row(s) with an e-mail address" in text
     assert f"GX Data Docs: {tmp_path / 'gx_data_docs' / 'index.html'}" in text
     assert "failing build kept for inspection in schema alliance_build" in text and "ann@" not in text
     with connect(warehouse) as conn:
