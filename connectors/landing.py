@@ -435,3 +435,23 @@ def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: s
         cursor = _move_cursor(conn, network_id, "clicks", load_id, good, cursor_cap)
         _count_page(conn, load_id, landed, quarantined)
     return PageOutcome(landed, quarantined, cursor)
+
+
+# --- deletions ------------------------------------------------------------------------------------------
+
+def land_order_deletion(conn: psycopg.Connection, partner_id: str, order_id: str, deleted_at: datetime,
+                        source: str) -> None:
+    """Record that an order was deleted upstream at `deleted_at` (in the caller's transaction).
+
+    The order stays in raw.orders and is treated as cancelled at that time by the staging models (PRODUCT.md §3);
+    its loaded_at moves so the next incremental transform re-reads it. The latest deletion of an order wins.
+    """
+    conn.execute(
+        "insert into raw.order_deletions (partner_id, order_id, deleted_at, source) values (%s, %s, %s, %s) "
+        "on conflict (partner_id, order_id) do update set deleted_at = excluded.deleted_at, "
+        "  source = excluded.source, loaded_at = now() "
+        "where raw.order_deletions.deleted_at < excluded.deleted_at",
+        (partner_id, order_id, deleted_at.astimezone(UTC), source),
+    )
+    conn.execute("update raw.orders set loaded_at = now() where partner_id = %s and order_id = %s",
+                 (partner_id, order_id))

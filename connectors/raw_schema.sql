@@ -74,3 +74,15 @@ create table if not exists raw.quarantine (
 -- The transform's incremental models read only rows loaded since their last run.
 create index if not exists orders_loaded_at_idx on raw.orders (loaded_at);
 create index if not exists clicks_loaded_at_idx on raw.clicks (loaded_at);
+
+-- Orders deleted upstream (Shopify `orders/delete`, WooCommerce `order.deleted` webhooks; PRODUCT.md §3): kept and
+-- treated as cancelled at `deleted_at` (the webhook's receipt time in the inbox) unless a later version of the
+-- order has landed since (a WooCommerce order restored from trash). One row per order: the latest deletion.
+create table if not exists raw.order_deletions (
+    partner_id   text not null,
+    order_id     text not null,
+    deleted_at   timestamptz not null,
+    source       text not null,                         -- webhook topic (or 'poll') that reported it
+    loaded_at    timestamptz not null default now(),
+    primary key (partner_id, order_id)
+);
