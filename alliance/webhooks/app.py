@@ -152,7 +152,7 @@ def create_app(sources: dict[tuple[str, str], Source], warehouse_url: str, salt:
         key = (request.path_params["platform"], request.path_params["source_id"])
         source = sources.get(key)
         if source is None:
-            return answer(404, f"no {key[0]} source `{key[1]}` with a webhook secret")
+            return answer(404, f"no {key[0]} source `{key[1]}` with a webhook secret", close=True)  # body unread
         headers = dict(request.scope["headers"])  # raw bytes, names lower-cased by the server
         if b"transfer-encoding" in headers and b"content-length" in headers:
             return answer(400, "Transfer-Encoding together with Content-Length is refused", close=True)
