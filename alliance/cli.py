@@ -279,6 +279,9 @@ def webhooks(
     Airflow is told through its REST API when ALLIANCE_AIRFLOW_API_URL is set (optionally
     ALLIANCE_AIRFLOW_USERNAME / ALLIANCE_AIRFLOW_PASSWORD); otherwise events wait in the outbox.
     """
+    import signal
+    import threading
+
     from alliance.webhooks import AirflowClient, build_server
     from connectors.pii import PiiError
 
@@ -289,8 +292,17 @@ def webhooks(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     sources = ", ".join(f"/webhooks/{p}/{i}" for p, i in sorted(server.sources))
+    server.start()
     console.print(f"alliance webhooks listening on {server.url} ({sources or 'no source has a webhook secret set'})")
-    server.serve_forever()  # uvicorn: graceful stop on SIGINT / SIGTERM; unprocessed inbox rows wait for the next start
+    # uvicorn runs in a thread; this one waits for SIGTERM / Ctrl-C, then stops it gracefully (exit 0; uvicorn in
+    # the main thread would re-raise the signal). Unprocessed inbox rows wait for the next start.
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
 
 
 @app.command()

@@ -115,12 +115,9 @@ class WebhookServer:
         if self.notifier:
             self.notifier.stop()
 
-    def serve_forever(self) -> None:
-        """In the calling (main) thread; uvicorn stops gracefully on SIGINT / SIGTERM."""
-        self.server.run(sockets=[self.sock])
-
     def start(self, timeout: float = 60.0) -> WebhookServer:
-        """In a background thread (tests, benchmarks, the freshness stack); returns once it accepts requests."""
+        """In a background thread (the CLI, tests, benchmarks, the freshness stack); returns once it accepts
+        requests. Signals stay with the caller: uvicorn installs no handlers outside the main thread."""
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="webhooks",
                                        daemon=True)
         self.thread.start()
