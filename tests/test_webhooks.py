@@ -401,6 +401,13 @@ def test_redact_topics_call_erasure_with_the_customer_key(make_server, warehouse
     assert calls[0] == (("customer", key, "northwind") if topic == "customers/redact" else ("shop", "northwind"))
     assert "555-625" not in query(warehouse, "select payload::text from raw.webhook_inbox where delivery_id = 'r-1'"
                                   )[0][0]
+    if topic == "customers/redact":  # without an e-mail, the customer is found through the listed orders
+        no_email = json.dumps({"shop_id": 954889, "customer": {"id": 191167}, "orders_to_redact": [1]}).encode()
+        assert post(server.url, no_email, delivery="r-2", topic=topic).status_code == 200
+        second = wait_for(lambda: query(warehouse, "select coalesce(last_error, outcome) from raw.webhook_inbox "
+                                                   "where delivery_id = 'r-2' and attempts >= 1"), "r-2 attempted")
+        assert "NotImplementedError" in second[0][0] or second[0][0].startswith("customers/redact: erased"), second
+        assert set(calls) == {("customer", key, "northwind")}
     if row[0] == "done":  # erasure implemented: the customer's key is gone from their orders
         assert query(warehouse, "select customer_key <> %s from raw.orders", (key,)) == [(True,)]
     else:

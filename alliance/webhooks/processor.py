@@ -243,11 +243,16 @@ class InboxProcessor:
             result = erase_storefront_customers(conn, item.source_id)
             return Outcome(f"shop/redact: erased {result.orders} orders, {result.clicks} clicks", changed)
         if item.topic == "customers/redact":
-            if key is None:
-                return Outcome("customers/redact names no customer e-mail: nothing alliance holds to erase")
-            result = erase_customer(conn, key, partner_id=item.source_id)
-            log.info("%s: erased customer %s…", item.where, key[:8])
-            return Outcome(f"customers/redact: erased {result.orders} orders, {result.clicks} clicks", changed)
+            keys = [key] if key else self._keys_of_orders(conn, item.source_id, payload.get("orders_to_redact"))
+            if not keys:
+                return Outcome("customers/redact names no customer e-mail and no order alliance holds: "
+                               "nothing to erase")
+            orders = clicks = 0
+            for each in keys:
+                result = erase_customer(conn, each, partner_id=item.source_id)
+                orders, clicks = orders + result.orders, clicks + result.clicks
+                log.info("%s: erased customer %s…", item.where, each[:8])
+            return Outcome(f"customers/redact: erased {orders} orders, {clicks} clicks", changed)
         orders = payload.get("orders_requested")
         request = payload.get("data_request") if isinstance(payload.get("data_request"), dict) else {}
         conn.execute(
@@ -258,6 +263,17 @@ class InboxProcessor:
              orjson.dumps([str(o) for o in orders] if isinstance(orders, list) else []).decode(),
              item.received_at))
         return Outcome("customers/data_request recorded for the partner manager (raw.webhook_data_requests)")
+
+    @staticmethod
+    def _keys_of_orders(conn: psycopg.Connection, partner_id: str, order_ids: object) -> list[str]:
+        """A redact request without an e-mail (Shopify sends some): the keys of the listed orders at this partner."""
+        if not isinstance(order_ids, list) or not order_ids:
+            return []
+        rows = conn.execute(
+            "select distinct customer_key from raw.orders where partner_id = %s and order_id = any(%s) "
+            "and customer_key is not null order by 1",
+            (partner_id, [str(o) for o in order_ids if isinstance(o, (int, str)) and not isinstance(o, bool)]))
+        return [r[0] for r in rows.fetchall()]
 
     def _attach_refunds(self, item: InboxItem, order: dict) -> None:
         """A WooCommerce order body lists its refunds by id and total only; their dates and line amounts come from
