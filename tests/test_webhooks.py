@@ -342,6 +342,33 @@ def test_woocommerce_order_lands_with_refunds_and_an_api_outage_is_retried(make_
     assert storefront.seen[-1][0] == "/wp-json/wc/v3/orders/723/refunds"
 
 
+def test_a_row_that_keeps_failing_is_marked_failed_for_an_operator(make_server, storefront, warehouse):
+    storefront.down = True
+    server = make_server(max_attempts=2)
+    woo_order = json.loads((shared_fixtures_dir() / "woocommerce_orders.json").read_text())[1]
+    assert post(server.url, json.dumps(woo_order).encode(), platform="woocommerce", source="woo", secret=WOO_SECRET,
+                delivery="w-9", topic="order.updated").status_code == 200
+    row = wait_for(lambda: query(warehouse, "select attempts, last_error from raw.webhook_inbox "
+                                            "where status = 'failed'"), "the row marked failed")[0]
+    assert row[0] == 2 and "refunds could not be fetched" in row[1]
+    health = requests.get(f"{server.url}/healthz", timeout=10).json()
+    assert (health["inbox_pending"], health["inbox_failed"]) == (0, 1)
+    assert counts(warehouse)[1] == 0
+
+
+def test_woocommerce_restored_order_lands_as_a_new_version(server, warehouse):
+    woo_order = json.loads((shared_fixtures_dir() / "woocommerce_orders.json").read_text())[0]
+    assert not woo_order.get("refunds")
+    assert post(server.url, json.dumps({"id": woo_order["id"]}).encode(), platform="woocommerce", source="woo",
+                secret=WOO_SECRET, delivery="x-1", topic="order.deleted").status_code == 200
+    assert post(server.url, json.dumps(woo_order).encode(), platform="woocommerce", source="woo", secret=WOO_SECRET,
+                delivery="x-2", topic="order.restored").status_code == 200
+    wait_for(lambda: processed(warehouse, "x-1") and processed(warehouse, "x-2"), "both processed")
+    assert query(warehouse, "select order_id, payload->>'status', customer_key is not null from raw.orders") == [
+        (str(woo_order["id"]), woo_order["status"], True)]
+    assert query(warehouse, "select order_id from raw.order_deletions") == [(str(woo_order["id"]),)]
+
+
 def test_network_clicks_are_verified_and_landed(server, warehouse):
     clicks = [{"Id": "c-1", "EventDate": "2026-10-20T09:00:00Z", "ReferrerPartnerId": "brightpath",
                "DestinationPartnerId": "northwind", "ReferralCode": "BRIGHT5", "CustomerEmail": "ada@example.com"}]
