@@ -23,6 +23,8 @@ create table if not exists raw.webhook_inbox (
     unique (platform, source_id, delivery_id)
 );
 create index if not exists webhook_inbox_due on raw.webhook_inbox (next_attempt_at) where status = 'pending';
+-- /healthz counts the open rows (pending, failed) on every probe: an index of those only, whatever the inbox's size.
+create index if not exists webhook_inbox_open on raw.webhook_inbox (status) where status in ('pending', 'failed');
 
 -- Shopify `customers/data_request`: recorded for the partner manager to answer (no personal data: the customer's
 -- key, the order ids the shop listed). answered_at is set by whoever answers.
