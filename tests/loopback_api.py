@@ -32,9 +32,13 @@ Handler = Callable[[str, dict[str, str], str], tuple[int, dict[str, str], bytes]
 
 
 class LoopbackApi:
-    """`with LoopbackApi(handler) as api:` serves on 127.0.0.1 (https when given a cert and key); `api.seen`."""
+    """`with LoopbackApi(handler) as api:` serves on 127.0.0.1 (https when given a cert and key); `api.seen`.
 
-    def __init__(self, handler: Handler, tls: tuple[Path, Path] | None = None) -> None:
+    `host` may be any loopback address (127.0.0.2 is another host on the same port); port 0 picks a free one.
+    """
+
+    def __init__(self, handler: Handler, tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         self.seen: list[Seen] = []
         owner = self
 
@@ -56,7 +60,7 @@ class LoopbackApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         scheme = "http"
         if tls is not None:
@@ -65,7 +69,7 @@ class LoopbackApi:
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
             scheme = "https"
         self.port: int = self._server.server_address[1]
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
