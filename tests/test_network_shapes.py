@@ -114,3 +114,19 @@ def test_a_body_without_the_clicks_list_fails_naming_the_network_and_the_fix(imp
     assert result.error.startswith("impact_net: ") and "without a `Clicks` list" in result.error, result.error
     assert "check that base_url in the config" in result.error
     assert SID_TOKEN.split(":")[1] not in result.error
+
+
+def test_a_next_link_back_to_a_page_already_read_stops_the_walk(warehouse, monkeypatch):
+    monkeypatch.setenv("IMPACT_SID_TOKEN", SID_TOKEN)
+    monkeypatch.setenv("ALLIANCE_PII_SALT", "fixture-salt-not-secret")
+
+    def loop(path: str, headers: dict, origin: str) -> tuple[int, dict, bytes]:
+        body = _fixture(PAGES[(ACCOUNT, "1")])
+        page = parse_qs(urlsplit(path).query).get("Page", ["1"])[-1]
+        body["@nextpageuri"] = f"{ACCOUNT}/Clicks?PageSize=3&Page={2 if page == '1' else 1}"  # 1 -> 2 -> 1 ...
+        return 200, {}, json.dumps(body).encode()
+
+    with LoopbackApi(loop) as api:
+        result = ingest_source(_config(api.url + ACCOUNT), "impact_net", warehouse, options=FAST)
+    assert result.status == "failed" and "the network's paging loops" in result.error, result.error
+    assert result.error.startswith("impact_net: ") and len(api.seen) == 3

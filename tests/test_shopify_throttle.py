@@ -17,7 +17,7 @@ import requests
 from alliance.config import load_config
 from alliance.sandbox.server import SandboxOptions, start_sandbox
 from alliance.sandbox.world import build_world
-from connectors.http import HttpPolicy
+from connectors.http import HttpPolicy, make_session
 from connectors.ingest import IngestOptions, ingest_source
 from connectors.shopify import CALL_LIMIT_HEADER, CallLimit
 
@@ -113,3 +113,12 @@ def test_call_limit_waits_only_when_the_next_call_would_fill_the_bucket(clock):
     limit.observe("garbage")  # unreadable: the last reading stands
     assert limit.delay() == 0.75
     assert limit.wait() == 0.75 and limit.delay() == 0
+
+
+def test_requests_per_second_spacing_waits_on_the_injected_clock(small_bucket, clock):
+    """`requests_per_second` spaces calls by the same clock: 4/s means 0.25 s between calls, recorded, not slept."""
+    url = f"{small_bucket.url}/tidewater/admin/api/2025-10/orders.json"
+    headers = {"X-Shopify-Access-Token": small_bucket.world.tokens["tidewater"]}
+    with make_session(HttpPolicy(clock=clock), requests_per_second=4) as session:
+        codes = [session.get(url, params={"limit": 1}, headers=headers).status_code for _ in range(3)]
+    assert codes == [200, 200, 200] and clock.sleeps == [0.25, 0.25]
