@@ -80,6 +80,7 @@ class SandboxOptions:
     late_update_rate: float = 0.0  # after a page, edit an already-served order with a time just behind it
     late_by_seconds: float = 120.0  # how far behind the last served time a late update lands
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # what the Shopify bucket leaks by
+    woo_total_headers: bool = True  # False: WooCommerce pages without X-WP-Total(Pages), as a stripping proxy would
 
     @property
     def any_fault(self) -> bool:
@@ -470,7 +471,9 @@ class _Handler(BaseHTTPRequestHandler):
             total = len(keyed)
             page = keyed[(page_number - 1) * per_page: page_number * per_page]
             body = json.loads(json.dumps(self._with_malformed([o for o, _ in page])))
-        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(max(1, math.ceil(total / per_page)))}
+        headers = {}
+        if self.state.options.woo_total_headers:
+            headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(max(1, math.ceil(total / per_page)))}
         self._send(200, body, headers)
         if orderby == "modified" and not descending:
             self._after_page(partner_id, [(o, _order_key_any(o)) for o, _ in page])
