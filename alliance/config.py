@@ -81,6 +81,9 @@ def check_base_url(value: str | None) -> str | None:
     if value is None:
         return None
     parts = urlsplit(value.strip())
+    if "@" in parts.netloc:  # never echoed: it would print the secret
+        raise ValueError("holds credentials (`user:password@`); put the secret in the variable named by "
+                         "`credentials_env` or in the Airflow connection of `credentials_conn`, never in base_url")
     scheme, host = parts.scheme.lower(), (parts.hostname or "")
     if scheme not in ("http", "https") or not host:
         raise ValueError(f"`{value}` is not an http(s) URL with a host; write e.g. https://shop.example.com")

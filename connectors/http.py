@@ -98,7 +98,7 @@ class AllianceRetry(Retry):
 class SourceSession(requests.Session):
     """A Session with a default (connect, read) timeout, an optional requests-per-second limit, and an origin.
 
-    With `origin` set (the source's base_url), a request to any other scheme, host or port raises
+    With `origin_url` set (the source's base_url), a request to any other scheme, host or port raises
     ForeignOriginError before anything is sent; without it, redirects are still held to the origin of the
     request that was redirected. Same-origin redirects are followed as requests does.
     """

@@ -182,6 +182,14 @@ def test_https_or_loopback_base_url_is_accepted(url, tmp_path):
     assert load_config(path, require_secrets=False).partner("northwind").base_url == url
 
 
+def test_credentials_inside_base_url_are_refused_without_echoing_them(tmp_path):
+    url = "https://shop:s3cr3t-token@northwind.example.com"
+    path = _write_config(tmp_path, lambda d: _source(d, "northwind").update(base_url=url))
+    with pytest.raises(ConfigError, match=r"base_url: holds credentials") as caught:
+        load_config(path, require_secrets=False)
+    assert "s3cr3t-token" not in str(caught.value)
+
+
 def test_network_base_url_is_held_to_the_same_rule(tmp_path):
     path = _write_config(tmp_path, lambda d: _source(d, "alliance_network").update(base_url="http://api.impact.com"))
     with pytest.raises(ConfigError, match=r"referral_networks\[0\] \(id: alliance_network\)\.base_url: .*plain http"):
