@@ -577,7 +577,7 @@ def impact_click(click: dict) -> dict:
         "SharedId": "",
         "UniqueClick": "true" if pick % 3 else "false",
     }
-    return {**extras, **json.loads(json.dumps(click))}
+    return {"Id": click.get("Id"), **extras, **json.loads(json.dumps(click))}  # Id first, as impact.com
 
 
 def _micros_or_raise(text: str) -> int:
