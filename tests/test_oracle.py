@@ -22,7 +22,7 @@ AS_OF = date(2026, 11, 15)  # October orders lock on 2026-11-30: still pending
 def make_config(**overrides) -> AllianceConfig:
     partners = [
         {
-            "id": "northwind", "platform": "shopify", "base_url": "http://x/northwind", "credentials_env": "NW",
+            "id": "northwind", "platform": "shopify", "base_url": "https://x/northwind", "credentials_env": "NW",
             "currency": "USD", "referral_codes": ["NORTHWIND10", "NWFRIENDS"],
             "commission": {"type": "percent", "rate": "0.10", "new_customer_rate": "0.15"},
             "contracts": [
@@ -32,11 +32,11 @@ def make_config(**overrides) -> AllianceConfig:
             ],
         },
         {
-            "id": "lumen", "platform": "shopify", "base_url": "http://x/lumen", "credentials_env": "LU",
+            "id": "lumen", "platform": "shopify", "base_url": "https://x/lumen", "credentials_env": "LU",
             "currency": "EUR", "referral_codes": ["LUMEN15"], "commission": {"type": "percent", "rate": "0.08"},
         },
         {
-            "id": "tidewater", "platform": "shopify", "base_url": "http://x/tidewater", "credentials_env": "TW",
+            "id": "tidewater", "platform": "shopify", "base_url": "https://x/tidewater", "credentials_env": "TW",
             "currency": "USD", "referral_codes": ["TIDE20"], "commission": {"type": "percent", "rate": "0.12"},
         },
         {"id": "brightpath", "platform": "none", "referral_codes": ["BRIGHT5"]},
