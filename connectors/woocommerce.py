@@ -22,6 +22,9 @@ from connectors.errors import SourceError, SourceRef, bare_url, get_json
 from connectors.paging import Page
 
 MAX_PER_PAGE = 100
+# `any` alone leaves trashed orders out (WordPress's WP_Query excludes `trash` from `any`); trash cancels an order
+# (PRODUCT.md §3), so it is listed too (woocommerce/woocommerce#21595 made `status=trash` queryable).
+STATUSES = "any,trash"
 REFUNDS_KEY = "alliance_refunds"
 
 
@@ -63,7 +66,7 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
     number = 0
     while True:
         params: dict[str, str | int] = {"per_page": per_page, "page": page_number, "orderby": "modified",
-                                        "order": "asc", "status": "any", "dates_are_gmt": "true"}
+                                        "order": "asc", "status": STATUSES, "dates_are_gmt": "true"}
         if lower is not None:
             params["modified_after"] = _wire(lower - timedelta(seconds=1))  # exclusive upstream: step back 1 s
         body, response = get_json(session, url, ref, params=params, auth=auth)

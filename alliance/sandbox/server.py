@@ -444,7 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _woo_orders(self, partner_id: str, query: dict[str, str]) -> None:
-        """`per_page` (max 100), `page`, `modified_after` (exclusive), `orderby` date|id|modified, `order`."""
+        """`per_page` (max 100), `page`, `modified_after` (exclusive), `orderby` date|id|modified, `order`, `status`.
+
+        `status` is a comma-separated list (WordPress `wp_parse_list`), default `any`; as in WordPress's WP_Query,
+        `any` leaves out trashed orders unless `trash` is listed too (woocommerce/woocommerce#21595)."""
         if not self._woo_auth(partner_id) or self._fault(partner_id):
             return
         world = self.state.world
@@ -458,13 +461,15 @@ class _Handler(BaseHTTPRequestHandler):
             if orderby not in ("date", "id", "modified"):
                 raise ValueError(f"orderby {orderby}")
             descending = query.get("order", "desc") == "desc"
+            statuses = {part.strip() for part in (query.get("status") or "any").split(",") if part.strip()}
         except ValueError as exc:
             self._send(400, {"code": "rest_invalid_param", "message": f"Invalid parameter(s): {exc}",
                              "data": {"status": 400}})
             return
         field_name = {"date": "date_created_gmt", "modified": "date_modified_gmt", "id": None}[orderby]
         with world.lock:
-            keyed = [(o, _woo_key(o, field_name)) for o in world.orders[partner_id]]
+            keyed = [(o, _woo_key(o, field_name)) for o in world.orders[partner_id]
+                     if _woo_status_listed(o.get("status"), statuses)]
             if after is not None:
                 keyed = [(o, k) for o, k in keyed if _woo_key(o, "date_modified_gmt")[0] > after]
             keyed.sort(key=lambda pair: pair[1], reverse=descending)
@@ -586,6 +591,13 @@ def _micros_or_raise(text: str) -> int:
 
 def _micros_from_start(text: str) -> int:
     return (_parse_start(text) - EPOCH) // _MICRO
+
+
+def _woo_status_listed(status: object, listed: set[str]) -> bool:
+    """WooCommerce's `status` filter: `any` is every status but `trash`; named statuses match themselves."""
+    if status in listed:
+        return True
+    return "any" in listed and status != "trash"
 
 
 def _status_matches(order: dict, status: str) -> bool:
