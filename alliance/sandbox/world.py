@@ -229,7 +229,9 @@ def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
         left -= share
         totals.append(share)
     ref = (parse_qs(urlsplit(order.get("landing_site") or "").query).get("ref") or [None])[0]
-    if order.get("test"):
+    if order.get("_woo_status"):  # a WooCommerce-only status (trash, failed) set by the scenario
+        status = order["_woo_status"]
+    elif order.get("test"):
         status = "checkout-draft"
     elif order.get("cancelled_at") or order.get("financial_status") == "voided":
         status = "cancelled"
@@ -457,6 +459,32 @@ class _Builder:
         # 23:30 in New York / 01:30 next day elsewhere: the UTC date differs from the local date
         self.click(p1, d, datetime(2026, 10, 27, 1, 0, tzinfo=UTC), c)
         self.tag("utc_date_differs", self.spec(d, datetime(2026, 10, 31, 3, 30, tzinfo=UTC), c))
+        self.woocommerce_cases(at)
+
+    def woocommerce_cases(self, at: Any) -> None:
+        """WooCommerce-only cases (PRODUCT.md §3), on the first woocommerce storefront only (so an all-Shopify
+        world stays byte-identical): `trash` and `failed` cancel the order at the version's date_modified_gmt, a
+        trash after the lock date leaves the commission standing, and refunds past the whole subtotal (served by
+        the `/orders/{id}/refunds` endpoint) leave a percent commission at zero and a negative net amount."""
+        woo = [p.id for p in self.storefronts if p.platform == "woocommerce"]
+        if not woo:
+            return
+        w = woo[0]
+        s1, s2 = (self.others(w) * 2)[:2]
+        c = self.scenario_customer()
+        self.click(s2, w, at("2026-10-03"), c)
+        self.tag("woo_trash", self.spec(w, at("2026-10-06"), c, discounts=[self.code_of(s1)], woo_status="trash",
+                                        cancelled_at=at("2026-10-09")))
+        self.tag("woo_after_trash_click", self.spec(w, at("2026-10-12"), c))  # the trashed order reset nothing
+        c = self.scenario_customer()
+        self.tag("woo_failed", self.spec(w, at("2026-10-13"), c, ref=self.code_of(s1), woo_status="failed",
+                                         cancelled_at=at("2026-10-13", 15)))
+        c = self.scenario_customer()
+        self.tag("woo_trash_after_lock", self.spec(w, at("2026-09-08"), c, discounts=[self.code_of(s2)],
+                                                   woo_status="trash", cancelled_at=at("2026-11-06")))
+        c = self.scenario_customer()
+        self.tag("refund_past_zero", self.spec(w, at("2026-10-14"), c, ref=self.code_of(s1),
+                                               refunds=[("line", at("2026-10-16")), ("over", at("2026-10-18"))]))
 
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
@@ -590,6 +618,8 @@ class _Builder:
                 continue
             line = lines[r % len(lines)]
             sub = min(Decimal(line["price"]), subtotal - refunded)
+            if kind == "over":  # a goodwill refund past what is left: the refunds exceed the subtotal
+                sub = subtotal - refunded + Decimal("5.00")
             refunded += sub
             refunds.append({
                 "id": refund_id, "order_id": order_id, "created_at": local_iso(when, zone),
@@ -635,7 +665,9 @@ class _Builder:
                 "orders_count": orders_count, "state": "enabled", "verified_email": True, "tags": "",
                 "currency": currency, "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}",
             }
+        extra = {"_woo_status": spec["woo_status"]} if spec.get("woo_status") else {}
         return {
+            **extra,
             "id": order_id,
             "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
             "name": f"#{number}",
