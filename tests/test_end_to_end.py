@@ -203,4 +203,4 @@ def test_oracle_reads_the_config_like_the_product(path):
     assert mine.model == theirs.attribution.model and mine.lock_days == theirs.lock_days
     assert [p.id for p in mine.partners] == [p.id for p in theirs.partners]
     assert [len(p.contracts) for p in mine.partners] == [len(p.contracts) for p in theirs.partners]
-    assert mine.fx_rates == theirs.fx_rates and mine.alerts == theirs.alerts
+    assert mine.fx_rates.resolve() == theirs.fx_rates.resolve() and mine.alerts.resolve() == theirs.alerts.resolve()

@@ -7,7 +7,8 @@ orders, refunds before and after the lock date), and the same seed must always g
 World API (other engineers build on these exact names and shapes; keep them stable):
 
 ``build_world(config: AllianceConfig, seed: int = 42) -> World``
-    Storefront partners with ``platform == "shopify"`` get orders; every partner (including platform
+    Storefront partners (``shopify``, or ``woocommerce``: the same facts in WooCommerce REST v3's shape, see
+    ``to_woocommerce``) get orders; every partner (including platform
     ``none``) is a referrer; every configured referral network serves clicks. All timestamps lie in a
     FIXED window (orders and clicks between 2026-09-01 and 2026-11-15 UTC; refunds, cancellations and
     later updates no later than 2026-11-20 UTC), independent of today's date.
@@ -42,7 +43,12 @@ World API (other engineers build on these exact names and shapes; keep them stab
         click_only, click_window_edge_inclusive, click_outside_window, click_after_order, click_tie,
         self_referral_click, repeat_customer_first, repeat_customer_second, repeat_customer_third,
         cancelled_first_then_click, cancelled, cancelled_after_lock, voided, test_order, refund_before_lock,
-        refund_after_lock, refund_shipping_only, updated_after_creation, guest, utc_date_differs.
+        refund_after_lock, refund_shipping_only, updated_after_creation, guest, utc_date_differs; with a
+        woocommerce storefront also woo_trash, woo_after_trash_click, woo_failed, woo_trash_after_lock and
+        refund_past_zero (refunds beyond the subtotal), on the first woocommerce storefront.
+    ``refunds: dict[str, dict[str, list[dict]]]``
+        woocommerce partner_id -> order id -> the ``/orders/{id}/refunds`` body (``date_created_gmt``,
+        ``line_items[].total`` negative; empty ``line_items`` for a shipping-only refund).
     ``partners: dict[str, dict]``  partner_id -> {"platform", "currency", "referral_codes"}.
     ``seed: int``.
 

@@ -14,7 +14,10 @@ select
     payload -> 'customer' ->> 'id'                               as platform_customer_id,
     upper(payload ->> 'currency')                                as currency,
     (payload ->> 'subtotal_price')::numeric                      as commissionable_amount,
-    (payload ->> 'cancelled_at')::timestamptz                    as cancelled_at,
+    -- §3: cancelled_at where Shopify gives it, else the updated_at of the (stored) version carrying `voided`
+    coalesce((payload ->> 'cancelled_at')::timestamptz,
+             case when payload ->> 'financial_status' = 'voided'
+                  then coalesce((payload ->> 'updated_at')::timestamptz, updated_at) end) as cancelled_at,
     payload ->> 'financial_status'                               as financial_status,
     ((payload ->> 'cancelled_at') is not null
         or coalesce(payload ->> 'financial_status', '') = 'voided') as is_cancelled,
