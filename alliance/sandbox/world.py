@@ -44,8 +44,9 @@ World API (other engineers build on these exact names and shapes; keep them stab
         self_referral_click, repeat_customer_first, repeat_customer_second, repeat_customer_third,
         cancelled_first_then_click, cancelled, cancelled_after_lock, voided, test_order, refund_before_lock,
         refund_after_lock, refund_shipping_only, updated_after_creation, guest, utc_date_differs; with a
-        woocommerce storefront also woo_trash, woo_after_trash_click, woo_failed, woo_trash_after_lock and
-        refund_past_zero (refunds beyond the subtotal), on the first woocommerce storefront.
+        woocommerce storefront also woo_trash, woo_after_trash_click, woo_failed, woo_trash_after_lock,
+        refund_past_zero (refunds beyond the subtotal) and only_order_of_month_refunded (August 2026, before the
+        window), on the first woocommerce storefront.
     ``refunds: dict[str, dict[str, list[dict]]]``
         woocommerce partner_id -> order id -> the ``/orders/{id}/refunds`` body (``date_created_gmt``,
         ``line_items[].total`` negative; empty ``line_items`` for a shipping-only refund).
@@ -491,6 +492,11 @@ class _Builder:
         c = self.scenario_customer()
         self.tag("refund_past_zero", self.spec(w, at("2026-10-14"), c, ref=self.code_of(s1),
                                                refunds=[("line", at("2026-10-16")), ("over", at("2026-10-18"))]))
+        # Before the window: the only order of its (referrer, destination, month), refunded past zero before the
+        # lock: a partner_balances row of commission 0.00 and a KPI day on which the destination only owes 0.00.
+        c = self.scenario_customer()
+        self.tag("only_order_of_month_refunded", self.spec(w, at("2026-08-20"), c, discounts=[self.code_of(s1)],
+                                                           refunds=[("over", at("2026-08-25"))]))
 
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
