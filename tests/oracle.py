@@ -61,6 +61,7 @@ HALF_LIFE_SECONDS = 7 * 24 * 3600
 ONE = Decimal(1)
 ZERO = Decimal(0)
 WOO_CANCELLED = ("cancelled", "failed", "trash")
+FUTURE_TOLERANCE = timedelta(minutes=10)
 OBJECTIVE_METRICS = ("clicks_sent", "referred_orders", "attributed_revenue_rc", "net_attributed_revenue_rc",
                      "commission_earned_rc", "commission_owed_rc")
 
@@ -788,6 +789,21 @@ def _parse_order(config: OracleConfig, partner_id: str, versions: list[tuple[dat
     )
 
 
+def _from_the_future(platform: str, order: Mapping, refund_bodies: Mapping[str, Sequence[Mapping]],
+                     landed_at: datetime) -> bool:
+    """§7: a version with any date (created, updated, a refund's) more than 10 minutes after landing is quarantined."""
+    limit = landed_at + FUTURE_TOLERANCE
+    where = f"order {order.get('id')}"
+    if platform == "woocommerce":
+        stamps = [order.get("date_created_gmt"), order.get("date_modified_gmt")]
+        if order.get("refunds"):
+            stamps += [r.get("date_created_gmt") for r in refund_bodies.get(str(order.get("id")), [])]
+    else:
+        stamps = [order.get("created_at"), order.get("updated_at")]
+        stamps += [r.get("created_at") for r in order.get("refunds") or []]
+    return any(parse_utc(t, where) > limit for t in stamps if t)
+
+
 def click_objects(value: object) -> list[Mapping]:
     """Click objects from a list of clicks, a network response body (`Clicks`), or a list of bodies."""
     if isinstance(value, Mapping):
@@ -840,6 +856,7 @@ def compute(
     deletions: Mapping[tuple[str, str], datetime] | None = None,
     rules: Sequence[RuleSpec] | None = None,
     alerts_as_of: date | None = None,
+    landed_at: datetime | None = None,
 ) -> OracleResult:
     """Every published table (PRODUCT.md §5-§7) from the payloads; `as_of` is "today" (pending vs locked).
 
@@ -847,7 +864,8 @@ def compute(
     `refunds`: WooCommerce partner -> order id -> its `/refunds` body; `clicks`: network -> click objects (or
     response bodies with a `Clicks` list); `deletions`: (partner, order id) -> deletion time (webhook receipt);
     `rules`: alert rules (default: the config's `alerts:` file); `alerts_as_of`: the evaluation's `--as-of`
-    (None: "today" is the latest KPI day, and every KPI day is judged).
+    (None: "today" is the latest KPI day, and every KPI day is judged); `landed_at`: the warehouse clock at
+    landing (§7: a version or click dated more than 10 minutes after it is quarantined, so it is not published).
     """
     if fx_rows is None:
         fx_rows = read_fx_csv(config.fx_rates)
@@ -867,6 +885,9 @@ def compute(
     parsed: list[_Order] = []
     for partner_id, payloads in orders.items():
         platform = config.partner(partner_id).platform
+        if landed_at is not None:
+            payloads = [p for p in payloads
+                        if not _from_the_future(platform, p, refunds.get(partner_id, {}), landed_at)]
         for oid, versions in _versions(partner_id, platform, payloads).items():
             parsed.append(_parse_order(config, partner_id, versions, refunds.get(partner_id, {}),
                                        deletions.get((partner_id, oid))))
@@ -888,6 +909,8 @@ def compute(
         return times[i - 1] if i else None
 
     click_rows = _parse_clicks(clicks)
+    if landed_at is not None:
+        click_rows = {k: c for k, c in click_rows.items() if c.clicked_at <= landed_at + FUTURE_TOLERANCE}
     clicks_by_target: dict[tuple[str, str], list[ClickTruth]] = defaultdict(list)
     for c in click_rows.values():
         if (c.customer_email is not None and c.referrer_partner_id != c.destination_partner_id

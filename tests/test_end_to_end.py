@@ -64,10 +64,13 @@ def model_variant(config_path: Path, model: str, rules: Path, directory: Path) -
     return path
 
 
-def oracle_truth(config_path: Path, world, as_of: date, alerts_as_of: date | None = None) -> oracle.OracleResult:
+def oracle_truth(config_path: Path, world, as_of: date, alerts_as_of: date | None = None,
+                 landed_at: datetime | None = None) -> oracle.OracleResult:
+    """The oracle on what the sandbox serves now; `landed_at`: when the ingest started (records dated more than
+    10 minutes after it are quarantined, §7)."""
     with world.lock:
         return oracle.compute(oracle.load_config(config_path), None, world.orders, world.clicks, as_of,
-                              refunds=world.refunds, alerts_as_of=alerts_as_of)
+                              refunds=world.refunds, alerts_as_of=alerts_as_of, landed_at=landed_at)
 
 
 def published(url: str, sql: str) -> list[tuple]:
@@ -134,9 +137,10 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         env = airflow_env(warehouse, WORLD_CONFIG)
         ensure_metadata_db(env)
         log = tmp_path / "airflow.log"
+        landed = datetime.now(UTC)
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
-        truth = oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date())
+        truth = oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed)
         assert_world_exercises_the_rules(world, truth)
         assert_woocommerce_cases(world, truth)
         assert_matches_oracle(warehouse, truth)
@@ -145,10 +149,11 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
                      " (select count(*) from analytics.fct_order_attribution),"
                      " (select count(*) from analytics.kpi_alerts)")
         counts_before = published(warehouse, count_sql)
+        landed = datetime.now(UTC)
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
         assert published(warehouse, count_sql) == counts_before, "a second run duplicates nothing"
-        assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date()))
+        assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed))
 
         # The storefront changes after a publish: a trashed order is restored (no longer cancelled, so it resets the
         # click its customer's next order had), another is edited in the trash (§3: still cancelled at the first
@@ -159,6 +164,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         world.update_order(restored["partner_id"], restored["order_id"], status="processing")
         world.update_order(edited["partner_id"], edited["order_id"])
         firing_before = {a for (a,) in published(warehouse, "select alert_id from analytics.kpi_alerts")}
+        landed = datetime.now(UTC)
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
         versions = {p: list(orders) for p, orders in world.orders.items()}
@@ -166,7 +172,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
             versions[ref["partner_id"]].append(version)
         with world.lock:
             truth = oracle.compute(oracle.load_config(WORLD_CONFIG), None, versions, world.clicks,
-                                   datetime.now(UTC).date(), refunds=world.refunds)
+                                   datetime.now(UTC).date(), refunds=world.refunds, landed_at=landed)
         key = (restored["partner_id"], str(restored["order_id"]))
         assert not truth.orders[key].is_cancelled and truth.attribution[key].reason == "code"
         assert truth.attribution[assert_after_trash_key(world)].reason == "organic", "the restored order reset it"
@@ -231,11 +237,12 @@ def test_time_decay_variant_in_process_matches_oracle(warehouse, tmp_path, monke
     config_path = model_variant(DEMO, "time_decay", RULES, tmp_path)
     with sandbox_for(config_path, monkeypatch) as world:
         cfg = load_config(config_path)
+        landed = datetime.now(UTC)
         results = ingest_all(cfg, warehouse)
         assert all(getattr(r, "ok", True) for r in results), results
         outcome = transform(cfg, warehouse, as_of=AS_OF)
         assert outcome.published, outcome.failures
-        truth = oracle_truth(config_path, world, AS_OF, alerts_as_of=AS_OF)
+        truth = oracle_truth(config_path, world, AS_OF, alerts_as_of=AS_OF, landed_at=landed)
     assert truth.configured_model == "time_decay"
     assert_world_exercises_the_rules(world, truth)
     assert {a.kind for a in truth.alerts.values()} == {"threshold", "trailing", "pace"}

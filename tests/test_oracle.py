@@ -608,3 +608,20 @@ def test_config_yaml_and_fx_csv_are_read_by_the_oracle(tmp_path, monkeypatch):
     res = compute(cfg, None, {"nw": [order(1, "2026-10-05T12:00:00Z", codes=["bp"])]}, {}, AS_OF)
     assert res.attribution[("nw", "1")].commission_rc == D("2.50")
     assert [a.rule_id for a in res.alerts.values()] == []  # aov 100 is not below 5
+
+
+def test_versions_and_clicks_from_the_future_are_not_landed():
+    landed = parse_utc("2026-10-06T12:00:00Z", "t")
+    orders = {"northwind": [
+        order(1, "2026-10-05T12:00:00Z", codes=["TIDE20"], updated_at="2026-10-05T12:00:00Z"),
+        # a later version with a refund dated tomorrow: quarantined, the first version stands
+        order(1, "2026-10-05T12:00:00Z", codes=["TIDE20"], updated_at="2026-10-06T12:05:00Z",
+              refunds=[("2026-10-07T00:00:00Z", ["50.00"])]),
+        order(2, "2026-10-06T12:11:00Z", email="b@x.io"),  # 11 minutes ahead: not landed
+        order(3, "2026-10-06T12:10:00Z", email="c@x.io"),  # 10 minutes ahead: landed
+    ]}
+    clicks = [click("1", "2026-10-06T12:09:59Z", email="c@x.io"), click("2", "2026-10-06T12:10:01Z")]
+    res = compute(make_config(), FX, orders, {"n": clicks}, AS_OF, landed_at=landed)
+    assert set(res.orders) == {("northwind", "1"), ("northwind", "3")}
+    assert res.orders[("northwind", "1")].refunded_amount == 0
+    assert set(res.clicks) == {"1"} and res.attribution[("northwind", "3")].click_id == "1"
