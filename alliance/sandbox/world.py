@@ -11,7 +11,8 @@ World API (other engineers build on these exact names and shapes; keep them stab
     ``to_woocommerce``) get orders; every partner (including platform
     ``none``) is a referrer; every configured referral network serves clicks. All timestamps lie in a
     FIXED window (orders and clicks between 2026-09-01 and 2026-11-15 UTC; refunds, cancellations and
-    later updates no later than 2026-11-20 UTC), independent of today's date.
+    later updates no later than 2026-11-20 UTC; one WooCommerce case is dated August 2026), independent of
+    today's date.
 
 ``World`` attributes:
     ``orders: dict[str, list[dict]]``
