@@ -248,6 +248,24 @@ def test_time_decay_variant_in_process_matches_oracle(warehouse, tmp_path, monke
     assert {a.kind for a in truth.alerts.values()} == {"threshold", "trailing", "pace"}
     assert {b.state for b in truth.balance_rows.values()} == {"locked", "pending"}
     assert_matches_oracle(warehouse, truth)
+    assert_comparison_sees_damage(warehouse, truth)
+
+
+def assert_comparison_sees_damage(url: str, truth: oracle.OracleResult) -> None:
+    """The comparison can fail: a changed cell, a lost row and an extra row are each reported, and nothing else."""
+    with psycopg.connect(url) as conn:
+        day, partner = conn.execute("select kpi_date, partner_id from analytics.partner_kpis_daily"
+                                    " order by 1, 2 limit 1").fetchone()
+        conn.execute("update analytics.partner_kpis_daily set epc_rc = coalesce(epc_rc, 0) + 0.01"
+                     " where kpi_date = %s and partner_id = %s", (day, partner))
+        lost = conn.execute("delete from analytics.partner_balances where ctid = (select ctid from"
+                            " analytics.partner_balances order by referrer_partner_id, destination_partner_id,"
+                            " month limit 1) returning referrer_partner_id, destination_partner_id, month").fetchone()
+        conn.execute("insert into analytics.objective_progress (partner_id, month, metric, target, actual, attainment)"
+                     " values ('lumen', '2026-10-01', 'clicks_sent', 1, 0, 0)")
+    got = {(d.table, d.column, d.key) for d in compare_published(url, truth, os.environ["ALLIANCE_PII_SALT"])}
+    assert got == {("partner_kpis_daily", "epc_rc", (day, partner)), ("partner_balances", "<row>", tuple(lost)),
+                   ("objective_progress", "<row>", ("lumen", date(2026, 10, 1), "clicks_sent"))}, got
 
 
 @pytest.mark.parametrize("path", [WORLD_CONFIG, DEMO])
