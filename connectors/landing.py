@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from connectors.minimise import minimise
 from connectors.pii import customer_key, scrub, scrub_to_json
 
 RAW_SCHEMA = Path(__file__).with_name("raw_schema.sql")
@@ -103,30 +104,49 @@ def finish_load(conn: psycopg.Connection, load_id: uuid.UUID, status: str, error
 
 
 # --- validation -----------------------------------------------------------------------------------------
+# Reasons name the record (partner/network, id or page position), the field and the rule, and at most the JSON
+# type of what was found: never the value, which may be a customer's (PRODUCT.md §4).
+
+def kind_of(value: object) -> str:
+    """The JSON type of `value` (`text`, `number`, ...): what a reason may say about a bad value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "blank text" if not value.strip() else "text"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
 
 def _timestamp(value: object, what: str, required: bool = True) -> datetime | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
     if parsed.tzinfo is None:
-        raise RecordError(f"{what} {value!r} has no UTC offset")
+        raise RecordError(f"{what} has no UTC offset")
     return parsed.astimezone(UTC)
 
 
 def _amount(value: object, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise RecordError(f"{what} {value!r} is not a number")
+        raise RecordError(f"{what} is not a number (found {kind_of(value)})")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise RecordError(f"{what} {value!r} is not a number") from None
+        raise RecordError(f"{what} is not a number (found {kind_of(value)})") from None
     if not amount.is_finite():
-        raise RecordError(f"{what} {value!r} is not a number")
+        raise RecordError(f"{what} is not a finite number")
     return amount
 
 
@@ -134,13 +154,14 @@ def _record_id(value: object, kind: str, position: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise RecordError(f"{kind} at position {position} of the page: missing id")
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise RecordError(f"{kind} at position {position} of the page: id {value!r} is not an integer or string")
+        raise RecordError(f"{kind} at position {position} of the page: id is not an integer or string "
+                          f"(found {kind_of(value)})")
     return str(value).strip()
 
 
 def _optional_text(record: dict, key: str, where: str) -> None:
     if record.get(key) is not None and not isinstance(record[key], str):
-        raise RecordError(f"{where}: {key} {record[key]!r} is not text")
+        raise RecordError(f"{where}: {key} is not text (found {kind_of(record[key])})")
 
 
 def first_email(order: dict) -> str | None:
@@ -162,7 +183,7 @@ def _order_identity(record: object, position: int) -> tuple[str, str]:
 
 def _currency(currency: object) -> None:
     if not isinstance(currency, str) or len(currency.strip()) != 3:
-        raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        raise RecordError(f"currency is not a 3-letter code (found {kind_of(currency)})")
 
 
 def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
@@ -175,12 +196,12 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
         _amount(record.get("subtotal_price"), "subtotal_price")
         _currency(record.get("currency"))
         if "test" in record and not isinstance(record["test"], bool):
-            raise RecordError(f"test {record['test']!r} is not true/false")
+            raise RecordError(f"test is not true/false (found {kind_of(record['test'])})")
         for key in ("email", "contact_email", "landing_site", "financial_status"):
             _optional_text(record, key, where)
         customer = record.get("customer")
         if customer is not None and not isinstance(customer, dict):
-            raise RecordError(f"customer {customer!r} is not an object")
+            raise RecordError(f"customer is not an object (found {kind_of(customer)})")
         codes = record.get("discount_codes") or []
         if not isinstance(codes, list):
             raise RecordError("discount_codes is not a list")
@@ -210,7 +231,8 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
-    return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub_to_json(record, salt))
+    return ValidRecord(order_id, updated, customer_key(first_email(record), salt),
+                       stored_json("shopify", "orders", record, salt))
 
 
 def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
@@ -218,11 +240,11 @@ def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -244,15 +266,15 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         _gmt(record.get("date_created_gmt"), "date_created_gmt")
         _currency(record.get("currency"))
         if not isinstance(record.get("status"), str):
-            raise RecordError(f"status {record.get('status')!r} is not text")
+            raise RecordError(f"status is not text (found {kind_of(record.get('status'))})")
         billing = record.get("billing")
         if billing is not None and not isinstance(billing, dict):
-            raise RecordError(f"billing {billing!r} is not an object")
+            raise RecordError(f"billing is not an object (found {kind_of(billing)})")
         if isinstance(billing, dict):
             _optional_text(billing, "email", where)
         customer_id = record.get("customer_id")
         if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
-            raise RecordError(f"customer_id {customer_id!r} is not an id")
+            raise RecordError(f"customer_id is not an id (found {kind_of(customer_id)})")
         for i, item in enumerate(_items(record, "line_items", "")):
             _amount(item.get("total"), f"line_items[{i}].total")
         for i, coupon in enumerate(_items(record, "coupon_lines", "")):
@@ -261,7 +283,7 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         for i, meta in enumerate(_items(record, "meta_data", "")):
             if meta.get("key") == "_alliance_ref" and meta.get("value") is not None \
                     and not isinstance(meta.get("value"), str):
-                raise RecordError(f"meta_data[{i}] _alliance_ref {meta.get('value')!r} is not text")
+                raise RecordError(f"meta_data[{i}] _alliance_ref is not text (found {kind_of(meta.get('value'))})")
         for i, refund in enumerate(_items(record, "alliance_refunds", "")):
             _gmt(refund.get("date_created_gmt"), f"refunds[{i}].date_created_gmt")
             for j, item in enumerate(_items(refund, "line_items", f"refunds[{i}].")):
@@ -270,7 +292,8 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
     billing = record.get("billing") if isinstance(record.get("billing"), dict) else {}
-    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt), scrub_to_json(record, salt))
+    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt),
+                       stored_json("woocommerce", "orders", record, salt))
 
 
 VALIDATORS = {"shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order}
@@ -286,29 +309,47 @@ def validate_click(record: object, position: int, salt: str) -> ValidRecord:
         for key in ("ReferrerPartnerId", "DestinationPartnerId"):
             value = record.get(key)
             if not isinstance(value, str) or not value.strip():
-                raise RecordError(f"{key} {value!r} is not a partner id")
+                raise RecordError(f"{key} is not a partner id (found {kind_of(value)})")
         for key in ("ReferralCode", "CustomerEmail"):
             _optional_text(record, key, where)
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", click_id) from None
     assert event is not None
     email = record.get("CustomerEmail")
-    return ValidRecord(click_id, event, customer_key(email, salt), scrub_to_json(record, salt))
+    return ValidRecord(click_id, event, customer_key(email, salt),
+                       stored_json("referral_network", "clicks", record, salt))
+
+
+# --- what is stored -------------------------------------------------------------------------------------
+
+def stored_json(platform: str, entity: str, record: dict, salt: str) -> str:
+    """The record as it may be kept: allow-listed fields only (connectors/minimise.py), e-mails as keys."""
+    return scrub_to_json(minimise(platform, entity, record), salt)
+
+
+def quarantine_payload(platform: str, entity: str, record: object, salt: str) -> str:
+    """What a quarantine row keeps of a bad record: its allow-listed fields with e-mails as keys, or only its JSON
+    type when it is not an object (a stray string may be anything, a customer's address included)."""
+    if not isinstance(record, dict):
+        return json.dumps({"not_an_object": kind_of(record)})
+    return json.dumps(scrub(minimise(platform, entity, record), salt), sort_keys=True, ensure_ascii=False,
+                      default=str)
 
 
 # --- landing one page -----------------------------------------------------------------------------------
 
-def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str,
+def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str, platform: str,
                 errors: list[tuple[RecordError, object]], salt: str) -> int:
     """Insert quarantine rows, skipping ones identical to an earlier run's (overlap re-reads them)."""
     for error, record in errors:
-        payload = json.dumps(scrub(record, salt), sort_keys=True, ensure_ascii=False, default=str)
+        payload = quarantine_payload(platform, entity, record, salt)
         conn.execute(
             "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
             "select %(load)s, %(src)s, %(ent)s, %(key)s, %(reason)s, %(payload)s "
             "where not exists (select 1 from raw.quarantine q where q.source_id = %(src)s and q.entity = %(ent)s "
             "  and q.record_key is not distinct from %(key)s and q.reason = %(reason)s and q.payload = %(payload)s)",
-            {"load": load_id, "src": source_id, "ent": entity, "key": error.record_key, "reason": str(error),
+            {"load": load_id, "src": source_id, "ent": entity, "key": scrub(error.record_key, salt),
+             "reason": scrub(str(error), salt),  # an id that is an e-mail address stays out too
              "payload": payload},
         )
     return len(errors)
@@ -375,7 +416,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
     with conn.transaction():
         # one writer per partner's orders at a time, so "is it new?" below cannot race another loader
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"alliance.land:orders:{partner_id}",))
-        quarantined = _quarantine(conn, load_id, partner_id, "orders", bad, salt)
+        quarantined = _quarantine(conn, load_id, partner_id, "orders", platform, bad, salt)
         existing = dict(conn.execute(
             "select order_id, updated_at from raw.orders where partner_id = %s and order_id = any(%s)",
             (partner_id, list(latest)),
@@ -414,7 +455,7 @@ def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: s
     page = records if isinstance(records, PreparedPage) else prepare_page("clicks", "referral_network", records, salt)
     good, bad = page.good, page.bad
     with conn.transaction():
-        quarantined = _quarantine(conn, load_id, network_id, "clicks", bad, salt)
+        quarantined = _quarantine(conn, load_id, network_id, "clicks", "referral_network", bad, salt)
         conn.execute(
             "create temp table if not exists _page_clicks (network_id text, click_id text, clicked_at timestamptz, "
             "customer_key text, payload jsonb) on commit delete rows"
