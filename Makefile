@@ -60,7 +60,7 @@ bench-gate: install
 	$(BIN)/python -m bench.gate.run --orders 100000 --orders 1000000
 
 status: install
-	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
+	$(BIN)/alliance status --config $(CONFIG)
 
 sandbox: install
 	$(BIN)/alliance sandbox --config $(CONFIG)

@@ -90,6 +90,11 @@ def replace_addresses(text: str, salt: str) -> str:
     return _EMAIL_IN_TEXT.sub(lambda m: _address_key(m, salt), text)
 
 
+def mask_addresses(text: str, mask: str = "<e-mail>") -> str:
+    """`text` with every e-mail address in it, plain or URL-encoded, replaced by `mask` (messages and samples)."""
+    return _EMAIL_IN_TEXT.sub(mask, text) if _may_hold_address(text) else text
+
+
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _JSON_SCALAR = re.compile(r"true|false|-?[0-9][0-9.eE+-]*")
 
