@@ -159,9 +159,10 @@ def _record_id(value: object, kind: str, position: int) -> str:
     return str(value).strip()
 
 
-def _optional_text(record: dict, key: str, where: str) -> None:
+def _optional_text(record: dict, key: str, field: str | None = None) -> None:
+    """`record[key]` is absent, null or text; the reason names `field` (default: the key)."""
     if record.get(key) is not None and not isinstance(record[key], str):
-        raise RecordError(f"{where}: {key} is not text (found {kind_of(record[key])})")
+        raise RecordError(f"{field or key} is not text (found {kind_of(record[key])})")
 
 
 def first_email(order: dict) -> str | None:
@@ -198,7 +199,7 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
         if "test" in record and not isinstance(record["test"], bool):
             raise RecordError(f"test is not true/false (found {kind_of(record['test'])})")
         for key in ("email", "contact_email", "landing_site", "financial_status"):
-            _optional_text(record, key, where)
+            _optional_text(record, key)
         customer = record.get("customer")
         if customer is not None and not isinstance(customer, dict):
             raise RecordError(f"customer is not an object (found {kind_of(customer)})")
@@ -271,7 +272,7 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         if billing is not None and not isinstance(billing, dict):
             raise RecordError(f"billing is not an object (found {kind_of(billing)})")
         if isinstance(billing, dict):
-            _optional_text(billing, "email", where)
+            _optional_text(billing, "email", "billing.email")
         customer_id = record.get("customer_id")
         if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
             raise RecordError(f"customer_id is not an id (found {kind_of(customer_id)})")
@@ -311,7 +312,7 @@ def validate_click(record: object, position: int, salt: str) -> ValidRecord:
             if not isinstance(value, str) or not value.strip():
                 raise RecordError(f"{key} is not a partner id (found {kind_of(value)})")
         for key in ("ReferralCode", "CustomerEmail"):
-            _optional_text(record, key, where)
+            _optional_text(record, key)
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", click_id) from None
     assert event is not None
