@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -317,6 +317,7 @@ def test_forget_erases_a_customer_everywhere_and_changes_no_money(demo_alliance,
                      billing={**template["billing"], "email": address},
                      date_created_gmt="2026-11-14T10:00:00", date_modified_gmt="2026-11-14T10:05:00")
     world.add_order(partner, later)
+    world.touch_order(partner, later["id"], datetime(2026, 11, 21, tzinfo=UTC))  # after every landed version
     assert all(r.status == "succeeded" for r in ingest_all(cfg, warehouse, options=FAST))
     _published(cfg, warehouse)
     assert _rows(warehouse, "select order_id, is_new_customer from analytics.fct_orders where customer_key = %s",
