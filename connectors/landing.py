@@ -9,6 +9,7 @@ immutable events keyed by (network_id, click_id).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -328,13 +329,33 @@ def stored_json(platform: str, entity: str, record: dict, salt: str) -> str:
     return scrub_to_json(minimise(platform, entity, record), salt)
 
 
-def quarantine_payload(platform: str, entity: str, record: object, salt: str) -> str:
-    """What a quarantine row keeps of a bad record: its allow-listed fields with e-mails as keys, or only its JSON
-    type when it is not an object (a stray string may be anything, a customer's address included)."""
+def quarantine_payload(platform: str, entity: str, record: object, salt: str, reason: str = "") -> str:
+    """What a quarantine row keeps of a bad record: its allow-listed fields with e-mails as keys, the field the
+    reason names replaced by its JSON type (a value that broke the rules may be anything, a customer's name
+    included), or only its type when the record is not an object."""
     if not isinstance(record, dict):
         return json.dumps({"not_an_object": kind_of(record)})
-    return json.dumps(scrub(minimise(platform, entity, record), salt), sort_keys=True, ensure_ascii=False,
-                      default=str)
+    kept = minimise(platform, entity, record)
+    _mask_field(kept, reason.split(": ", 1)[-1].split(" ", 1)[0])
+    return json.dumps(scrub(kept, salt), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _mask_field(doc: dict, path: str) -> None:
+    """Replace the value at `path` (`subtotal_price`, `refunds[0].created_at`...) by `<its JSON type>`, if present."""
+    steps = [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
+    node: object = doc
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            if last:
+                node[step] = f"<{kind_of(node[step])}>"
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and step in node:
+            if last:
+                node[step] = f"<{kind_of(node[step])}>"
+            node = node[step]
+        else:
+            return
 
 
 # --- landing one page -----------------------------------------------------------------------------------
@@ -343,7 +364,7 @@ def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, en
                 errors: list[tuple[RecordError, object]], salt: str) -> int:
     """Insert quarantine rows, skipping ones identical to an earlier run's (overlap re-reads them)."""
     for error, record in errors:
-        payload = quarantine_payload(platform, entity, record, salt)
+        payload = quarantine_payload(platform, entity, record, salt, str(error))
         conn.execute(
             "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
             "select %(load)s, %(src)s, %(ent)s, %(key)s, %(reason)s, %(payload)s "

@@ -156,6 +156,9 @@ def test_quarantine_reasons_name_the_record_field_and_rule_never_the_value():
     payload = quarantine_payload("shopify", "orders", _fixture("shopify_orders.json")["orders"][0], SALT)
     assert "Norman" not in payload and "hostmail" not in payload and "Chestnut" not in payload
     assert quarantine_payload("shopify", "orders", "bob.norman@hostmail.com", SALT) == '{"not_an_object": "text"}'
+    kept = json.loads(quarantine_payload("shopify", "orders", dict(shopify, refunds=[{"created_at": "Bob Norman"}]),
+                                         SALT, "order 450789469: refunds[0].created_at is not an ISO-8601 timestamp"))
+    assert kept["refunds"] == [{"created_at": "<text>"}]  # the value that broke the rule is not kept either
 
 
 def test_gate_samples_mask_addresses_in_text_and_in_json_cells():
