@@ -338,8 +338,9 @@ def forget(
 ) -> None:
     """Erase a customer (PRODUCT.md §4): their orders and clicks get one random surrogate key, no mapping kept.
 
-    Amounts, attribution and commissions do not change; the next transform publishes the erasure. The address is
-    hashed here and never printed or logged; the log names the old key's first 8 characters only.
+    Amounts, attribution and commissions do not change. The key is renamed at once in raw and in the transform's
+    and published tables; the next transform re-reads the changed payloads. The address is hashed here and never
+    printed or logged; the log names the old key's first 8 characters only.
     """
     from connectors.erasure import ErasureError, erase_customer
     from connectors.landing import ensure_raw_schema
@@ -373,7 +374,7 @@ def forget(
         console.print(f"no row holds customer {key[:8]}…{where}; nothing to erase", highlight=False)
         return
     console.print(f"erased customer {key[:8]}…{where}: {result.orders} order(s), {result.clicks} click(s), "
-                  f"{result.other_rows} quarantine/inbox row(s); the next transform publishes it", highlight=False)
+                  f"{result.other_rows} quarantine/inbox row(s); the next transform re-reads them", highlight=False)
 
 
 @app.command("warehouse")
