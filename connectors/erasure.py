@@ -162,12 +162,7 @@ def _replace_in_other_tables(conn: psycopg.Connection, partner_id: str | None) -
             "where table_schema = %s and table_name = %s and data_type in ('text', 'json', 'jsonb') "
             "order by ordinal_position", (schema, table),
         ).fetchall()
-        key_column = conn.execute(
-            "select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
-            "  and a.attnum = i.indkey[0] where i.indrelid = to_regclass(%s) and i.indisprimary",
-            (f"{schema}.{table}",),
-        ).fetchone()
-        if not columns or key_column is None:
+        if not columns:
             continue
         names = {name for name, _ in columns}
         scope = sql.SQL("true")
@@ -175,12 +170,12 @@ def _replace_in_other_tables(conn: psycopg.Connection, partner_id: str | None) -
             source = next((c for c in ("source_id", "partner_id") if c in names), None)
             if source is not None:
                 scope = sql.SQL("{} = %(partner)s").format(sql.Identifier(source))
-        holds = sql.SQL(" or ").join(sql.SQL("{}::text ~ '[0-9a-f]{{64}}'").format(sql.Identifier(name))
-                                     for name, _ in columns)
-        pk = sql.Identifier(key_column[0])
-        rows = conn.execute(
-            sql.SQL("select {}, {} from {}.{} where ({}) and {}").format(
-                pk, sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n, _ in columns),
+        holds = sql.SQL(" or ").join(
+            sql.SQL("exists (select 1 from _erasure e where strpos({}::text, e.old) > 0)").format(sql.Identifier(name))
+            for name, _ in columns)
+        rows = conn.execute(  # ctid: whatever key the table has (the inbox is another module's), rows are found
+            sql.SQL("select ctid::text, {} from {}.{} where ({}) and {}").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n, _ in columns),
                 sql.Identifier(schema), sql.Identifier(table), holds, scope),
             {"partner": partner_id},
         ).fetchall()
@@ -189,10 +184,10 @@ def _replace_in_other_tables(conn: psycopg.Connection, partner_id: str | None) -
             if values == list(row[1:]):
                 continue
             conn.execute(
-                sql.SQL("update {}.{} set {} where {} = %s").format(
+                sql.SQL("update {}.{} set {} where ctid = %s::tid").format(
                     sql.Identifier(schema), sql.Identifier(table),
                     sql.SQL(", ").join(sql.SQL("{} = %s::{}").format(sql.Identifier(n), sql.SQL(kind))
-                                       for n, kind in columns), pk),
+                                       for n, kind in columns)),
                 [*values, row[0]],
             )
             changed += 1

@@ -29,7 +29,7 @@ from alliance.demo import is_demo_config
 from alliance.gate import _masked, mask_emails
 from alliance.run import transform
 from alliance.sandbox.server import start_sandbox
-from connectors.erasure import ErasureError, erase_customer
+from connectors.erasure import ErasureError, erase_customer, erase_storefront_customers
 from connectors.ingest import ingest_all
 from connectors.landing import (
     RecordError,
@@ -343,12 +343,27 @@ def test_erasure_refuses_what_is_not_a_key_and_scopes_to_one_storefront(warehous
         conn.execute("insert into raw.clicks (network_id, click_id, clicked_at, customer_key, payload, load_id) "
                      "values ('n', '1', now(), %s, %s, gen_random_uuid())",
                      (key, json.dumps({"DestinationPartnerId": "B", "CustomerEmail": key})))
+        conn.execute("insert into raw.quarantine (source_id, entity, record_key, reason, payload) values "
+                     "('b', 'orders', '3', 'order 3: subtotal_price is not a number (found text)', %s)",
+                     (json.dumps({"id": 3, "email": key}),))
+        # the webhook inbox is another module's table: whatever its shape, a body holding the key is erased too
+        conn.execute("create table raw.webhook_inbox (source_id text, topic text, body jsonb)")
+        conn.execute("insert into raw.webhook_inbox values ('b', 'orders/create', %s), ('a', 'orders/create', %s)",
+                     (json.dumps({"email": key}), json.dumps({"email": key})))
         result = erase_customer(conn, key, partner_id="b")
         rows = dict(conn.execute("select partner_id, payload::text from raw.orders").fetchall())
         click = conn.execute("select customer_key, payload ->> 'CustomerEmail' from raw.clicks").fetchone()
-    assert (result.orders, result.clicks) == (1, 1)
+        quarantined = conn.execute("select payload from raw.quarantine").fetchone()[0]
+        inbox = dict(conn.execute("select source_id, body ->> 'email' from raw.webhook_inbox").fetchall())
+        assert conn.execute("select to_regclass('_erasure')").fetchone()[0] is None  # no mapping outlives it
+        shop = erase_storefront_customers(conn, "a")
+        after_shop = conn.execute("select customer_key, payload::text from raw.orders "
+                                  "where partner_id = 'a'").fetchone()
+    assert (result.orders, result.clicks, result.other_rows) == (1, 1, 2)
     assert key in rows["a"] and key not in rows["b"] and '"customer"' not in rows["b"]
     assert click[0] == click[1] != key and click[1] in rows["b"]  # the click follows its customer's surrogate
+    assert json.loads(quarantined)["email"] == click[0] and inbox == {"b": click[0], "a": key}
+    assert shop.orders == 1 and after_shop[0] not in (key, click[0]) and key not in after_shop[1]
 
 
 # --- the pg_dump proof --------------------------------------------------------------------------------------
