@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -358,6 +359,9 @@ def forget(
     key = key_of(customer_email, _salt()) if customer_email is not None else (customer_key or "").strip().lower()
     if key is None:
         err.print("[red]--customer-email is blank[/]")
+        raise typer.Exit(2)
+    if not re.fullmatch(r"[0-9a-f]{64}", key):  # checked before anything touches the warehouse
+        err.print("[red]--customer-key: a customer key is 64 hex characters (sha256 of the salted e-mail)[/]")
         raise typer.Exit(2)
     from alliance.warehouse import connect
 

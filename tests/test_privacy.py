@@ -205,6 +205,19 @@ def test_a_real_run_without_the_salt_stops_with_a_clear_message(tmp_path, comman
     assert "alliance-demo-salt" not in out and "connection" not in out.lower()  # stopped before the warehouse
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give exactly one of --customer-email ADDRESS or --customer-key KEY"),
+    (["--customer-email", "a@b.test", "--customer-key", "f" * 64], "give exactly one of"),
+    (["--customer-key", "bob@example.test"], "--customer-key: a customer key is 64 hex characters"),
+    (["--customer-email", " \u2003 "], "--customer-email is blank"),
+])
+def test_forget_arguments_are_checked_before_the_warehouse(args, message):
+    run = subprocess.run([ALLIANCE, "forget", *args], capture_output=True, text=True, timeout=60,
+                         env={**_env_without_salt(), "ALLIANCE_PII_SALT": SALT})
+    assert run.returncode == 2 and message in run.stderr, run.stdout + run.stderr
+    assert "bob@example" not in run.stderr and "connection" not in run.stderr.lower()
+
+
 # --- erasure, end to end ----------------------------------------------------------------------------------
 
 MARTS_WITHOUT_KEYS = {
