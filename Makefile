@@ -13,7 +13,7 @@ AIRFLOW_PORT ?= 8080
 unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate reliability
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks reliability
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -26,6 +26,7 @@ help:
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
 	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; RELIABILITY_JOBS=2 at a time; docs/reliability.md)"
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
+	@echo "make bench-webhooks - answer latency of a signed webhook with 300 idle connections held (3 rounds)"
 	@echo "make bench-gate - GX + dbt checks as a share of the dbt build (100k and 1M orders)"
 
 $(UV):
@@ -51,7 +52,7 @@ lint: install
 docs: install
 	$(BIN)/alliance docs --config $(CONFIG)
 
-bench: bench-transform bench-ingest bench-freshness bench-gate
+bench: bench-transform bench-ingest bench-freshness bench-gate bench-webhooks
 
 bench-transform: install
 	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000
@@ -83,3 +84,6 @@ webhooks: install
 
 bench-freshness: install
 	$(BIN)/python bench/freshness.py
+
+bench-webhooks: install
+	$(BIN)/python bench/webhooks.py --rounds $${ROUNDS:-3}

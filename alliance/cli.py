@@ -276,7 +276,8 @@ def webhooks(
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 in a container)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8780,
 ) -> None:
-    """Receive partner webhooks (Shopify, WooCommerce, network clicks), land them in raw, tell Airflow.
+    """Receive partner webhooks (Shopify, WooCommerce, network clicks) on uvicorn: store each verified delivery in
+    the inbox, answer at once, then land it in raw and tell Airflow.
 
     Airflow is told through its REST API when ALLIANCE_AIRFLOW_API_URL is set (optionally
     ALLIANCE_AIRFLOW_USERNAME / ALLIANCE_AIRFLOW_PASSWORD); otherwise events wait in the outbox.
@@ -293,9 +294,11 @@ def webhooks(
     except PiiError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    sources = ", ".join(f"/webhooks/{p}/{i}" for p, i in sorted(server.receiver.sources))
+    sources = ", ".join(f"/webhooks/{p}/{i}" for p, i in sorted(server.sources))
     server.start()
     console.print(f"alliance webhooks listening on {server.url} ({sources or 'no source has a webhook secret set'})")
+    # uvicorn runs in a thread; this one waits for SIGTERM / Ctrl-C, then stops it gracefully (exit 0; uvicorn in
+    # the main thread would re-raise the signal). Unprocessed inbox rows wait for the next start.
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

@@ -281,6 +281,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--only", default="ours,http,ceiling,dlt,dlt_csv")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median round of each contender counts")
+    parser.add_argument("--label", default="", help="what this run measures (kept in bench/results/ingest.json)")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -295,6 +296,9 @@ def main() -> None:
         return
 
     names = [n.strip() for n in args.only.split(",") if n.strip()]
+    from bench.results import append_run, run_header, summarise
+
+    header = run_header()
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), "--orders", str(args.orders)])
@@ -319,6 +323,12 @@ def main() -> None:
             server.terminate()
             server.wait()
     _summary(results, args.orders)
+    path = append_run("ingest", {
+        **header, "label": args.label, "orders": args.orders, "page_size": PAGE,
+        "rounds": runs,
+        "orders_per_second": {name: summarise([r["landed"] / r["seconds"] for r in rs]) for name, rs in runs.items()},
+    })
+    print(f"results appended to {path.relative_to(ROOT)}")
 
 
 def _run_one(name: str, base_url: str, docs: Path) -> dict:

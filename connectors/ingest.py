@@ -49,6 +49,8 @@ class IngestOptions:
     network_page_size: int = 1000
     woocommerce_page_size: int = 100
     http: HttpPolicy = field(default_factory=HttpPolicy)
+    # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
+    as_of: datetime | None = None
 
 
 @dataclass
@@ -158,9 +160,13 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetim
         entity = "clicks" if platform == "referral_network" else "orders"
         for page, prepared in _prefetched(pages, lambda p: prepare_page(entity, platform, p.records, salt)):
             if entity == "orders":
-                outcome = land_orders_page(conn, load_id, source.id, platform, prepared, salt=salt, cursor_cap=cap)
+                outcome = land_orders_page(conn, load_id, source.id, platform, prepared, salt=salt, cursor_cap=cap,
+                                           as_of=options.as_of)
             else:
-                outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap)
+                outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap,
+                                           as_of=options.as_of)
+            if outcome.held_from is not None:  # a held-back future-dated record: no later page moves past it
+                cap = min(cap, outcome.held_from)
             result.pages += 1
             result.landed += outcome.landed
             result.quarantined += outcome.quarantined

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -39,6 +39,8 @@ class ValidRecord:
     timestamp: datetime  # updated_at for orders, EventDate for clicks (UTC)
     customer_key: str | None
     payload_json: str  # the record as JSON, e-mails replaced by their customer_key
+    dates: tuple[tuple[str, datetime], ...] = ()  # every date of the version that must not be in the future
+    cancelled: bool = False  # the version carries the platform's cancelled status (orders)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class PageOutcome:
     landed: int
     quarantined: int
     cursor: datetime | None  # the cursor stored after this page, if it moved
+    held_from: datetime | None = None  # earliest time of a future-dated record held back: later pages stop there
 
 
 # --- schema, cursors, load rows ---------------------------------------------------------------------------
@@ -358,13 +361,91 @@ def _mask_field(doc: dict, path: str) -> None:
             return
 
 
+# --- clock and cancellation facts of a version (PRODUCT.md §3 cancellation time, §7 future-dated records) ---------
+
+FUTURE_TOLERANCE = timedelta(minutes=10)
+CANCELLED_WOOCOMMERCE_STATUSES = frozenset({"cancelled", "failed", "trash"})
+
+
+def version_dates(entity: str, platform: str, record: dict) -> tuple[tuple[str, datetime], ...]:
+    """The dates of a validated version that must not lie in the future: created, modified, each refund's; a click's.
+
+    Named as the platform names them, so a quarantine reason can say which field was ahead.
+    """
+    if entity == "clicks":
+        return (("EventDate", _timestamp(record.get("EventDate"), "EventDate")),)
+    if platform == "woocommerce":
+        fields = [("date_created_gmt", record.get("date_created_gmt")),
+                  ("date_modified_gmt", record.get("date_modified_gmt"))]
+        fields += [(f"refunds[{i}].date_created_gmt", refund.get("date_created_gmt"))
+                   for i, refund in enumerate(record.get("alliance_refunds") or [])]
+        parse = _gmt
+    else:
+        fields = [("created_at", record.get("created_at")), ("updated_at", record.get("updated_at"))]
+        fields += [(f"refunds[{i}].created_at", refund.get("created_at"))
+                   for i, refund in enumerate(record.get("refunds") or [])]
+        parse = _timestamp
+    return tuple((name, at) for name, value in fields if value is not None
+                 and (at := parse(value, name)) is not None)
+
+
+def carries_cancelled_status(platform: str, record: dict) -> bool:
+    """Shopify `cancelled_at` set or financial status `voided`; WooCommerce status cancelled, failed or trash."""
+    if platform == "woocommerce":
+        return record.get("status") in CANCELLED_WOOCOMMERCE_STATUSES
+    return bool(record.get("cancelled_at")) or record.get("financial_status") == "voided"
+
+
+def with_version_facts(entity: str, platform: str, record: dict, valid: ValidRecord) -> ValidRecord:
+    """A validated record with the facts landing needs beyond its key and time: its dates and cancelled status."""
+    cancelled = entity == "orders" and carries_cancelled_status(platform, record)
+    return replace(valid, dates=version_dates(entity, platform, record), cancelled=cancelled)
+
+
+def warehouse_clock(conn: psycopg.Connection, as_of: datetime | None = None) -> datetime:
+    """The warehouse's now() (transaction start: one reading per page), or the injected `as_of` of a test."""
+    if as_of is not None:
+        return as_of.astimezone(UTC)
+    return conn.execute("select now()").fetchone()[0]
+
+
+def hold_future_dated(source_id: str, kind: str, good: list[ValidRecord], clock: datetime
+                      ) -> tuple[list[ValidRecord], list[tuple[RecordError, ValidRecord]]]:
+    """Split off the versions with any date more than FUTURE_TOLERANCE ahead of the warehouse clock (§7).
+
+    Why: a storefront whose clock runs fast would otherwise land a version no later (real) version can replace and
+    stop the gate's "not in the future" check for the whole alliance. A held version is quarantined with its reason
+    (source, field, rule; never a value), moves no cursor, and is fetched again by every run until its time has come.
+    """
+    limit = clock + FUTURE_TOLERANCE
+    kept: list[ValidRecord] = []
+    held: list[tuple[RecordError, ValidRecord]] = []
+    minutes = int(FUTURE_TOLERANCE.total_seconds() // 60)
+    for record in good:
+        ahead = next((name for name, at in record.dates if at > limit), None)
+        if ahead is None:
+            kept.append(record)
+            continue
+        held.append((RecordError(
+            f"{source_id} {kind} {record.key}: {ahead} is more than {minutes} minutes ahead of the warehouse clock "
+            "at landing (future-dated); held back, it lands on a later run once its time has come",
+            record.key), record))
+    return kept, held
+
+
 # --- landing one page -----------------------------------------------------------------------------------
 
 def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str, platform: str,
                 errors: list[tuple[RecordError, object]], salt: str) -> int:
+    """Quarantine records as received: what `quarantine_payload` keeps of each, with its reason."""
+    return _insert_quarantine(conn, load_id, source_id, entity, salt, [
+        (error, quarantine_payload(platform, entity, record, salt, str(error))) for error, record in errors])
+
+
+def _insert_quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str, salt: str,
+                       rows: list[tuple[RecordError, str]]) -> int:
     """Insert quarantine rows, skipping ones identical to an earlier run's (overlap re-reads them)."""
-    for error, record in errors:
-        payload = quarantine_payload(platform, entity, record, salt, str(error))
+    for error, payload in rows:
         conn.execute(
             "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
             "select %(load)s, %(src)s, %(ent)s, %(key)s, %(reason)s, %(payload)s "
@@ -374,7 +455,7 @@ def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, en
              "reason": scrub(str(error), salt),  # an id that is an e-mail address stays out too
              "payload": payload},
         )
-    return len(errors)
+    return len(rows)
 
 
 def _split(records: list, validate, salt: str) -> tuple[list[ValidRecord], list[tuple[RecordError, object]]]:  # noqa: ANN001
@@ -422,62 +503,91 @@ class PreparedPage:
 
 def prepare_page(entity: str, platform: str, records: list, salt: str) -> PreparedPage:
     validate = validate_click if entity == "clicks" else VALIDATORS[platform]
-    good, bad = _split(records, validate, salt)
+
+    def checked(record: object, position: int, salt: str) -> ValidRecord:
+        return with_version_facts(entity, platform, record, validate(record, position, salt))  # type: ignore[arg-type]
+
+    good, bad = _split(records, checked, salt)
     return PreparedPage(good, bad)
 
 
+def _held_from(held: list[tuple[RecordError, ValidRecord]]) -> datetime | None:
+    return min((r.timestamp for _, r in held), default=None)
+
+
+def _quarantine_held(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str,
+                     held: list[tuple[RecordError, ValidRecord]], salt: str) -> int:
+    """A held-back version is valid: its stored form (minimised, e-mails as keys) is what the quarantine keeps."""
+    return _insert_quarantine(conn, load_id, source_id, entity, salt, [(e, r.payload_json) for e, r in held])
+
+
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
-                     records: list | PreparedPage, *, salt: str, cursor_cap: datetime) -> PageOutcome:
-    """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor."""
+                     records: list | PreparedPage, *, salt: str, cursor_cap: datetime,
+                     as_of: datetime | None = None) -> PageOutcome:
+    """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor.
+
+    `as_of` replaces the warehouse clock for the future-dated check (tests); production reads now() once per page.
+    """
     page = records if isinstance(records, PreparedPage) else prepare_page("orders", platform, records, salt)
-    good, bad = page.good, page.bad
-    latest: dict[str, ValidRecord] = {}
-    for r in good:  # a page may repeat an order: keep its latest version
-        if r.key not in latest or r.timestamp > latest[r.key].timestamp:
-            latest[r.key] = r
     with conn.transaction():
+        good, held = hold_future_dated(partner_id, "order", page.good, warehouse_clock(conn, as_of))
+        latest: dict[str, ValidRecord] = {}
+        for r in good:  # a page may repeat an order: keep its latest version
+            if r.key not in latest or r.timestamp > latest[r.key].timestamp:
+                latest[r.key] = r
         # one writer per partner's orders at a time, so "is it new?" below cannot race another loader
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"alliance.land:orders:{partner_id}",))
-        quarantined = _quarantine(conn, load_id, partner_id, "orders", platform, bad, salt)
+        quarantined = _quarantine(conn, load_id, partner_id, "orders", platform, page.bad, salt)
+        quarantined += _quarantine_held(conn, load_id, partner_id, "orders", held, salt)
         existing = dict(conn.execute(
             "select order_id, updated_at from raw.orders where partner_id = %s and order_id = any(%s)",
             (partner_id, list(latest)),
         ).fetchall()) if latest else {}
         new = [r for r in latest.values() if r.key not in existing]
         newer = [r for r in latest.values() if r.key in existing and r.timestamp > existing[r.key]]
-        columns = "partner_id, order_id, platform, updated_at, customer_key, payload, load_id"
+        # cancelled_seen_at: this version's time when it carries the cancelled status (kept below while later
+        # versions stay cancelled: the cancellation time is the FIRST cancelled version's, PRODUCT.md §3)
+        columns = "partner_id, order_id, platform, updated_at, customer_key, payload, load_id, cancelled_seen_at"
         if new:  # the common case streams straight into raw.orders: one COPY, each document parsed once
             with conn.cursor().copy(f"copy raw.orders ({columns}) from stdin") as copy:
                 for r in new:
-                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id))
+                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id,
+                                    r.timestamp if r.cancelled else None))
         updated = 0
         if newer:  # newer versions of landed orders: through a temp table, replacing only older versions
             conn.execute(
                 "create temp table if not exists _page_orders (partner_id text, order_id text, platform text, "
-                "updated_at timestamptz, customer_key text, payload jsonb, load_id uuid) on commit delete rows"
+                "updated_at timestamptz, customer_key text, payload jsonb, load_id uuid, "
+                "cancelled_seen_at timestamptz) on commit delete rows"
             )
             with conn.cursor().copy(f"copy _page_orders ({columns}) from stdin") as copy:
                 for r in newer:
-                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id))
+                    copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id,
+                                    r.timestamp if r.cancelled else None))
             updated = max(conn.execute(
                 "update raw.orders o set platform = p.platform, updated_at = p.updated_at, "
-                "  customer_key = p.customer_key, payload = p.payload, load_id = p.load_id, loaded_at = now() "
+                "  customer_key = p.customer_key, payload = p.payload, load_id = p.load_id, loaded_at = now(), "
+                "  cancelled_seen_at = case when p.cancelled_seen_at is not null "
+                "                           then coalesce(o.cancelled_seen_at, p.cancelled_seen_at) end "
                 "from _page_orders p where o.partner_id = p.partner_id and o.order_id = p.order_id "
                 "  and p.updated_at > o.updated_at"
             ).rowcount, 0)
         landed = len(new) + updated
-        cursor = _move_cursor(conn, partner_id, "orders", load_id, good, cursor_cap)
+        held_from = _held_from(held)
+        cursor = _move_cursor(conn, partner_id, "orders", load_id, good,
+                              cursor_cap if held_from is None else min(cursor_cap, held_from))
         _count_page(conn, load_id, landed, quarantined)
-    return PageOutcome(landed, quarantined, cursor)
+    return PageOutcome(landed, quarantined, cursor, held_from)
 
 
 def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: str, records: list | PreparedPage, *,
-                     salt: str, cursor_cap: datetime) -> PageOutcome:
+                     salt: str, cursor_cap: datetime, as_of: datetime | None = None) -> PageOutcome:
     """One page of clicks in one transaction; a click already landed is left as it is (events are immutable)."""
     page = records if isinstance(records, PreparedPage) else prepare_page("clicks", "referral_network", records, salt)
-    good, bad = page.good, page.bad
     with conn.transaction():
-        quarantined = _quarantine(conn, load_id, network_id, "clicks", "referral_network", bad, salt)
+        good, held = hold_future_dated(network_id, "click", page.good, warehouse_clock(conn, as_of))
+        quarantined = _quarantine(conn, load_id, network_id, "clicks", "referral_network", page.bad, salt)
+        quarantined += _quarantine_held(conn, load_id, network_id, "clicks", held, salt)
         conn.execute(
             "create temp table if not exists _page_clicks (network_id text, click_id text, clicked_at timestamptz, "
             "customer_key text, payload jsonb) on commit delete rows"
@@ -495,9 +605,11 @@ def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: s
             (load_id,),
         )
         landed = max(cur.rowcount, 0)
-        cursor = _move_cursor(conn, network_id, "clicks", load_id, good, cursor_cap)
+        held_from = _held_from(held)
+        cursor = _move_cursor(conn, network_id, "clicks", load_id, good,
+                              cursor_cap if held_from is None else min(cursor_cap, held_from))
         _count_page(conn, load_id, landed, quarantined)
-    return PageOutcome(landed, quarantined, cursor)
+    return PageOutcome(landed, quarantined, cursor, held_from)
 
 
 # --- deletions ------------------------------------------------------------------------------------------

@@ -40,8 +40,20 @@ create table if not exists raw.orders (
     payload      jsonb not null,
     load_id      uuid not null,
     loaded_at    timestamptz not null default now(),
+    cancelled_seen_at timestamptz,                      -- see below
     primary key (partner_id, order_id)
 );
+
+-- cancelled_seen_at: the updated_at of the first landed version carrying the cancelled status (Shopify
+-- `cancelled_at`/`voided`, WooCommerce cancelled/failed/trash), kept while later versions stay cancelled and cleared
+-- by one that is not (PRODUCT.md §3 cancellation time; connectors/landing.py). Added to older warehouses without
+-- taking the table's exclusive lock on every load: only when the column is missing.
+do $$ begin
+    if not exists (select 1 from pg_attribute where attrelid = 'raw.orders'::regclass
+                   and attname = 'cancelled_seen_at' and not attisdropped) then
+        alter table raw.orders add column cancelled_seen_at timestamptz;
+    end if;
+end $$;
 
 -- Payloads are stored uncompressed (out of line): pglz costs more CPU than the landing itself and this
 -- build has no lz4; raw pages are written once per version and read in bulk by dbt.

@@ -1,5 +1,5 @@
 """Security checks: secrets stay out of logs and tables, alliance_bi reads analytics only, identifiers are safe,
-HTTP clients verify TLS. (Forged, replayed and oversized webhooks: tests/test_webhooks.py.)
+HTTP clients verify TLS. (Forged, duplicate, oversized and smuggled webhooks: tests/test_webhooks.py.)
 """
 
 from __future__ import annotations

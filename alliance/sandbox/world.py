@@ -53,6 +53,10 @@ World API (other engineers build on these exact names and shapes; keep them stab
         order and bump its ``updated_at`` past every other order of that partner (and past now), as a real
         storefront does on edit; the new version is what the next request returns.
     ``add_order(partner_id, order) -> None``  serve an extra (possibly malformed) record, for tests.
+    ``touch_order(partner_id, order_id, at, **changes) -> dict``  edit an order and set its modification time to
+        ``at`` (WooCommerce ``status="trash"`` trashes it; a later touch with another status restores it).
+    ``redate_order(partner_id, order_id, at, **changes) -> dict``  creation and modification at ``at``: a
+        storefront whose clock runs ahead when ``at`` is in the future.
     ``find_order(partner_id, order_id) -> dict``.
 All mutation goes through ``world.lock`` so the server can serve while a test edits.
 """
@@ -240,6 +244,20 @@ class World:
                 order["date_modified"] = order["date_modified_gmt"] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
             else:
                 order["updated_at"] = local_iso(at, self.zones.get(partner_id, 0))
+            return copy.deepcopy(order)
+
+    def redate_order(self, partner_id: str, order_id: int | str, at: datetime, **changes: Any) -> dict:
+        """Serve an order created and last modified at `at`: a storefront whose clock runs ahead (a future `at`)."""
+        with self.lock:
+            order = self.find_order(partner_id, order_id)
+            order.update(copy.deepcopy(changes))
+            if "date_modified_gmt" in order:
+                stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                for key in ("date_created", "date_created_gmt", "date_modified", "date_modified_gmt"):
+                    order[key] = stamp
+            else:
+                for key in ("created_at", "processed_at", "updated_at"):
+                    order[key] = local_iso(at, self.zones.get(partner_id, 0))
             return copy.deepcopy(order)
 
     def add_order(self, partner_id: str, order: dict) -> None:

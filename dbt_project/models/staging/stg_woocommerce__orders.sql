@@ -1,7 +1,24 @@
 -- One row per WooCommerce order (latest version), in the same shape as stg_shopify__orders.
+-- Cancellation (PRODUCT.md §3): WooCommerce records no cancellation time, so it is the date_modified_gmt of the first
+-- landed version with status cancelled, failed or trash (raw.orders.cancelled_seen_at, set by landing; a later edit
+-- does not move it), else the deletion time of an `order.deleted` webhook. A version modified after that deletion
+-- (an order restored from the trash) undoes it.
 with source as (
     select * from {{ source('raw', 'orders') }}
     where platform = 'woocommerce'
+),
+
+deletions as (
+    select partner_id, order_id, deleted_at from {{ source('raw', 'order_deletions') }}
+),
+
+versions as (
+    select
+        source.*,
+        payload ->> 'status' in ('cancelled', 'failed', 'trash') as has_cancelled_status,
+        case when d.deleted_at >= source.updated_at then d.deleted_at end as deleted_at
+    from source
+    left join deletions as d on d.partner_id = source.partner_id and d.order_id = source.order_id
 )
 
 select
@@ -19,10 +36,13 @@ select
             case when jsonb_typeof(payload -> 'line_items') = 'array' then payload -> 'line_items' else '[]'::jsonb end
         ) as li
     ), 0)                                                                        as commissionable_amount,
-    case when payload ->> 'status' in ('cancelled', 'failed', 'trash')
-         then {{ woocommerce_gmt("payload ->> 'date_modified_gmt'") }} end       as cancelled_at,
+    coalesce(
+        case when has_cancelled_status then coalesce(cancelled_seen_at, updated_at) end,
+        deleted_at
+    )                                                                            as cancelled_at,
+    deleted_at,
     payload ->> 'status'                                                         as order_status,
-    coalesce(payload ->> 'status' in ('cancelled', 'failed', 'trash'), false)    as is_cancelled,
+    (coalesce(has_cancelled_status, false) or deleted_at is not null)            as is_cancelled,
     coalesce(payload ->> 'status' = 'checkout-draft', false)                     as is_test,
     nullif(trim((
         select m ->> 'value'
@@ -34,4 +54,4 @@ select
         limit 1
     )), '')                                                                      as landing_ref,
     loaded_at                                                                    as _loaded_at
-from source
+from versions

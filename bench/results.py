@@ -1,0 +1,52 @@
+"""Every benchmark run is kept: one JSON file per benchmark under bench/results/, one entry per run.
+
+Why: a headline number must be traceable to the rounds behind it (commit, UTC time, machine load), and the
+best and worst rounds shown beside the median; bench/README.md quotes these files only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def run_header() -> dict:
+    """Where and when: commit, UTC start time, load average (1/5/15 min) and core count at the start."""
+    return {"commit": _commit(), "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def summarise(values: list[float]) -> dict:
+    """Median, best and worst of the rounds (at least 3 rounds make a median worth quoting)."""
+    return {"rounds": len(values), "median": statistics.median(values), "best": max(values), "worst": min(values)}
+
+
+def append_run(benchmark: str, run: dict) -> Path:
+    """Append one run (header + rounds + summary) to bench/results/<benchmark>.json and return the path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{benchmark}.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    run = {**run, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+    runs.append(run)
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+    return path
