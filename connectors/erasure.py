@@ -13,7 +13,8 @@ Where the key is replaced, all in the caller's transaction:
 - raw.orders / raw.clicks: the `customer_key` column and the payload text (the key stands wherever an e-mail was:
   `email`, `customer.email`, `CustomerEmail`, an address inside `landing_site`); the platform's customer id
   (`customer`, `customer_id`) is removed from the customer's orders.
-- raw.quarantine and raw.webhook_inbox (when that table exists): any text or JSON column holding the key.
+- raw.quarantine, raw.webhook_inbox and raw.webhook_data_requests (when they exist): any text or JSON column
+  holding the key.
 - the transform's own tables (build and work schemas, `analytics_prev`, kept for rollback) and the published
   `analytics` snapshot: `*customer_key` columns. This is a rename of one opaque key, not a change of any number:
   every table changes in this one transaction, so a reader sees the old name or the new one, never a mix, and the
@@ -39,7 +40,7 @@ _ANY_KEY = re.compile(r"[0-9a-f]{64}")
 # `customer` object (id + key after minimisation), WooCommerce's `customer_id`
 _WITHOUT_CUSTOMER_FIELDS = "- 'customer' - 'customer_id'"
 # tables besides raw.orders / raw.clicks that may hold a customer's key inside a payload (present or not)
-_OTHER_TABLES = (("raw", "quarantine"), ("raw", "webhook_inbox"))
+_OTHER_TABLES = (("raw", "quarantine"), ("raw", "webhook_inbox"), ("raw", "webhook_data_requests"))
 
 
 class ErasureError(ValueError):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 KEEP = True  # a scalar field kept as it is
+IDS = "ids"  # a list of scalars (order ids) kept as it is; anything else in it is dropped (None)
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class Entries:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-# A spec maps a field name to KEEP (a scalar), to a nested spec (an object, or each object of a list of objects)
-# or to Entries (a list of objects filtered by a key).
-Spec = dict[str, Union[bool, "Spec", Entries]]
+# A spec maps a field name to KEEP (a scalar), IDS (a list of scalars), a nested spec (an object, or each object
+# of a list of objects) or Entries (a list of objects filtered by a key).
+Spec = dict[str, Union[bool, str, "Spec", Entries]]
 
 _MONEY_SET: Spec = {"shop_money": {"amount": KEEP, "currency_code": KEEP}}
 _CUSTOMER: Spec = {"id": KEEP, "email": KEEP}
@@ -96,9 +97,9 @@ NETWORK_CLICK: Spec = {
 # and the customer (id and e-mail, which becomes the key erasure looks for), never the phone they also carry.
 ORDER_DELETION: Spec = {"id": KEEP}
 SHOPIFY_CUSTOMERS_REDACT: Spec = {"shop_id": KEEP, "shop_domain": KEEP, "customer": _CUSTOMER,
-                                  "orders_to_redact": KEEP}
+                                  "orders_to_redact": IDS}
 SHOPIFY_CUSTOMERS_DATA_REQUEST: Spec = {"shop_id": KEEP, "shop_domain": KEEP, "customer": _CUSTOMER,
-                                        "orders_requested": KEEP, "data_request": {"id": KEEP}}
+                                        "orders_requested": IDS, "data_request": {"id": KEEP}}
 SHOPIFY_SHOP_REDACT: Spec = {"shop_id": KEEP, "shop_domain": KEEP}
 
 ALLOW_LISTS: dict[str, dict[str, Spec]] = {
@@ -152,6 +153,10 @@ def _object(record: dict, spec: Spec) -> dict:
 def _value(value: Any, rule: Any) -> Any:
     if rule is KEEP:
         return None if isinstance(value, (dict, list)) else value
+    if rule == IDS:
+        if not isinstance(value, list):
+            return None
+        return [None if isinstance(item, (dict, list)) else item for item in value]
     if isinstance(rule, Entries):
         if not isinstance(value, list):
             return None
