@@ -20,6 +20,8 @@ Where the key is replaced, all in the caller's transaction:
   every table changes in this one transaction, so a reader sees the old name or the new one, never a mix, and the
   rollback snapshot and the incremental state do not keep the old key alive for another publish.
 The temporary old→new table lives only inside the transaction (`on commit drop`): no mapping is kept.
+raw.erased_customers keeps sha256 of each erased key (not the key, no link to the surrogate), so a later version of
+an erased customer's order keeps its surrogate when the storefront sends it again (connectors/landing.py).
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ def _erase_listed(conn: psycopg.Connection, keys: list[str], partner_id: str | N
         for key in keys:
             copy.write_row((key, new_surrogate()))
     params = {"partner": partner_id, "pattern": f"%{keys[0]}%" if search_text else None}
+    if conn.execute("select to_regclass('raw.erased_customers') is not null").fetchone()[0]:
+        conn.execute("insert into raw.erased_customers (key_hash) "
+                     "select encode(sha256(convert_to(old, 'UTF8')), 'hex') from _erasure on conflict do nothing")
     # their own orders get the surrogate and lose the platform's customer id
     orders = max(conn.execute(
         "update raw.orders o set customer_key = e.new, "

@@ -521,6 +521,17 @@ def _quarantine_held(conn: psycopg.Connection, load_id: uuid.UUID, source_id: st
     return _insert_quarantine(conn, load_id, source_id, entity, salt, [(e, r.payload_json) for e, r in held])
 
 
+# A newer version of an order whose customer was erased (connectors/erasure.py) keeps the surrogate key the order
+# got then, and loses the customer fields again: the storefront still sends the address, and re-landing its key
+# would re-link the order to the person (and change their first-order status). A new order by the address is a new
+# customer with the address's key, as PRODUCT.md §4 wants. raw.erased_customers holds sha256 of each erased key.
+_ERASED_BEFORE = (
+    "(p.customer_key is not null and o.customer_key is not null and o.customer_key <> p.customer_key "
+    " and exists (select 1 from raw.erased_customers e "
+    "             where e.key_hash = encode(sha256(convert_to(p.customer_key, 'UTF8')), 'hex')))"
+)
+
+
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
                      records: list | PreparedPage, *, salt: str, cursor_cap: datetime,
                      as_of: datetime | None = None) -> PageOutcome:
@@ -566,7 +577,10 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
                                     r.timestamp if r.cancelled else None))
             updated = max(conn.execute(
                 "update raw.orders o set platform = p.platform, updated_at = p.updated_at, "
-                "  customer_key = p.customer_key, payload = p.payload, load_id = p.load_id, loaded_at = now(), "
+                f"  customer_key = case when {_ERASED_BEFORE} then o.customer_key else p.customer_key end, "
+                f"  payload = case when {_ERASED_BEFORE} then replace(p.payload::text, p.customer_key, "
+                "    o.customer_key)::jsonb - 'customer' - 'customer_id' else p.payload end, "
+                "  load_id = p.load_id, loaded_at = now(), "
                 "  cancelled_seen_at = case when p.cancelled_seen_at is not null "
                 "                           then coalesce(o.cancelled_seen_at, p.cancelled_seen_at) end "
                 "from _page_orders p where o.partner_id = p.partner_id and o.order_id = p.order_id "

@@ -336,10 +336,15 @@ def test_forget_erases_a_customer_everywhere_and_changes_no_money(demo_alliance,
                      date_created_gmt="2026-11-14T10:00:00", date_modified_gmt="2026-11-14T10:05:00")
     world.add_order(partner, later)
     world.touch_order(partner, later["id"], datetime(2026, 11, 21, tzinfo=UTC))  # after every landed version
+    # the storefront edits an order of the erased customer: its newer version still names the address
+    world.touch_order(*orders_before[0], datetime(2026, 11, 21, 1, tzinfo=UTC))
     assert all(r.status == "succeeded" for r in ingest_all(cfg, warehouse, options=FAST))
     _published(cfg, warehouse)
     assert _rows(warehouse, "select order_id, is_new_customer from analytics.fct_orders where customer_key = %s",
                  (old,)) == [("999000001", True)]
+    assert _rows(warehouse, "select customer_key, payload ? 'customer' or payload ? 'customer_id' from raw.orders "
+                            "where partner_id = %s and order_id = %s", orders_before[0]) == [(new, False)]
+    assert _rows(warehouse, "select count(*) from raw.orders where updated_at = '2026-11-21T01:00:00Z'") == [(1,)]
 
 
 def test_erasure_refuses_what_is_not_a_key_and_scopes_to_one_storefront(warehouse):
