@@ -79,7 +79,7 @@ airflow: install
 	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
 
 webhooks: install
-	set -a; . config/sandbox.env; set +a; ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \
+	ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \
 	  $(BIN)/alliance webhooks --config $(CONFIG) --port $(WEBHOOKS_PORT)
 
 bench-freshness: install

@@ -288,7 +288,9 @@ def webhooks(
     from alliance.webhooks import AirflowClient, build_server
     from connectors.pii import PiiError
 
+    _demo_env(config)  # the demo's documented salt and webhook secrets, for a demo config only
     cfg = _config(config, require_secrets=False)
+    _salt()  # before the warehouse: a real receiver without ALLIANCE_PII_SALT stops here
     try:
         server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
     except PiiError as exc:
@@ -319,6 +321,18 @@ def airflow(
     cfg_path = config or Path("config/demo.yml")
     _config(cfg_path, require_secrets=False)
     sys.exit(serve(_url(), cfg_path, port=port, console=console))
+
+
+def _demo_env(config: Path | None) -> None:
+    """Load config/sandbox.env (the demo's documented salt and secrets) when `config` is a demo config, else
+    nothing: a real alliance never runs on the demo's public salt."""
+    import os
+
+    from alliance.demo import is_demo_config, load_sandbox_env
+
+    path = config or Path(os.environ.get("ALLIANCE_CONFIG") or "config/alliance.yml")
+    if is_demo_config(path):
+        load_sandbox_env()
 
 
 def _salt() -> str:

@@ -192,11 +192,12 @@ def test_only_a_config_served_by_the_sandbox_is_a_demo_config(tmp_path):
     mixed.write_text((ROOT / "config" / "demo.yml").read_text().replace(
         "${ALLIANCE_SANDBOX_URL:-http://127.0.0.1:8765}/lumen", "https://lumen.example.com", 1))
     assert not is_demo_config(mixed)  # one real partner makes it a real alliance
-    make = subprocess.run(["make", "-n", "status"], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert "sandbox.env" not in make.stdout and "alliance status" in make.stdout
+    for target, command in (("status", "alliance status"), ("webhooks", "alliance webhooks")):
+        make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert "sandbox.env" not in make.stdout and command in make.stdout
 
 
-@pytest.mark.parametrize("command", [["ingest"], ["run"], ["airflow", "--port", "1"]])
+@pytest.mark.parametrize("command", [["ingest"], ["run"], ["airflow", "--port", "1"], ["webhooks", "--port", "1"]])
 def test_a_real_run_without_the_salt_stops_with_a_clear_message(tmp_path, command):
     secrets = {"NORTHWIND_TOKEN": "t", "LUMEN_WC_KEYS": "k:s", "TIDEWATER_TOKEN": "t", "NETWORK_SID_TOKEN": "s:t"}
     run = subprocess.run([ALLIANCE, *command, "--config", str(_real_config(tmp_path))], capture_output=True,
