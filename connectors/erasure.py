@@ -123,8 +123,9 @@ def _erase_listed(conn: psycopg.Connection, keys: list[str], partner_id: str | N
             copy.write_row((key, new_surrogate()))
     params = {"partner": partner_id, "pattern": f"%{keys[0]}%" if search_text else None}
     if conn.execute("select to_regclass('raw.erased_customers') is not null").fetchone()[0]:
-        conn.execute("insert into raw.erased_customers (key_hash) "
-                     "select encode(sha256(convert_to(old, 'UTF8')), 'hex') from _erasure on conflict do nothing")
+        conn.execute("insert into raw.erased_customers (key_hash, scope) "
+                     "select encode(sha256(convert_to(old, 'UTF8')), 'hex'), coalesce(%(partner)s::text, '*') "
+                     "from _erasure on conflict do nothing", params)
     # their own orders get the surrogate and lose the platform's customer id
     orders = max(conn.execute(
         "update raw.orders o set customer_key = e.new, "

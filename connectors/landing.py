@@ -528,7 +528,8 @@ def _quarantine_held(conn: psycopg.Connection, load_id: uuid.UUID, source_id: st
 _ERASED_BEFORE = (
     "(p.customer_key is not null and o.customer_key is not null and o.customer_key <> p.customer_key "
     " and exists (select 1 from raw.erased_customers e "
-    "             where e.key_hash = encode(sha256(convert_to(p.customer_key, 'UTF8')), 'hex')))"
+    "             where e.key_hash = encode(sha256(convert_to(p.customer_key, 'UTF8')), 'hex') "
+    "               and e.scope in ('*', p.partner_id)))"
 )
 
 

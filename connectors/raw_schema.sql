@@ -103,6 +103,8 @@ create table if not exists raw.order_deletions (
 -- no link to the surrogate that replaced it. A newer version of an order placed before the erasure keeps its
 -- surrogate instead of re-linking the order to the person's key (connectors/landing.py).
 create table if not exists raw.erased_customers (
-    key_hash     text primary key,
-    erased_at    timestamptz not null default now()
+    key_hash     text not null,
+    scope        text not null,                          -- the storefront erased at, or '*' for every one
+    erased_at    timestamptz not null default now(),
+    primary key (key_hash, scope)
 );
