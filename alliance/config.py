@@ -7,12 +7,14 @@ Bad config fails fast with one message naming the file, the key and the fix.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import os
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,12 +63,62 @@ class Contract(Commission):
         return self
 
 
-class Partner(_Strict):
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str | None) -> str | None:
+    """A partner API address: http(s) with a host, and https unless the host is loopback (the sandbox, tests).
+
+    Why: the partner's token or Basic credentials travel with every request; over plain http anyone on
+    the path reads them.
+    """
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if "@" in parts.netloc:  # never echoed: it would print the secret
+        raise ValueError("holds credentials (`user:password@`); put the secret in the variable named by "
+                         "`credentials_env` or in the Airflow connection of `credentials_conn`, never in base_url")
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"`{value}` is not an http(s) URL with a host; write e.g. https://shop.example.com")
+    if scheme == "http" and not _is_loopback(host):
+        raise ValueError(f"`{value}` is plain http: the partner's credentials would cross the network in clear "
+                         f"text; use https://{parts.netloc}{parts.path} (http is accepted only for loopback hosts "
+                         "such as 127.0.0.1 or localhost)")
+    return value.strip()
+
+
+class _ApiSource(_Strict):
+    """What every pulled source shares: where its API is and where its secret comes from (one place only)."""
+
+    base_url: str | None = None
+    credentials_env: str | None = None  # environment variable holding the secret
+    credentials_conn: str | None = None  # or: Airflow connection id holding it (login/password, or password)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str | None) -> str | None:
+        return check_base_url(value)
+
+    def _one_secret_source(self, platform: str) -> None:
+        if self.credentials_env and self.credentials_conn:
+            raise ValueError("set `credentials_env` or `credentials_conn`, not both: the secret must come from "
+                             "exactly one place")
+        if not self.credentials_env and not self.credentials_conn:
+            raise ValueError(f"platform {platform} needs `credentials_env` (an environment variable name) or "
+                             "`credentials_conn` (an Airflow connection id)")
+
+
+class Partner(_ApiSource):
     id: Annotated[str, Field(pattern=SLUG)]
     name: str | None = None
     platform: Literal["shopify", "woocommerce", "none"]
-    base_url: str | None = None
-    credentials_env: str | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     referral_codes: list[str] = []
     commission: Commission | None = None
@@ -79,8 +131,7 @@ class Partner(_Strict):
         if self.platform != "none":
             if not self.base_url:
                 raise ValueError(f"platform {self.platform} needs `base_url`")
-            if not self.credentials_env:
-                raise ValueError(f"platform {self.platform} needs `credentials_env` (an environment variable name)")
+            self._one_secret_source(self.platform)
         return self
 
     @property
@@ -88,13 +139,17 @@ class Partner(_Strict):
         return self.platform != "none"
 
 
-class ReferralNetwork(_Strict):
+class ReferralNetwork(_ApiSource):
     id: Annotated[str, Field(pattern=SLUG)]
     platform: Literal["referral_network"]
     base_url: str
-    credentials_env: str
     requests_per_second: float | None = Field(default=None, gt=0)
     webhook_secret_env: str | None = None  # env var holding the secret that signs this network's webhooks
+
+    @model_validator(mode="after")
+    def _needs_secret(self) -> ReferralNetwork:
+        self._one_secret_source(self.platform)
+        return self
 
 
 class Attribution(_Strict):
@@ -272,6 +327,20 @@ def missing_secrets(cfg: AllianceConfig) -> list[str]:
     return missing
 
 
+def missing_connections(cfg: AllianceConfig) -> list[str]:
+    """Problems with `credentials_conn` sources: the Airflow connection is absent or holds no password."""
+    from connectors.credentials import MissingCredentials, read_secret
+
+    problems = []
+    for source in [*cfg.storefronts, *cfg.referral_networks]:
+        if source.credentials_conn:
+            try:
+                read_secret(source)
+            except MissingCredentials as exc:
+                problems.append(str(exc))
+    return problems
+
+
 def resolve_config_path(path: str | Path | None = None) -> Path:
     """`--config` first, then ALLIANCE_CONFIG, then config/alliance.yml."""
     chosen = path or os.environ.get("ALLIANCE_CONFIG") or DEFAULT_CONFIG
@@ -310,11 +379,13 @@ def load_config(path: str | Path | None = None, *, require_secrets: bool = True)
     _check_cross_references(cfg, str(file))
     if require_secrets:
         missing = missing_secrets(cfg)
+        problems = []
         if missing:
-            raise ConfigError(
-                f"{file}: credentials_env not set for " + ", ".join(missing)
-                + "; export each variable (token, key:secret or sid:token) before running"
-            )
+            problems.append("credentials_env not set for " + ", ".join(missing)
+                            + "; export each variable (token, key:secret or sid:token) before running")
+        problems += missing_connections(cfg)
+        if problems:
+            raise ConfigError(f"{file}: " + "; ".join(problems))
     return cfg
 
 

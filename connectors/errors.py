@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import requests
 
+from connectors.http import ForeignOriginError
+
 
 class SourceError(RuntimeError):
     """A source could not be read; str() is the one-line message for the operator."""
@@ -17,7 +19,11 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class SourceRef:
-    """What an error message needs to know about the source (never the token itself)."""
+    """What an error message needs to know about the source (never the token itself).
+
+    `credentials_env` says where the secret comes from, for messages: the environment variable's name, or
+    `Airflow connection `x`` when the source uses `credentials_conn` (connectors.credentials.credentials_label).
+    """
 
     source_id: str
     credentials_env: str
@@ -57,6 +63,8 @@ def check_response(response: requests.Response, ref: SourceRef) -> None:
 def describe_transport_error(exc: requests.RequestException, url: str, ref: SourceRef) -> SourceError:
     """A connection refused / DNS / TLS / timeout failure as a one-line message."""
     where = bare_url(url)
+    if isinstance(exc, ForeignOriginError):
+        return foreign_origin_error(ref, exc.via, exc.target, exc.allowed)
     if isinstance(exc, requests.exceptions.SSLError):
         return SourceError(f"{ref.source_id}: TLS verification failed for {where}: check the partner's certificate "
                            "and base_url (https)")
@@ -70,6 +78,13 @@ def describe_transport_error(exc: requests.RequestException, url: str, ref: Sour
         return SourceError(f"{ref.source_id}: cannot reach {where} (connection failed): check base_url in the "
                            "config and that the partner API is up")
     return SourceError(f"{ref.source_id}: request to {where} failed: {type(exc).__name__}")
+
+
+def foreign_origin_error(ref: SourceRef, via: str, target: str, allowed: str) -> SourceError:
+    """The message for a link or redirect to another scheme, host or port than base_url (credentials stay home)."""
+    return SourceError(f"{ref.source_id}: refused {via} to {bare_url(target)}: another scheme, host or port than "
+                       f"base_url ({bare_url(allowed)}), and the partner's credentials are only sent to base_url; "
+                       "if the partner really moved its API, set base_url in the config to the new address")
 
 
 def get_json(session: requests.Session, url: str, ref: SourceRef, **kwargs) -> tuple[object, requests.Response]:  # noqa: ANN003

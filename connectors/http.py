@@ -1,7 +1,11 @@
-"""One HTTP session per source: retries with backoff and jitter, server-directed waits, timeouts, rate limit.
+"""One HTTP session per source: retries with backoff and jitter, server-directed waits, timeouts, rate limit,
+and credentials that never leave the partner's origin.
 
 Why: partner APIs throttle (429 + Retry-After, or X-RateLimit-Reset) and fail transiently (5xx); a
-connector must wait as told, retry idempotent GETs a bounded number of times and never hang.
+connector must wait as told, retry idempotent GETs a bounded number of times and never hang. requests
+follows redirects by default and re-sends custom headers (X-Shopify-Access-Token) and, on the same host,
+Basic auth: a session here refuses any request or redirect to another scheme, host or port than the
+source's `base_url` (PRODUCT.md §3), so a token is only ever sent where the operator configured it.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ import email.utils
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
+
+from connectors.clock import SYSTEM_CLOCK, Clock
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 _SECONDS = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -34,6 +41,33 @@ class HttpPolicy:
     retry_after_max: float = 120.0
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # rate-limit and throttle waits (not retry backoff)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, lower-cased host, effective port) of a URL: what must match for credentials to be sent."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number never matches
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    return origin(url) == origin(base_url)
+
+
+class ForeignOriginError(requests.exceptions.InvalidURL):
+    """A request or redirect would take the source's credentials to another scheme, host or port."""
+
+    def __init__(self, target: str, allowed: str, via: str) -> None:
+        super().__init__(f"{via} to another origin refused")
+        self.target, self.allowed, self.via = target, allowed, via
 
 
 class AllianceRetry(Retry):
@@ -62,11 +96,18 @@ class AllianceRetry(Retry):
 
 
 class SourceSession(requests.Session):
-    """A Session with a default (connect, read) timeout and an optional requests-per-second limit."""
+    """A Session with a default (connect, read) timeout, an optional requests-per-second limit, and an origin.
 
-    def __init__(self, policy: HttpPolicy, requests_per_second: float | None = None) -> None:
+    With `origin_url` set (the source's base_url), a request to any other scheme, host or port raises
+    ForeignOriginError before anything is sent; without it, redirects are still held to the origin of the
+    request that was redirected. Same-origin redirects are followed as requests does.
+    """
+
+    def __init__(self, policy: HttpPolicy, requests_per_second: float | None = None,
+                 origin_url: str | None = None) -> None:
         super().__init__()
         self.policy = policy
+        self.origin_url = origin_url
         self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
         self._next_slot = 0.0
         self._slot_lock = threading.Lock()
@@ -74,21 +115,39 @@ class SourceSession(requests.Session):
     def _wait_for_slot(self) -> None:
         if not self._interval:
             return
+        clock = self.policy.clock
         with self._slot_lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             wait = self._next_slot - now
             self._next_slot = max(now, self._next_slot) + self._interval
         if wait > 0:
-            time.sleep(wait)
+            clock.sleep(wait)
 
     def request(self, method, url, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - requests' API
+        if self.origin_url and not same_origin(url, self.origin_url):
+            raise ForeignOriginError(url, self.origin_url, "a request")
         kwargs.setdefault("timeout", (self.policy.connect_timeout, self.policy.read_timeout))
         self._wait_for_slot()
         return super().request(method, url, *args, **kwargs)
 
+    def rebuild_auth(self, prepared_request, response) -> None:  # noqa: ANN001 - requests' redirect hook
+        """Called by requests before following each redirect: refuse one that leaves the origin.
 
-def make_session(policy: HttpPolicy | None = None, requests_per_second: float | None = None) -> SourceSession:
-    """A session for one source: retry on 429/5xx and connection errors for GET, TLS verification on."""
+        requests would strip Basic auth on a host change but re-send every other header (a Shopify
+        access token) and keep auth across a port change; refusing is the only safe answer.
+        """
+        allowed = self.origin_url or response.request.url
+        target = urljoin(response.url, prepared_request.url)
+        if not same_origin(target, allowed):
+            response.close()
+            raise ForeignOriginError(target, allowed, f"a {response.status_code} redirect")
+        super().rebuild_auth(prepared_request, response)
+
+
+def make_session(policy: HttpPolicy | None = None, requests_per_second: float | None = None, *,
+                 origin_url: str | None = None) -> SourceSession:
+    """A session for one source: retry on 429/5xx and connection errors for GET, TLS verification on,
+    nothing sent outside `origin_url` (the source's base_url) when given."""
     policy = policy or HttpPolicy()
     retry = AllianceRetry(
         total=policy.retries,
@@ -104,7 +163,7 @@ def make_session(policy: HttpPolicy | None = None, requests_per_second: float | 
         respect_retry_after_header=True,
         raise_on_status=False,  # hand back the last response so the caller can say what failed
     )
-    session = SourceSession(policy, requests_per_second)
+    session = SourceSession(policy, requests_per_second, origin_url)
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

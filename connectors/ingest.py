@@ -7,7 +7,6 @@ what failed and how to fix it. Tokens and e-mails never reach a log line or a me
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from alliance.config import AllianceConfig, Partner, ReferralNetwork
 from alliance.warehouse import WarehouseError, connect
 from connectors import woocommerce
+from connectors.credentials import MissingCredentials, credentials_label, read_secret
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.landing import (
@@ -85,12 +85,11 @@ def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNe
 
 
 def source_credentials(source: Partner | ReferralNetwork) -> str:
-    env = source.credentials_env or ""
-    value = os.environ.get(env, "").strip()
-    if not value:
-        raise SourceError(f"{source.id}: {env} is not set: export the partner's credentials in {env} "
-                          "(see config/sandbox.env for the demo)")
-    return value
+    """The source's secret from `credentials_env` or the Airflow connection `credentials_conn`."""
+    try:
+        return read_secret(source)
+    except MissingCredentials as exc:
+        raise SourceError(str(exc)) from None
 
 
 def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | None = None, *,
@@ -143,8 +142,8 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetim
           cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
     credentials = source_credentials(source)
-    ref = SourceRef(source.id, source.credentials_env or "")
-    session = make_session(options.http, source.requests_per_second)
+    ref = SourceRef(source.id, credentials_label(source))
+    session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:
         if platform == "shopify":
             pages = iter_order_pages(session, source.base_url or "", credentials, ref, since,

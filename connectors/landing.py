@@ -531,6 +531,10 @@ _ERASED_BEFORE = (
     "             where e.key_hash = encode(sha256(convert_to(p.customer_key, 'UTF8')), 'hex') "
     "               and e.scope in ('*', p.partner_id)))"
 )
+# what an incoming version stores: itself, or for an erased customer's order the erased form (an overlap re-read of
+# the version landed before the erasure is then equal to what is stored, and changes nothing)
+_STORED_PAYLOAD = (f"(case when {_ERASED_BEFORE} then replace(p.payload::text, p.customer_key, o.customer_key)::jsonb"
+                   " - 'customer' - 'customer_id' else p.payload end)")
 
 
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
@@ -556,7 +560,9 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
             (partner_id, list(latest)),
         ).fetchall()) if latest else {}
         new = [r for r in latest.values() if r.key not in existing]
-        newer = [r for r in latest.values() if r.key in existing and r.timestamp > existing[r.key]]
+        # §7: a version replaces the stored one when its updated_at is later, or equal with different content
+        # (WooCommerce does not always move date_modified when line items change); the SQL below compares content
+        newer = [r for r in latest.values() if r.key in existing and r.timestamp >= existing[r.key]]
         # cancelled_seen_at: this version's time when it carries the cancelled status (kept below while later
         # versions stay cancelled: the cancellation time is the FIRST cancelled version's, PRODUCT.md §3)
         columns = "partner_id, order_id, platform, updated_at, customer_key, payload, load_id, cancelled_seen_at"
@@ -566,7 +572,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
                     copy.write_row((partner_id, r.key, platform, r.timestamp, r.customer_key, r.payload_json, load_id,
                                     r.timestamp if r.cancelled else None))
         updated = 0
-        if newer:  # newer versions of landed orders: through a temp table, replacing only older versions
+        if newer:  # newer (or same-time, other-content) versions: through a temp table, replacing only older ones
             conn.execute(
                 "create temp table if not exists _page_orders (partner_id text, order_id text, platform text, "
                 "updated_at timestamptz, customer_key text, payload jsonb, load_id uuid, "
@@ -579,13 +585,13 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
             updated = max(conn.execute(
                 "update raw.orders o set platform = p.platform, updated_at = p.updated_at, "
                 f"  customer_key = case when {_ERASED_BEFORE} then o.customer_key else p.customer_key end, "
-                f"  payload = case when {_ERASED_BEFORE} then replace(p.payload::text, p.customer_key, "
-                "    o.customer_key)::jsonb - 'customer' - 'customer_id' else p.payload end, "
+                f"  payload = {_STORED_PAYLOAD}, "
                 "  load_id = p.load_id, loaded_at = now(), "
                 "  cancelled_seen_at = case when p.cancelled_seen_at is not null "
                 "                           then coalesce(o.cancelled_seen_at, p.cancelled_seen_at) end "
                 "from _page_orders p where o.partner_id = p.partner_id and o.order_id = p.order_id "
-                "  and p.updated_at > o.updated_at"
+                "  and (p.updated_at > o.updated_at "
+                f"       or (p.updated_at = o.updated_at and {_STORED_PAYLOAD} is distinct from o.payload))"
             ).rowcount, 0)
         landed = len(new) + updated
         held_from = _held_from(held)

@@ -22,6 +22,9 @@ from connectors.errors import SourceError, SourceRef, bare_url, get_json
 from connectors.paging import Page
 
 MAX_PER_PAGE = 100
+# `any` alone leaves trashed orders out (WordPress's WP_Query excludes `trash` from `any`); trash cancels an order
+# (PRODUCT.md §3), so it is listed too (woocommerce/woocommerce#21595 made `status=trash` queryable).
+STATUSES = "any,trash"
 REFUNDS_KEY = "alliance_refunds"
 
 
@@ -63,7 +66,7 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
     number = 0
     while True:
         params: dict[str, str | int] = {"per_page": per_page, "page": page_number, "orderby": "modified",
-                                        "order": "asc", "status": "any", "dates_are_gmt": "true"}
+                                        "order": "asc", "status": STATUSES, "dates_are_gmt": "true"}
         if lower is not None:
             params["modified_after"] = _wire(lower - timedelta(seconds=1))  # exclusive upstream: step back 1 s
         body, response = get_json(session, url, ref, params=params, auth=auth)
@@ -73,18 +76,23 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
         number += 1
         attach_refunds(session, url, ref, auth, body)
         yield Page(number=number, url=bare_url(response.url), records=body)
-        try:
-            total_pages = int(response.headers.get("X-WP-TotalPages", "1"))
-        except ValueError:
-            total_pages = 1
-        if not body or page_number >= total_pages:
-            return
+        total_pages = _total_pages(response)
+        if not body or (page_number >= total_pages if total_pages is not None else len(body) < per_page):
+            return  # without X-WP-TotalPages (a proxy dropped it), a short page is the last one
         newest = max((t for t in (gmt(o.get("date_modified_gmt")) for o in body if isinstance(o, dict)) if t),
                      default=None)
         if newest is not None and (lower is None or newest > lower):
             lower, page_number = newest, 1
         else:
             page_number += 1  # a whole page within one second (or unreadable dates): step through it
+
+
+def _total_pages(response: requests.Response) -> int | None:
+    """`X-WP-TotalPages` (WordPress sends it on every collection), or None when absent or unreadable."""
+    try:
+        return int(response.headers["X-WP-TotalPages"])
+    except (KeyError, ValueError):
+        return None
 
 
 def attach_refunds(session: requests.Session, url: str, ref: SourceRef, auth: tuple[str, str],

@@ -1,47 +1,278 @@
-"""An independent Python reading of PRODUCT.md §6: the five attribution models and the commission.
+"""An independent Python reading of PRODUCT.md §2-§7: every published number, recomputed from the partner payloads.
 
-Why it exists: the published numbers are computed once, in dbt SQL. The end-to-end test
-recomputes them here, from the partner payloads as the APIs serve them, and compares to
-the cent. This module must never read or mirror the dbt models: independence is the point.
+Why it exists: the published numbers are computed once, in dbt SQL. The end-to-end test recomputes them here,
+from the config file, the FX CSV and the partner payloads exactly as the APIs serve them, and compares every column
+of every row of every published table (tests/oracle_compare.py). This module must never read or mirror the dbt
+models, nor import `alliance`: independence is the point. It parses its own inputs (YAML config, contracts, FX CSV,
+alert rules; Shopify orders, WooCommerce orders and their `/orders/{id}/refunds` bodies, network click objects).
 
-Pure Python, no database: `compute(config, fx_rows, orders, clicks, as_of) -> OracleResult`.
+Pure Python, no database: `compute(config, fx_rows, orders, clicks, as_of, refunds=..., deletions=...)`
+-> `OracleResult`; `OracleResult.tables(salt)` gives each published table as {key: {column: value}}.
 
-Readings of the contract this oracle shares with README "Decisions where the contract is open": a click whose
-referrer is not a configured partner is not eligible (nobody could bill or be paid for it); model credits are
-rounded to 10 decimals with the remainder on the last referrer (by id); revenue columns are split cumulatively
-(round(cumulative credit x amount) minus the previous such rounding) so each order's rows add up to the cent.
+Readings of the contract this oracle shares with README "Decisions where the contract is open" (quoted where a
+column's meaning is a reading):
+- "A click whose referrer is **not a configured partner** is not eligible for any model".
+- "Split credits are rounded to 10 decimals; the referrer last by id takes the remainder, so credits sum to exactly 1.
+  Revenue columns of one (order, model) are split to the cent **cumulatively**" (fct_order_attribution only; the KPI
+  and balance money columns add per-(order, referrer) amounts each rounded once, PRODUCT.md §6).
+- "For a multi-click model, `click_id` of a referrer's row is that referrer's latest credited click" (credited: a
+  share > 0 in that model).
+- "Refund leakage is credit x refunds after the lock date x FX of the order date".
+- "**Earlier order** is strictly earlier (`created_at`)".
+- "The customer's e-mail is `email`, then `contact_email`, then `customer.email`" (Shopify); WooCommerce
+  `billing.email`; "`checkout-draft` orders ... are treated like test orders"; "the referral is the last `meta_data`
+  entry with key `_alliance_ref`".
+- Contract columns of fct_order_attribution (`contract_source`, `contract_type`, `contract_effective_from`,
+  `rate_applied`, `flat_amount`; "contract (a dated override for this referrer) | default", "Percent rate used")
+  name the referrer's contract in effect on the order's date, with the rate it gives that order (new_customer_rate
+  for a first order): on every credited row of every model (the same terms whichever model credits the referrer),
+  null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
+- partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
+- Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
+  the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
+  average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
+  actual x days in month / days elapsed / target, per objective month", "today" the latest published KPI day.
 """
 
 from __future__ import annotations
 
 import calendar
+import csv
 import hashlib
+import os
+import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from alliance.config import AllianceConfig, Commission
+import yaml
 
 CENT = Decimal("0.01")
+RATE_PLACES = Decimal("0.0001")
 CREDIT_PLACES = Decimal("1e-10")
 MODELS = ("last_click", "first_click", "linear", "position_based", "time_decay")
 HALF_LIFE_SECONDS = 7 * 24 * 3600
 ONE = Decimal(1)
 ZERO = Decimal(0)
+WOO_CANCELLED = ("cancelled", "failed", "trash")
+FUTURE_TOLERANCE = timedelta(minutes=10)
+OBJECTIVE_METRICS = ("clicks_sent", "referred_orders", "attributed_revenue_rc", "net_attributed_revenue_rc",
+                     "commission_earned_rc", "commission_owed_rc")
 
 
 class OracleError(Exception):
     """The inputs cannot be computed (missing FX rate, unreadable amount or date); says what and where."""
 
 
+# --------------------------------------------------------------------------- inputs: config, FX, alert rules
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A partner's default `commission` (source 'default') or one entry of its `contracts` (source 'contract')."""
+
+    type: str  # percent | flat
+    rate: Decimal | None = None
+    new_customer_rate: Decimal | None = None
+    amount: Decimal | None = None
+    source: str = "default"
+    referrer: str | None = None
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+
+@dataclass(frozen=True)
+class PartnerSpec:
+    id: str
+    platform: str  # shopify | woocommerce | none
+    currency: str
+    referral_codes: tuple[str, ...]
+    commission: Terms | None
+    contracts: tuple[Terms, ...]
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    partner_id: str
+    month: date  # first day
+    metric: str
+    target: Decimal
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    reporting_currency: str
+    model: str
+    lookback_days: int
+    lock_days: int
+    partners: tuple[PartnerSpec, ...]
+    objectives: tuple[ObjectiveSpec, ...] = ()
+    fx_rates: Path | None = None
+    alerts: Path | None = None
+
+    def partner(self, partner_id: str) -> PartnerSpec:
+        for p in self.partners:
+            if p.id == partner_id:
+                return p
+        raise OracleError(f"partners: no partner with id {partner_id}")
+
+    @property
+    def partner_ids(self) -> set[str]:
+        return {p.id for p in self.partners}
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _decimal(value: object, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise OracleError(f"{where}: expected a number, got {value!r}")
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        raise OracleError(f"{where}: expected a number, got {value!r}") from None
+
+
+def _date(value: object, where: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise OracleError(f"{where}: expected an ISO date, got {value!r}") from None
+
+
+def _terms(raw: Mapping, where: str, source: str) -> Terms:
+    kind = raw.get("type")
+    if kind not in ("percent", "flat"):
+        raise OracleError(f"{where}.type: expected percent or flat, got {kind!r}")
+    return Terms(type=kind, rate=_decimal(raw.get("rate"), f"{where}.rate"),
+                 new_customer_rate=_decimal(raw.get("new_customer_rate"), f"{where}.new_customer_rate"),
+                 amount=_decimal(raw.get("amount"), f"{where}.amount"), source=source, referrer=raw.get("referrer"),
+                 effective_from=_date(raw.get("effective_from"), f"{where}.effective_from"),
+                 effective_to=_date(raw.get("effective_to"), f"{where}.effective_to"))
+
+
+def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig:
+    """The alliance as PRODUCT.md §2 declares it (only what the numbers depend on; connection keys are ignored)."""
+    attribution = raw.get("attribution") or {}
+    partners = []
+    for i, p in enumerate(raw.get("partners") or []):
+        where = f"partners[{i}] (id: {p.get('id')})"
+        contracts = tuple(_terms(c, f"{where}.contracts[{j}]", "contract") for j, c in enumerate(p.get("contracts")
+                                                                                                  or []))
+        commission = _terms(p["commission"], f"{where}.commission", "default") if p.get("commission") else None
+        partners.append(PartnerSpec(id=str(p["id"]), platform=str(p.get("platform")),
+                                    currency=str(p.get("currency") or "USD").upper(),
+                                    referral_codes=tuple(str(c) for c in p.get("referral_codes") or []),
+                                    commission=commission, contracts=contracts))
+    objectives = []
+    for i, o in enumerate(raw.get("objectives") or []):
+        month = o["month"]
+        month = month.strftime("%Y-%m") if isinstance(month, date) else str(month)
+        metric = str(o["metric"])
+        if metric not in OBJECTIVE_METRICS:
+            raise OracleError(f"objectives[{i}].metric: {metric} is not an additive KPI column")
+        objectives.append(ObjectiveSpec(partner_id=str(o["partner_id"]), month=date.fromisoformat(month + "-01"),
+                                        metric=metric, target=_decimal(o["target"], f"objectives[{i}].target")))
+
+    def path(key: str) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        p = Path(str(value))
+        return p if p.is_absolute() or base_dir is None else base_dir / p
+
+    return OracleConfig(
+        reporting_currency=str(raw.get("reporting_currency") or "USD").upper(),
+        model=str(attribution.get("model") or "last_click"),
+        lookback_days=int(attribution.get("lookback_days") or 30),
+        lock_days=int(raw.get("lock_days") if raw.get("lock_days") is not None else 30),
+        partners=tuple(partners), objectives=tuple(objectives), fx_rates=path("fx_rates"), alerts=path("alerts"),
+    )
+
+
+def load_config(path: str | Path) -> OracleConfig:
+    """Read the YAML config file itself (`${VAR:-default}` expanded; relative paths from the file's folder)."""
+    path = Path(path)
+    text = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), path.read_text())
+    return config_from_dict(yaml.safe_load(text) or {}, path.parent)
+
+
+def read_fx_csv(path: str | Path | None) -> list[tuple[date, str, Decimal]]:
+    """date,currency,rate_to_reporting rows."""
+    if path is None:
+        return []
+    rows = []
+    with Path(path).open(newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            rows.append((date.fromisoformat(row["date"].strip()), row["currency"].strip().upper(),
+                         _decimal(row["rate_to_reporting"], f"{path}: line {line}")))
+    return rows
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One alert rule of the rules file (only what decides whether and how it fires)."""
+
+    id: str
+    kind: str  # threshold | trailing | pace
+    kpi: str | None
+    comparison: str  # above | below
+    threshold: Decimal
+    severity: str = "warning"
+    trailing_days: int | None = None
+    min_volume_kpi: str | None = None
+    min_volume: Decimal = ZERO
+    min_elapsed_days: int = 5
+
+
+def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
+    rules = []
+    for r in raw_rules:
+        def num(key: str, r: Mapping = r) -> Decimal | None:
+            return _decimal(r.get(key), f"rule {r.get('id')}.{key}")
+        severity = str(r.get("severity") or "warning")
+        if r.get("pace_below") is not None:
+            rules.append(RuleSpec(id=r["id"], kind="pace", kpi=r.get("kpi"), comparison="below",
+                                  threshold=num("pace_below"), severity=severity,
+                                  min_elapsed_days=int(r.get("min_elapsed_days") or 5)))
+        elif r.get("trailing_days") is not None:
+            above = r.get("change_above") is not None
+            volume = r.get("min_volume") or {}
+            rules.append(RuleSpec(id=r["id"], kind="trailing", kpi=r["kpi"], comparison="above" if above else "below",
+                                  threshold=num("change_above" if above else "change_below"), severity=severity,
+                                  trailing_days=int(r["trailing_days"]), min_volume_kpi=volume.get("kpi"),
+                                  min_volume=_decimal(volume.get("at_least"), "min_volume") or ZERO))
+        else:
+            above = r.get("above") is not None
+            rules.append(RuleSpec(id=r["id"], kind="threshold", kpi=r["kpi"], comparison="above" if above else "below",
+                                  threshold=num("above" if above else "below"), severity=severity))
+    return rules
+
+
+def load_rules(path: str | Path | None) -> list[RuleSpec]:
+    if path is None:
+        return []
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    return rules_from_dicts(document.get("rules") or [])
+
+
+# --------------------------------------------------------------------------- results
+
+
 @dataclass(frozen=True)
 class Refund:
     refunded_at: datetime  # UTC
-    amount: Decimal  # sum of refund_line_items[].subtotal, storefront currency
+    amount: Decimal  # refunded line subtotals, storefront currency
 
 
 @dataclass(frozen=True)
@@ -54,11 +285,11 @@ class OrderTruth:
     updated_at: datetime  # UTC
     currency: str
     customer_email: str | None  # lower(strip(email)); None for guests. Test-only: never log it.
-    is_cancelled: bool  # as the storefront says: cancelled_at set or financial_status voided
+    is_cancelled: bool  # the platform says cancelled (or the order was deleted / trashed)
     counts_as_cancelled: bool  # §6.1: False when the cancellation came after the lock date
     is_test: bool
     is_new_customer: bool
-    codes: tuple[str, ...]  # referral code candidates in §6.2 order, stripped and upper-cased
+    codes: tuple[str, ...]  # referral code candidates in §6.2 order, stripped (as carried)
     lock_date: date
     fx_rate: Decimal
     commissionable_amount: Decimal
@@ -68,6 +299,10 @@ class OrderTruth:
     refunded_amount_rc: Decimal
     net_amount_rc: Decimal  # round((commissionable - refunded) * fx); not clamped at 0
     refunds: tuple[Refund, ...] = ()
+    platform: str = "shopify"
+    cancelled_at: datetime | None = None
+    previous_order_at: datetime | None = None
+    refund_leakage_rc: Decimal = ZERO
 
     @property
     def key(self) -> tuple[str, str]:
@@ -80,7 +315,7 @@ class OrderTruth:
 
 @dataclass(frozen=True)
 class AttributionTruth:
-    """The configured-model row of fct_order_attribution for one eligible order."""
+    """§6 rules 2-4 for one eligible order: its single referrer (code, else last click) at credit 1."""
 
     partner_id: str  # destination
     order_id: str
@@ -93,7 +328,7 @@ class AttributionTruth:
     click_id: str | None = None  # the winning click, reason 'click' only
     code: str | None = None  # the winning code (upper-cased), reason 'code' only
     is_first_order: bool = False
-    contract: Commission | None = None  # the contract that priced it (None for organic)
+    contract: Terms | None = None  # the contract that priced it (None for organic)
     lock_date: date | None = None
     eligible_click_ids: tuple[str, ...] = ()  # §6.3 eligible clicks, oldest first (for the other models)
 
@@ -113,16 +348,11 @@ class CreditTruth:
     refund_leakage_rc: Decimal
     commission_rc: Decimal | None  # None unless `model` is the configured one
     commission_state: str | None
-
-
-@dataclass(frozen=True)
-class OracleResult:
-    orders: dict[tuple[str, str], OrderTruth]
-    attribution: dict[tuple[str, str], AttributionTruth]  # the last_click row per order
-    balances: dict[tuple[str, str, str], Decimal]  # configured model: (referrer, destination, 'YYYY-MM') -> commission
-    clicks: dict[str, ClickTruth] = field(default_factory=dict)
-    credits: dict[tuple[str, str, str, str | None], CreditTruth] = field(default_factory=dict)
-    leakage: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)  # like balances: refunds after lock
+    network_id: str | None = None
+    click_id: str | None = None
+    referral_code: str | None = None
+    contract: Terms | None = None  # the referrer's contract on the order date (credited rows)
+    rate_applied: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +371,91 @@ class ClickTruth:
         return (self.clicked_at, len(self.click_id), self.click_id)
 
 
+@dataclass(frozen=True)
+class KpiTruth:
+    """One partner_kpis_daily row (PRODUCT.md §6 KPI definitions)."""
+
+    kpi_date: date
+    partner_id: str
+    clicks_sent: int
+    referred_orders: int
+    conversion_rate: Decimal | None
+    attributed_revenue_rc: Decimal
+    net_attributed_revenue_rc: Decimal
+    aov_rc: Decimal | None
+    refund_rate: Decimal | None
+    new_customer_rate: Decimal | None
+    epc_rc: Decimal | None
+    commission_earned_rc: Decimal
+    commission_owed_rc: Decimal
+    refund_leakage_rc: Decimal
+
+
+@dataclass(frozen=True)
+class BalanceTruth:
+    """One partner_balances row: (referrer, destination, UTC month of the orders), configured model."""
+
+    referrer_partner_id: str
+    destination_partner_id: str
+    month: date
+    attributed_orders: int
+    attributed_revenue_rc: Decimal
+    net_attributed_revenue_rc: Decimal
+    commission_rc: Decimal
+    refund_leakage_rc: Decimal
+    lock_date: date
+    state: str
+
+
+@dataclass(frozen=True)
+class ObjectiveTruth:
+    partner_id: str
+    month: date
+    metric: str
+    target: Decimal
+    actual: Decimal
+    attainment: Decimal | None
+
+
+@dataclass(frozen=True)
+class AlertTruth:
+    """An alert that fires (state firing) on the first evaluation of this data."""
+
+    alert_id: str
+    rule_id: str
+    severity: str
+    partner_id: str
+    kpi: str
+    period: date
+    value: Decimal | None
+    threshold: Decimal
+    comparison: str
+    kind: str
+    baseline: Decimal | None
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    orders: dict[tuple[str, str], OrderTruth]
+    # §6 rules 2-4 per eligible order (code, else the last eligible click, else organic) priced at credit 1: the
+    # published last_click row when last_click is configured; `credits` holds every model's published rows.
+    attribution: dict[tuple[str, str], AttributionTruth]
+    balances: dict[tuple[str, str, str], Decimal]  # configured model: (referrer, destination, 'YYYY-MM') -> commission
+    clicks: dict[str, ClickTruth] = field(default_factory=dict)  # click_id -> click (first landing wins)
+    credits: dict[tuple[str, str, str, str | None], CreditTruth] = field(default_factory=dict)
+    leakage: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)  # like balances: refunds after lock
+    kpis: dict[tuple[date, str], KpiTruth] = field(default_factory=dict)
+    balance_rows: dict[tuple[str, str, date], BalanceTruth] = field(default_factory=dict)
+    objectives: dict[tuple[str, date, str], ObjectiveTruth] = field(default_factory=dict)
+    alerts: dict[str, AlertTruth] = field(default_factory=dict)  # alert_id -> alert
+    configured_model: str = "last_click"
+    platforms: dict[str, str] = field(default_factory=dict)
+
+    def tables(self, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
+        """Every published table as {key: {column: expected value}} (customer keys need the §4 salt)."""
+        return published_tables(self, salt)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -149,8 +464,19 @@ def round_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def round_rate(value: Decimal) -> Decimal:
+    return value.quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+
+
+def ratio(numerator: Decimal, denominator: Decimal, places: Decimal) -> Decimal | None:
+    """§6: a ratio whose denominator is 0 is null; rounded half away from zero."""
+    if denominator == 0:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(places, rounding=ROUND_HALF_UP)
+
+
 def normalize_email(value: object) -> str | None:
-    """§4 identity: lower(trim(email)); blank or missing is no customer."""
+    """§4 identity: lower(trim(email)), trim removing all Unicode whitespace; blank or missing is no customer."""
     if not isinstance(value, str):
         return None
     text = value.strip().lower()
@@ -166,7 +492,7 @@ def customer_key(email: str | None, salt: str) -> str | None:
 
 
 def parse_utc(value: object, where: str) -> datetime:
-    """ISO-8601 with any offset (or Z) to an aware UTC datetime; naive means UTC."""
+    """ISO-8601 with any offset (or Z) to an aware UTC datetime; naive means UTC (WooCommerce `*_gmt`)."""
     if not isinstance(value, str) or not value.strip():
         raise OracleError(f"{where}: expected an ISO-8601 timestamp, got {value!r}")
     try:
@@ -190,11 +516,14 @@ def parse_money(value: object, where: str) -> Decimal:
     return amount
 
 
-def lock_date_for(ordered_at: datetime, lock_days: int) -> date:
+def month_end(day: date) -> date:
+    return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
+
+
+def lock_date_for(ordered_at: datetime | date, lock_days: int) -> date:
     """Last day of the order's UTC month plus lock_days."""
-    day = ordered_at.astimezone(UTC).date()
-    last = date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
-    return last + timedelta(days=lock_days)
+    day = ordered_at.astimezone(UTC).date() if isinstance(ordered_at, datetime) else ordered_at
+    return month_end(day) + timedelta(days=lock_days)
 
 
 def landing_ref(landing_site: object) -> str | None:
@@ -207,15 +536,29 @@ def landing_ref(landing_site: object) -> str | None:
 
 
 def order_codes(order: Mapping) -> tuple[str, ...]:
-    """Referral code candidates: discount codes in listed order, then the landing `ref`."""
+    """Shopify referral code candidates: discount codes in listed order, then the landing `ref` (stripped)."""
     codes: list[str] = []
     for entry in order.get("discount_codes") or []:
         code = entry.get("code") if isinstance(entry, Mapping) else None
         if isinstance(code, str) and code.strip():
-            codes.append(code.strip().upper())
+            codes.append(code.strip())
     ref = landing_ref(order.get("landing_site"))
     if ref and ref.strip():
-        codes.append(ref.strip().upper())
+        codes.append(ref.strip())
+    return tuple(codes)
+
+
+def woo_codes(order: Mapping) -> tuple[str, ...]:
+    """WooCommerce: `coupon_lines[].code` in listed order, then the last `meta_data` `_alliance_ref`."""
+    codes: list[str] = []
+    for entry in order.get("coupon_lines") or []:
+        code = entry.get("code") if isinstance(entry, Mapping) else None
+        if isinstance(code, str) and code.strip():
+            codes.append(code.strip())
+    refs = [m.get("value") for m in order.get("meta_data") or []
+            if isinstance(m, Mapping) and m.get("key") == "_alliance_ref"]
+    if refs and isinstance(refs[-1], str) and refs[-1].strip():
+        codes.append(refs[-1].strip())
     return tuple(codes)
 
 
@@ -244,7 +587,7 @@ class FxTable:
         return self._rates[cur][dates[i - 1]]
 
 
-def contract_for(config: AllianceConfig, destination: str, referrer: str, day: date) -> Commission:
+def contract_for(config: OracleConfig, destination: str, referrer: str, day: date) -> Terms:
     """§2: the referrer's contract in effect on `day` with the latest effective_from, else D's default."""
     partner = config.partner(destination)
     in_effect = [
@@ -301,44 +644,20 @@ def allocate_cents(credits: Sequence[Decimal], amount: Decimal) -> list[Decimal]
     return parts
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-def _latest_versions(partner_id: str, payloads: Sequence[Mapping]) -> list[Mapping]:
-    """Orders change after creation: keep the version with the latest updated_at (later in list on ties)."""
-    chosen: dict[str, tuple[datetime, Mapping]] = {}
-    for i, order in enumerate(payloads):
-        if order.get("id") in (None, ""):
-            raise OracleError(f"orders[{partner_id}][{i}]: order without `id`")
-        oid = str(order["id"])
-        stamp = parse_utc(order.get("updated_at") or order.get("created_at"), f"order {partner_id}/{oid}.updated_at")
-        if oid not in chosen or stamp >= chosen[oid][0]:
-            chosen[oid] = (stamp, order)
-    return [payload for _, payload in chosen.values()]
-
-
-def _refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
-    refunds: list[Refund] = []
-    for r, refund in enumerate(order.get("refunds") or []):
-        items = refund.get("refund_line_items") or []
-        if not items:
-            continue  # shipping or fee only: touches neither amount
-        total = ZERO
-        for j, item in enumerate(items):
-            total += parse_money(item.get("subtotal"), f"{where}.refunds[{r}].refund_line_items[{j}].subtotal")
-        refunds.append(Refund(parse_utc(refund.get("created_at"), f"{where}.refunds[{r}].created_at"), total))
-    return tuple(refunds)
+# --------------------------------------------------------------------------- parsing the payloads
 
 
 @dataclass
 class _Order:
     partner_id: str
     order_id: str
+    platform: str
     ordered_at: datetime
     updated_at: datetime
     currency: str
     customer: str | None
     is_cancelled: bool
+    cancelled_at: datetime | None
     counts_as_cancelled: bool
     is_test: bool
     codes: tuple[str, ...]
@@ -352,53 +671,172 @@ class _Order:
         return not self.is_test and not self.counts_as_cancelled
 
 
-def _parse_order(config: AllianceConfig, partner_id: str, order: Mapping) -> _Order:
+def _modified(platform: str, order: Mapping, where: str) -> datetime:
+    if platform == "woocommerce":
+        return parse_utc(order.get("date_modified_gmt") or order.get("date_created_gmt"), f"{where}.date_modified_gmt")
+    return parse_utc(order.get("updated_at") or order.get("created_at"), f"{where}.updated_at")
+
+
+def _cancelled_status(platform: str, order: Mapping) -> bool:
+    if platform == "woocommerce":
+        return str(order.get("status") or "").strip().lower() in WOO_CANCELLED
+    return bool(order.get("cancelled_at")) or str(order.get("financial_status") or "").strip().lower() == "voided"
+
+
+def _versions(partner_id: str, platform: str, payloads: Sequence[Mapping]) -> dict[str, list[tuple[datetime, Mapping]]]:
+    """Every served version per order id, oldest first (arrival order breaks ties: the later one wins, §7)."""
+    out: dict[str, list[tuple[datetime, int, Mapping]]] = defaultdict(list)
+    for i, order in enumerate(payloads):
+        if not isinstance(order, Mapping) or order.get("id") in (None, ""):
+            raise OracleError(f"orders[{partner_id}][{i}]: order without `id`")
+        oid = str(order["id"])
+        out[oid].append((_modified(platform, order, f"order {partner_id}/{oid}"), i, order))
+    return {oid: [(t, o) for t, _, o in sorted(v, key=lambda x: (x[0], x[1]))] for oid, v in out.items()}
+
+
+def _shopify_refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
+    refunds: list[Refund] = []
+    for r, refund in enumerate(order.get("refunds") or []):
+        items = refund.get("refund_line_items") or []
+        if not items:
+            continue  # shipping or fee only: touches neither amount
+        total = ZERO
+        for j, item in enumerate(items):
+            if item.get("subtotal") is None:
+                raise OracleError(f"{where}.refunds[{r}].refund_line_items[{j}].subtotal: missing (the oracle reads "
+                                  "only API versions that send it)")
+            total += parse_money(item.get("subtotal"), f"{where}.refunds[{r}].refund_line_items[{j}].subtotal")
+        refunds.append(Refund(parse_utc(refund.get("created_at"), f"{where}.refunds[{r}].created_at"), total))
+    return tuple(refunds)
+
+
+def _woo_refunds(order: Mapping, bodies: Sequence[Mapping] | None, where: str) -> tuple[Refund, ...]:
+    """§3: the `/orders/{id}/refunds` body, read when the order's `refunds` list is non-empty; -Σ line totals."""
+    if not order.get("refunds"):
+        return ()
+    if bodies is None:
+        raise OracleError(f"{where}: the order lists refunds but no /refunds body was given")
+    refunds: list[Refund] = []
+    for r, refund in enumerate(bodies):
+        items = refund.get("line_items") or []
+        if not items:
+            continue
+        total = ZERO
+        for j, item in enumerate(items):
+            total -= parse_money(item.get("total"), f"{where}/refunds[{r}].line_items[{j}].total")
+        refunds.append(Refund(parse_utc(refund.get("date_created_gmt"), f"{where}/refunds[{r}].date_created_gmt"),
+                              total))
+    return tuple(refunds)
+
+
+def _shopify_email(order: Mapping) -> str | None:
+    customer = order.get("customer") if isinstance(order.get("customer"), Mapping) else {}
+    for value in (order.get("email"), order.get("contact_email"), customer.get("email")):
+        if normalize_email(value) is not None:
+            return normalize_email(value)
+    return None
+
+
+def _parse_order(config: OracleConfig, partner_id: str, versions: list[tuple[datetime, Mapping]],
+                 refund_bodies: Mapping[str, Sequence[Mapping]], deleted_at: datetime | None) -> _Order:
+    platform = config.partner(partner_id).platform
+    updated_at, order = versions[-1]
     oid = str(order["id"])
     where = f"order {partner_id}/{oid}"
-    ordered_at = parse_utc(order.get("created_at"), f"{where}.created_at")
-    updated_at = parse_utc(order.get("updated_at") or order.get("created_at"), f"{where}.updated_at")
-    lock = lock_date_for(ordered_at, config.lock_days)
-    cancelled_at = order.get("cancelled_at")
-    voided = str(order.get("financial_status") or "").strip().lower() == "voided"
-    is_cancelled = bool(cancelled_at) or voided
-    if cancelled_at:
-        # §6.1: a cancellation after the lock date leaves the commission standing.
-        counts_as_cancelled = parse_utc(cancelled_at, f"{where}.cancelled_at").date() <= lock
+    if platform == "woocommerce":
+        ordered_at = parse_utc(order.get("date_created_gmt"), f"{where}.date_created_gmt")
+        status = str(order.get("status") or "").strip().lower()
+        is_test = status == "checkout-draft"
+        commissionable = sum((parse_money(li.get("total"), f"{where}.line_items[{j}].total")
+                              for j, li in enumerate(order.get("line_items") or [])), ZERO)
+        codes = woo_codes(order)
+        billing = order.get("billing") if isinstance(order.get("billing"), Mapping) else {}
+        customer = normalize_email(billing.get("email"))
+        refunds = _woo_refunds(order, refund_bodies.get(oid), where)
+        platform_cancelled_at = None
     else:
-        counts_as_cancelled = voided  # voided with no cancellation time: cancelled, we cannot date it
+        ordered_at = parse_utc(order.get("created_at"), f"{where}.created_at")
+        is_test = bool(order.get("test"))
+        commissionable = parse_money(order.get("subtotal_price"), f"{where}.subtotal_price")
+        codes = order_codes(order)
+        customer = _shopify_email(order)
+        refunds = _shopify_refunds(order, where)
+        raw = order.get("cancelled_at")
+        platform_cancelled_at = parse_utc(raw, f"{where}.cancelled_at") if raw else None
+    lock = lock_date_for(ordered_at, config.lock_days)
+    # §3 cancellation time: the platform's cancelled_at, else the modification time of the first version (of the
+    # latest run of versions) carrying the cancelled status, or the deletion time.
+    cancelled_at: datetime | None = None
+    status_cancelled = _cancelled_status(platform, order)
+    if status_cancelled:
+        if platform_cancelled_at is not None:
+            cancelled_at = platform_cancelled_at
+        else:
+            first = len(versions) - 1
+            while first > 0 and _cancelled_status(platform, versions[first - 1][1]):
+                first -= 1
+            cancelled_at = versions[first][0]
+    if deleted_at is not None and (cancelled_at is None or deleted_at < cancelled_at) and platform_cancelled_at is None:
+        cancelled_at = deleted_at
+    is_cancelled = status_cancelled or deleted_at is not None
+    counts_as_cancelled = is_cancelled and (cancelled_at is None or cancelled_at.date() <= lock)
     currency = order.get("currency") or config.partner(partner_id).currency
     return _Order(
-        partner_id=partner_id,
-        order_id=oid,
-        ordered_at=ordered_at,
-        updated_at=updated_at,
-        currency=str(currency).strip().upper(),
-        customer=normalize_email(order.get("email")),
-        is_cancelled=is_cancelled,
-        counts_as_cancelled=counts_as_cancelled,
-        is_test=bool(order.get("test")),
-        codes=order_codes(order),
-        lock_date=lock,
-        commissionable=parse_money(order.get("subtotal_price"), f"{where}.subtotal_price"),
-        refunds=_refunds(order, where),
+        partner_id=partner_id, order_id=oid, platform=platform, ordered_at=ordered_at, updated_at=updated_at,
+        currency=str(currency).strip().upper(), customer=customer, is_cancelled=is_cancelled,
+        cancelled_at=cancelled_at, counts_as_cancelled=counts_as_cancelled, is_test=is_test, codes=codes,
+        lock_date=lock, commissionable=commissionable, refunds=refunds,
     )
 
 
-def _parse_clicks(clicks: Mapping[str, Sequence[Mapping]]) -> dict[str, ClickTruth]:
-    out: dict[str, ClickTruth] = {}
+def _from_the_future(platform: str, order: Mapping, refund_bodies: Mapping[str, Sequence[Mapping]],
+                     landed_at: datetime) -> bool:
+    """§7: a version with any date (created, updated, a refund's) more than 10 minutes after landing is quarantined."""
+    limit = landed_at + FUTURE_TOLERANCE
+    where = f"order {order.get('id')}"
+    if platform == "woocommerce":
+        stamps = [order.get("date_created_gmt"), order.get("date_modified_gmt")]
+        if order.get("refunds"):
+            stamps += [r.get("date_created_gmt") for r in refund_bodies.get(str(order.get("id")), [])]
+    else:
+        stamps = [order.get("created_at"), order.get("updated_at")]
+        stamps += [r.get("created_at") for r in order.get("refunds") or []]
+    return any(parse_utc(t, where) > limit for t in stamps if t)
+
+
+def click_objects(value: object) -> list[Mapping]:
+    """Click objects from a list of clicks, a network response body (`Clicks`), or a list of bodies."""
+    if isinstance(value, Mapping):
+        if "Clicks" in value:
+            return list(value.get("Clicks") or [])
+        raise OracleError("clicks: expected click objects or a body with a `Clicks` list")
+    out: list[Mapping] = []
+    for item in value or []:
+        if isinstance(item, Mapping) and "Clicks" in item and "Id" not in item:
+            out.extend(item.get("Clicks") or [])
+        else:
+            out.append(item)
+    return out
+
+
+def _parse_clicks(clicks: Mapping[str, object]) -> dict[tuple[str, str], ClickTruth]:
+    out: dict[tuple[str, str], ClickTruth] = {}
     for network_id, rows in clicks.items():
-        for i, row in enumerate(rows):
+        for i, row in enumerate(click_objects(rows)):
             where = f"clicks[{network_id}][{i}]"
             if row.get("Id") in (None, ""):
                 raise OracleError(f"{where}: click without `Id`")
             cid = str(row["Id"])
-            out[cid] = ClickTruth(
+            if (network_id, cid) in out:
+                continue  # clicks are immutable events: the first landing wins
+            code = row.get("ReferralCode")
+            out[(network_id, cid)] = ClickTruth(
                 click_id=cid,
                 network_id=network_id,
                 referrer_partner_id=str(row.get("ReferrerPartnerId") or ""),
                 destination_partner_id=str(row.get("DestinationPartnerId") or ""),
                 clicked_at=parse_utc(row.get("EventDate"), f"{where}.EventDate"),
-                referral_code=row.get("ReferralCode"),
+                referral_code=code if code not in ("",) else None,
                 customer_email=normalize_email(row.get("CustomerEmail")),
             )
     return out
@@ -408,17 +846,37 @@ def _parse_clicks(clicks: Mapping[str, Sequence[Mapping]]) -> dict[str, ClickTru
 
 
 def compute(
-    config: AllianceConfig,
-    fx_rows: Iterable[tuple[date, str, Decimal]],
+    config: OracleConfig,
+    fx_rows: Iterable[tuple[date, str, Decimal]] | None,
     orders: Mapping[str, Sequence[Mapping]],
-    clicks: Mapping[str, Sequence[Mapping]],
+    clicks: Mapping[str, object],
     as_of: date,
+    *,
+    refunds: Mapping[str, Mapping[str, Sequence[Mapping]]] | None = None,
+    deletions: Mapping[tuple[str, str], datetime] | None = None,
+    rules: Sequence[RuleSpec] | None = None,
+    alerts_as_of: date | None = None,
+    landed_at: datetime | None = None,
 ) -> OracleResult:
-    """Every fct_orders amount, every model's attribution rows, the commissions and the balances (PRODUCT.md §6)."""
-    configured = config.attribution.model
-    partner_ids = {p.id for p in config.partners}
+    """Every published table (PRODUCT.md §5-§7) from the payloads; `as_of` is "today" (pending vs locked).
+
+    `orders`: partner -> served order versions (Shopify or WooCommerce shape, by the partner's platform);
+    `refunds`: WooCommerce partner -> order id -> its `/refunds` body; `clicks`: network -> click objects (or
+    response bodies with a `Clicks` list); `deletions`: (partner, order id) -> deletion time (webhook receipt);
+    `rules`: alert rules (default: the config's `alerts:` file); `alerts_as_of`: the evaluation's `--as-of`
+    (None: "today" is the latest KPI day, and every KPI day is judged); `landed_at`: the warehouse clock at
+    landing (§7: a version or click dated more than 10 minutes after it is quarantined, so it is not published).
+    """
+    if fx_rows is None:
+        fx_rows = read_fx_csv(config.fx_rates)
+    if rules is None:
+        rules = load_rules(config.alerts)
+    configured = config.model
+    partner_ids = config.partner_ids
     fx = FxTable(fx_rows, config.reporting_currency)
-    lookback = timedelta(days=config.attribution.lookback_days)
+    lookback = timedelta(days=config.lookback_days)
+    deletions = deletions or {}
+    refunds = refunds or {}
     code_owner: dict[str, str] = {}
     for partner in config.partners:
         for code in partner.referral_codes:
@@ -426,8 +884,13 @@ def compute(
 
     parsed: list[_Order] = []
     for partner_id, payloads in orders.items():
-        for payload in _latest_versions(partner_id, payloads):
-            parsed.append(_parse_order(config, partner_id, payload))
+        platform = config.partner(partner_id).platform
+        if landed_at is not None:
+            payloads = [p for p in payloads
+                        if not _from_the_future(platform, p, refunds.get(partner_id, {}), landed_at)]
+        for oid, versions in _versions(partner_id, platform, payloads).items():
+            parsed.append(_parse_order(config, partner_id, versions, refunds.get(partner_id, {}),
+                                       deletions.get((partner_id, oid))))
 
     # Purchases per (destination, customer), oldest first: they define first orders and click resets.
     purchases: dict[tuple[str, str], list[datetime]] = defaultdict(list)
@@ -446,6 +909,8 @@ def compute(
         return times[i - 1] if i else None
 
     click_rows = _parse_clicks(clicks)
+    if landed_at is not None:
+        click_rows = {k: c for k, c in click_rows.items() if c.clicked_at <= landed_at + FUTURE_TOLERANCE}
     clicks_by_target: dict[tuple[str, str], list[ClickTruth]] = defaultdict(list)
     for c in click_rows.values():
         if (c.customer_email is not None and c.referrer_partner_id != c.destination_partner_id
@@ -463,29 +928,20 @@ def compute(
         rate = fx.rate(o.currency, o.ordered_at.date(), where)
         refunded = sum((r.amount for r in o.refunds), ZERO)
         before_lock = sum((r.amount for r in o.refunds if r.refunded_at.date() <= o.lock_date), ZERO)
+        after_lock = refunded - before_lock
         prev = previous_purchase(o)
         first_order = o.eligible and o.customer is not None and prev is None
         truths[(o.partner_id, o.order_id)] = OrderTruth(
-            partner_id=o.partner_id,
-            order_id=o.order_id,
-            ordered_at=o.ordered_at,
-            updated_at=o.updated_at,
-            currency=o.currency,
-            customer_email=o.customer,
-            is_cancelled=o.is_cancelled,
-            counts_as_cancelled=o.counts_as_cancelled,
-            is_test=o.is_test,
-            is_new_customer=first_order,
-            codes=o.codes,
-            lock_date=o.lock_date,
-            fx_rate=rate,
-            commissionable_amount=o.commissionable,
-            refunded_amount=refunded,
-            refunded_before_lock=before_lock,
+            partner_id=o.partner_id, order_id=o.order_id, ordered_at=o.ordered_at, updated_at=o.updated_at,
+            currency=o.currency, customer_email=o.customer, is_cancelled=o.is_cancelled,
+            counts_as_cancelled=o.counts_as_cancelled, is_test=o.is_test, is_new_customer=first_order,
+            codes=o.codes, lock_date=o.lock_date, fx_rate=rate, commissionable_amount=o.commissionable,
+            refunded_amount=refunded, refunded_before_lock=before_lock,
             commissionable_amount_rc=round_cents(o.commissionable * rate),
             refunded_amount_rc=round_cents(refunded * rate),
             net_amount_rc=round_cents((o.commissionable - refunded) * rate),
-            refunds=o.refunds,
+            refunds=o.refunds, platform=o.platform, cancelled_at=o.cancelled_at, previous_order_at=prev,
+            refund_leakage_rc=round_cents(after_lock * rate),
         )
         if not o.eligible:
             continue
@@ -503,7 +959,7 @@ def compute(
         winning_code: str | None = None
         winning_click: str | None = None
         for code in o.codes:  # §6.2 code beats click; D's own and unknown codes are skipped
-            owner = code_owner.get(code)
+            owner = code_owner.get(code.upper())
             if owner is not None and owner != o.partner_id:
                 referrer, reason, winning_code = owner, "code", code
                 break
@@ -511,27 +967,30 @@ def compute(
             best = eligible[-1]
             referrer, reason, winning_click = best.referrer_partner_id, "click", best.click_id
 
-        after_lock = refunded - before_lock
         state = "locked" if as_of > o.lock_date else "pending"
         left = max(ZERO, o.commissionable - before_lock)
 
         def commission_of(referrer: str, credit: Decimal, o: _Order = o, left: Decimal = left,
-                          rate: Decimal = rate, first_order: bool = first_order) -> tuple[Commission, Decimal]:
+                          rate: Decimal = rate, first_order: bool = first_order
+                          ) -> tuple[Terms, Decimal | None, Decimal]:
             contract = contract_for(config, o.partner_id, referrer, o.ordered_at.date())
             if contract.type == "percent":
                 pct = contract.rate
                 if first_order and contract.new_customer_rate is not None:
                     pct = contract.new_customer_rate
-                return contract, round_cents(pct * left * rate * credit)
-            return contract, (round_cents(contract.amount * credit) if left > 0 else round_cents(ZERO))
+                return contract, pct, round_cents(pct * left * rate * credit)
+            return contract, None, (round_cents(contract.amount * credit) if left > 0 else round_cents(ZERO))
 
         for model in MODELS:
+            latest_click: dict[str, ClickTruth] = {}
             if referrer is not None and reason == "code":
                 split: list[tuple[str | None, Decimal]] = [(referrer, ONE)]
             elif eligible:
                 shares: dict[str, Decimal] = defaultdict(lambda: ZERO)
                 for c, share in zip(eligible, click_shares(model, eligible, o.ordered_at), strict=True):
                     shares[c.referrer_partner_id] += share
+                    if share > 0:
+                        latest_click[c.referrer_partner_id] = c  # eligible is oldest first
                 split = list(split_credit(shares))
             else:
                 split = [(None, ONE)]
@@ -542,18 +1001,29 @@ def compute(
             for i, (ref, credit) in enumerate(split):
                 commission: Decimal | None = None
                 row_state: str | None = None
+                contract: Terms | None = None
+                pct: Decimal | None = None
+                if ref is not None:
+                    contract, pct, priced = commission_of(ref, credit)
                 if model == configured:
-                    commission = round_cents(ZERO) if ref is None else commission_of(ref, credit)[1]
-                    row_state = None if ref is None else state
-                    if ref is not None:
+                    if ref is None:
+                        commission = round_cents(ZERO)
+                    else:
+                        commission = priced
+                        row_state = state
                         month = o.ordered_at.strftime("%Y-%m")
                         balances[(ref, o.partner_id, month)] += commission
                         leakage[(ref, o.partner_id, month)] += leak[i]
+                row_reason = "organic" if ref is None else reason
+                click = latest_click.get(ref) if row_reason == "click" and ref is not None else None
                 credits[(o.partner_id, o.order_id, model, ref)] = CreditTruth(
                     partner_id=o.partner_id, order_id=o.order_id, model=model, referrer_partner_id=ref,
-                    reason=reason if ref is None or reason == "code" else "click", credit=credit,
+                    reason=row_reason, credit=credit,
                     attributed_revenue_rc=revenue[i], net_attributed_revenue_rc=net[i], refund_leakage_rc=leak[i],
                     commission_rc=commission, commission_state=row_state,
+                    network_id=click.network_id if click else None, click_id=click.click_id if click else None,
+                    referral_code=winning_code if row_reason == "code" else None,
+                    contract=contract, rate_applied=pct,
                 )
 
         revenue_rc = round_cents(o.commissionable * rate)
@@ -565,13 +1035,252 @@ def compute(
                 eligible_click_ids=tuple(c.click_id for c in eligible),
             )
             continue
-        contract, commission = commission_of(referrer, ONE)
+        contract, _, commission = commission_of(referrer, ONE)
         attribution[(o.partner_id, o.order_id)] = AttributionTruth(
             partner_id=o.partner_id, order_id=o.order_id, referrer_partner_id=referrer, reason=reason,
             credit=ONE, attributed_revenue_rc=revenue_rc, commission_rc=commission, commission_state=state,
-            click_id=winning_click, code=winning_code, is_first_order=first_order, contract=contract,
-            lock_date=o.lock_date, eligible_click_ids=tuple(c.click_id for c in eligible),
+            click_id=winning_click, code=winning_code.upper() if winning_code else None, is_first_order=first_order,
+            contract=contract, lock_date=o.lock_date, eligible_click_ids=tuple(c.click_id for c in eligible),
         )
 
-    return OracleResult(orders=truths, attribution=attribution, balances=dict(balances), clicks=click_rows,
-                        credits=credits, leakage=dict(leakage))
+    kpis = _kpis(config, truths, credits, click_rows)
+    balance_rows = _balances(config, truths, credits, as_of)
+    objectives = _objectives(config, kpis)
+    alerts = _alerts(rules, kpis, objectives, alerts_as_of)
+    return OracleResult(
+        orders=truths, attribution=attribution, balances=dict(balances),
+        clicks={c.click_id: c for c in click_rows.values()}, credits=credits, leakage=dict(leakage), kpis=kpis,
+        balance_rows=balance_rows, objectives=objectives, alerts=alerts, configured_model=configured,
+        platforms={p.id: p.platform for p in config.partners},
+    )
+
+
+# --------------------------------------------------------------------------- KPIs, balances, objectives, alerts
+
+
+def _commission_rows(credits: Mapping, configured: str) -> list[CreditTruth]:
+    """The configured model's credited rows (credit > 0, a referrer): the orders partners are paid for."""
+    return [c for c in credits.values()
+            if c.model == configured and c.referrer_partner_id is not None and c.credit > 0]
+
+
+def _kpis(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
+          clicks: Mapping[tuple[str, str], ClickTruth]) -> dict[tuple[date, str], KpiTruth]:
+    """partner_kpis_daily, PRODUCT.md §6 "KPI dates" paragraph, word for word.
+
+    A row exists for a partner and day when it sent a click (not a self-referral), was credited for an order
+    (credit > 0) or owed a commission on a commissioned order of that day. Money columns add per-(order, referrer)
+    amounts each rounded to cents once (credit x commissionable x FX; net: credit x (commissionable - every refund)
+    x FX, no floor); ratios divide those published sums; rates 4 decimals, `_rc` cents, half away from zero.
+    `refund_leakage_rc` (README): credit x refunds after the lock date x FX, per (order, referrer) rounded once.
+    """
+    partner_ids = config.partner_ids
+    acc: dict[tuple[date, str], dict[str, Any]] = defaultdict(lambda: {
+        "clicks": 0, "orders": set(), "new": set(), "revenue": ZERO, "net": ZERO, "leak": ZERO, "earned": ZERO,
+        "owed": ZERO, "owes": False})
+    for c in clicks.values():
+        if c.referrer_partner_id in partner_ids and c.referrer_partner_id != c.destination_partner_id:
+            acc[(c.clicked_at.date(), c.referrer_partner_id)]["clicks"] += 1
+    for row in _commission_rows(credits, config.model):
+        o = orders[(row.partner_id, row.order_id)]
+        day = o.ordered_at.date()
+        a = acc[(day, row.referrer_partner_id)]
+        a["orders"].add(o.key)
+        if o.is_new_customer:
+            a["new"].add(o.key)
+        a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
+        a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
+        a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
+        a["earned"] += row.commission_rc
+        d = acc[(day, row.partner_id)]
+        d["owed"] += row.commission_rc
+        d["owes"] = True
+    out: dict[tuple[date, str], KpiTruth] = {}
+    for (day, partner), a in acc.items():
+        if partner not in partner_ids or not (a["clicks"] or a["orders"] or a["owes"]):
+            continue
+        referred = len(a["orders"])
+        revenue, net, earned = round_cents(a["revenue"]), round_cents(a["net"]), round_cents(a["earned"])
+        out[(day, partner)] = KpiTruth(
+            kpi_date=day, partner_id=partner, clicks_sent=a["clicks"], referred_orders=referred,
+            conversion_rate=ratio(Decimal(referred), Decimal(a["clicks"]), RATE_PLACES),
+            attributed_revenue_rc=revenue, net_attributed_revenue_rc=net,
+            aov_rc=ratio(revenue, Decimal(referred), CENT),
+            refund_rate=ratio(revenue - net, revenue, RATE_PLACES),
+            new_customer_rate=ratio(Decimal(len(a["new"])), Decimal(referred), RATE_PLACES),
+            epc_rc=ratio(earned, Decimal(a["clicks"]), CENT),
+            commission_earned_rc=earned, commission_owed_rc=round_cents(a["owed"]),
+            refund_leakage_rc=round_cents(a["leak"]),
+        )
+    return out
+
+
+def _balances(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
+              as_of: date) -> dict[tuple[str, str, date], BalanceTruth]:
+    """partner_balances: every (referrer, destination, UTC month) with a credited order of the configured model,
+    zero commissions included; money columns add per-(order, referrer) cents as in partner_kpis_daily; one lock
+    date per month (its last day + lock_days), `locked` once today is after it."""
+    acc: dict[tuple[str, str, date], dict[str, Any]] = defaultdict(lambda: {
+        "orders": set(), "revenue": ZERO, "net": ZERO, "commission": ZERO, "leak": ZERO})
+    for row in _commission_rows(credits, config.model):
+        o = orders[(row.partner_id, row.order_id)]
+        month = o.ordered_at.date().replace(day=1)
+        a = acc[(row.referrer_partner_id, row.partner_id, month)]
+        a["orders"].add(o.key)
+        a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
+        a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
+        a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
+        a["commission"] += row.commission_rc
+    out = {}
+    for (ref, dest, month), a in acc.items():
+        lock = lock_date_for(month, config.lock_days)
+        out[(ref, dest, month)] = BalanceTruth(
+            referrer_partner_id=ref, destination_partner_id=dest, month=month, attributed_orders=len(a["orders"]),
+            attributed_revenue_rc=a["revenue"], net_attributed_revenue_rc=a["net"], commission_rc=a["commission"],
+            refund_leakage_rc=a["leak"], lock_date=lock, state="locked" if as_of > lock else "pending")
+    return out
+
+
+def _objectives(config: OracleConfig, kpis: Mapping[tuple[date, str], KpiTruth]
+                ) -> dict[tuple[str, date, str], ObjectiveTruth]:
+    """§6: objective metrics are additive partner_kpis_daily columns summed over the month; attainment 4 decimals."""
+    out = {}
+    for obj in config.objectives:
+        actual = sum((Decimal(getattr(k, obj.metric)) for (day, p), k in kpis.items()
+                      if p == obj.partner_id and day.replace(day=1) == obj.month), ZERO)
+        out[(obj.partner_id, obj.month, obj.metric)] = ObjectiveTruth(
+            partner_id=obj.partner_id, month=obj.month, metric=obj.metric, target=obj.target, actual=actual,
+            attainment=ratio(actual, obj.target, RATE_PLACES))
+    return out
+
+
+def _alerts(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTruth],
+            objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None
+            ) -> dict[str, AlertTruth]:
+    """Which alerts fire on the first evaluation of this data: KPI days up to `as_of` are judged (trailing
+    baselines may use any earlier day); the pace "today" is `as_of`, else the latest KPI day."""
+    out: dict[str, AlertTruth] = {}
+    kpis = {k: v for k, v in all_kpis.items() if as_of is None or k[0] <= as_of}
+
+    def fire(rule: RuleSpec, partner: str, kpi: str, period: date, value: Decimal | None, threshold: Decimal,
+             baseline: Decimal | None) -> None:
+        alert_id = f"{rule.id}:{partner}:{period.isoformat()}" + (f":{kpi}" if rule.kind == "pace" else "") + ":1"
+        out[alert_id] = AlertTruth(alert_id=alert_id, rule_id=rule.id, severity=rule.severity, partner_id=partner,
+                                   kpi=kpi, period=period, value=value, threshold=threshold,
+                                   comparison=rule.comparison, kind=rule.kind, baseline=baseline)
+
+    def breached(value: Decimal, limit: Decimal, comparison: str) -> bool:
+        return value > limit if comparison == "above" else value < limit
+
+    by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
+    for (day, partner), k in all_kpis.items():
+        by_partner[partner][day] = k
+    for rule in rules:
+        if rule.kind == "threshold":
+            for (day, partner), k in kpis.items():
+                value = getattr(k, rule.kpi)
+                if value is not None and breached(Decimal(value), rule.threshold, rule.comparison):
+                    fire(rule, partner, rule.kpi, day, Decimal(value), rule.threshold, None)
+        elif rule.kind == "trailing":
+            n = rule.trailing_days
+            for partner, days in by_partner.items():
+                for day, k in days.items():
+                    if as_of is not None and day > as_of:
+                        continue
+                    value = getattr(k, rule.kpi)
+                    before = [getattr(days[d], rule.kpi) for d in days if day - timedelta(days=n) <= d < day]
+                    before = [Decimal(v) for v in before if v is not None]
+                    if value is None or not before:
+                        continue
+                    baseline = sum(before, ZERO) / len(before)
+                    volume = sum((Decimal(getattr(days[d], rule.min_volume_kpi) or 0) for d in days
+                                  if day - timedelta(days=n) <= d <= day), ZERO) if rule.min_volume_kpi else ZERO
+                    if baseline <= 0 or volume < rule.min_volume:
+                        continue
+                    limit = (baseline * (1 + rule.threshold)).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP)
+                    if breached(Decimal(value), limit, rule.comparison):
+                        fire(rule, partner, rule.kpi, day, Decimal(value), limit,
+                             baseline.quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
+        else:
+            if not all_kpis and as_of is None:
+                continue
+            today = as_of or max(day for day, _ in all_kpis)
+            for obj in objectives.values():
+                if obj.month > today or obj.target <= 0 or (rule.kpi and obj.metric != rule.kpi):
+                    continue
+                elapsed = (min(today, month_end(obj.month)) - obj.month).days + 1
+                days = month_end(obj.month).day
+                if elapsed < rule.min_elapsed_days:
+                    continue
+                projected = (obj.actual * days / elapsed / obj.target).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+                if projected < rule.threshold:
+                    fire(rule, obj.partner_id, obj.metric, obj.month, projected, rule.threshold, None)
+    return out
+
+
+# --------------------------------------------------------------------------- the published tables
+
+
+def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
+    """Each published table's rows as the contract defines them, keyed by the table's key columns."""
+    configured = result.configured_model
+    fct_orders = {}
+    for key, o in result.orders.items():
+        fct_orders[key] = {
+            "partner_id": o.partner_id, "order_id": o.order_id, "platform": o.platform,
+            "ordered_at": o.ordered_at, "updated_at": o.updated_at, "order_date": o.ordered_at.date(),
+            "customer_key": o.customer_key(salt), "currency": o.currency,
+            "commissionable_amount": o.commissionable_amount, "refunded_amount": o.refunded_amount,
+            "refunded_before_lock_amount": o.refunded_before_lock, "fx_rate": o.fx_rate,
+            "commissionable_amount_rc": o.commissionable_amount_rc, "refunded_amount_rc": o.refunded_amount_rc,
+            "net_amount_rc": o.net_amount_rc, "refund_leakage_rc": o.refund_leakage_rc,
+            "cancelled_at": o.cancelled_at, "is_cancelled": o.is_cancelled,
+            "is_cancelled_after_lock": o.is_cancelled and not o.counts_as_cancelled, "is_test": o.is_test,
+            "is_new_customer": o.is_new_customer, "previous_order_at": o.previous_order_at, "lock_date": o.lock_date,
+        }
+    fct_referrals = {}
+    for c in result.clicks.values():
+        fct_referrals[(c.network_id, c.click_id)] = {
+            "network_id": c.network_id, "click_id": c.click_id, "referrer_partner_id": c.referrer_partner_id,
+            "destination_partner_id": c.destination_partner_id, "clicked_at": c.clicked_at,
+            "click_date": c.clicked_at.date(), "referral_code": c.referral_code,
+            "customer_key": customer_key(c.customer_email, salt),
+            "is_self_referral": c.referrer_partner_id == c.destination_partner_id,
+        }
+    attribution = {}
+    for key, c in result.credits.items():
+        o = result.orders[(c.partner_id, c.order_id)]
+        t = c.contract
+        attribution[key] = {
+            "partner_id": c.partner_id, "order_id": c.order_id, "attribution_model": c.model,
+            "referrer_partner_id": c.referrer_partner_id, "attribution_reason": c.reason, "credit": c.credit,
+            "attributed_revenue_rc": c.attributed_revenue_rc, "net_attributed_revenue_rc": c.net_attributed_revenue_rc,
+            "refund_leakage_rc": c.refund_leakage_rc, "is_commission_model": c.model == configured,
+            "commission_rc": c.commission_rc, "commission_state": c.commission_state, "network_id": c.network_id,
+            "click_id": c.click_id, "referral_code": c.referral_code, "order_date": o.ordered_at.date(),
+            "lock_date": o.lock_date, "is_new_customer": o.is_new_customer,
+            "contract_source": t.source if t else None, "contract_type": t.type if t else None,
+            "contract_effective_from": t.effective_from if t else None, "rate_applied": c.rate_applied,
+            "flat_amount": t.amount if t and t.type == "flat" else None, "fx_rate": o.fx_rate,
+        }
+    kpis = {key: {f: getattr(k, f) for f in KpiTruth.__dataclass_fields__} for key, k in result.kpis.items()}
+    balances = {}
+    for key, b in result.balance_rows.items():
+        locked = b.state == "locked"
+        balances[key] = {
+            "referrer_partner_id": b.referrer_partner_id, "destination_partner_id": b.destination_partner_id,
+            "month": b.month, "attributed_orders": b.attributed_orders,
+            "attributed_revenue_rc": b.attributed_revenue_rc, "net_attributed_revenue_rc": b.net_attributed_revenue_rc,
+            "commission_earned_rc": b.commission_rc, "commission_owed_rc": b.commission_rc,
+            "commission_locked_rc": b.commission_rc if locked else round_cents(ZERO),
+            "commission_pending_rc": round_cents(ZERO) if locked else b.commission_rc,
+            "refund_leakage_rc": b.refund_leakage_rc, "lock_date": b.lock_date, "state": b.state,
+        }
+    objectives = {key: {f: getattr(o, f) for f in ObjectiveTruth.__dataclass_fields__}
+                  for key, o in result.objectives.items()}
+    alerts = {}
+    for alert_id, a in result.alerts.items():
+        alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
+    return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
+            "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
+            "kpi_alerts": alerts}

@@ -95,3 +95,42 @@ json_docs = st.recursive(json_leaves, lambda inner: st.one_of(
 @given(doc=json_docs)
 def test_text_scrub_equals_the_dict_walk(doc):
     assert json.loads(scrub_to_json(doc, "salt")) == scrub(doc, "salt")
+
+
+def _woo_order(line_total: str, modified: str = "2026-10-05T12:00:00") -> dict:
+    return {"id": 901, "status": "processing", "currency": "USD", "date_created_gmt": "2026-10-05T10:00:00",
+            "date_modified_gmt": modified, "customer_id": 0, "billing": {"email": ""},
+            "line_items": [{"id": 1, "product_id": 7, "quantity": 1, "total": line_total}], "coupon_lines": [],
+            "meta_data": [], "refunds": []}
+
+
+def test_same_updated_at_with_other_content_replaces_and_an_identical_rerun_does_not(warehouse):
+    """§7: WooCommerce does not always move date_modified when line items change, so a version with an equal
+    updated_at and different content replaces the stored one; the same version again, or an older one, does not."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from connectors.landing import ensure_raw_schema, land_orders_page
+
+    cap = datetime(2026, 10, 5, 11, tzinfo=UTC)
+    as_of = datetime(2026, 10, 6, tzinfo=UTC)
+
+    def land(order: dict) -> int:
+        with psycopg.connect(warehouse) as conn:
+            return land_orders_page(conn, uuid.uuid4(), "shop", "woocommerce", [order], salt="s", cursor_cap=cap,
+                                    as_of=as_of).landed
+
+    def stored() -> tuple:
+        with psycopg.connect(warehouse) as conn:
+            return conn.execute("select payload->'line_items'->0->>'total', loaded_at from raw.orders").fetchone()
+
+    with psycopg.connect(warehouse) as conn:
+        ensure_raw_schema(conn)
+    assert land(_woo_order("40.00")) == 1
+    assert land(_woo_order("55.00")) == 1, "same date_modified, other line items: replaces"
+    total, loaded_at = stored()
+    assert total == "55.00"
+    assert land(_woo_order("55.00")) == 0, "the same version re-read by the overlap is left alone"
+    assert stored() == (total, loaded_at)
+    assert land(_woo_order("10.00", modified="2026-10-05T11:59:59")) == 0, "an older version never replaces"
+    assert stored()[0] == "55.00"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from oracle import OracleError, compute, landing_ref, lock_date_for, parse_utc, round_cents
-
-from alliance.config import AllianceConfig
+from oracle import OracleError, compute, config_from_dict, landing_ref, lock_date_for, parse_utc, round_cents
 
 D = Decimal
 FX = [
@@ -19,10 +18,10 @@ FX = [
 AS_OF = date(2026, 11, 15)  # October orders lock on 2026-11-30: still pending
 
 
-def make_config(**overrides) -> AllianceConfig:
-    partners = [
+def base_partners() -> list[dict]:
+    return [
         {
-            "id": "northwind", "platform": "shopify", "base_url": "http://x/northwind", "credentials_env": "NW",
+            "id": "northwind", "platform": "shopify", "base_url": "https://x/northwind", "credentials_env": "NW",
             "currency": "USD", "referral_codes": ["NORTHWIND10", "NWFRIENDS"],
             "commission": {"type": "percent", "rate": "0.10", "new_customer_rate": "0.15"},
             "contracts": [
@@ -32,19 +31,22 @@ def make_config(**overrides) -> AllianceConfig:
             ],
         },
         {
-            "id": "lumen", "platform": "shopify", "base_url": "http://x/lumen", "credentials_env": "LU",
+            "id": "lumen", "platform": "shopify", "base_url": "https://x/lumen", "credentials_env": "LU",
             "currency": "EUR", "referral_codes": ["LUMEN15"], "commission": {"type": "percent", "rate": "0.08"},
         },
         {
-            "id": "tidewater", "platform": "shopify", "base_url": "http://x/tidewater", "credentials_env": "TW",
+            "id": "tidewater", "platform": "shopify", "base_url": "https://x/tidewater", "credentials_env": "TW",
             "currency": "USD", "referral_codes": ["TIDE20"], "commission": {"type": "percent", "rate": "0.12"},
         },
         {"id": "brightpath", "platform": "none", "referral_codes": ["BRIGHT5"]},
     ]
+
+
+def make_config(**overrides):
     raw = {"reporting_currency": "USD", "attribution": {"model": "last_click", "lookback_days": 30},
-           "lock_days": 30, "partners": partners}
+           "lock_days": 30, "partners": base_partners()}
     raw.update(overrides)
-    return AllianceConfig(**raw)
+    return config_from_dict(raw)
 
 
 def order(oid, created_at, subtotal="100.00", *, email="Ann@Example.com", codes=(), landing=None, currency="USD",
@@ -289,16 +291,14 @@ def test_bad_input_is_named():
 
 
 def test_overlapping_contracts_latest_effective_from_wins():
-    config = make_config()
-    northwind = config.partners[0].model_copy(update={"contracts": [
-        *config.partners[0].contracts,
-        config.partners[0].contracts[0].model_copy(update={"referrer": "tidewater", "rate": D("0.05"),
-                                                           "effective_from": date(2026, 10, 1),
-                                                           "effective_to": date(2026, 12, 1)}),
-        config.partners[0].contracts[0].model_copy(update={"referrer": "tidewater", "rate": D("0.07"),
-                                                           "effective_from": date(2026, 10, 20)}),
-    ]})
-    config = config.model_copy(update={"partners": [northwind, *config.partners[1:]]})
+    raw_partners = [dict(p) for p in base_partners()]
+    raw_partners[0]["contracts"] = [
+        *raw_partners[0]["contracts"],
+        {"referrer": "tidewater", "type": "percent", "rate": "0.05", "effective_from": "2026-10-01",
+         "effective_to": "2026-12-01"},
+        {"referrer": "tidewater", "type": "percent", "rate": "0.07", "effective_from": "2026-10-20"},
+    ]
+    config = make_config(partners=raw_partners)
     res = run({"northwind": [order(1, "2026-10-10T00:00:00Z", codes=["TIDE20"]),
                              order(2, "2026-10-25T00:00:00Z", codes=["TIDE20"]),
                              order(3, "2026-12-01T00:00:00Z", codes=["TIDE20"])]}, config=config)
@@ -357,3 +357,271 @@ def test_code_keeps_credit_one_in_every_model():
     assert {(m, r, c.credit, c.reason) for (_, _, m, r), c in res.credits.items()} == {
         (m, "tidewater", D(1), "code") for m in ("last_click", "first_click", "linear", "position_based", "time_decay")
     }
+
+
+# --------------------------------------------------------------------------- the published tables, by hand
+
+def kpi_world():
+    """Four northwind orders and five clicks whose KPIs, balances and objectives are worked out by hand below."""
+    orders = {"northwind": [
+        # tidewater's code, ann's first order: 0.15 x (100 - 30 refunded before the lock) = 10.50
+        order(1, "2026-10-05T12:00:00Z", "100.00", codes=["TIDE20"], refunds=[("2026-10-10T00:00:00Z", ["30.00"])]),
+        # tidewater's click c1, bob's first order: 0.15 x 50 = 7.50
+        order(2, "2026-10-05T18:00:00Z", "50.00", email="bob@example.com"),
+        # lumen's code: flat 5.00 in October
+        order(3, "2026-10-05T20:00:00Z", "40.00", email="cy@example.com", codes=["LUMEN15"]),
+        # brightpath's code (0.15 default before its 15 October contract), refunded in full: commission 0.00
+        order(4, "2026-10-06T09:00:00Z", "20.00", email="eve@example.com", codes=["BRIGHT5"],
+              refunds=[("2026-10-07T00:00:00Z", ["20.00"])]),
+    ]}
+    clicks = [
+        click("c1", "2026-10-04T10:00:00Z", email="bob@example.com"),
+        click("c2", "2026-10-05T09:00:00Z", email=None),                      # counts, without a customer
+        click("c3", "2026-10-05T10:00:00Z", dest="lumen", email="dan@example.com"),
+        click("c4", "2026-10-07T10:00:00Z", referrer="northwind"),             # self-referral: no row on 10-07
+        click("c5", "2026-10-06T10:00:00Z", referrer="lumen", dest="tidewater", email=None),
+    ]
+    objectives = [
+        {"partner_id": "tidewater", "month": "2026-10", "metric": "referred_orders", "target": 3},
+        {"partner_id": "northwind", "month": "2026-10", "metric": "commission_owed_rc", "target": 20},
+        {"partner_id": "lumen", "month": "2026-11", "metric": "clicks_sent", "target": 5},
+        {"partner_id": "brightpath", "month": "2026-10", "metric": "attributed_revenue_rc", "target": 1000},
+    ]
+    return orders, clicks, make_config(objectives=objectives)
+
+
+def test_partner_kpis_daily_follow_the_section_6_definitions():
+    orders, clicks, config = kpi_world()
+    res = run(orders, clicks, config=config)
+    rows = {(d.isoformat(), p): k for (d, p), k in res.kpis.items()}
+    assert set(rows) == {("2026-10-04", "tidewater"), ("2026-10-05", "tidewater"), ("2026-10-05", "lumen"),
+                         ("2026-10-05", "northwind"), ("2026-10-06", "lumen"), ("2026-10-06", "brightpath"),
+                         ("2026-10-06", "northwind")}
+    t = rows[("2026-10-05", "tidewater")]
+    assert (t.clicks_sent, t.referred_orders, t.conversion_rate) == (2, 2, D("1.0000"))
+    assert (t.attributed_revenue_rc, t.net_attributed_revenue_rc, t.aov_rc) == (D("150.00"), D("120.00"), D("75.00"))
+    assert (t.refund_rate, t.new_customer_rate) == (D("0.2000"), D("1.0000"))
+    assert (t.commission_earned_rc, t.epc_rc, t.commission_owed_rc) == (D("18.00"), D("9.00"), D("0.00"))
+    first = rows[("2026-10-04", "tidewater")]  # a click and nothing else: ratios over 0 orders are null
+    assert (first.clicks_sent, first.conversion_rate, first.aov_rc, first.refund_rate, first.epc_rc) == (
+        1, D("0.0000"), None, None, D("0.00"))
+    lumen = rows[("2026-10-05", "lumen")]  # a code-credited order, no click that day
+    assert (lumen.referred_orders, lumen.conversion_rate, lumen.epc_rc, lumen.commission_earned_rc) == (
+        1, None, None, D("5.00"))
+    nw = rows[("2026-10-05", "northwind")]  # the destination: owes 10.50 + 7.50 + 5.00, sent nothing
+    assert (nw.commission_owed_rc, nw.referred_orders, nw.clicks_sent, nw.new_customer_rate) == (D("23.00"), 0, 0, None)
+    bright = rows[("2026-10-06", "brightpath")]  # refunded in full: refund_rate 1, commission 0
+    assert (bright.attributed_revenue_rc, bright.net_attributed_revenue_rc, bright.refund_rate) == (
+        D("20.00"), D("0.00"), D("1.0000"))
+    assert rows[("2026-10-06", "northwind")].commission_owed_rc == D("0.00")  # owes on a zero commission: a row
+
+
+def test_partner_balances_include_zero_commission_months_and_state():
+    orders, clicks, config = kpi_world()
+    res = run(orders, clicks, config=config)
+    got = {(b.referrer_partner_id, b.destination_partner_id, b.month.isoformat()): (
+        b.attributed_orders, b.attributed_revenue_rc, b.net_attributed_revenue_rc, b.commission_rc,
+        b.refund_leakage_rc, b.lock_date.isoformat(), b.state) for b in res.balance_rows.values()}
+    assert got == {
+        ("tidewater", "northwind", "2026-10-01"): (2, D("150.00"), D("120.00"), D("18.00"), 0, "2026-11-30", "pending"),
+        ("lumen", "northwind", "2026-10-01"): (1, D("40.00"), D("40.00"), D("5.00"), 0, "2026-11-30", "pending"),
+        ("brightpath", "northwind", "2026-10-01"): (1, D("20.00"), D("0.00"), D("0.00"), 0, "2026-11-30", "pending"),
+    }
+    locked = run(orders, clicks, config=config, as_of=date(2026, 12, 1))
+    assert {b.state for b in locked.balance_rows.values()} == {"locked"}
+    table = locked.tables("salt")["partner_balances"]
+    row = table[("tidewater", "northwind", date(2026, 10, 1))]
+    assert (row["commission_earned_rc"], row["commission_owed_rc"], row["commission_locked_rc"],
+            row["commission_pending_rc"]) == (D("18.00"), D("18.00"), D("18.00"), D("0.00"))
+
+
+def test_objective_progress_sums_the_month_and_rounds_attainment():
+    orders, clicks, config = kpi_world()
+    res = run(orders, clicks, config=config)
+    got = {(o.partner_id, o.metric): (o.actual, o.attainment) for o in res.objectives.values()}
+    assert got == {
+        ("tidewater", "referred_orders"): (2, D("0.6667")),
+        ("northwind", "commission_owed_rc"): (D("23.00"), D("1.1500")),
+        ("lumen", "clicks_sent"): (0, D("0.0000")),  # November: nothing happened
+        ("brightpath", "attributed_revenue_rc"): (D("20.00"), D("0.0200")),
+    }
+    with pytest.raises(OracleError, match="aov_rc is not an additive"):
+        make_config(objectives=[{"partner_id": "lumen", "month": "2026-10", "metric": "aov_rc", "target": 1}])
+
+
+def test_threshold_and_pace_alerts_fire_as_the_rules_say():
+    from oracle import rules_from_dicts
+    orders, clicks, config = kpi_world()
+    rules = rules_from_dicts([
+        {"id": "big_bill", "kpi": "commission_owed_rc", "above": 20, "severity": "critical"},
+        {"id": "low_conv", "kpi": "conversion_rate", "below": 0.5},  # null conversion never fires
+        {"id": "pace", "pace_below": 0.8},
+        {"id": "pace_late", "pace_below": 0.8, "min_elapsed_days": 7},  # today is 10-06: 6 days elapsed
+    ])
+    res = compute(config, FX, orders, {"n": clicks}, AS_OF, rules=rules)
+    got = {a.alert_id: (a.value, a.threshold, a.comparison, a.kind) for a in res.alerts.values()}
+    assert got == {
+        "big_bill:northwind:2026-10-05:1": (D("23.00"), D(20), "above", "threshold"),
+        "low_conv:tidewater:2026-10-04:1": (D("0.0000"), D("0.5"), "below", "threshold"),
+        "low_conv:lumen:2026-10-06:1": (D("0.0000"), D("0.5"), "below", "threshold"),
+        # brightpath: 20.00 x 31 days / 6 elapsed / 1000 = 0.1033; tidewater 3.4444 and northwind 5.9417 are on pace
+        "pace:brightpath:2026-10-01:attributed_revenue_rc:1": (D("0.1033"), D("0.8"), "below", "pace"),
+    }
+    assert res.alerts["big_bill:northwind:2026-10-05:1"].severity == "critical"
+    # judged as of 2026-10-31 the month has elapsed: 20.00 / 1000 = 0.0200; tidewater 2/3 = 0.6667 is behind now
+    late = compute(config, FX, orders, {"n": clicks}, AS_OF, rules=rules[2:], alerts_as_of=date(2026, 10, 31))
+    assert {a.alert_id: a.value for a in late.alerts.values()} == {
+        "pace:brightpath:2026-10-01:attributed_revenue_rc:1": D("0.0200"),
+        "pace:tidewater:2026-10-01:referred_orders:1": D("0.6667"),
+        "pace_late:brightpath:2026-10-01:attributed_revenue_rc:1": D("0.0200"),
+        "pace_late:tidewater:2026-10-01:referred_orders:1": D("0.6667"),
+    }
+
+
+def test_trailing_alert_compares_with_the_average_of_the_rows_before():
+    from oracle import KpiTruth, _alerts, rules_from_dicts
+
+    def k(day, partner, conversion, clicks):
+        z = D("0.00")
+        return KpiTruth(date(2026, 10, day), partner, clicks, 0, conversion, z, z, None, None, None, None, z, z, z)
+
+    kpis = {}
+    for partner, clicks in (("p", 10), ("q", 5)):  # q: the same story on too few clicks (15 < 30)
+        for day, conversion in ((1, D("0.5")), (3, D("0.3")), (4, D("0.1"))):
+            row = k(day, partner, conversion, clicks)
+            kpis[(row.kpi_date, partner)] = row
+    for day in (1, 2):
+        row = k(day, "z", D("0"), 50)  # a zero baseline stays quiet
+        kpis[(row.kpi_date, "z")] = row
+    rule = rules_from_dicts([{"id": "halved", "kpi": "conversion_rate", "trailing_days": 3, "change_below": -0.5,
+                              "min_volume": {"kpi": "clicks_sent", "at_least": 30}}])
+    fired = _alerts(rule, kpis, {})
+    # day 4: baseline = avg(0.5 on day 1, 0.3 on day 3; day 2 has no row) = 0.4, limit 0.4 x (1 - 0.5) = 0.2 > 0.1;
+    # day 3: baseline 0.5, limit 0.25 < 0.3: quiet
+    assert list(fired) == ["halved:p:2026-10-04:1"]
+    a = fired["halved:p:2026-10-04:1"]
+    assert (a.value, a.threshold, a.baseline, a.kind, a.comparison) == (
+        D("0.1"), D("0.200000"), D("0.400000"), "trailing", "below")
+
+
+# --------------------------------------------------------------------------- WooCommerce, clicks, own inputs
+
+def woo_config():
+    partners = base_partners()
+    partners[1] = {**partners[1], "platform": "woocommerce"}
+    return make_config(partners=partners)
+
+
+def woo_order(oid, *, status="completed", modified="2026-10-05T12:00:00", totals=("30.00", "20.00"), coupons=(),
+              refs=(), email="ann@example.com", refunds=()) -> dict:
+    """A WooCommerce REST v3 order: GMT times without a zone, amounts as strings, refunds listed by id and total."""
+    return {"id": oid, "status": status, "currency": "EUR", "date_created_gmt": "2026-10-05T12:00:00",
+            "date_modified_gmt": modified, "line_items": [{"id": i, "total": t} for i, t in enumerate(totals)],
+            "coupon_lines": [{"id": 1, "code": c} for c in coupons],
+            "meta_data": [{"id": 9, "key": "_order_stock_reduced", "value": "yes"}]
+            + [{"id": 10 + i, "key": "_alliance_ref", "value": r} for i, r in enumerate(refs)],
+            "billing": {"email": email}, "customer_id": 0, "refunds": [{"id": r, "total": "-1"} for r in refunds]}
+
+
+def test_woocommerce_orders_refunds_endpoint_codes_and_statuses():
+    refunds = {"lumen": {"1": [
+        {"id": 11, "date_created_gmt": "2026-10-07T00:00:00", "line_items": [{"id": 1, "total": "-5.00"}]},
+        {"id": 12, "date_created_gmt": "2026-10-08T00:00:00", "line_items": []},  # shipping only
+    ]}}
+    orders = {"lumen": [
+        woo_order(1, refs=["TIDE20", "nwfriends"], refunds=[11, 12]),       # the last _alliance_ref wins
+        woo_order(2, email="b@x.io", coupons=["Welcome", "tide20"], refs=["NWFRIENDS"]),  # coupons first
+        woo_order(3, email="c@x.io", status="trash", modified="2026-10-09T08:00:00", coupons=["TIDE20"]),
+        woo_order(4, email="d@x.io", status="failed", coupons=["TIDE20"]),
+        woo_order(5, email="e@x.io", status="checkout-draft", coupons=["TIDE20"]),
+    ]}
+    res = compute(woo_config(), FX, orders, {}, AS_OF, refunds=refunds)
+    one = res.orders[("lumen", "1")]
+    assert (one.platform, one.commissionable_amount, one.refunded_amount, one.fx_rate) == (
+        "woocommerce", D("50.00"), D("5.00"), D("1.1000"))
+    a = res.attribution[("lumen", "1")]
+    assert (a.referrer_partner_id, a.reason, a.commission_rc) == ("northwind", "code", D("3.96"))  # .08 x 45 x 1.1
+    assert res.attribution[("lumen", "2")].referrer_partner_id == "tidewater"
+    trashed = res.orders[("lumen", "3")]
+    assert trashed.is_cancelled and trashed.cancelled_at.isoformat() == "2026-10-09T08:00:00+00:00"
+    assert res.orders[("lumen", "4")].is_cancelled and res.orders[("lumen", "5")].is_test
+    assert set(res.attribution) == {("lumen", "1"), ("lumen", "2")}
+    assert res.credits[("lumen", "1", "last_click", "northwind")].referral_code == "nwfriends"  # as carried
+
+
+def test_woocommerce_versions_trash_restore_and_trash_after_lock():
+    orders = {"lumen": [
+        woo_order(1, status="processing", modified="2026-10-06T00:00:00", coupons=["TIDE20"]),
+        woo_order(1, status="trash", modified="2026-10-09T00:00:00", coupons=["TIDE20"]),
+        woo_order(1, status="trash", modified="2026-10-11T00:00:00", coupons=["TIDE20"]),  # edited in the trash
+        woo_order(2, email="b@x.io", status="trash", modified="2026-10-09T00:00:00", coupons=["TIDE20"]),
+        woo_order(2, email="b@x.io", status="processing", modified="2026-10-10T00:00:00", coupons=["TIDE20"]),
+        woo_order(3, email="c@x.io", status="trash", modified="2026-12-01T00:00:00", coupons=["TIDE20"]),
+    ]}
+    res = compute(woo_config(), FX, orders, {}, date(2026, 12, 2))
+    first = res.orders[("lumen", "1")]
+    assert first.cancelled_at.isoformat() == "2026-10-09T00:00:00+00:00" and first.counts_as_cancelled
+    assert not res.orders[("lumen", "2")].is_cancelled, "restored from the trash"
+    late = res.orders[("lumen", "3")]
+    assert late.is_cancelled and not late.counts_as_cancelled  # trashed after its 2026-11-30 lock date
+    assert res.attribution[("lumen", "3")].commission_rc == D("4.40")  # 0.08 x 50 x 1.1 stands
+    deleted = compute(woo_config(), FX, {"lumen": [woo_order(2, coupons=["TIDE20"])]}, {}, AS_OF,
+                      deletions={("lumen", "2"): parse_utc("2026-10-20T10:00:00Z", "t")})
+    assert deleted.orders[("lumen", "2")].cancelled_at.isoformat() == "2026-10-20T10:00:00+00:00"
+    assert not deleted.attribution
+
+
+def test_clicks_from_network_bodies_and_first_landing_wins():
+    pages = [{"@page": "1", "@nextpageuri": "/alliance_network/Clicks?Page=2",
+              "Clicks": [click("1", "2026-10-04T12:00:00Z")]},
+             {"@page": "2", "@nextpageuri": "", "Clicks": [click("2", "2026-10-03T12:00:00Z", referrer="lumen"),
+                                                            click("1", "2026-10-04T23:00:00Z", referrer="lumen")]}]
+    res = compute(make_config(), FX, {"northwind": [order(1, "2026-10-05T12:00:00Z")]}, {"net": pages}, AS_OF)
+    assert res.clicks["1"].referrer_partner_id == "tidewater"
+    assert res.attribution[("northwind", "1")].click_id == "1"
+    single = compute(make_config(), FX, {}, {"net": pages[1]}, AS_OF)
+    assert set(single.clicks) == {"1", "2"}
+    row = single.tables("salt")["fct_referrals"][("net", "2")]
+    assert row["customer_key"] == hashlib.sha256(b"saltann@example.com").hexdigest() and not row["is_self_referral"]
+
+
+def test_config_yaml_and_fx_csv_are_read_by_the_oracle(tmp_path, monkeypatch):
+    from oracle import load_config, read_fx_csv
+    (tmp_path / "rates.csv").write_text("date,currency,rate_to_reporting\n2026-10-01,eur,1.1000\n")
+    (tmp_path / "rules.yml").write_text("rules:\n  - {id: r, kpi: aov_rc, below: 5}\n")
+    (tmp_path / "a.yml").write_text(
+        "reporting_currency: USD\nattribution: {model: linear, lookback_days: 7}\nlock_days: 10\n"
+        "fx_rates: rates.csv\nalerts: rules.yml\npartners:\n"
+        "  - id: nw\n    platform: shopify\n    base_url: ${SHOP_URL:-http://x}\n    credentials_env: T\n"
+        "    commission: {type: percent, rate: 0.10}\n"
+        "    contracts:\n      - {referrer: bp, type: flat, amount: 2.50, effective_from: 2026-10-01}\n"
+        "  - {id: bp, platform: none, referral_codes: [BP]}\n"
+        "objectives:\n  - {partner_id: bp, month: 2026-10, metric: referred_orders, target: 4}\n")
+    cfg = load_config(tmp_path / "a.yml")
+    assert (cfg.model, cfg.lookback_days, cfg.lock_days) == ("linear", 7, 10)
+    assert cfg.fx_rates == tmp_path / "rates.csv" and read_fx_csv(cfg.fx_rates) == [
+        (date(2026, 10, 1), "EUR", D("1.1000"))]
+    contract = cfg.partner("nw").contracts[0]
+    assert (contract.type, contract.amount, contract.effective_from, contract.source) == (
+        "flat", D("2.50"), date(2026, 10, 1), "contract")
+    assert cfg.objectives[0].month == date(2026, 10, 1)
+    res = compute(cfg, None, {"nw": [order(1, "2026-10-05T12:00:00Z", codes=["bp"])]}, {}, AS_OF)
+    assert res.attribution[("nw", "1")].commission_rc == D("2.50")
+    assert [a.rule_id for a in res.alerts.values()] == []  # aov 100 is not below 5
+
+
+def test_versions_and_clicks_from_the_future_are_not_landed():
+    landed = parse_utc("2026-10-06T12:00:00Z", "t")
+    orders = {"northwind": [
+        order(1, "2026-10-05T12:00:00Z", codes=["TIDE20"], updated_at="2026-10-05T12:00:00Z"),
+        # a later version with a refund dated tomorrow: quarantined, the first version stands
+        order(1, "2026-10-05T12:00:00Z", codes=["TIDE20"], updated_at="2026-10-06T12:05:00Z",
+              refunds=[("2026-10-07T00:00:00Z", ["50.00"])]),
+        order(2, "2026-10-06T12:11:00Z", email="b@x.io"),  # 11 minutes ahead: not landed
+        order(3, "2026-10-06T12:10:00Z", email="c@x.io"),  # 10 minutes ahead: landed
+    ]}
+    clicks = [click("1", "2026-10-06T12:09:59Z", email="c@x.io"), click("2", "2026-10-06T12:10:01Z")]
+    res = compute(make_config(), FX, orders, {"n": clicks}, AS_OF, landed_at=landed)
+    assert set(res.orders) == {("northwind", "1"), ("northwind", "3")}
+    assert res.orders[("northwind", "1")].refunded_amount == 0
+    assert set(res.clicks) == {"1"} and res.attribution[("northwind", "3")].click_id == "1"

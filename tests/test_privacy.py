@@ -387,6 +387,37 @@ def test_erasure_refuses_what_is_not_a_key_and_scopes_to_one_storefront(warehous
     assert shop.orders == 1 and after_shop[0] not in (key, click[0]) and key not in after_shop[1]
 
 
+def test_the_storefront_sending_an_erased_order_again_does_not_relink_it(warehouse):
+    from connectors.landing import ensure_raw_schema, land_orders_page, start_load
+
+    order = dict(_fixture("shopify_orders.json")["orders"][0], updated_at="2026-10-01T10:00:00Z")
+    key = customer_key(order["email"], SALT)
+    far = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def land(version: dict) -> int:
+        with psycopg.connect(warehouse) as conn:
+            load = start_load(conn, "shop", "orders", "shopify", None)
+            return land_orders_page(conn, load, "shop", "shopify", [version], salt=SALT, cursor_cap=far).landed
+
+    def stored() -> tuple:
+        return _rows(warehouse, "select customer_key, payload::text from raw.orders")[0]
+
+    with psycopg.connect(warehouse) as conn:
+        ensure_raw_schema(conn)
+    assert land(order) == 1 and stored()[0] == key
+    with psycopg.connect(warehouse) as conn, conn.transaction():
+        erase_customer(conn, key)
+    surrogate, erased_payload = stored()
+    assert land(order) == 0 and stored() == (surrogate, erased_payload)  # the same version read again: no change
+    assert land(dict(order, updated_at="2026-10-02T10:00:00Z", financial_status="refunded")) == 1  # a newer one
+    now_key, payload = stored()
+    assert now_key == surrogate and key not in payload and '"customer"' not in payload and "refunded" in payload
+    assert land(dict(order, id=1, updated_at="2026-10-03T10:00:00Z")) == 1  # a new order: a new customer
+    assert _rows(warehouse, "select customer_key from raw.orders where order_id = '1'") == [(key,)]
+    assert _rows(warehouse, "select count(*) from raw.erased_customers where key_hash = encode(sha256(%s::bytea), "
+                            "'hex')", (key.encode(),)) == [(1,)]
+
+
 # --- the pg_dump proof --------------------------------------------------------------------------------------
 
 def _pg_dump() -> str:

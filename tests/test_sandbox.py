@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -132,22 +133,41 @@ def test_shopify_rejects_missing_or_wrong_token(sandbox):
     assert wrong.status_code == 401 and "errors" in wrong.json()
 
 
-def test_network_paging_start_date_auth_and_faults(sandbox):
+PAGING_FIELDS = {"@page", "@numpages", "@pagesize", "@total", "@start", "@end", "@uri", "@firstpageuri",
+                 "@previouspageuri", "@nextpageuri", "@lastpageuri"}
+
+
+def test_network_serves_impact_shape_paging_start_date_auth_and_faults(sandbox):
     base = f"{sandbox.url}/alliance_network"
     auth = tuple(sandbox.world.tokens["alliance_network"].split(":", 1))
     assert requests.get(f"{base}/Clicks", auth=("ACsandbox", "nope"), timeout=10).status_code == 401
     seen: list[dict] = []
+    bodies: list[dict] = []
     response = requests.get(f"{base}/Clicks", params={"PageSize": 1000, "StartDate": "2026-11-01T00:00:00Z"},
                             auth=auth, timeout=10)
     while True:
         body = response.json()
-        seen += body["clicks"]
+        bodies.append(body)
+        assert set(body) == PAGING_FIELDS | {"Clicks"}  # impact.com's shape: no lowercase list, no extras
+        assert all(isinstance(body[k], str) for k in PAGING_FIELDS)  # paging numbers are strings
+        seen += body["Clicks"]
         if not body["@nextpageuri"]:
             break
         assert body["@nextpageuri"].startswith("/alliance_network/Clicks?")
         response = requests.get(sandbox.url + body["@nextpageuri"], auth=auth, timeout=10)
     expected = [c for c in sandbox.world.clicks["alliance_network"] if c["EventDate"] >= "2026-11-01T00:00:00Z"]
     assert len(seen) == len(expected) > 40 and len({c["Id"] for c in seen}) == len(seen)
+    pages = len(bodies)
+    assert [b["@page"] for b in bodies] == [str(n) for n in range(1, pages + 1)]
+    assert {b["@numpages"] for b in bodies} == {str(pages)} and {b["@total"] for b in bodies} == {str(len(expected))}
+    assert {b["@pagesize"] for b in bodies} == {"40"}  # the sandbox's cap, not the 1000 asked for
+    assert bodies[0]["@previouspageuri"] == "" and bodies[-1]["@nextpageuri"] == ""
+    assert bodies[-1]["@uri"] == bodies[0]["@lastpageuri"]
+    by_id = {c["Id"]: c for c in expected}
+    for click in seen:  # the contract fields unchanged, plus impact.com's own (hashed IP, device, URLs)
+        assert {k: click[k] for k in by_id[click["Id"]]} == by_id[click["Id"]]
+        assert {"IpAddress", "ReferringUrl", "LandingPageUrl", "DeviceType", "CustomerCity"} <= set(click)
+        assert "@" not in json.dumps({k: v for k, v in click.items() if k != "CustomerEmail"})
     sandbox.fail_first_n("alliance_network", 2, status=503, retry_after=None)
     codes = [requests.get(f"{base}/Clicks", auth=auth, timeout=10).status_code for _ in range(3)]
     assert codes == [503, 503, 200]

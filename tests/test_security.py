@@ -117,6 +117,7 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/scorecard/__init__.py", "', '.join(PLOTTED_KPIS)"), ("alliance/scorecard/__init__.py", "K"),
     # erasure: fixed SQL fragments (the customer fields dropped, the erased-key test of a newer version)
     ("connectors/erasure.py", "_WITHOUT_CUSTOMER_FIELDS"), ("connectors/landing.py", "_ERASED_BEFORE"),
+    ("connectors/landing.py", "_STORED_PAYLOAD"),
 }
 
 

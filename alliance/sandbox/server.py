@@ -7,20 +7,25 @@ Routes (one server, one path prefix per source id):
   GET /<partner_id>/admin/api/2025-10/orders.json?status=any&limit=250&updated_at_min=...
       header X-Shopify-Access-Token; `updated_at_min` inclusive; ordered by (updated_at, id); paging by a
       `Link: <...page_info=...>; rel="next"` header (with page_info only `limit` may be passed, the other
-      filters come from the opaque cursor); `limit` at most 250; a 40-call leaky bucket reported in
-      `X-Shopify-Shop-Api-Call-Limit` (429 + `Retry-After` when full).
-  GET /<network_id>/Clicks?PageSize=1000&StartDate=...
-      HTTP Basic `sid:token`; EventDate >= StartDate; body `{"clicks": [...], "@nextpageuri": ... | null}`.
+      filters come from the opaque cursor); `limit` at most 250; a 40-call leaky bucket leaking 2 calls/s
+      (`SandboxOptions.call_limit`, `leak_per_second`, timed by `SandboxOptions.clock`) reported in
+      `X-Shopify-Shop-Api-Call-Limit: used/size` (429 + `Retry-After` when full).
+  GET /<network_id>/Clicks?PageSize=1000&StartDate=...&Page=N
+      HTTP Basic `sid:token`; EventDate >= StartDate; impact.com's list shape (PRODUCT.md §3):
+      `{"@page": "1", "@numpages": "3", "@pagesize": "50", "@total": "120", ..., "@nextpageuri":
+      "/<network_id>/Clicks?...&Page=2", "Clicks": [...]}`, every `@` field a string, `@nextpageuri` `""` on
+      the last page; each click carries impact.com's extra fields (hashed IP, device, referring URL...).
 
 Test knobs: `SandboxOptions.page_size` caps every page; `SandboxHandle.fail_first_n(source, n, ...)` makes the
 next n requests of a source answer 429 (with `Retry-After` and/or `X-RateLimit-Reset`) or 503;
-`SandboxHandle.requests` counts requests per source.
+`SandboxHandle.requests` counts requests per source, `SandboxHandle.throttled` the 429s of a full bucket.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import random
@@ -34,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from alliance.sandbox.world import World, build_world, parse_ts
+from connectors.clock import SYSTEM_CLOCK, Clock
 
 SHOPIFY_API_VERSION = "2025-10"
 SHOPIFY_MAX_LIMIT = 250
@@ -73,6 +79,8 @@ class SandboxOptions:
     change_rate: float = 0.0  # after a page, edit a not-yet-served order (it moves behind the sync)
     late_update_rate: float = 0.0  # after a page, edit an already-served order with a time just behind it
     late_by_seconds: float = 120.0  # how far behind the last served time a late update lands
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # what the Shopify bucket leaks by
+    woo_total_headers: bool = True  # False: WooCommerce pages without X-WP-Total(Pages), as a stripping proxy would
 
     @property
     def any_fault(self) -> bool:
@@ -91,6 +99,7 @@ class _State:
     rng: random.Random = field(default_factory=random.Random)
     bursts: Counter = field(default_factory=Counter)
     injected: Counter = field(default_factory=Counter)  # fault name -> times injected
+    throttled: Counter = field(default_factory=Counter)  # source -> 429s answered because its bucket was full
     edits: int = 0
 
     def roll(self, rate: float) -> bool:
@@ -330,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _bucket(self, source: str) -> tuple[bool, str]:
         """Shopify's leaky bucket: returns (allowed, 'n/40')."""
         opts = self.state.options
-        now = time.monotonic()
+        now = opts.clock.monotonic()
         with self.state.lock:
             level, last = self.state.buckets.get(source, (0.0, now))
             level = max(0.0, level - (now - last) * opts.leak_per_second)
@@ -349,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         allowed, level = self._bucket(partner_id)
         if not allowed:
+            with self.state.lock:
+                self.state.throttled[partner_id] += 1
             self._send(429, {"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
                              "uninterrupted service."}, {"Retry-After": "1.0", "X-Shopify-Shop-Api-Call-Limit": level})
             return
@@ -397,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- referral network ---------------------------------------------------------------------------
     def _network_clicks(self, network_id: str, query: dict[str, str]) -> None:
+        """impact.com's list shape: `Clicks` beside string `@` paging fields; `Page` starts at 1."""
         world = self.state.world
         if not self._basic_auth_ok(world.tokens[network_id]):
             self._send(401, {"code": 20003, "message": "Authenticate", "status": 401},
@@ -406,40 +418,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             size = self._page_size(query.get("PageSize"), NETWORK_DEFAULT_PAGE, NETWORK_MAX_PAGE)
-            page_number = int(query.get("Page") or 0)
+            page_number = int(query.get("Page") or 1)
+            if page_number < 1:
+                raise ValueError("Page starts at 1")
             start = _micros_from_start(query["StartDate"]) if query.get("StartDate") else None
-            after = _decode_cursor(query["PageToken"])["after"] if query.get("PageToken") else None
-        except (ValueError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+        except ValueError as exc:
             self._send(400, {"code": 20001, "message": f"Invalid parameter: {exc}", "status": 400})
             return
         with world.lock:
             keyed = [(c, _click_key(c)) for c in world.clicks[network_id]]
             if start is not None:
                 keyed = [(c, k) for c, k in keyed if k[0] >= start]
-            if after is not None:
-                keyed = [(c, k) for c, k in keyed if k > after]
             keyed.sort(key=lambda pair: pair[1])
-            page = keyed[:size]
-            clicks = json.loads(json.dumps([c for c, _ in page]))
-        base = {"PageSize": size}
-        if query.get("StartDate"):
-            base["StartDate"] = query["StartDate"]
-        path = f"/{network_id}/Clicks"
-        next_uri = None
-        if len(keyed) > size:
-            token = _encode_cursor({"after": page[-1][1]})
-            next_uri = f"{path}?" + urlencode({**base, "Page": page_number + 1, "PageToken": token})
-        this_query = {k: v for k, v in query.items()}
-        body = {
-            "clicks": clicks,
-            "page": page_number,
-            "page_size": size,
-            "@uri": f"{path}?{urlencode(this_query)}",
-            "@firstpageuri": f"{path}?{urlencode({**base, 'Page': 0})}",
-            "@nextpageuri": next_uri,
-            "@previouspageuri": None,
-        }
-        self._send(200, body)
+            total = len(keyed)
+            page = keyed[(page_number - 1) * size: page_number * size]
+            clicks = [impact_click(c) for c, _ in page]
+        self._send(200, impact_list_page("Clicks", clicks, f"/{network_id}/Clicks", query, page_number, size, total))
 
     # --- WooCommerce ---------------------------------------------------------------------------------
     def _woo_auth(self, partner_id: str) -> bool:
@@ -450,7 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _woo_orders(self, partner_id: str, query: dict[str, str]) -> None:
-        """`per_page` (max 100), `page`, `modified_after` (exclusive), `orderby` date|id|modified, `order`."""
+        """`per_page` (max 100), `page`, `modified_after` (exclusive), `orderby` date|id|modified, `order`, `status`.
+
+        `status` is a comma-separated list (WordPress `wp_parse_list`), default `any`; as in WordPress's WP_Query,
+        `any` leaves out trashed orders unless `trash` is listed too (woocommerce/woocommerce#21595)."""
         if not self._woo_auth(partner_id) or self._fault(partner_id):
             return
         world = self.state.world
@@ -464,20 +461,24 @@ class _Handler(BaseHTTPRequestHandler):
             if orderby not in ("date", "id", "modified"):
                 raise ValueError(f"orderby {orderby}")
             descending = query.get("order", "desc") == "desc"
+            statuses = {part.strip() for part in (query.get("status") or "any").split(",") if part.strip()}
         except ValueError as exc:
             self._send(400, {"code": "rest_invalid_param", "message": f"Invalid parameter(s): {exc}",
                              "data": {"status": 400}})
             return
         field_name = {"date": "date_created_gmt", "modified": "date_modified_gmt", "id": None}[orderby]
         with world.lock:
-            keyed = [(o, _woo_key(o, field_name)) for o in world.orders[partner_id]]
+            keyed = [(o, _woo_key(o, field_name)) for o in world.orders[partner_id]
+                     if _woo_status_listed(o.get("status"), statuses)]
             if after is not None:
                 keyed = [(o, k) for o, k in keyed if _woo_key(o, "date_modified_gmt")[0] > after]
             keyed.sort(key=lambda pair: pair[1], reverse=descending)
             total = len(keyed)
             page = keyed[(page_number - 1) * per_page: page_number * per_page]
             body = json.loads(json.dumps(self._with_malformed([o for o, _ in page])))
-        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(max(1, math.ceil(total / per_page)))}
+        headers = {}
+        if self.state.options.woo_total_headers:
+            headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(max(1, math.ceil(total / per_page)))}
         self._send(200, body, headers)
         if orderby == "modified" and not descending:
             self._after_page(partner_id, [(o, _order_key_any(o)) for o, _ in page])
@@ -505,12 +506,98 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
 
+def impact_list_page(resource: str, items: list, path: str, query: dict[str, str], page_number: int, size: int,
+                     total: int) -> dict:
+    """One page of an impact.com list: every paging field a string, URIs relative to the host, `""` at the ends.
+
+    https://integrations.impact.com/impact-publisher/reference/pagination: `@page` (from 1), `@numpages`,
+    `@pagesize`, `@total`, `@start`/`@end` (zero-indexed positions), `@uri`, `@firstpageuri`,
+    `@previouspageuri`, `@nextpageuri`, `@lastpageuri`, then the list named for the resource.
+    """
+    numpages = max(1, math.ceil(total / size))
+    base = {k: v for k, v in query.items() if k != "Page"}
+    base["PageSize"] = str(size)
+
+    def uri(number: int) -> str:
+        return f"{path}?" + urlencode({**base, "Page": number})
+
+    first = (page_number - 1) * size
+    return {
+        "@page": str(page_number),
+        "@numpages": str(numpages),
+        "@pagesize": str(size),
+        "@total": str(total),
+        "@start": str(first),
+        "@end": str(first + max(len(items), 1) - 1),
+        "@uri": uri(page_number),
+        "@firstpageuri": uri(1),
+        "@previouspageuri": uri(page_number - 1) if 1 < page_number <= numpages + 1 else "",
+        "@nextpageuri": uri(page_number + 1) if page_number < numpages else "",
+        "@lastpageuri": uri(numpages),
+        resource: items,
+    }
+
+
+def impact_click(click: dict) -> dict:
+    """A world click as impact.com's Clicks API serves it: our contract fields plus the ones the real API adds.
+
+    The extra fields follow the click object of impact.com's docs
+    (https://integrations.impact.com/impact-publisher/reference/retrieve-click): numbers as strings, a hashed
+    IP address, device and location, the referring and landing URLs. alliance uses none of them; they are
+    there so data minimisation has something real to drop. Derived from the click id: same click, same
+    fields, whatever the page.
+    """
+    digest = hashlib.sha1(f"alliance-sandbox-click:{click.get('Id')}".encode()).hexdigest()
+    pick = int(digest[:8], 16)
+    referrer = str(click.get("ReferrerPartnerId") or "partner")
+    destination = str(click.get("DestinationPartnerId") or "store")
+    device, family, browser, os_name = [
+        ("DESKTOP", "LINUX_MACHINE", "FIREFOX", "LINUX"), ("MOBILE", "IPHONE", "SAFARI", "IOS"),
+        ("MOBILE", "ANDROID_PHONE", "CHROME", "ANDROID"), ("TABLET", "IPAD", "SAFARI", "IOS"),
+        ("DESKTOP", "WINDOWS_MACHINE", "EDGE", "WINDOWS")][pick % 5]
+    city, region, country, area = [("Santa Barbara", "CA", "US", "805"), ("Austin", "TX", "US", "512"),
+                                   ("Lyon", "ARA", "FR", "n/a"), ("Osaka", "27", "JP", "n/a")][pick // 5 % 4]
+    extras = {
+        "CampaignId": "1000",
+        "CampaignName": "Alliance Partner Program",
+        "ProfileId": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
+        "IpAddress": digest,  # impact.com serves the IP hashed
+        "MediaId": str(10_000 + sum(map(ord, referrer))),
+        "MediaName": referrer.replace("_", " ").title(),
+        "AdId": str(600_000 + pick % 1000),
+        "AdName": f"{destination.title()} spotlight",
+        "AdType": ["TEXT_LINK", "BANNER", "CONTENT", "COUPON"][pick % 4],
+        "CustomerArea": area,
+        "CustomerCity": city,
+        "CustomerRegion": region,
+        "CustomerCountry": country,
+        "DeviceType": device,
+        "DeviceFamily": family,
+        "Browser": browser,
+        "Os": os_name,
+        "ReferringUrl": f"https://{referrer.replace('_', '-')}.example.com/picks/{pick % 97}",
+        "ReferringDomain": f"{referrer.replace('_', '-')}.example.com",
+        "LandingPageUrl": f"https://{destination}.example.com/?irclickid={click.get('Id')}&irgwc=1",
+        "SubId1": "",
+        "SharedId": "",
+        "UniqueClick": "true" if pick % 3 else "false",
+    }
+    return {"Id": click.get("Id"), **extras, **json.loads(json.dumps(click))}  # Id first, as impact.com
+
+
 def _micros_or_raise(text: str) -> int:
     return (parse_ts(text) - EPOCH) // _MICRO
 
 
 def _micros_from_start(text: str) -> int:
     return (_parse_start(text) - EPOCH) // _MICRO
+
+
+def _woo_status_listed(status: object, listed: set[str]) -> bool:
+    """WooCommerce's `status` filter: `any` is every status but `trash`; named statuses match themselves."""
+    if status in listed:
+        return True
+    return "any" in listed and status != "trash"
 
 
 def _status_matches(order: dict, status: str) -> bool:
@@ -546,6 +633,11 @@ class SandboxHandle:
         """Make the next n requests of `source_id` fail with `status` before they are served."""
         with self._state.lock:
             self._state.faults[source_id] = Fault(n, status, retry_after, rate_limit_reset)
+
+    @property
+    def throttled(self) -> Counter:
+        """429s answered per source because its Shopify call-limit bucket was full."""
+        return self._state.throttled
 
     @property
     def injected(self) -> Counter:

@@ -7,10 +7,12 @@ orders, refunds before and after the lock date), and the same seed must always g
 World API (other engineers build on these exact names and shapes; keep them stable):
 
 ``build_world(config: AllianceConfig, seed: int = 42) -> World``
-    Storefront partners with ``platform == "shopify"`` get orders; every partner (including platform
+    Storefront partners (``shopify``, or ``woocommerce``: the same facts in WooCommerce REST v3's shape, see
+    ``to_woocommerce``) get orders; every partner (including platform
     ``none``) is a referrer; every configured referral network serves clicks. All timestamps lie in a
     FIXED window (orders and clicks between 2026-09-01 and 2026-11-15 UTC; refunds, cancellations and
-    later updates no later than 2026-11-20 UTC), independent of today's date.
+    later updates no later than 2026-11-20 UTC; one WooCommerce case is dated August 2026), independent of
+    today's date.
 
 ``World`` attributes:
     ``orders: dict[str, list[dict]]``
@@ -42,7 +44,13 @@ World API (other engineers build on these exact names and shapes; keep them stab
         click_only, click_window_edge_inclusive, click_outside_window, click_after_order, click_tie,
         self_referral_click, repeat_customer_first, repeat_customer_second, repeat_customer_third,
         cancelled_first_then_click, cancelled, cancelled_after_lock, voided, test_order, refund_before_lock,
-        refund_after_lock, refund_shipping_only, updated_after_creation, guest, utc_date_differs.
+        refund_after_lock, refund_shipping_only, updated_after_creation, guest, utc_date_differs; with a
+        woocommerce storefront also woo_trash, woo_after_trash_click, woo_failed, woo_trash_after_lock,
+        refund_past_zero (refunds beyond the subtotal) and only_order_of_month_refunded (August 2026, before the
+        window), on the first woocommerce storefront.
+    ``refunds: dict[str, dict[str, list[dict]]]``
+        woocommerce partner_id -> order id -> the ``/orders/{id}/refunds`` body (``date_created_gmt``,
+        ``line_items[].total`` negative; empty ``line_items`` for a shipping-only refund).
     ``partners: dict[str, dict]``  partner_id -> {"platform", "currency", "referral_codes"}.
     ``seed: int``.
 
@@ -302,7 +310,9 @@ def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
         left -= share
         totals.append(share)
     ref = (parse_qs(urlsplit(order.get("landing_site") or "").query).get("ref") or [None])[0]
-    if order.get("test"):
+    if order.get("_woo_status"):  # a WooCommerce-only status (trash, failed) set by the scenario
+        status = order["_woo_status"]
+    elif order.get("test"):
         status = "checkout-draft"
     elif order.get("cancelled_at") or order.get("financial_status") == "voided":
         status = "cancelled"
@@ -551,6 +561,37 @@ class _Builder:
         # 23:30 in New York / 01:30 next day elsewhere: the UTC date differs from the local date
         self.click(p1, d, datetime(2026, 10, 27, 1, 0, tzinfo=UTC), c)
         self.tag("utc_date_differs", self.spec(d, datetime(2026, 10, 31, 3, 30, tzinfo=UTC), c))
+        self.woocommerce_cases(at)
+
+    def woocommerce_cases(self, at: Any) -> None:
+        """WooCommerce-only cases (PRODUCT.md §3), on the first woocommerce storefront only (so an all-Shopify
+        world stays byte-identical): `trash` and `failed` cancel the order at the version's date_modified_gmt, a
+        trash after the lock date leaves the commission standing, and refunds past the whole subtotal (served by
+        the `/orders/{id}/refunds` endpoint) leave a percent commission at zero and a negative net amount."""
+        woo = [p.id for p in self.storefronts if p.platform == "woocommerce"]
+        if not woo:
+            return
+        w = woo[0]
+        s1, s2 = (self.others(w) * 2)[:2]
+        c = self.scenario_customer()
+        self.click(s2, w, at("2026-10-03"), c)
+        self.tag("woo_trash", self.spec(w, at("2026-10-06"), c, discounts=[self.code_of(s1)], woo_status="trash",
+                                        cancelled_at=at("2026-10-09")))
+        self.tag("woo_after_trash_click", self.spec(w, at("2026-10-12"), c))  # the trashed order reset nothing
+        c = self.scenario_customer()
+        self.tag("woo_failed", self.spec(w, at("2026-10-13"), c, ref=self.code_of(s1), woo_status="failed",
+                                         cancelled_at=at("2026-10-13", 15)))
+        c = self.scenario_customer()
+        self.tag("woo_trash_after_lock", self.spec(w, at("2026-09-08"), c, discounts=[self.code_of(s2)],
+                                                   woo_status="trash", cancelled_at=at("2026-11-06")))
+        c = self.scenario_customer()
+        self.tag("refund_past_zero", self.spec(w, at("2026-10-14"), c, ref=self.code_of(s1),
+                                               refunds=[("line", at("2026-10-16")), ("over", at("2026-10-18"))]))
+        # Before the window: the only order of its (referrer, destination, month), refunded past zero before the
+        # lock: a partner_balances row of commission 0.00 and a KPI day on which the destination only owes 0.00.
+        c = self.scenario_customer()
+        self.tag("only_order_of_month_refunded", self.spec(w, at("2026-08-20"), c, discounts=[self.code_of(s1)],
+                                                           refunds=[("over", at("2026-08-25"))]))
 
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
@@ -684,6 +725,8 @@ class _Builder:
                 continue
             line = lines[r % len(lines)]
             sub = min(Decimal(line["price"]), subtotal - refunded)
+            if kind == "over":  # a goodwill refund past what is left: the refunds exceed the subtotal
+                sub = subtotal - refunded + Decimal("5.00")
             refunded += sub
             refunds.append({
                 "id": refund_id, "order_id": order_id, "created_at": local_iso(when, zone),
@@ -732,7 +775,9 @@ class _Builder:
             who = person(customer_index, order_id)
             customer.update({"phone": who["phone"], "note": f"VIP: {first} {last}",
                              "default_address": dict(who["address"], id=customer_id, customer_id=customer_id)})
+        extra = {"_woo_status": spec["woo_status"]} if spec.get("woo_status") else {}
         return {
+            **extra,
             "id": order_id,
             "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
             "name": f"#{number}",

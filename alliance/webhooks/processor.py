@@ -32,6 +32,7 @@ from alliance.webhooks.sources import (
     SHOPIFY_ORDER_TOPICS,
     WOO_ORDER_TOPICS,
 )
+from connectors.credentials import credentials_label
 from connectors.erasure import erase_customer, erase_storefront_customers
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
@@ -282,11 +283,12 @@ class InboxProcessor:
         partner = self.partners.get(item.source_id)
         if not order.get("refunds") or partner is None:
             return
-        ref = SourceRef(partner.id, partner.credentials_env or "")
+        ref = SourceRef(partner.id, credentials_label(partner))
         fetched = [dict(order)]
         try:
             auth = split_key_secret(source_credentials(partner), ref)
-            with make_session(self.refund_policy, partner.requests_per_second) as session:
+            with make_session(self.refund_policy, partner.requests_per_second,
+                              origin_url=partner.base_url) as session:
                 attach_refunds(session, orders_url(partner.base_url or ""), ref, auth, fetched)
         except (SourceError, requests.RequestException) as exc:
             raise RetryLater(f"{partner.id}: the order's refunds could not be fetched from the storefront API: "

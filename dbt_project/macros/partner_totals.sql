@@ -8,10 +8,10 @@
         referrer_partner_id as partner_id, order_date as kpi_date,
         0 as clicks_sent, {{ sign }} as referred_orders,
         case when is_new_customer then {{ sign }} else 0 end as referred_new_customer_orders,
-        {{ sign }} * attributed_revenue_rc as attributed_revenue_rc,
-        {{ sign }} * net_attributed_revenue_rc as net_attributed_revenue_rc,
+        {{ sign }} * own_revenue_rc as attributed_revenue_rc,
+        {{ sign }} * own_net_revenue_rc as net_attributed_revenue_rc,
         {{ sign }} * commission_rc as commission_earned_rc,
-        {{ sign }} * refund_leakage_rc as refund_leakage_rc,
+        {{ sign }} * own_refund_leakage_rc as refund_leakage_rc,
         0 as owed_orders, 0::numeric as commission_owed_rc
     from {{ rows }}
     where is_commission_model and referrer_partner_id is not null
@@ -39,10 +39,10 @@
         partner_id                                       as destination_partner_id,
         date_trunc('month', order_date::timestamp)::date as month,
         {{ sign }}                                       as attributed_orders,
-        {{ sign }} * attributed_revenue_rc               as attributed_revenue_rc,
-        {{ sign }} * net_attributed_revenue_rc           as net_attributed_revenue_rc,
+        {{ sign }} * own_revenue_rc                      as attributed_revenue_rc,
+        {{ sign }} * own_net_revenue_rc                  as net_attributed_revenue_rc,
         {{ sign }} * commission_rc                       as commission_rc,
-        {{ sign }} * refund_leakage_rc                   as refund_leakage_rc
+        {{ sign }} * own_refund_leakage_rc               as refund_leakage_rc
     from {{ rows }}
     where is_commission_model and referrer_partner_id is not null
 {% endmacro %}

@@ -37,8 +37,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import psycopg  # noqa: E402
 from oracle import compute  # noqa: E402
+from oracle import load_config as oracle_config  # noqa: E402
 
-from alliance.config import load_config, read_fx_rates  # noqa: E402
+from alliance.config import load_config  # noqa: E402
 from alliance.demo import load_sandbox_env  # noqa: E402
 from alliance.sandbox.server import SandboxOptions, start_sandbox  # noqa: E402
 from alliance.sandbox.world import build_world  # noqa: E402
@@ -163,8 +164,7 @@ def _count(url: str, sql: str) -> int:
 
 def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int]:
     """(truth orders, lost, doubled in fct_orders, doubled in raw, attribution rows differing from the oracle)."""
-    cfg = load_config(DEMO)
-    truth = compute(cfg, read_fx_rates(cfg), world.orders, world.clicks, as_of)
+    truth = compute(oracle_config(DEMO), None, world.orders, world.clicks, as_of, refunds=world.refunds)
     with psycopg.connect(url) as conn:
         published = conn.execute("select partner_id, order_id, count(*) from analytics.fct_orders "
                                  "group by 1, 2").fetchall()

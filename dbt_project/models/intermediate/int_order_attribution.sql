@@ -289,6 +289,11 @@ select
          else {{ allocated_cents('(commissionable_amount - refunded_amount) * fx_rate') }} end as net_attributed_revenue_rc,
     case when cum_credit = 1 and prev_credit = 0 then refund_leakage_rc
          else {{ allocated_cents('refunded_after_lock_amount * fx_rate') }} end                as refund_leakage_rc,
+    -- §6 KPI money: each (order, referrer) amount rounded to cents once on its own (not allocated), for the
+    -- partner totals behind partner_kpis_daily and partner_balances.
+    {{ cents('credit * commissionable_amount * fx_rate') }}                       as own_revenue_rc,
+    {{ cents('credit * (commissionable_amount - refunded_amount) * fx_rate') }}   as own_net_revenue_rc,
+    {{ cents('credit * refunded_after_lock_amount * fx_rate') }}                  as own_refund_leakage_rc,
     case
         when attribution_model <> '{{ var("attribution_model") }}' then null::numeric
         when referrer_partner_id is null then 0::numeric
