@@ -61,7 +61,7 @@ bench-gate: install
 	$(BIN)/python -m bench.gate.run --orders 100000 --orders 1000000
 
 status: install
-	set -a; . config/sandbox.env; set +a; $(BIN)/alliance status --config $(CONFIG)
+	$(BIN)/alliance status --config $(CONFIG)
 
 sandbox: install
 	$(BIN)/alliance sandbox --config $(CONFIG)
@@ -79,7 +79,7 @@ airflow: install
 	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
 
 webhooks: install
-	set -a; . config/sandbox.env; set +a; ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \
+	ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \
 	  $(BIN)/alliance webhooks --config $(CONFIG) --port $(WEBHOOKS_PORT)
 
 bench-freshness: install

@@ -280,19 +280,29 @@ class LocalAirflow:
 
 
 def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=None) -> int:  # noqa: ANN001
-    """`make airflow`: the sandbox partner APIs plus a real Airflow on the embedded warehouse, until Ctrl-C."""
+    """`make airflow`: a real Airflow on the embedded warehouse until Ctrl-C, plus the sandbox partner APIs and their
+    documented credentials when `config_path` is a demo config (else ALLIANCE_PII_SALT must be set: exit 2)."""
     import signal
     import threading
 
     from alliance.config import load_config
-    from alliance.demo import load_sandbox_env
+    from alliance.demo import is_demo_config, load_sandbox_env
     from alliance.sandbox.server import start_sandbox
     from alliance.sandbox.world import build_world
+    from connectors.pii import PiiError, pii_salt
 
     say = console.print if console else print
-    load_sandbox_env()
-    sandbox = start_sandbox(build_world(load_config(config_path, require_secrets=False), seed=42))
-    os.environ["ALLIANCE_SANDBOX_URL"] = sandbox.url
+    sandbox = None
+    if is_demo_config(config_path):  # the demo alliance: the sandbox APIs and their documented credentials
+        load_sandbox_env()
+        sandbox = start_sandbox(build_world(load_config(config_path, require_secrets=False), seed=42))
+        os.environ["ALLIANCE_SANDBOX_URL"] = sandbox.url
+    else:  # a real alliance: its own salt, never the demo's
+        try:
+            pii_salt()
+        except PiiError as exc:
+            say(f"[red]{exc}[/]" if console else str(exc))
+            return 2
     env = server_env(airflow_env(warehouse_url, config_path), port)
     ensure_metadata_db(env)
     airflow = LocalAirflow(env, port).start()
@@ -307,8 +317,9 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
         airflow.setup(config_path)
         say(f"Airflow UI: {airflow.url}  (login: none needed, every local user is admin: "
             "SimpleAuthManager all_admins, loopback only)")
-        say(f"sandbox partner APIs: {sandbox.url}; DAGs alliance_ingest (hourly) and alliance_transform "
-            "(on raw assets) are unpaused.")
+        if sandbox is not None:
+            say(f"sandbox partner APIs: {sandbox.url}")
+        say("DAGs alliance_ingest (hourly) and alliance_transform (on raw assets) are unpaused.")
         say(f"webhooks: in another shell `ALLIANCE_AIRFLOW_API_URL={airflow.url} alliance webhooks "
             f"--config {config_path}`.  Ctrl-C stops everything.")
         while not done.wait(2):
@@ -320,5 +331,6 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
         return 1
     finally:
         airflow.stop()
-        sandbox.stop()
+        if sandbox is not None:
+            sandbox.stop()
     return 0

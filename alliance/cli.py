@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -138,6 +139,7 @@ def ingest(
     from connectors.ingest import ingest_all, ingest_source
 
     cfg = _config(config)
+    _salt()  # no default salt outside the demo: a real run without ALLIANCE_PII_SALT stops here
     if source:  # every argument is checked before anything touches the warehouse
         unknown = set(source) - set(cfg.source_ids())
         if unknown:
@@ -190,6 +192,7 @@ def run(config: ConfigOption = None, as_of: AsOfOption = None, wait: WaitOption 
 
     cfg = _config(config)
     day = _as_of(as_of)
+    _salt()
     ok = _print_ingest(ingest_all(cfg, _url()))
     _transform(cfg, day, wait)
     if not ok:
@@ -285,7 +288,9 @@ def webhooks(
     from alliance.webhooks import AirflowClient, build_server
     from connectors.pii import PiiError
 
+    _demo_env(config)  # the demo's documented salt and webhook secrets, for a demo config only
     cfg = _config(config, require_secrets=False)
+    _salt()  # before the warehouse: a real receiver without ALLIANCE_PII_SALT stops here
     try:
         server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
     except PiiError as exc:
@@ -316,6 +321,81 @@ def airflow(
     cfg_path = config or Path("config/demo.yml")
     _config(cfg_path, require_secrets=False)
     sys.exit(serve(_url(), cfg_path, port=port, console=console))
+
+
+def _demo_env(config: Path | None) -> None:
+    """Load config/sandbox.env (the demo's documented salt and secrets) when `config` is a demo config, else
+    nothing: a real alliance never runs on the demo's public salt."""
+    import os
+
+    from alliance.demo import is_demo_config, load_sandbox_env
+
+    path = config or Path(os.environ.get("ALLIANCE_CONFIG") or "config/alliance.yml")
+    if is_demo_config(path):
+        load_sandbox_env()
+
+
+def _salt() -> str:
+    """ALLIANCE_PII_SALT, or exit 2 with the reason: outside the demo nothing loads a default salt."""
+    from connectors.pii import PiiError, pii_salt
+
+    try:
+        return pii_salt()
+    except PiiError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def forget(
+    customer_email: Annotated[str | None, typer.Option("--customer-email", help="the customer's e-mail address")]
+    = None,
+    customer_key: Annotated[str | None, typer.Option("--customer-key", help="the customer's key (64 hex)")] = None,
+    partner: Annotated[str | None, typer.Option("--partner", help="only at this storefront")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Erase a customer (PRODUCT.md §4): their orders and clicks get one random surrogate key, no mapping kept.
+
+    Amounts, attribution and commissions do not change. The key is renamed at once in raw and in the transform's
+    and published tables; the next transform re-reads the changed payloads. The address is hashed here and never
+    printed or logged; the log names the old key's first 8 characters only.
+    """
+    from connectors.erasure import ErasureError, erase_customer
+    from connectors.landing import ensure_raw_schema
+    from connectors.pii import customer_key as key_of
+
+    if (customer_email is None) == (customer_key is None):
+        err.print("[red]give exactly one of --customer-email ADDRESS or --customer-key KEY[/]")
+        raise typer.Exit(2)
+    if partner is not None:
+        known = [p.id for p in _config(config, require_secrets=False).storefronts]
+        if partner not in known:
+            err.print(f"[red]--partner: `{partner}` is not a storefront of the config; known: {', '.join(known)}[/]",
+                      highlight=False)
+            raise typer.Exit(2)
+    key = key_of(customer_email, _salt()) if customer_email is not None else (customer_key or "").strip().lower()
+    if key is None:
+        err.print("[red]--customer-email is blank[/]")
+        raise typer.Exit(2)
+    if not re.fullmatch(r"[0-9a-f]{64}", key):  # checked before anything touches the warehouse
+        err.print("[red]--customer-key: a customer key is 64 hex characters (sha256 of the salted e-mail)[/]")
+        raise typer.Exit(2)
+    from alliance.warehouse import connect
+
+    try:
+        with connect(_url()) as conn:
+            ensure_raw_schema(conn)
+            with conn.transaction():
+                result = erase_customer(conn, key, partner_id=partner)
+    except ErasureError as exc:
+        err.print(f"[red]--customer-key: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    where = f" at {partner}" if partner else ""
+    if result.total == 0:
+        console.print(f"no row holds customer {key[:8]}…{where}; nothing to erase", highlight=False)
+        return
+    console.print(f"erased customer {key[:8]}…{where}: {result.orders} order(s), {result.clicks} click(s), "
+                  f"{result.other_rows} quarantine/inbox row(s); the next transform re-reads them", highlight=False)
 
 
 @app.command("warehouse")

@@ -16,6 +16,7 @@ samples masked); GX Data Docs are built under `.alliance/gx_data_docs/` (by defa
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from urllib.parse import quote
 from psycopg import sql
 
 from alliance.warehouse import PROJECT_ROOT, connect, parse_url, state_dir
+from connectors.pii import mask_addresses
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +233,22 @@ def _describe_expectation(config: Any) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict):
-        return "(" + ", ".join(str(v) for v in value.values()) + ")"
+        return "(" + ", ".join(mask_emails(str(v)) for v in value.values()) + ")"
     return mask_emails(str(value))
 
 
 def mask_emails(text: str) -> str:
-    return _EMAIL_PY.sub("<e-mail>", text)
+    """`text` with every e-mail address, plain or URL-encoded (`%40`), shown as `<e-mail>`."""
+    return mask_addresses(_EMAIL_PY.sub("<e-mail>", text), "<e-mail>")
+
+
+def _masked(value: Any) -> Any:
+    """A sample cell as stored: text and JSON (a raw payload) with e-mails masked, numbers and dates as they are."""
+    if isinstance(value, str):
+        return mask_emails(value)
+    if isinstance(value, (dict, list)):
+        return mask_emails(json.dumps(value, default=str, ensure_ascii=False))
+    return value
 
 
 def _describe_outcome(config: Any, result: dict, exception_info: Any, params: dict[str, Any]) -> str:
@@ -320,8 +332,7 @@ def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, para
     except Exception as exc:  # a sample is a courtesy: never let it hide the failure itself
         log.debug("no sample rows for %s: %s", kind, exc)
         return []
-    return [{n: mask_emails(str(v)) if isinstance(v, str) else v for n, v in zip(names, row, strict=True)}
-            for row in rows]
+    return [{n: _masked(v) for n, v in zip(names, row, strict=True)} for row in rows]
 
 
 KEY_COLUMNS = ("column_with_email", "partner_id", "order_id", "network_id", "click_id", "attribution_model",

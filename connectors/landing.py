@@ -9,6 +9,7 @@ immutable events keyed by (network_id, click_id).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from connectors.minimise import minimise
 from connectors.pii import customer_key, scrub, scrub_to_json
 
 RAW_SCHEMA = Path(__file__).with_name("raw_schema.sql")
@@ -106,30 +108,49 @@ def finish_load(conn: psycopg.Connection, load_id: uuid.UUID, status: str, error
 
 
 # --- validation -----------------------------------------------------------------------------------------
+# Reasons name the record (partner/network, id or page position), the field and the rule, and at most the JSON
+# type of what was found: never the value, which may be a customer's (PRODUCT.md §4).
+
+def kind_of(value: object) -> str:
+    """The JSON type of `value` (`text`, `number`, ...): what a reason may say about a bad value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "blank text" if not value.strip() else "text"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
 
 def _timestamp(value: object, what: str, required: bool = True) -> datetime | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
     if parsed.tzinfo is None:
-        raise RecordError(f"{what} {value!r} has no UTC offset")
+        raise RecordError(f"{what} has no UTC offset")
     return parsed.astimezone(UTC)
 
 
 def _amount(value: object, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise RecordError(f"{what} {value!r} is not a number")
+        raise RecordError(f"{what} is not a number (found {kind_of(value)})")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise RecordError(f"{what} {value!r} is not a number") from None
+        raise RecordError(f"{what} is not a number (found {kind_of(value)})") from None
     if not amount.is_finite():
-        raise RecordError(f"{what} {value!r} is not a number")
+        raise RecordError(f"{what} is not a finite number")
     return amount
 
 
@@ -137,13 +158,15 @@ def _record_id(value: object, kind: str, position: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise RecordError(f"{kind} at position {position} of the page: missing id")
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise RecordError(f"{kind} at position {position} of the page: id {value!r} is not an integer or string")
+        raise RecordError(f"{kind} at position {position} of the page: id is not an integer or string "
+                          f"(found {kind_of(value)})")
     return str(value).strip()
 
 
-def _optional_text(record: dict, key: str, where: str) -> None:
+def _optional_text(record: dict, key: str, field: str | None = None) -> None:
+    """`record[key]` is absent, null or text; the reason names `field` (default: the key)."""
     if record.get(key) is not None and not isinstance(record[key], str):
-        raise RecordError(f"{where}: {key} {record[key]!r} is not text")
+        raise RecordError(f"{field or key} is not text (found {kind_of(record[key])})")
 
 
 def first_email(order: dict) -> str | None:
@@ -165,7 +188,7 @@ def _order_identity(record: object, position: int) -> tuple[str, str]:
 
 def _currency(currency: object) -> None:
     if not isinstance(currency, str) or len(currency.strip()) != 3:
-        raise RecordError(f"currency {currency!r} is not a 3-letter code")
+        raise RecordError(f"currency is not a 3-letter code (found {kind_of(currency)})")
 
 
 def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
@@ -178,12 +201,12 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
         _amount(record.get("subtotal_price"), "subtotal_price")
         _currency(record.get("currency"))
         if "test" in record and not isinstance(record["test"], bool):
-            raise RecordError(f"test {record['test']!r} is not true/false")
+            raise RecordError(f"test is not true/false (found {kind_of(record['test'])})")
         for key in ("email", "contact_email", "landing_site", "financial_status"):
-            _optional_text(record, key, where)
+            _optional_text(record, key)
         customer = record.get("customer")
         if customer is not None and not isinstance(customer, dict):
-            raise RecordError(f"customer {customer!r} is not an object")
+            raise RecordError(f"customer is not an object (found {kind_of(customer)})")
         codes = record.get("discount_codes") or []
         if not isinstance(codes, list):
             raise RecordError("discount_codes is not a list")
@@ -213,7 +236,8 @@ def validate_shopify_order(record: object, position: int, salt: str) -> ValidRec
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
-    return ValidRecord(order_id, updated, customer_key(first_email(record), salt), scrub_to_json(record, salt))
+    return ValidRecord(order_id, updated, customer_key(first_email(record), salt),
+                       stored_json("shopify", "orders", record, salt))
 
 
 def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
@@ -221,11 +245,11 @@ def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp")
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise RecordError(f"{what} {value!r} is not an ISO-8601 timestamp") from None
+        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -247,15 +271,15 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         _gmt(record.get("date_created_gmt"), "date_created_gmt")
         _currency(record.get("currency"))
         if not isinstance(record.get("status"), str):
-            raise RecordError(f"status {record.get('status')!r} is not text")
+            raise RecordError(f"status is not text (found {kind_of(record.get('status'))})")
         billing = record.get("billing")
         if billing is not None and not isinstance(billing, dict):
-            raise RecordError(f"billing {billing!r} is not an object")
+            raise RecordError(f"billing is not an object (found {kind_of(billing)})")
         if isinstance(billing, dict):
-            _optional_text(billing, "email", where)
+            _optional_text(billing, "email", "billing.email")
         customer_id = record.get("customer_id")
         if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
-            raise RecordError(f"customer_id {customer_id!r} is not an id")
+            raise RecordError(f"customer_id is not an id (found {kind_of(customer_id)})")
         for i, item in enumerate(_items(record, "line_items", "")):
             _amount(item.get("total"), f"line_items[{i}].total")
         for i, coupon in enumerate(_items(record, "coupon_lines", "")):
@@ -264,7 +288,7 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         for i, meta in enumerate(_items(record, "meta_data", "")):
             if meta.get("key") == "_alliance_ref" and meta.get("value") is not None \
                     and not isinstance(meta.get("value"), str):
-                raise RecordError(f"meta_data[{i}] _alliance_ref {meta.get('value')!r} is not text")
+                raise RecordError(f"meta_data[{i}] _alliance_ref is not text (found {kind_of(meta.get('value'))})")
         for i, refund in enumerate(_items(record, "alliance_refunds", "")):
             _gmt(refund.get("date_created_gmt"), f"refunds[{i}].date_created_gmt")
             for j, item in enumerate(_items(refund, "line_items", f"refunds[{i}].")):
@@ -273,7 +297,8 @@ def validate_woocommerce_order(record: object, position: int, salt: str) -> Vali
         raise RecordError(f"{where}: {exc}", order_id) from None
     assert updated is not None
     billing = record.get("billing") if isinstance(record.get("billing"), dict) else {}
-    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt), scrub_to_json(record, salt))
+    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt),
+                       stored_json("woocommerce", "orders", record, salt))
 
 
 VALIDATORS = {"shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order}
@@ -289,14 +314,51 @@ def validate_click(record: object, position: int, salt: str) -> ValidRecord:
         for key in ("ReferrerPartnerId", "DestinationPartnerId"):
             value = record.get(key)
             if not isinstance(value, str) or not value.strip():
-                raise RecordError(f"{key} {value!r} is not a partner id")
+                raise RecordError(f"{key} is not a partner id (found {kind_of(value)})")
         for key in ("ReferralCode", "CustomerEmail"):
-            _optional_text(record, key, where)
+            _optional_text(record, key)
     except RecordError as exc:
         raise RecordError(f"{where}: {exc}", click_id) from None
     assert event is not None
     email = record.get("CustomerEmail")
-    return ValidRecord(click_id, event, customer_key(email, salt), scrub_to_json(record, salt))
+    return ValidRecord(click_id, event, customer_key(email, salt),
+                       stored_json("referral_network", "clicks", record, salt))
+
+
+# --- what is stored -------------------------------------------------------------------------------------
+
+def stored_json(platform: str, entity: str, record: dict, salt: str) -> str:
+    """The record as it may be kept: allow-listed fields only (connectors/minimise.py), e-mails as keys."""
+    return scrub_to_json(minimise(platform, entity, record), salt)
+
+
+def quarantine_payload(platform: str, entity: str, record: object, salt: str, reason: str = "") -> str:
+    """What a quarantine row keeps of a bad record: its allow-listed fields with e-mails as keys, the field the
+    reason names replaced by its JSON type (a value that broke the rules may be anything, a customer's name
+    included), or only its type when the record is not an object."""
+    if not isinstance(record, dict):
+        return json.dumps({"not_an_object": kind_of(record)})
+    kept = minimise(platform, entity, record)
+    _mask_field(kept, reason.split(": ", 1)[-1].split(" ", 1)[0])
+    return json.dumps(scrub(kept, salt), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _mask_field(doc: dict, path: str) -> None:
+    """Replace the value at `path` (`subtotal_price`, `refunds[0].created_at`...) by `<its JSON type>`, if present."""
+    steps = [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
+    node: object = doc
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            if last:
+                node[step] = f"<{kind_of(node[step])}>"
+            node = node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and step in node:
+            if last:
+                node[step] = f"<{kind_of(node[step])}>"
+            node = node[step]
+        else:
+            return
 
 
 # --- clock and cancellation facts of a version (PRODUCT.md §3 cancellation time, §7 future-dated records) ---------
@@ -373,20 +435,27 @@ def hold_future_dated(source_id: str, kind: str, good: list[ValidRecord], clock:
 
 # --- landing one page -----------------------------------------------------------------------------------
 
-def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str,
+def _quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str, platform: str,
                 errors: list[tuple[RecordError, object]], salt: str) -> int:
+    """Quarantine records as received: what `quarantine_payload` keeps of each, with its reason."""
+    return _insert_quarantine(conn, load_id, source_id, entity, salt, [
+        (error, quarantine_payload(platform, entity, record, salt, str(error))) for error, record in errors])
+
+
+def _insert_quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str, salt: str,
+                       rows: list[tuple[RecordError, str]]) -> int:
     """Insert quarantine rows, skipping ones identical to an earlier run's (overlap re-reads them)."""
-    for error, record in errors:
-        payload = json.dumps(scrub(record, salt), sort_keys=True, ensure_ascii=False, default=str)
+    for error, payload in rows:
         conn.execute(
             "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
             "select %(load)s, %(src)s, %(ent)s, %(key)s, %(reason)s, %(payload)s "
             "where not exists (select 1 from raw.quarantine q where q.source_id = %(src)s and q.entity = %(ent)s "
             "  and q.record_key is not distinct from %(key)s and q.reason = %(reason)s and q.payload = %(payload)s)",
-            {"load": load_id, "src": source_id, "ent": entity, "key": error.record_key, "reason": str(error),
+            {"load": load_id, "src": source_id, "ent": entity, "key": scrub(error.record_key, salt),
+             "reason": scrub(str(error), salt),  # an id that is an e-mail address stays out too
              "payload": payload},
         )
-    return len(errors)
+    return len(rows)
 
 
 def _split(records: list, validate, salt: str) -> tuple[list[ValidRecord], list[tuple[RecordError, object]]]:  # noqa: ANN001
@@ -448,7 +517,24 @@ def _held_from(held: list[tuple[RecordError, ValidRecord]]) -> datetime | None:
 
 def _quarantine_held(conn: psycopg.Connection, load_id: uuid.UUID, source_id: str, entity: str,
                      held: list[tuple[RecordError, ValidRecord]], salt: str) -> int:
-    return _quarantine(conn, load_id, source_id, entity, [(e, json.loads(r.payload_json)) for e, r in held], salt)
+    """A held-back version is valid: its stored form (minimised, e-mails as keys) is what the quarantine keeps."""
+    return _insert_quarantine(conn, load_id, source_id, entity, salt, [(e, r.payload_json) for e, r in held])
+
+
+# A newer version of an order whose customer was erased (connectors/erasure.py) keeps the surrogate key the order
+# got then, and loses the customer fields again: the storefront still sends the address, and re-landing its key
+# would re-link the order to the person (and change their first-order status). A new order by the address is a new
+# customer with the address's key, as PRODUCT.md §4 wants. raw.erased_customers holds sha256 of each erased key.
+_ERASED_BEFORE = (
+    "(p.customer_key is not null and o.customer_key is not null and o.customer_key <> p.customer_key "
+    " and exists (select 1 from raw.erased_customers e "
+    "             where e.key_hash = encode(sha256(convert_to(p.customer_key, 'UTF8')), 'hex') "
+    "               and e.scope in ('*', p.partner_id)))"
+)
+# what an incoming version stores: itself, or for an erased customer's order the erased form (an overlap re-read of
+# the version landed before the erasure is then equal to what is stored, and changes nothing)
+_STORED_PAYLOAD = (f"(case when {_ERASED_BEFORE} then replace(p.payload::text, p.customer_key, o.customer_key)::jsonb"
+                   " - 'customer' - 'customer_id' else p.payload end)")
 
 
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
@@ -467,7 +553,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
                 latest[r.key] = r
         # one writer per partner's orders at a time, so "is it new?" below cannot race another loader
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"alliance.land:orders:{partner_id}",))
-        quarantined = _quarantine(conn, load_id, partner_id, "orders", page.bad, salt)
+        quarantined = _quarantine(conn, load_id, partner_id, "orders", platform, page.bad, salt)
         quarantined += _quarantine_held(conn, load_id, partner_id, "orders", held, salt)
         existing = dict(conn.execute(
             "select order_id, updated_at from raw.orders where partner_id = %s and order_id = any(%s)",
@@ -498,12 +584,14 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
                                     r.timestamp if r.cancelled else None))
             updated = max(conn.execute(
                 "update raw.orders o set platform = p.platform, updated_at = p.updated_at, "
-                "  customer_key = p.customer_key, payload = p.payload, load_id = p.load_id, loaded_at = now(), "
+                f"  customer_key = case when {_ERASED_BEFORE} then o.customer_key else p.customer_key end, "
+                f"  payload = {_STORED_PAYLOAD}, "
+                "  load_id = p.load_id, loaded_at = now(), "
                 "  cancelled_seen_at = case when p.cancelled_seen_at is not null "
                 "                           then coalesce(o.cancelled_seen_at, p.cancelled_seen_at) end "
                 "from _page_orders p where o.partner_id = p.partner_id and o.order_id = p.order_id "
                 "  and (p.updated_at > o.updated_at "
-                "       or (p.updated_at = o.updated_at and p.payload is distinct from o.payload))"
+                f"       or (p.updated_at = o.updated_at and {_STORED_PAYLOAD} is distinct from o.payload))"
             ).rowcount, 0)
         landed = len(new) + updated
         held_from = _held_from(held)
@@ -519,7 +607,7 @@ def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: s
     page = records if isinstance(records, PreparedPage) else prepare_page("clicks", "referral_network", records, salt)
     with conn.transaction():
         good, held = hold_future_dated(network_id, "click", page.good, warehouse_clock(conn, as_of))
-        quarantined = _quarantine(conn, load_id, network_id, "clicks", page.bad, salt)
+        quarantined = _quarantine(conn, load_id, network_id, "clicks", "referral_network", page.bad, salt)
         quarantined += _quarantine_held(conn, load_id, network_id, "clicks", held, salt)
         conn.execute(
             "create temp table if not exists _page_clicks (network_id text, click_id text, clicked_at timestamptz, "

@@ -7,11 +7,16 @@ import json
 import os
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
 SALT_ENV = "ALLIANCE_PII_SALT"
-_EMAIL_IN_TEXT = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+\.[A-Za-z]{2,}")
+# An address anywhere in a value: plain (`bob@x.com`) or URL-encoded (`bob%40x.com`, `bob%2Btag%40X.COM`). The local
+# part leaves out `/ = ? & :` so that in a URL's query (`?email=bob%40x.com&ref=CODE`) only the address matches and
+# the rest of the URL, its `ref` included, survives; `\\w` keeps non-ASCII local parts and domains whole.
+_EMAIL_IN_TEXT = re.compile(
+    r"[\w.%+\-!#$'*^`{|}~]+(?:@|%40)[\w\-]+(?:\.[\w\-]+)*\.[^\W\d_]{2,}", re.IGNORECASE)
 
 
 class PiiError(RuntimeError):
@@ -60,14 +65,34 @@ def _scrub(payload: Any, salt: str) -> Any:
         for key, value in payload.items():
             if isinstance(key, str) and is_email_key(key):
                 out[key] = customer_key(value, salt) if isinstance(value, str) else None
-            else:
-                out[key] = _scrub(value, salt)
+            else:  # an address used as a key is replaced too, as the text path does
+                out[_scrub(key, salt) if isinstance(key, str) else key] = _scrub(value, salt)
         return out
     if isinstance(payload, list):
         return [_scrub(item, salt) for item in payload]
-    if isinstance(payload, str) and "@" in payload:
-        return _EMAIL_IN_TEXT.sub(lambda m: customer_key(m.group(0), salt) or "", payload)
+    if isinstance(payload, str) and _may_hold_address(payload):
+        return replace_addresses(payload, salt)
     return payload
+
+
+def _may_hold_address(text: str) -> bool:
+    return "@" in text or "%40" in text
+
+
+def _address_key(match: re.Match, salt: str) -> str:
+    address = match.group(0)
+    return customer_key(unquote(address) if "%" in address else address, salt) or ""
+
+
+def replace_addresses(text: str, salt: str) -> str:
+    """`text` with every e-mail address in it, plain or URL-encoded, replaced in place by its customer_key (the
+    key of the decoded address, so `bob%40x.com` in a URL counts as bob@x.com)."""
+    return _EMAIL_IN_TEXT.sub(lambda m: _address_key(m, salt), text)
+
+
+def mask_addresses(text: str, mask: str = "<e-mail>") -> str:
+    """`text` with every e-mail address in it, plain or URL-encoded, replaced by `mask` (messages and samples)."""
+    return _EMAIL_IN_TEXT.sub(mask, text) if _may_hold_address(text) else text
 
 
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
@@ -106,10 +131,11 @@ def scrub_to_json(payload: Any, salt: str) -> str:
     if parts:
         parts.append(text[done:])
         text = "".join(parts)
-    if "@" in text:
-        if any("\\" in m.group(0) for m in _EMAIL_IN_TEXT.finditer(text)):  # an address next to a JSON escape
+    if _may_hold_address(text):
+        # an address right after a JSON escape (`\\nbob@x.com` is a newline then bob@x.com): let the walk decide
+        if any(m.start() and text[m.start() - 1] == "\\" for m in _EMAIL_IN_TEXT.finditer(text)):
             return json.dumps(_scrub(payload, salt), ensure_ascii=False, separators=(",", ":"))
-        text = _EMAIL_IN_TEXT.sub(lambda m: customer_key(m.group(0), salt) or "", text)
+        text = replace_addresses(text, salt)
     return text
 
 

@@ -98,3 +98,13 @@ create table if not exists raw.order_deletions (
     loaded_at    timestamptz not null default now(),
     primary key (partner_id, order_id)
 );
+
+-- Erased customers (connectors/erasure.py, PRODUCT.md §4): sha256 of each erased customer_key, never the key and
+-- no link to the surrogate that replaced it. A newer version of an order placed before the erasure keeps its
+-- surrogate instead of re-linking the order to the person's key (connectors/landing.py).
+create table if not exists raw.erased_customers (
+    key_hash     text not null,
+    scope        text not null,                          -- the storefront erased at, or '*' for every one
+    erased_at    timestamptz not null default now(),
+    primary key (key_hash, scope)
+);

@@ -47,17 +47,24 @@ def world_for(config_file: Path, seed: int = 42) -> World:
     return build_world(load_config(config_file, require_secrets=False), seed)
 
 
-def ground_truth(world: World) -> dict[tuple[str, str], tuple[datetime, str | None]]:
-    """(partner, order id) -> (last modification, note) of every order the sandbox serves now."""
+def ground_truth(world: World) -> dict[tuple[str, str], datetime]:
+    """(partner, order id) -> last modification of every order the sandbox serves now (an edit moves it)."""
     with world.lock:
-        return {(p, str(o["id"])): (modified_at(o), o.get("note"))
+        return {(p, str(o["id"])): modified_at(o)
                 for p, orders in world.orders.items() for o in orders if isinstance(o, dict) and o.get("id")}
 
 
-def warehouse_orders(url: str) -> dict[tuple[str, str], tuple[datetime, str | None]]:
+def edited_orders(world: World) -> list[tuple[str, str]]:
+    """Orders the sandbox edited (it leaves a `note`, which alliance does not keep: data minimisation)."""
+    with world.lock:
+        return [(p, str(o["id"])) for p, orders in world.orders.items() for o in orders
+                if isinstance(o, dict) and o.get("id") and o.get("note")]
+
+
+def warehouse_orders(url: str) -> dict[tuple[str, str], datetime]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute("select partner_id, order_id, updated_at, payload->>'note' from raw.orders").fetchall()
-    return {(p, o): (u.astimezone(UTC), n) for p, o, u, n in rows}
+        rows = conn.execute("select partner_id, order_id, updated_at from raw.orders").fetchall()
+    return {(p, o): u.astimezone(UTC) for p, o, u in rows}
 
 
 def order_count(url: str) -> int:

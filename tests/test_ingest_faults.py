@@ -21,6 +21,7 @@ from ingest_support import (
     FAST,
     ROOT,
     WOO_PARTNER,
+    edited_orders,
     env_for_child,
     ground_truth,
     order_count,
@@ -138,8 +139,8 @@ def test_data_changing_under_the_sync_keeps_latest_version(alliance, warehouse, 
     assert edits > 0
     quiesce_and_catch_up(sandbox, warehouse)
     assert_matches_ground_truth(sandbox, warehouse)
-    edited = [k for k, (_, note) in ground_truth(sandbox.world).items() if note]
-    assert len(edited) >= 1 and all(warehouse_orders(warehouse)[k][1] for k in edited)
+    edited, truth, landed = edited_orders(sandbox.world), ground_truth(sandbox.world), warehouse_orders(warehouse)
+    assert len(edited) >= 1 and all(landed[k] == truth[k] for k in edited)  # each edit landed as its latest version
 
 
 def _run_child(config_file, sandbox_url: str, url: str, kill_after: float | None) -> int | None:

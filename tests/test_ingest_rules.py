@@ -82,7 +82,9 @@ def test_config_requests_per_second_reaches_the_session(tmp_path):
 
 json_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                         st.text(max_size=12), st.sampled_from([" Ann@Example.test\u00a0", "mail bob@x.org now",
-                                                               "a\"b@c.de\"\n", "x@y", "\\u0040@q.io"]))
+                                                               "a\"b@c.de\"\n", "x@y", "\\u0040@q.io",
+                                                               "/p?email=Bo.X%40Mail.IO&ref=LUMEN15", "a%40b",
+                                                               "line\nzoé%40exämple.de\t", "q\\%40r.st"]))
 json_docs = st.recursive(json_leaves, lambda inner: st.one_of(
     st.lists(inner, max_size=4),
     st.dictionaries(st.sampled_from(["email", "Email", "contact_email", "verified_email", "note", "id", "e-mail",

@@ -72,6 +72,7 @@ All mutation goes through ``world.lock`` so the server can serve while a test ed
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import random
 import threading
@@ -101,6 +102,60 @@ PRODUCTS = [
 PROMO_CODES = ["WELCOME5", "Summer-Sale", "FREESHIP"]
 FIRST_NAMES = ["Ada", "Bo", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 LAST_NAMES = ["Stone", "Rivera", "Okafor", "Lind", "Marsh", "Quinn", "Sato", "Weber", "Yilmaz", "Novak"]
+# Personal data a real storefront serves with every order (fake, derived from ids without touching the random
+# stream, so adding it changed no other value): names, addresses, phones, IPs, user agents, tokens, notes,
+# order-status URLs and keys, payment details. alliance must drop all of it at ingestion (PRODUCT.md §4).
+STREETS = ["Juniper Lane", "Harbor Road", "Quarry Street", "Millbrook Row", "Orchard Way", "Kestrel Avenue"]
+CITIES = [("Portland", "Oregon", "OR", "97205"), ("Austin", "Texas", "TX", "78701"),
+          ("Burlington", "Vermont", "VT", "05401"), ("Madison", "Wisconsin", "WI", "53703")]
+USER_AGENTS = ["Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5",
+               "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0",
+               "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"]
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def person(customer_index: int | None, order_id: int) -> dict:
+    """A shopper's fake identity: a customer's is the same on every order, a guest's is the order's own."""
+    n = customer_index if customer_index is not None else 1000 + order_id % 997
+    first, last = FIRST_NAMES[n % len(FIRST_NAMES)], LAST_NAMES[n % len(LAST_NAMES)]
+    city, province, code, zip_code = CITIES[n % len(CITIES)]
+    phone = f"+1 555-{100 + n % 900:03d}-{1000 + (n * 7919) % 9000:04d}"
+    address = {"first_name": first, "last_name": last, "name": f"{first} {last}", "company": None,
+               "address1": f"{100 + n} {STREETS[n % len(STREETS)]}", "address2": f"Apt {n % 40 + 1}",
+               "city": city, "province": province, "province_code": code, "zip": zip_code,
+               "country": "United States", "country_code": "US", "phone": phone,
+               "latitude": round(40 + n % 9 / 10, 4), "longitude": round(-100 - n % 11 / 10, 4)}
+    return {"first": first, "last": last, "phone": phone, "address": address,
+            "ip": f"198.51.{100 + n % 50}.{n % 250 + 1}", "user_agent": f"{USER_AGENTS[n % len(USER_AGENTS)]} s/{n}"}
+
+
+def order_pii(partner_id: str, order_id: int, customer_index: int | None) -> dict:
+    """The personal fields of a Shopify order (REST Admin API names)."""
+    who = person(customer_index, order_id)
+    token = _digest("token", partner_id, order_id)[:32]
+    return {
+        "phone": who["phone"],
+        "browser_ip": who["ip"],
+        "client_details": {"browser_ip": who["ip"], "user_agent": who["user_agent"], "accept_language": "en-US",
+                           "browser_width": 1280, "browser_height": 720,
+                           "session_hash": _digest("session", partner_id, order_id)[:32]},
+        "billing_address": dict(who["address"]),
+        "shipping_address": dict(who["address"]),
+        "token": token,
+        "cart_token": _digest("cart", partner_id, order_id)[:32],
+        "checkout_token": _digest("checkout", partner_id, order_id)[:32],
+        "order_status_url": f"https://{partner_id}.example.test/6{order_id % 10**8:08d}/orders/{token}/authenticate"
+                            f"?key={_digest('status', partner_id, order_id)[:32]}",
+        "note_attributes": [{"name": "gift_message",
+                             "value": f"For {who['first']} {who['last']}, call {who['phone']}"}],
+        "payment_details": {"credit_card_bin": "424242", "avs_result_code": "Y", "cvv_result_code": "M",
+                            "credit_card_number": f"•••• •••• •••• {4000 + order_id % 1000}",
+                            "credit_card_company": "Visa", "credit_card_name": f"{who['first']} {who['last']}"},
+        "customer_locale": "en-US",
+    }
 
 
 def shopify_token(partner_id: str) -> str:
@@ -290,7 +345,16 @@ def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
         "total_tax": order["total_tax"], "prices_include_tax": False,
         "customer_id": customer.get("id") or 0,
         "billing": {"first_name": customer.get("first_name", ""), "last_name": customer.get("last_name", ""),
-                    "email": email or "", "country": "US"},
+                    "email": email or "", "country": "US", **_woo_address(order.get("billing_address")),
+                    "phone": order.get("phone") or ""},
+        "shipping": _woo_address(order.get("shipping_address")),
+        "customer_ip_address": order.get("browser_ip") or "",
+        "customer_user_agent": (order.get("client_details") or {}).get("user_agent") or "",
+        "order_key": f"wc_order_{_digest('order_key', order['id'])[:13]}",
+        "cart_hash": order.get("cart_token") or "",
+        "customer_note": next((a["value"] for a in order.get("note_attributes") or []), ""),
+        "payment_method": "stripe", "payment_method_title": "Credit Card (Stripe)",
+        "transaction_id": f"ch_{_digest('charge', order['id'])[:24]}",
         "meta_data": meta,
         "line_items": [{"id": li["id"], "name": li["title"], "quantity": li["quantity"],
                         "subtotal": money(g), "total": money(t), "sku": li["sku"], "price": float(li["price"])}
@@ -300,6 +364,15 @@ def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
         "refunds": [{"id": r["id"], "refund": r["reason"], "total": money(-Decimal(r["amount"]))} for r in refunds],
     }
     return woo, refunds
+
+
+def _woo_address(address: dict | None) -> dict:
+    """A Shopify address in WooCommerce's billing/shipping shape."""
+    a = address or {}
+    return {"first_name": a.get("first_name") or "", "last_name": a.get("last_name") or "", "company": "",
+            "address_1": a.get("address1") or "", "address_2": a.get("address2") or "",
+            "city": a.get("city") or "", "state": a.get("province_code") or "", "postcode": a.get("zip") or "",
+            "country": a.get("country_code") or ""}
 
 
 def _safe_ts(text: object) -> datetime:
@@ -362,6 +435,9 @@ class _Builder:
             "ReferralCode": self.code_of(referrer, "upper") if with_code and self.codes.get(referrer) else None,
             "CustomerEmail": self.email(customer) if customer is not None else None,
         }
+        who = person(customer, int(_digest(referrer, destination, at.isoformat())[:6], 16))
+        record.update({"IpAddress": who["ip"], "UserAgent": who["user_agent"],
+                       "ReferringUrl": f"https://{referrer}.example.test/picks?visitor={who['first']}+{who['last']}"})
         self.clicks.append(record)
         return record
 
@@ -696,6 +772,9 @@ class _Builder:
                 "orders_count": orders_count, "state": "enabled", "verified_email": True, "tags": "",
                 "currency": currency, "admin_graphql_api_id": f"gid://shopify/Customer/{customer_id}",
             }
+            who = person(customer_index, order_id)
+            customer.update({"phone": who["phone"], "note": f"VIP: {first} {last}",
+                             "default_address": dict(who["address"], id=customer_id, customer_id=customer_id)})
         extra = {"_woo_status": spec["woo_status"]} if spec.get("woo_status") else {}
         return {
             **extra,
@@ -735,6 +814,7 @@ class _Builder:
             "shipping_lines": [{"id": order_id, "title": "Standard", "price": money(shipping), "code": "STD"}],
             "refunds": refunds,
             "customer": customer,
+            **order_pii(partner_id, order_id, customer_index),
         }
 
     def render_clicks(self) -> dict[str, list[dict]]:
