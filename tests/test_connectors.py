@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -105,7 +105,8 @@ def test_late_update_is_picked_up_and_latest_version_kept(sandbox, warehouse):
     assert payload["financial_status"] == "refunded" and updated_at == parse_ts(changed["updated_at"])
     assert _rows(warehouse, "select count(*) from raw.orders")[0][0] == 120
     # An older version arriving later (or twice in one page) never replaces the newer one.
-    stale = dict(order, financial_status="paid")
+    stale = dict(order, financial_status="paid",
+                 updated_at=(parse_ts(changed["updated_at"]) - timedelta(hours=1)).isoformat())
     with psycopg.connect(warehouse) as conn:
         outcome = land_orders_page(conn, uuid.uuid4(), "northwind", "shopify", [stale, stale], salt=SALT,
                                    cursor_cap=datetime.now(UTC))
