@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -61,12 +62,22 @@ class AllianceRetry(Retry):
             return None  # an unreadable hint: fall back to exponential backoff
 
 
+class SlotClock(Protocol):
+    """What the requests-per-second limiter reads and waits with: the `time` module, or a test's fake clock."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
 class SourceSession(requests.Session):
     """A Session with a default (connect, read) timeout and an optional requests-per-second limit."""
 
-    def __init__(self, policy: HttpPolicy, requests_per_second: float | None = None) -> None:
+    def __init__(self, policy: HttpPolicy, requests_per_second: float | None = None,
+                 clock: SlotClock = time) -> None:  # the time module has both functions
         super().__init__()
         self.policy = policy
+        self.clock = clock
         self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
         self._next_slot = 0.0
         self._slot_lock = threading.Lock()
@@ -75,11 +86,11 @@ class SourceSession(requests.Session):
         if not self._interval:
             return
         with self._slot_lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             wait = self._next_slot - now
             self._next_slot = max(now, self._next_slot) + self._interval
         if wait > 0:
-            time.sleep(wait)
+            self.clock.sleep(wait)
 
     def request(self, method, url, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - requests' API
         kwargs.setdefault("timeout", (self.policy.connect_timeout, self.policy.read_timeout))
@@ -87,7 +98,8 @@ class SourceSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def make_session(policy: HttpPolicy | None = None, requests_per_second: float | None = None) -> SourceSession:
+def make_session(policy: HttpPolicy | None = None, requests_per_second: float | None = None,
+                 clock: SlotClock = time) -> SourceSession:
     """A session for one source: retry on 429/5xx and connection errors for GET, TLS verification on."""
     policy = policy or HttpPolicy()
     retry = AllianceRetry(
@@ -104,7 +116,7 @@ def make_session(policy: HttpPolicy | None = None, requests_per_second: float | 
         respect_retry_after_header=True,
         raise_on_status=False,  # hand back the last response so the caller can say what failed
     )
-    session = SourceSession(policy, requests_per_second)
+    session = SourceSession(policy, requests_per_second, clock)
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
