@@ -79,3 +79,34 @@ def sandbox_url(monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
     yield handle.url
     handle.stop()
+
+
+# Tests whose outcome could depend on the date or the wall clock (today, now() in SQL, pending/locked, lock dates,
+# alert periods, cursors capped at "now", received/landed times): `make test` runs them again with the clock moved
+# (scripts/test_clocks.sh, docs/testing.md). A whole module (path) or one test (path::name). Add new ones here.
+DATE_TOUCHING = (
+    "tests/test_cli.py::test_demo_in_process_prints_where_and_what",
+    "tests/test_cli.py::test_run_then_status",
+    "tests/test_dbt_build.py",
+    "tests/test_oracle.py",
+    "tests/test_alerts.py",
+    "tests/test_alert_channels.py",
+    "tests/test_gate.py",
+    "tests/test_backfill.py",
+    "tests/test_connectors.py",
+    "tests/test_ingest_rules.py::test_cursor_never_passes_sync_start_minus_skew_and_next_run_overlaps",
+    "tests/test_sandbox.py::test_update_order_bumps_updated_at_past_everything",
+    "tests/test_webhooks.py",
+    "tests/test_locks.py",
+)
+
+
+def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
+    config.addinivalue_line("markers", "dates: the outcome could depend on the date; also run under shifted clocks")
+
+
+def pytest_collection_modifyitems(items) -> None:  # noqa: ANN001 - pytest's hook
+    for item in items:
+        node = item.nodeid.split("[")[0]
+        if node.split("::")[0] in DATE_TOUCHING or node in DATE_TOUCHING:
+            item.add_marker(pytest.mark.dates)
