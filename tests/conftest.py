@@ -99,14 +99,22 @@ DATE_TOUCHING = (
     "tests/test_webhooks.py",
     "tests/test_locks.py",
 )
+# Of those, the expensive ones whose dates are pinned (as_of_date, fixed data): `make test-clocks` runs them at every
+# shifted date; the one shifted run inside `make test` leaves them out (-m "dates and not dates_pinned") to stay short.
+DATES_PINNED = (
+    "tests/test_cli.py::test_run_then_status",
+    "tests/test_dbt_build.py",
+)
 
 
 def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
     config.addinivalue_line("markers", "dates: the outcome could depend on the date; also run under shifted clocks")
+    config.addinivalue_line("markers", "dates_pinned: a costly dates test with pinned dates (make test-clocks only)")
 
 
 def pytest_collection_modifyitems(items) -> None:  # noqa: ANN001 - pytest's hook
     for item in items:
         node = item.nodeid.split("[")[0]
-        if node.split("::")[0] in DATE_TOUCHING or node in DATE_TOUCHING:
-            item.add_marker(pytest.mark.dates)
+        for names, marker in ((DATE_TOUCHING, pytest.mark.dates), (DATES_PINNED, pytest.mark.dates_pinned)):
+            if node.split("::")[0] in names or node in names:
+                item.add_marker(marker)
