@@ -248,6 +248,7 @@ def test_a_second_publish_waits_for_the_lock_then_fails_clearly(warehouse):
                     "select count(*) > 0 from pg_locks where locktype = 'advisory' and not granted "
                     "and classid = %s and objid = %s", (PUBLISH_LOCK_KEY >> 32, PUBLISH_LOCK_KEY & 0xFFFFFFFF),
                 ).fetchone()[0]
+                time.sleep(0.01)
         thread.join(timeout=60)
         assert waited, "the second publish never waited on the publish lock"
         assert len(errors) == 1
