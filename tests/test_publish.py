@@ -239,9 +239,9 @@ def test_a_second_publish_waits_for_the_lock_then_fails_clearly(warehouse):
                 errors.append(exc)
 
         thread = threading.Thread(target=second_publish)
-        thread.start()
         # it waits on the publish lock (seen by the server, not timed by the test) before giving up
         with psycopg.connect(warehouse, autocommit=True) as watcher:
+            thread.start()
             waited = False
             while thread.is_alive() and not waited:
                 waited = watcher.execute(
