@@ -78,6 +78,12 @@ def test_every_advisory_lock_in_the_code_is_in_the_registry():
             numbered += 1
     assert seen_text == registered_text, "a lock listed in alliance/locks.py is no longer taken anywhere"
     assert numbered >= 5  # run (3), delivery, publish, alert recording
+    registry = {name for name, value in vars(locks).items() if isinstance(value, locks.AdvisoryLock)}
+    for directory in CODE_DIRS:
+        for path in sorted((ROOT / directory).rglob("*.py")):
+            for name, value in re.findall(r"^(\w*LOCK_KEY)\s*=\s*([^#\n]+)", path.read_text(), re.MULTILINE):
+                assert re.fullmatch(rf"({'|'.join(registry)})\.key\s*", value), (
+                    f"{path}: {name} = {value.strip()}: take the key from alliance/locks.py")
 
 
 def test_text_named_locks_of_the_demo_config_hash_to_distinct_keys(warehouse):
