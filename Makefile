@@ -13,11 +13,12 @@ AIRFLOW_PORT ?= 8080
 unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks reliability
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks reliability test-clocks
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
 	@echo "make test   - run the whole test suite"
+	@echo "make test-clocks - the date-touching tests with the clock at 2026-12-31, 2027-03-01, 2030-01-01 (CLOCK_DATES)"
 	@echo "make lint   - ruff"
 	@echo "make docs   - dbt docs as one offline HTML file (dbt_project/target/static_index.html)"
 	@echo "make bench  - transform benchmark (bench/README.md)"
@@ -45,6 +46,10 @@ demo: install
 test: install
 	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
+	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh -m "dates and not dates_pinned"
+
+test-clocks: install
+	bash scripts/test_clocks.sh
 
 lint: install
 	$(BIN)/ruff check alliance connectors dags tests bench

@@ -263,11 +263,17 @@ def demo(
     config: ConfigOption = None,
     seed: int = 42,
     in_process: Annotated[bool, typer.Option(help="skip Airflow, call the steps directly")] = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """The end-to-end demo: sandbox APIs → Airflow DAGs → published analytics → summary."""
     from alliance.demo import run_demo
 
-    sys.exit(run_demo(config or Path("config/demo.yml"), seed=seed, use_airflow=not in_process, console=console))
+    day = _as_of(as_of)
+    if day is not None and not in_process:
+        err.print("[red]--as-of: the demo through Airflow uses today's date; add --in-process to pin a date[/]")
+        raise typer.Exit(2)
+    sys.exit(run_demo(config or Path("config/demo.yml"), seed=seed, use_airflow=not in_process, console=console,
+                      as_of=day))
 
 
 @app.command()

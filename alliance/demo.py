@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -50,7 +51,7 @@ def load_sandbox_env() -> None:
             os.environ.setdefault(key.strip(), value.strip())
 
 
-def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Console) -> int:
+def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Console, as_of: date | None = None) -> int:
     from alliance.sandbox.server import start_sandbox
     from alliance.sandbox.world import build_world
 
@@ -71,7 +72,7 @@ def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Consol
         if use_airflow:
             code = _run_with_airflow(url, config_path, console)
         else:
-            code = _run_in_process(cfg, url, console)
+            code = _run_in_process(cfg, url, console, as_of)
         if code != 0:
             return code
         console.print(f"[bold]4/4[/] done in {time.monotonic() - started:.0f}s\n")
@@ -99,7 +100,8 @@ def _run_with_airflow(url: str, config_path: Path, console: Console) -> int:
     return 0
 
 
-def _run_in_process(cfg, url: str, console: Console) -> int:
+def _run_in_process(cfg, url: str, console: Console, as_of: date | None = None) -> int:
+    """Ingest and transform in this process; `as_of` pins the date that decides pending/locked (None: today)."""
     from alliance.run import transform
     from connectors.ingest import ingest_all
 
@@ -107,7 +109,7 @@ def _run_in_process(cfg, url: str, console: Console) -> int:
     failed = [r for r in ingest_all(cfg, url) if r.status != "succeeded"]
     for r in failed:
         console.print(f"[red]{r.error}[/]")
-    result = transform(cfg, url)
+    result = transform(cfg, url, as_of)
     if not result.published:
         console.print("[bold red]quality gate failed[/]\n  " + "\n  ".join(result.failures))
         return 1

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import errors, sql
 
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
+from alliance.locks import PUBLISH
 from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, record_checks
 from alliance.warehouse import connect, parse_url, state_dir
 
@@ -39,7 +40,7 @@ BI_ROLE = "alliance_bi"
 BI_LOGIN = "alliance_bi_reader"
 GATE_STAMP = "alliance build of run {run_id}: quality gate passed"
 DEADLOCK_RETRIES = 5
-PUBLISH_LOCK_KEY = 7_316_202_601  # pg_advisory_xact_lock key shared by publish and alert recording
+PUBLISH_LOCK_KEY = PUBLISH.key  # pg_advisory_xact_lock key shared by publish and alert recording (alliance/locks.py)
 PUBLISHED_TABLES = (
     "fct_orders",
     "fct_referrals",

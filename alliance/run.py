@@ -20,12 +20,13 @@ from psycopg import sql
 
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
+from alliance.locks import RUN
 from alliance.warehouse import connect, warehouse_url
 
 log = logging.getLogger(__name__)
 
 BUILD_SCHEMA = "alliance_build"
-RUN_LOCK_KEY = 7_316_202_602  # session advisory lock: one transform run (prepare → publish) per warehouse
+RUN_LOCK_KEY = RUN.key  # session advisory lock: one transform run (prepare → publish) per warehouse (alliance/locks.py)
 RAW_SCHEMA_SQL = Path(__file__).resolve().parents[1] / "connectors" / "raw_schema.sql"
 
 

@@ -79,3 +79,42 @@ def sandbox_url(monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
     yield handle.url
     handle.stop()
+
+
+# Tests whose outcome could depend on the date or the wall clock (today, now() in SQL, pending/locked, lock dates,
+# alert periods, cursors capped at "now", received/landed times): `make test` runs them again with the clock moved
+# (scripts/test_clocks.sh, docs/testing.md). A whole module (path) or one test (path::name). Add new ones here.
+DATE_TOUCHING = (
+    "tests/test_cli.py::test_demo_in_process_prints_where_and_what",
+    "tests/test_cli.py::test_run_then_status",
+    "tests/test_dbt_build.py",
+    "tests/test_oracle.py",
+    "tests/test_alerts.py",
+    "tests/test_alert_channels.py",
+    "tests/test_gate.py",
+    "tests/test_backfill.py",
+    "tests/test_connectors.py",
+    "tests/test_ingest_rules.py::test_cursor_never_passes_sync_start_minus_skew_and_next_run_overlaps",
+    "tests/test_sandbox.py::test_update_order_bumps_updated_at_past_everything",
+    "tests/test_webhooks.py",
+    "tests/test_locks.py",
+)
+# Of those, the expensive ones whose dates are pinned (as_of_date, fixed data): `make test-clocks` runs them at every
+# shifted date; the one shifted run inside `make test` leaves them out (-m "dates and not dates_pinned") to stay short.
+DATES_PINNED = (
+    "tests/test_cli.py::test_run_then_status",
+    "tests/test_dbt_build.py",
+)
+
+
+def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
+    config.addinivalue_line("markers", "dates: the outcome could depend on the date; also run under shifted clocks")
+    config.addinivalue_line("markers", "dates_pinned: a costly dates test with pinned dates (make test-clocks only)")
+
+
+def pytest_collection_modifyitems(items) -> None:  # noqa: ANN001 - pytest's hook
+    for item in items:
+        node = item.nodeid.split("[")[0]
+        for names, marker in ((DATE_TOUCHING, pytest.mark.dates), (DATES_PINNED, pytest.mark.dates_pinned)):
+            if node.split("::")[0] in names or node in names:
+                item.add_marker(marker)

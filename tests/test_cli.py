@@ -69,8 +69,12 @@ def test_run_then_status(warehouse, sandbox_url):
 
 
 def test_demo_in_process_prints_where_and_what(warehouse, tmp_path):
-    """What `make demo` prints after the pipeline: top partners, ledger, commissions, tables, scorecard."""
-    result = cli("demo", "--config", str(DEMO), "--in-process", env={"ALLIANCE_HOME": str(tmp_path / "home")})
+    """What `make demo` prints after the pipeline: top partners, ledger, commissions, tables, scorecard.
+
+    The demo world's orders lie in 2026-09..11 (lock dates 2026-10-30..2026-12-30): pinned to 2026-12-15, September
+    and October are locked and November is pending whatever today's date is."""
+    result = cli("demo", "--config", str(DEMO), "--in-process", "--as-of", "2026-12-15",
+                 env={"ALLIANCE_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "Top partners" in out and "Who owes whom" in out and "analytics.fct_order_attribution" in out

@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import psycopg
@@ -143,40 +144,61 @@ def test_data_changing_under_the_sync_keeps_latest_version(alliance, warehouse, 
     assert len(edited) >= 1 and all(landed[k] == truth[k] for k in edited)  # each edit landed as its latest version
 
 
-def _run_child(config_file, sandbox_url: str, url: str, kill_after: float | None) -> int | None:
-    """Run a real ingest process; SIGKILL it after `kill_after` seconds (None: let it finish)."""
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(config_file)], env=env_for_child(sandbox_url, url),
+def _requests(sandbox) -> int:  # noqa: ANN001
+    return sum(sandbox.requests.values())
+
+
+def _run_child(config_file, sandbox, url: str, kill_at: int | None) -> int | None:  # noqa: ANN001
+    """Run a real ingest process; SIGKILL it on a progress event, not after a time: once it has sent `kill_at`
+    requests, hold the sandbox's world lock (no data is served while held) and kill it as soon as its next request
+    arrives, so it dies mid-load with a request in flight. Returns its exit code, or None if it was killed (a run
+    that makes fewer requests simply finishes). `kill_at` None: let it finish."""
+    base = _requests(sandbox)
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(config_file)], env=env_for_child(sandbox.url, url),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if kill_after is None:
+    if kill_at is None:
         return proc.wait(timeout=180)
+    gate, seen = sandbox.world.lock, None
     try:
-        return proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        return None
+        while proc.poll() is None:
+            sent = _requests(sandbox) - base
+            if seen is None and sent >= kill_at:
+                gate.acquire()
+                seen = _requests(sandbox)
+            elif seen is not None and _requests(sandbox) > seen:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                return None
+            time.sleep(0.001)  # polling the counter: the kill waits for the event, whenever it comes
+    finally:
+        if seen is not None:
+            gate.release()
+    return proc.wait()
 
 
-def _killed_then_finished(config_file, sandbox_url: str, url: str, kills: list[float]) -> int:
-    killed = sum(_run_child(config_file, sandbox_url, url, k) is None for k in kills)
+def _killed_then_finished(config_file, sandbox, url: str, kills: list[int]) -> int:  # noqa: ANN001
+    killed = sum(_run_child(config_file, sandbox, url, k) is None for k in kills)
     for _ in range(5):  # a killed run can leave a source mid-retry; reruns finish the job
-        if _run_child(config_file, sandbox_url, url, None) == 0:
+        if _run_child(config_file, sandbox, url, None) == 0:
             return killed
     raise AssertionError("the rerun after the kills never succeeded")
 
 
 def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(alliance, fresh_database_factory):
-    sandbox = alliance(slow_rate=1.0, slow_seconds=0.01)  # every page a little slow: kills land mid-sync
+    sandbox = alliance()
     clean, killed_db = fresh_database_factory("clean"), fresh_database_factory("killed")
-    assert _run_child(sandbox.config_file, sandbox.url, clean, None) == 0
+    assert _run_child(sandbox.config_file, sandbox, clean, None) == 0
+    total = _requests(sandbox)  # requests of an uninterrupted run
     rng = random.Random(20261123)
-    killed = _killed_then_finished(sandbox.config_file, sandbox.url, killed_db,
-                                   [rng.uniform(1.0, 4.0) for _ in range(4)])
-    assert killed >= 1, "no run was actually killed"
+    # the first run on the empty database sends `total` requests, as the clean one did: any point before the last
+    # kills it; a resumed run sends at least one per source (four), so points 1..3 kill it too
+    kills = [rng.randint(1, total - 1)] + [rng.randint(1, 3) for _ in range(3)]
+    killed = _killed_then_finished(sandbox.config_file, sandbox, killed_db, kills)
+    assert killed == len(kills), f"kill points {kills} of {total} requests: every run dies mid-load"
     with psycopg.connect(killed_db) as conn:
         interrupted = conn.execute("select count(*) from raw.loads where status = 'failed' "
                                    "and error like 'interrupted%'").fetchone()[0]
-    assert interrupted >= 1  # the killed runs were mid-load, and are recorded as such
+    assert interrupted >= len(kills)  # every killed run was mid-load, and is recorded as such
     assert warehouse_snapshot(killed_db) == warehouse_snapshot(clean)
     assert_matches_ground_truth(sandbox, killed_db)
 
@@ -194,10 +216,10 @@ fault_schedules = st.fixed_dictionaries({
 
 @settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(faults=fault_schedules, kills=st.lists(st.floats(0.6, 3.0), min_size=0, max_size=2))
+@given(faults=fault_schedules, kills=st.lists(st.integers(1, 80), min_size=0, max_size=2))
 def test_property_random_faults_and_kill_points(alliance, fresh_database_factory, faults, kills):
-    sandbox = alliance(slow_rate=1.0, slow_seconds=0.005, **faults)
+    sandbox = alliance(**faults)  # kill points: the child's Nth request (an uninterrupted run sends over 80)
     url = fresh_database_factory("prop")
-    _killed_then_finished(sandbox.config_file, sandbox.url, url, kills)
+    _killed_then_finished(sandbox.config_file, sandbox, url, kills)
     quiesce_and_catch_up(sandbox, url)
     assert_matches_ground_truth(sandbox, url)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
@@ -50,25 +50,43 @@ def test_cursor_never_passes_sync_start_minus_skew_and_next_run_overlaps(sandbox
     assert second.status == "succeeded" and second.landed == 0 and second.pages >= 1
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the limiter sleeps: the spacing is read from it, not from the wall."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def test_requests_per_second_from_config_spaces_requests(sandbox):
-    session = make_session(FAST.http, requests_per_second=20)
+    clock = FakeClock()
+    session = make_session(replace(FAST.http, clock=clock), requests_per_second=20)
     stamps = []
     send = session.send
 
     def timed_send(request, **kwargs):  # noqa: ANN001, ANN003, ANN202 - requests' API
-        stamps.append(time.monotonic())  # when the request leaves (a page's arrival adds the server's jitter)
+        stamps.append(clock.monotonic())  # when the request leaves, on the limiter's clock
         return send(request, **kwargs)
 
     session.send = timed_send
     pages = woo_pages(session, f"{sandbox.url}/{WOO_PARTNER}", "ck_sandbox_lumen:cs_sandbox_lumen",
                       SourceRef(WOO_PARTNER, "LUMEN_TOKEN"), None, per_page=25)
     assert sum(1 for _ in pages) >= 4
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    # 20/s: 50 ms apart on average (refund calls count too); a single gap may be shorter by scheduler jitter in
-    # when the stamp is taken, never by much (without the limit they are a few ms apart)
-    assert len(stamps) >= 5 and min(gaps) >= 0.040
-    assert (stamps[-1] - stamps[0]) / (len(stamps) - 1) >= 0.0495
+    # 20/s: every request after the first waits for its slot, 50 ms after the previous one (refund calls count too)
+    assert len(stamps) >= 5 and clock.sleeps == pytest.approx([0.05] * (len(stamps) - 1))
+    assert [b - a for a, b in zip(stamps, stamps[1:], strict=False)] == pytest.approx([0.05] * (len(stamps) - 1))
     assert session.verify is True
+    unlimited = FakeClock()
+    with make_session(replace(FAST.http, clock=unlimited)) as free:
+        assert free.get(f"{sandbox.url}/{WOO_PARTNER}/wp-json/wc/v3/orders", timeout=10).status_code == 401
+    assert unlimited.sleeps == []  # no limit configured: never waits
 
 
 def test_config_requests_per_second_reaches_the_session(tmp_path):

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from alliance.alerts.channels import ChannelNotConfigured
 from alliance.alerts.store import ALERT_COLUMNS
+from alliance.locks import ALERT_DELIVERY
 from alliance.warehouse import connect
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from alliance.alerts.evaluate import FiredAlert
 
 log = logging.getLogger("alliance.alerts.deliver")
-DELIVERY_LOCK_KEY = 7_316_202_602  # pg_try_advisory_lock key: one alert deliverer at a time
+DELIVERY_LOCK_KEY = ALERT_DELIVERY.key  # session advisory lock: one alert deliverer at a time (alliance/locks.py)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,6 +47,9 @@ from alliance.warehouse import EmbeddedPostgres  # noqa: E402
 
 DEMO = ROOT / "config" / "demo.yml"
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
+# The date that decides pending/locked, pinned so a run never depends on today: the demo world's lock dates run to
+# 2026-12-30, so both states occur.
+AS_OF = date(2026, 12, 15)
 TRANSPORT = ("error_rate", "burst_rate", "drop_rate", "slow_rate")
 DATA = ("malformed_rate", "change_rate", "late_update_rate")
 
@@ -122,12 +125,39 @@ def _child_env(sandbox_url: str, url: str, home: Path) -> dict[str, str]:
     return env
 
 
-def _step(args: list[str], env: dict[str, str], log, kill_after: float | None, timeout: float = 300) -> int | None:
-    """Run `alliance <args>`; SIGKILL after `kill_after` s (None: let it finish). Returns rc, None if killed."""
-    log.write(f"\n=== {time.strftime('%H:%M:%S')} alliance {' '.join(args)} (kill after {kill_after})\n".encode())
+def _kill_at_request(proc: subprocess.Popen, sandbox, kill_at: int) -> int | None:  # noqa: ANN001
+    """SIGKILL the process group on a progress event, not after a time: once it has sent `kill_at` requests to the
+    sandbox, hold the sandbox's world lock (no data is served while held) and kill it when its next request
+    arrives, mid-load. Returns its exit code if it finished first, None if killed."""
+    base, gate, seen = sum(sandbox.requests.values()), sandbox.world.lock, None
+    try:
+        while proc.poll() is None:
+            sent = sum(sandbox.requests.values())
+            if seen is None and sent - base >= kill_at:
+                gate.acquire()
+                seen = sum(sandbox.requests.values())
+            elif seen is not None and sent > seen:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return None
+            time.sleep(0.001)  # polling the counter: the kill waits for the event, whenever it comes
+    finally:
+        if seen is not None:
+            gate.release()
+    return proc.wait()
+
+
+def _step(args: list[str], env: dict[str, str], log, kill_after: float | None, timeout: float = 300,
+          kill_at_request: tuple[object, int] | None = None) -> int | None:
+    """Run `alliance <args>`; SIGKILL after `kill_after` s, or at its Nth sandbox request with `kill_at_request`
+    (sandbox, N) (both None: let it finish). Returns rc, None if killed."""
+    log.write(f"\n=== {time.strftime('%H:%M:%S')} alliance {' '.join(args)} (kill after {kill_after}, at request "
+              f"{kill_at_request[1] if kill_at_request else None})\n".encode())
     log.flush()
     proc = subprocess.Popen([ALLIANCE, *args, "--config", str(DEMO)], env=env, stdout=log, stderr=log, cwd=ROOT,
                             start_new_session=True)
+    if kill_at_request is not None:
+        return _kill_at_request(proc, *kill_at_request)
     try:
         return proc.wait(timeout=kill_after if kill_after is not None else timeout)
     except subprocess.TimeoutExpired:
@@ -140,8 +170,8 @@ def _step(args: list[str], env: dict[str, str], log, kill_after: float | None, t
         return None
 
 
-def _schedule(rng: random.Random, quick: bool) -> tuple[dict, list[float], list[float], str | None]:
-    """A random fault schedule: sandbox rates, ingest kill times, transform kill times, restart step."""
+def _schedule(rng: random.Random, quick: bool) -> tuple[dict, list[int], list[float], str | None]:
+    """A random fault schedule: sandbox rates, ingest kill points (requests), transform kill times, restart step."""
     rates = {
         "error_rate": rng.choice([0.0, 0.05, 0.1]),
         "burst_rate": rng.choice([0.0, 0.05, 0.1]),
@@ -151,7 +181,8 @@ def _schedule(rng: random.Random, quick: bool) -> tuple[dict, list[float], list[
         "change_rate": rng.choice([0.0, 0.2]),
         "late_update_rate": rng.choice([0.0, 0.2]),
     }
-    ingest_kills = [rng.uniform(1.5, 4.0) for _ in range(rng.choice([0, 1, 1, 2]))]
+    # ingest kills at the Nth sandbox request of the run (15..40; the same draws as the kill times they replaced)
+    ingest_kills = [int(rng.uniform(1.5, 4.0) * 10) for _ in range(rng.choice([0, 1, 1, 2]))]
     transform_kills = [rng.uniform(2.0, 12.0) for _ in range(rng.choice([0, 1] if quick else [0, 1, 1]))]
     restart = rng.choice([None, None, None, "ingest", "transform"])
     return rates, ingest_kills, transform_kills, restart
@@ -205,7 +236,7 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
     dbname = "reliability"
     url = server.fresh_database(dbname)
     env = _child_env(sandbox.url, url, home)
-    as_of = datetime.now(UTC).date()
+    as_of = AS_OF
     log_path = logdir / f"run{index:04d}.log"
     try:
         with open(log_path, "ab") as log:
@@ -219,7 +250,7 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
 
             timer = maybe_restart("ingest")
             for kill in ingest_kills:
-                if _step(["ingest"], env, log, kill) is None:
+                if _step(["ingest"], env, log, None, kill_at_request=(sandbox, kill)) is None:
                     report.faults["sigkill_ingest"] += 1
             if timer:
                 timer.join()
