@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +42,20 @@ def sandbox_env(monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
             key, value = line.split("=", 1)
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("LUMEN_TOKEN", WOO_CREDENTIALS)
+
+
+def three_platform_sandbox(tmp_path: Path, monkeypatch, options=None) -> Iterator:  # noqa: ANN001 - pytest's
+    """The sandbox APIs for the three-platform config (seed 42) on a free loopback port, its credentials set and
+    `handle.config` loaded; for fixtures: `yield from three_platform_sandbox(tmp_path, monkeypatch)`."""
+    from alliance.sandbox.server import start_sandbox
+
+    sandbox_env(monkeypatch)
+    path = three_platform_config_file(tmp_path)
+    handle = start_sandbox(world_for(path), options=options)
+    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
+    handle.config = load_config(path)
+    yield handle
+    handle.stop()
 
 
 def world_for(config_file: Path, seed: int = 42) -> World:

@@ -14,13 +14,12 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from ingest_support import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+from ingest_support import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
 
 from alliance.config import load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
 from alliance.incremental import dbt_build
-from alliance.sandbox.server import start_sandbox
 from alliance.sandbox.world import LATEST_CHANGE
 from connectors.ingest import ingest_source
 from connectors.landing import ensure_raw_schema, land_order_deletion, land_orders_page
@@ -131,13 +130,7 @@ def _rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 @pytest.fixture()
 def sandbox(tmp_path, monkeypatch):
-    sandbox_env(monkeypatch)
-    path = three_platform_config_file(tmp_path)
-    handle = start_sandbox(world_for(path))
-    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
-    handle.config = load_config(path)
-    yield handle
-    handle.stop()
+    yield from three_platform_sandbox(tmp_path, monkeypatch)
 
 
 def test_woocommerce_trash_and_restore_seen_by_the_poll(sandbox, warehouse):

@@ -13,10 +13,8 @@ from datetime import UTC, timedelta
 
 import psycopg
 import pytest
-from ingest_support import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+from ingest_support import FAST, WOO_PARTNER, three_platform_sandbox
 
-from alliance.config import load_config
-from alliance.sandbox.server import start_sandbox
 from alliance.sandbox.world import LATEST_CHANGE
 from connectors.ingest import ingest_all
 from connectors.landing import ensure_raw_schema, land_clicks_page, land_orders_page
@@ -33,13 +31,7 @@ def _rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 @pytest.fixture()
 def sandbox(tmp_path, monkeypatch):
-    sandbox_env(monkeypatch)
-    path = three_platform_config_file(tmp_path)
-    handle = start_sandbox(world_for(path))
-    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
-    handle.config = load_config(path)
-    yield handle
-    handle.stop()
+    yield from three_platform_sandbox(tmp_path, monkeypatch)
 
 
 def _plain_order(world, partner_id: str) -> dict:  # noqa: ANN001

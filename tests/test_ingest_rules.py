@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_support import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+from ingest_support import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
+from alliance.sandbox.server import SandboxOptions
 from connectors.errors import SourceRef
 from connectors.http import make_session
 from connectors.ingest import IngestOptions, ingest_source
@@ -23,13 +23,7 @@ from connectors.woocommerce import iter_order_pages as woo_pages
 
 @pytest.fixture()
 def sandbox(tmp_path, monkeypatch):
-    sandbox_env(monkeypatch)
-    path = three_platform_config_file(tmp_path)
-    handle = start_sandbox(world_for(path), options=SandboxOptions(page_size=25))
-    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", handle.url)
-    handle.config = load_config(path)
-    yield handle
-    handle.stop()
+    yield from three_platform_sandbox(tmp_path, monkeypatch, SandboxOptions(page_size=25))
 
 
 @pytest.mark.parametrize("partner", ["northwind", WOO_PARTNER])
