@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import psycopg  # noqa: E402
 from oracle import compute  # noqa: E402
 from oracle import load_config as oracle_config  # noqa: E402
+from oracle_compare import compare_published  # noqa: E402
 
 from alliance.config import load_config  # noqa: E402
 from alliance.demo import load_sandbox_env  # noqa: E402
@@ -194,32 +194,21 @@ def _count(url: str, sql: str) -> int:
 
 
 def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int]:
-    """(truth orders, lost, doubled in fct_orders, doubled in raw, attribution rows differing from the oracle)."""
-    truth = compute(oracle_config(DEMO), None, world.orders, world.clicks, as_of, refunds=world.refunds)
+    """(truth orders, lost, doubled, doubled in raw, other differing cells) over every published table.
+
+    `tests/oracle_compare.compare_published` compares every column of every row of analytics.* with the oracle:
+    a missing fct_orders row is a lost order, a row published twice or an extra row in any table counts as doubled,
+    every other difference (a changed cell, a missing row of another table) as a mismatch.
+    """
+    truth = compute(oracle_config(DEMO), None, world.orders, world.clicks, as_of, refunds=world.refunds,
+                    alerts_as_of=as_of)
+    diffs = compare_published(url, truth, os.environ["ALLIANCE_PII_SALT"])
+    lost = sum(1 for d in diffs if d.table == "fct_orders" and d.expected == "missing row")
+    doubled = sum(1 for d in diffs if d.published in ("published twice", "extra row"))
+    mismatched = len(diffs) - lost - doubled
     with psycopg.connect(url) as conn:
-        published = conn.execute("select partner_id, order_id, count(*) from analytics.fct_orders "
-                                 "group by 1, 2").fetchall()
         raw_doubled = conn.execute("select coalesce(sum(n - 1), 0) from (select count(*) n from raw.orders "
                                    "group by partner_id, order_id) d").fetchone()[0]
-        rows = conn.execute(
-            "select partner_id, order_id, attribution_model, referrer_partner_id, attribution_reason, credit,"
-            " attributed_revenue_rc, net_attributed_revenue_rc, refund_leakage_rc, commission_rc, commission_state"
-            " from analytics.fct_order_attribution").fetchall()
-        amounts = dict(((p, o), (c, n)) for p, o, c, n in conn.execute(
-            "select partner_id, order_id, commissionable_amount_rc, net_amount_rc from analytics.fct_orders"))
-    got_keys = {(p, o) for p, o, _ in published}
-    lost = len(set(truth.orders) - got_keys)
-    doubled = sum(n - 1 for *_, n in published)
-    got = {(p, o, m, r): tuple(rest) for p, o, m, r, *rest in rows}
-    mismatched = abs(len(rows) - len(got)) + len(set(got) ^ set(truth.credits))
-    for key, want in truth.credits.items():
-        expected = (want.reason, want.credit, want.attributed_revenue_rc, want.net_attributed_revenue_rc,
-                    want.refund_leakage_rc, want.commission_rc, want.commission_state)
-        if key in got and tuple(Decimal(v) if isinstance(v, Decimal) else v for v in got[key]) != expected:
-            mismatched += 1
-    for key, order in truth.orders.items():
-        if key in amounts and amounts[key] != (order.commissionable_amount_rc, order.net_amount_rc):
-            mismatched += 1
     return len(truth.orders), lost, doubled, int(raw_doubled), mismatched
 
 
