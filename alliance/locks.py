@@ -68,7 +68,7 @@ LAND_ORDERS = TextNamedLock(
     "alliance.land:orders:{partner_id}", "transaction", "connectors/landing.py land_orders_page",
     "One writer of a partner's orders at a time, so 'is this order new?' cannot race another loader or a webhook.")
 WEBHOOK_SCHEMA = TextNamedLock(
-    "alliance.webhook_schema", "transaction", "alliance/webhooks/receiver.py ensure_webhook_schema",
+    "alliance.webhook_schema", "transaction", "alliance/webhooks/inbox.py ensure_webhook_schema",
     "Serialise alliance/webhooks/schema.sql across receiver workers.")
 
 TEXT_NAMED: tuple[TextNamedLock, ...] = (RAW_SCHEMA, INGEST_SOURCE, LAND_ORDERS, WEBHOOK_SCHEMA)

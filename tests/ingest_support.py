@@ -58,6 +58,12 @@ def three_platform_sandbox(tmp_path: Path, monkeypatch, options=None) -> Iterato
     handle.stop()
 
 
+def query_rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """All rows of one query on its own connection (tests read the warehouse between steps)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
 def world_for(config_file: Path, seed: int = 42) -> World:
     return build_world(load_config(config_file, require_secrets=False), seed)
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from ingest_support import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
+from ingest_support import query_rows as _rows
 
 from alliance.config import load_config
 from alliance.config_sync import sync_config
@@ -121,11 +122,6 @@ def test_deletions_trash_restore_and_first_cancellation_incremental_equals_full_
                                   " where attribution_model = 'last_click'"))
     # northwind: brightpath's 0.06 contract starts 2026-10-15, so the default new-customer rate 0.15 x 100 applies
     assert commissions == {"2": Decimal("15.00"), "4": dict(before)["4"]}
-
-
-def _rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 @pytest.fixture()

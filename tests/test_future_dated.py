@@ -14,6 +14,7 @@ from datetime import UTC, timedelta
 import psycopg
 import pytest
 from ingest_support import FAST, WOO_PARTNER, three_platform_sandbox
+from ingest_support import query_rows as _rows
 
 from alliance.sandbox.world import LATEST_CHANGE
 from connectors.ingest import ingest_all
@@ -22,11 +23,6 @@ from connectors.landing import ensure_raw_schema, land_clicks_page, land_orders_
 SALT = "test-salt"
 AS_OF = LATEST_CHANGE + timedelta(days=1)  # the injected warehouse clock: after everything the world serves
 TOMORROW = AS_OF + timedelta(days=1)
-
-
-def _rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 @pytest.fixture()
