@@ -60,10 +60,10 @@ docs: install
 bench: bench-transform bench-ingest bench-freshness bench-gate bench-webhooks
 
 bench-transform: install
-	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000
+	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000 --rounds $${ROUNDS:-3}
 
 bench-gate: install
-	$(BIN)/python -m bench.gate.run --orders 100000 --orders 1000000
+	$(BIN)/python -m bench.gate.run --orders 100000 --orders 1000000 --rounds $${ROUNDS:-3}
 
 status: install
 	$(BIN)/alliance status --config $(CONFIG)
@@ -88,7 +88,7 @@ webhooks: install
 	  $(BIN)/alliance webhooks --config $(CONFIG) --port $(WEBHOOKS_PORT)
 
 bench-freshness: install
-	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/freshness.py --rounds $${ROUNDS:-3}
 
 bench-webhooks: install
 	$(BIN)/python bench/webhooks.py --rounds $${ROUNDS:-3}

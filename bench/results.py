@@ -36,9 +36,25 @@ def run_header() -> dict:
             "python": platform.python_version()}
 
 
-def summarise(values: list[float]) -> dict:
-    """Median, best and worst of the rounds (at least 3 rounds make a median worth quoting)."""
-    return {"rounds": len(values), "median": statistics.median(values), "best": max(values), "worst": min(values)}
+def summarise(values: list[float], higher_is_better: bool = True) -> dict:
+    """Median, best and worst of the rounds (at least 3 rounds make a median worth quoting).
+
+    Throughputs are better high, durations and ratios of durations low: the caller says which."""
+    best, worst = (max, min) if higher_is_better else (min, max)
+    return {"rounds": len(values), "median": round(statistics.median(values), 3), "best": round(best(values), 3),
+            "worst": round(worst(values), 3)}
+
+
+def summarise_rounds(rounds: list[dict], keys: tuple[str, ...], higher_is_better: bool = False) -> dict:
+    """summarise() for each of `keys` over the rounds (dicts) that have it."""
+    return {key: summarise([r[key] for r in rounds], higher_is_better) for key in keys if all(key in r for r in rounds)}
+
+
+def quote(summary: dict, unit: str = "", scale: float = 1.0, digits: int = 1) -> str:
+    """'median (best - worst)' for printing, the way bench/README.md quotes a result."""
+    def fmt(x: float) -> str:
+        return f"{x * scale:.{digits}f}{unit}"
+    return f"{fmt(summary['median'])} ({fmt(summary['best'])} - {fmt(summary['worst'])})"
 
 
 def append_run(benchmark: str, run: dict) -> Path:

@@ -16,11 +16,9 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -34,8 +32,7 @@ from alliance.demo import load_sandbox_env  # noqa: E402
 from alliance.freshness import shopify_order  # noqa: E402
 from alliance.warehouse import parse_url, warehouse_url  # noqa: E402
 from alliance.webhooks import build_server, sign  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results" / "webhooks.json"
+from bench.results import append_run, quote, run_header, summarise  # noqa: E402
 
 
 def _fresh_database() -> tuple[str, str]:
@@ -46,14 +43,6 @@ def _fresh_database() -> tuple[str, str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     return f"postgresql://{auth}@{parts.host}:{parts.port}/{name}", admin
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -102,6 +91,7 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=100)
     parser.add_argument("--idle", type=int, default=300)
     args = parser.parse_args()
+    header = run_header()
     load_sandbox_env()
     url, admin = _fresh_database()
     os.environ["ALLIANCE_WAREHOUSE_URL"] = url
@@ -118,17 +108,13 @@ def main() -> int:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
-    run = {"commit": _commit(), "utc": datetime.now(UTC).isoformat(timespec="seconds"),
-           "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(), "rounds": rounds,
-           "median_of_round_p50_ms": round(statistics.median(r["answer_ms"]["p50"] for r in rounds), 2),
-           "median_of_round_p95_ms": round(statistics.median(r["answer_ms"]["p95"] for r in rounds), 2)}
-    history = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    history["runs"].append(run)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(history, indent=2) + "\n")
-    print(f"signed delivery answered with {args.idle} idle connections held: median p50 "
-          f"{run['median_of_round_p50_ms']} ms, p95 {run['median_of_round_p95_ms']} ms over {len(rounds)} rounds "
-          f"(load average {run['load_average'][0]}); kept in {RESULTS.relative_to(ROOT)}")
+    summary = {"answer_p50_ms": summarise([r["answer_ms"]["p50"] for r in rounds], higher_is_better=False),
+               "answer_p95_ms": summarise([r["answer_ms"]["p95"] for r in rounds], higher_is_better=False)}
+    path = append_run("webhooks", {**header, "idle_connections": args.idle, "deliveries_per_round": args.deliveries,
+                                   "rounds": rounds, "summary": summary})
+    print(f"signed delivery answered with {args.idle} idle connections held, median (best - worst) of "
+          f"{len(rounds)} rounds: p50 {quote(summary['answer_p50_ms'], ' ms', digits=2)}, "
+          f"p95 {quote(summary['answer_p95_ms'], ' ms', digits=2)}; kept in {path.relative_to(ROOT)}")
     return 0 if all(r["landed"] == r["deliveries"] for r in rounds) else 1
 
 

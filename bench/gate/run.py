@@ -11,13 +11,13 @@ to compare row counts with), the second after that build was published, as every
 one reported. Share = (dbt tests + GX gate) / dbt build (models + tests, wall); target <= 25%. dbt tests count as
 the wall-clock time in which at least one test ran (union of their intervals in run_results.json); the share with
 their execution times summed over dbt's threads is reported beside it.
-Results go to bench/gate/results.json.
+`--rounds` (default 3) repeats every size round-robin; every round is appended to bench/results/gate.json
+(bench/results.py) with the commit, UTC time and load average, and the median, best and worst round of each figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
@@ -34,6 +34,7 @@ from alliance.gate import GateSettings, run_gate
 from alliance.incremental import dbt_build
 from alliance.publish import publish
 from alliance.warehouse import parse_url, warehouse_url
+from bench.results import append_run, quote, run_header, summarise_rounds
 from bench.transform.generate import Generator
 from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
@@ -109,23 +110,38 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
                 conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
 
 
+TIMED = ("dbt_build_s", "dbt_tests_wall_s", "gx_gate_s", "gx_over_build", "checks_over_build",
+         "checks_over_build_node_seconds")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, action="append", help="orders per size (repeatable)")
     parser.add_argument("--clicks-per-order", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per size (median, best and worst reported)")
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling the gate)")
     args = parser.parse_args(argv)
     server = warehouse_url()
+    header = run_header()
     import dbt.cli.main  # noqa: F401 - imported once, outside the timed build (as bench/transform does)
-    results = [bench_size(server, n, args.clicks_per_order, args.keep) for n in (args.orders or [100_000])]
-    print("\n| orders | dbt build | dbt tests (wall / node-s) | GX gate | GX / build |"
-          " (dbt tests + GX) / build (target <= 25%) | same with node-s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['orders']:,} | {r['dbt_build_s']} s | {r['dbt_tests_wall_s']} s / {r['dbt_tests_s']} s |"
-              f" {r['gx_gate_s']} s | {r['gx_over_build']:.1%} | {r['checks_over_build']:.1%} |"
-              f" {r['checks_over_build_node_seconds']:.1%} |")
-    Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
+    sizes = args.orders or [100_000]
+    rounds: dict[int, list[dict]] = {n: [] for n in sizes}
+    for number in range(1, args.rounds + 1):
+        for n in sizes:
+            print(f"--- round {number} of {args.rounds}, {n:,} orders", flush=True)
+            rounds[n].append({"round": number, **bench_size(server, n, args.clicks_per_order, args.keep)})
+    summary = {str(n): summarise_rounds(rs, TIMED) for n, rs in rounds.items()}
+    path = append_run("gate", {**header, "sizes": sizes, "clicks_per_order": args.clicks_per_order,
+                               "rounds": {str(n): rs for n, rs in rounds.items()}, "summary": summary})
+    print(f"\nmedian (best - worst) of {args.rounds} rounds; every round in {path.relative_to(ROOT)}")
+    print("| orders | dbt build | dbt tests (wall) | GX gate | (dbt tests + GX) / build (target <= 25%) |"
+          " same with node-s |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        s = summary[str(n)]
+        print(f"| {n:,} | {quote(s['dbt_build_s'], ' s')} | {quote(s['dbt_tests_wall_s'], ' s')} |"
+              f" {quote(s['gx_gate_s'], ' s')} | {quote(s['checks_over_build'], '%', 100)} |"
+              f" {quote(s['checks_over_build_node_seconds'], '%', 100)} |")
     return 0
 
 

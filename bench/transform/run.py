@@ -8,7 +8,9 @@ raw.*, then timed side by side in one run: (1) `dbt build --full-refresh` (model
 steady state (the full build and two incremental runs published first, so the build schema is a recycled
 snapshot three runs old whose fact tables are updated in place), (3) the
 hand-written last-click statement (reference_last_click.sql). Ratios are printed against the targets
-(incremental <= 10% of full, full <= 3x hand-written) and written to bench/transform/results.json.
+(incremental <= 10% of full, full <= 3x hand-written). `--rounds` (default 3) repeats every size round-robin (a
+noisy minute hits each size); every round is appended to bench/results/transform.json (bench/results.py) with the
+commit, UTC time and load average, and the median, best and worst round of each figure.
 
 Fair comparison: every table the three read is analysed first; dbt is imported before either build is timed (both
 builds then time the same thing: dbt's invocation, parse and the SQL it runs, tests included); the hand-written
@@ -34,6 +36,7 @@ from alliance.dbt_runner import DBT_PROJECT_DIR, SESSION_OPTIONS, dbt_vars_from_
 from alliance.incremental import dbt_build
 from alliance.publish import publish
 from alliance.warehouse import parse_url, warehouse_url
+from bench.results import append_run, quote, run_header, summarise_rounds
 from bench.transform.generate import Generated, Generator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,22 +199,37 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     }
 
 
+TIMED = ("full_build_s", "incremental_s", "hand_sql_s", "incremental_over_full", "full_over_hand_sql")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, action="append", help="orders per size (repeatable)")
     parser.add_argument("--clicks-per-order", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per size (median, best and worst reported)")
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling)")
     args = parser.parse_args(argv)
     server = warehouse_url()
+    header = run_header()
     import dbt.cli.main  # noqa: F401 - imported once, outside both timed builds
-    results = [bench_size(server, n, args.clicks_per_order, args.keep) for n in (args.orders or [100_000])]
-    print("\n| orders | clicks | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
+    sizes = args.orders or [100_000]
+    rounds: dict[int, list[dict]] = {n: [] for n in sizes}
+    for number in range(1, args.rounds + 1):
+        for n in sizes:
+            print(f"--- round {number} of {args.rounds}, {n:,} orders", flush=True)
+            rounds[n].append({"round": number, **bench_size(server, n, args.clicks_per_order, args.keep)})
+    summary = {str(n): summarise_rounds(rs, TIMED) for n, rs in rounds.items()}
+    path = append_run("transform", {**header, "sizes": sizes, "clicks_per_order": args.clicks_per_order,
+                                    "rounds": {str(n): rs for n, rs in rounds.items()}, "summary": summary})
+    print(f"\nmedian (best - worst) of {args.rounds} rounds; every round in {path.relative_to(ROOT)}")
+    print("| orders | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
           " full/hand (target <= 3) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['orders']:,} | {r['clicks']:,} | {r['full_build_s']} s | {r['incremental_s']} s |"
-              f" {r['hand_sql_s']} s | {r['incremental_over_full']} | {r['full_over_hand_sql']} |")
-    Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        s = summary[str(n)]
+        print(f"| {n:,} | {quote(s['full_build_s'], ' s')} | {quote(s['incremental_s'], ' s')} |"
+              f" {quote(s['hand_sql_s'], ' s')} | {quote(s['incremental_over_full'], digits=3)} |"
+              f" {quote(s['full_over_hand_sql'], digits=1)} |")
     return 0
 
 
