@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import psycopg
 
 from alliance.config import AllianceConfig, read_fx_rates
-
-
-def config_tables_ddl() -> str:
-    return resources.files("alliance").joinpath("sql/config_tables.sql").read_text()
+from alliance.migrate import migrate
 
 
 def sync_config(conn: psycopg.Connection, config: AllianceConfig) -> None:
     """Replace the cfg tables with this config, in the caller's transaction."""
-    conn.execute(config_tables_ddl())
+    migrate(conn)  # the cfg tables: alliance/migrations/0002_config_tables.sql
     for table in ("cfg_partners", "cfg_referral_codes", "cfg_contracts", "cfg_fx_rates", "cfg_objectives"):
         conn.execute(f"delete from raw.{table}")
     with conn.cursor() as cur:

@@ -32,19 +32,12 @@ from datetime import UTC, datetime
 from psycopg import sql
 
 from alliance.dbt_runner import DBT_PROJECT_DIR, DbtOutcome, run_dbt
+from alliance.migrate import migrate
 from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
 
 CONFIG_TABLES = ("cfg_partners", "cfg_referral_codes", "cfg_contracts", "cfg_fx_rates")
-STATE_DDL = """
-create schema if not exists ops;
-create table if not exists ops.transform_state (
-    build_schema text primary key,
-    fingerprint  text not null,
-    updated_at   timestamptz not null default now()
-)
-"""
 
 
 @dataclass
@@ -76,7 +69,7 @@ def fingerprint(url: str, dbt_vars: dict) -> str:
 
 def _stored(url: str, build_schema: str) -> str | None:
     with connect(url) as conn:
-        conn.execute(STATE_DDL)
+        migrate(conn)  # ops.transform_state: alliance/migrations/0005_transform_state.sql
         row = conn.execute("select fingerprint from ops.transform_state where build_schema = %s",
                            (build_schema,)).fetchone()
     return row[0] if row else None
@@ -84,7 +77,7 @@ def _stored(url: str, build_schema: str) -> str | None:
 
 def _store(url: str, build_schema: str, value: str | None) -> None:
     with connect(url) as conn:
-        conn.execute(STATE_DDL)
+        migrate(conn)  # ops.transform_state: alliance/migrations/0005_transform_state.sql
         if value is None:
             conn.execute("delete from ops.transform_state where build_schema = %s", (build_schema,))
         else:
@@ -108,9 +101,11 @@ def _snapshot_reusable(url: str, build_schema: str, current: str) -> bool:
         row = conn.execute(
             "select s.fingerprint from ops.mart_snapshots s join pg_namespace n on n.oid = s.schema_oid"
             " where n.nspname = %s", (build_schema,)).fetchone()
-        latest = conn.execute(
-            "select max(greatest(orders_through, clicks_through)) from ops.mart_snapshots").fetchone()[0]
-    return row is not None and row[0] == current and (latest is None or latest < datetime.now(UTC))
+        # compared in SQL: an empty build records '-infinity', which Python's datetime cannot hold
+        clock_past = conn.execute(
+            "select coalesce(max(greatest(orders_through, clicks_through)) < %s, true) from ops.mart_snapshots",
+            (datetime.now(UTC),)).fetchone()[0]
+    return row is not None and row[0] == current and clock_past
 
 
 def _drop_build_schema(url: str, build_schema: str) -> None:

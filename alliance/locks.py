@@ -42,7 +42,12 @@ ALERT_DELIVERY = AdvisoryLock(
     "One alert deliverer at a time draining ops.alert_deliveries (alliance/alerts/deliver.py); a concurrent one "
     "leaves the pending rows to it. Independent of RUN: a run's alerts may be delivered while the next run builds.")
 
-NUMBERED: tuple[AdvisoryLock, ...] = (PUBLISH, RUN, ALERT_DELIVERY)
+MIGRATIONS = AdvisoryLock(
+    "migrations", 7_316_202_604, "transaction",
+    "One migration at a time per warehouse (alliance/migrate.py): loaders, receiver workers and transforms that start "
+    "together apply each pending migration once, in version order.")
+
+NUMBERED: tuple[AdvisoryLock, ...] = (PUBLISH, RUN, ALERT_DELIVERY, MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -58,26 +63,19 @@ class TextNamedLock:
         return self.pattern.format(**parts)
 
 
-RAW_SCHEMA = TextNamedLock(
-    "alliance.raw_schema", "transaction", "connectors/landing.py ensure_raw_schema",
-    "Serialise connectors/raw_schema.sql (idempotent DDL) across parallel loaders.")
 INGEST_SOURCE = TextNamedLock(
     "alliance.ingest:{source_id}:{entity}", "session", "connectors/landing.py try_lock_source",
     "One loader per source and entity at a time; a second one skips the source.")
 LAND_ORDERS = TextNamedLock(
     "alliance.land:orders:{partner_id}", "transaction", "connectors/landing.py land_orders_page",
     "One writer of a partner's orders at a time, so 'is this order new?' cannot race another loader or a webhook.")
-WEBHOOK_SCHEMA = TextNamedLock(
-    "alliance.webhook_schema", "transaction", "alliance/webhooks/inbox.py ensure_webhook_schema",
-    "Serialise alliance/webhooks/schema.sql across receiver workers.")
 
-TEXT_NAMED: tuple[TextNamedLock, ...] = (RAW_SCHEMA, INGEST_SOURCE, LAND_ORDERS, WEBHOOK_SCHEMA)
+TEXT_NAMED: tuple[TextNamedLock, ...] = (INGEST_SOURCE, LAND_ORDERS)
 
 
 def text_lock_names(partner_ids: list[str], source_ids: list[str], entities: tuple[str, ...] = (
         "orders", "clicks")) -> list[str]:
     """Every text-named lock a configuration with these partners and sources takes (for the collision check)."""
-    names = [RAW_SCHEMA.pattern, WEBHOOK_SCHEMA.pattern]
-    names += [INGEST_SOURCE.name(source_id=s, entity=e) for s in source_ids for e in entities]
+    names = [INGEST_SOURCE.name(source_id=s, entity=e) for s in source_ids for e in entities]
     names += [LAND_ORDERS.name(partner_id=p) for p in partner_ids]
     return names

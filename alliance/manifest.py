@@ -1,9 +1,10 @@
-"""The run manifest: `raw.run_manifest` records every transform run; `analytics.run_manifest` shows published ones.
+"""The run log: `ops.runs`, one row per run, written at every step; `analytics.run_manifest` shows published ones.
 
-A row per run: id, start and end, partners loaded with rows per partner, git commit, config hash, tool versions,
-checks passed and failed (with the failure details), and whether it was published. `raw.run_manifest` is
-bookkeeping beside the landed data (like `raw.loads`); `analytics.run_manifest` is a copy of its published rows
-made inside the publish transaction, so it changes only with a publish.
+A row per run: id, kind (transform or rollback), start and end, status and the step it reached, partners loaded
+with rows per partner, git commit, config hash, tool versions, checks passed and failed (with the failure details),
+row counts, and whether and when it was published. It replaced two logs written side by side (`ops.runs` and
+`raw.run_manifest`; alliance/migrations/0007_one_run_log.sql moved the rows). `analytics.run_manifest` is a copy of
+the published rows made inside the publish transaction (alliance/publish.py), so it changes only with a publish.
 """
 
 from __future__ import annotations
@@ -13,44 +14,20 @@ import json
 import os
 import platform
 import subprocess
+from datetime import datetime
 from importlib import metadata
 from typing import Any
 
 import psycopg
 
+from alliance.migrate import migrate
 from alliance.warehouse import PROJECT_ROOT, connect
 
-MANIFEST_DDL = """
-create schema if not exists raw;
-create table if not exists raw.run_manifest (
-    run_id          text primary key,
-    kind            text not null default 'transform',   -- transform | rollback
-    started_at      timestamptz not null default now(),
-    finished_at     timestamptz,
-    status          text not null,                       -- running | published | gate_failed | failed | refused
-    published       boolean not null default false,
-    published_at    timestamptz,
-    partners_loaded jsonb,        -- {"orders": {partner: rows}, "clicks": {network: rows}, "landed_since": ...}
-    git_commit      text,
-    config_hash     text,
-    tool_versions   jsonb,
-    checks_passed   integer,
-    checks_failed   integer,
-    failures        jsonb,        -- [{table, column, expectation, message, sample_rows}]
-    row_counts      jsonb,        -- published tables' row counts
-    data_docs       text,
-    message         text
-);
-"""
-
+RUN_STATUSES = ("running", "published", "succeeded", "failed", "gate_failed", "refused", "rolled_back")
 # What analytics.run_manifest shows (no failure samples: published runs passed every check).
 PUBLISHED_COLUMNS = ("run_id", "kind", "started_at", "finished_at", "published_at", "partners_loaded", "git_commit",
                      "config_hash", "tool_versions", "checks_passed", "checks_failed", "row_counts")
 TOOLS = ("alliance", "dbt-core", "dbt-postgres", "great_expectations", "apache-airflow", "psycopg")
-
-
-def ensure_manifest(conn: psycopg.Connection) -> None:
-    conn.execute(MANIFEST_DDL)
 
 
 def git_commit() -> str:
@@ -99,17 +76,53 @@ def partners_loaded(conn: psycopg.Connection) -> dict[str, Any]:
     if conn.execute("select to_regclass('raw.loads') is not null").fetchone()[0]:
         out["landed_since_previous_run"] = dict(conn.execute(
             "select source_id || '/' || entity, sum(records_landed)::bigint from raw.loads "
-            "where finished_at >= coalesce((select max(started_at) from raw.run_manifest "
+            "where finished_at >= coalesce((select max(started_at) from ops.runs "
             "where kind = 'transform' and started_at < now()), '-infinity') group by 1 order by 1"))
     return out
+
+
+def record_run(
+    warehouse_url: str,
+    run_id: str,
+    status: str,
+    *,
+    step: str | None = None,
+    message: str | None = None,
+    row_counts: dict[str, Any] | None = None,
+    started_at: datetime | None = None,
+    finished: bool | None = None,
+) -> None:
+    """Insert or update the run's status and step; `finished` defaults to True for every status but `running`."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"run status `{status}` is not one of {', '.join(RUN_STATUSES)}")
+    done = status != "running" if finished is None else finished
+    with connect(warehouse_url) as conn:
+        migrate(conn)
+        conn.execute(
+            """
+            insert into ops.runs (run_id, started_at, finished_at, status, step, message, row_counts)
+            values (%(run_id)s, coalesce(%(started_at)s, now()), case when %(done)s then now() end,
+                    %(status)s, %(step)s, %(message)s, %(row_counts)s::jsonb)
+            on conflict (run_id) do update set
+                finished_at = case when %(done)s then now() else ops.runs.finished_at end,
+                status = excluded.status,
+                step = coalesce(excluded.step, ops.runs.step),
+                message = coalesce(excluded.message, ops.runs.message),
+                row_counts = coalesce(excluded.row_counts, ops.runs.row_counts)
+            """,
+            {
+                "run_id": run_id, "started_at": started_at, "done": done, "status": status, "step": step,
+                "message": message, "row_counts": json.dumps(row_counts, default=str) if row_counts else None,
+            },
+        )
 
 
 def open_run(url: str, run_id: str, config: Any) -> None:
     """The run's row, status running, with everything known at its start."""
     with connect(url) as conn:
-        ensure_manifest(conn)
+        migrate(conn)
         conn.execute(
-            "insert into raw.run_manifest (run_id, status, partners_loaded, git_commit, config_hash, tool_versions)"
+            "insert into ops.runs (run_id, status, partners_loaded, git_commit, config_hash, tool_versions)"
             " values (%s, 'running', %s::jsonb, %s, %s, %s::jsonb) on conflict (run_id) do nothing",
             (run_id, json.dumps(partners_loaded(conn)), git_commit(), config_hash(config),
              json.dumps(tool_versions(conn))),
@@ -120,26 +133,14 @@ def record_checks(url: str, run_id: str, gate: Any) -> None:
     """Checks passed and failed (with details and samples) of the run's gate; status gate_failed when it failed."""
     failures = [d.as_dict() for d in gate.details]
     with connect(url) as conn:
-        ensure_manifest(conn)
+        migrate(conn)
         conn.execute(
-            "insert into raw.run_manifest (run_id, status) values (%s, 'running') on conflict (run_id) do nothing",
+            "insert into ops.runs (run_id, status) values (%s, 'running') on conflict (run_id) do nothing",
             (run_id,))
         conn.execute(
-            "update raw.run_manifest set checks_passed = %s, checks_failed = %s, failures = %s::jsonb,"
+            "update ops.runs set checks_passed = %s, checks_failed = %s, failures = %s::jsonb,"
             " data_docs = %s, status = case when %s then status else 'gate_failed' end,"
             " finished_at = case when %s then finished_at else now() end where run_id = %s",
             (gate.checks_passed, gate.checks_failed, json.dumps(failures, default=str),
              str(gate.data_docs) if gate.data_docs else None, gate.passed, gate.passed, run_id),
-        )
-
-
-def finish_run(url: str, run_id: str, status: str, message: str | None = None) -> None:
-    """Close the run (failed / refused / succeeded after alerts); a published run keeps published = true."""
-    with connect(url) as conn:
-        ensure_manifest(conn)
-        conn.execute(
-            "insert into raw.run_manifest (run_id, status) values (%s, %s) on conflict (run_id) do update set"
-            " status = case when raw.run_manifest.published then 'published' else excluded.status end,"
-            " finished_at = now(), message = coalesce(%s, raw.run_manifest.message)",
-            (run_id, status, message),
         )

@@ -1,8 +1,8 @@
-"""Atomic publish of a checked build schema as `analytics`, rollback, BI access, and the run log in `ops`.
+"""Atomic publish of a checked build schema as `analytics`, rollback and BI access.
 
 One transaction, with `lock_timeout` set, under an advisory lock: the build schema gets `kpi_alerts`
 (re-materialised from `ops.kpi_alerts`, the alerts' source of truth) and `run_manifest` (the published runs of
-`raw.run_manifest`, this one included), `analytics` is renamed to `analytics_prev` (kept for `alliance rollback`),
+the run log `ops.runs`, this one included), `analytics` is renamed to `analytics_prev` (kept for `alliance rollback`),
 the build is renamed to `analytics`, the snapshot that was `analytics_prev` becomes the next build schema (its
 fact tables are brought up to date incrementally by the next build) and `alliance_bi` gets read access to the new
 tables only. Readers therefore see the previous complete snapshot or the next one. Tables (and
@@ -20,7 +20,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -28,7 +27,8 @@ from psycopg import errors, sql
 
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
 from alliance.locks import PUBLISH
-from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, record_checks
+from alliance.manifest import PUBLISHED_COLUMNS, record_checks, record_run  # noqa: F401 - record_run: callers
+from alliance.migrate import migrate
 from alliance.warehouse import connect, parse_url, state_dir
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,6 @@ PUBLISHED_TABLES = (
     "partner_balances",
     "objective_progress",
 )
-RUN_STATUSES = ("running", "published", "succeeded", "failed", "gate_failed")
-
-OPS_RUNS_DDL = f"""
-create schema if not exists ops;
-create table if not exists ops.runs (
-    run_id      text primary key,
-    started_at  timestamptz not null default now(),
-    finished_at timestamptz,
-    status      text not null check (status in ({", ".join(f"'{s}'" for s in RUN_STATUSES)})),
-    step        text,
-    message     text,
-    row_counts  jsonb
-);
-"""
-
 
 class PublishError(RuntimeError):
     """Publishing is impossible (missing build schema or table); analytics is left untouched."""
@@ -78,47 +63,6 @@ class PublishResult:
     published_at: datetime
     row_counts: dict[str, int] = field(default_factory=dict)
     replaced_previous: bool = False
-
-
-def ensure_ops(conn: psycopg.Connection) -> None:
-    """Create the `ops` schema and `ops.runs` (idempotent); the caller owns the transaction."""
-    conn.execute(OPS_RUNS_DDL)
-
-
-def record_run(
-    warehouse_url: str,
-    run_id: str,
-    status: str,
-    *,
-    step: str | None = None,
-    message: str | None = None,
-    row_counts: dict[str, Any] | None = None,
-    started_at: datetime | None = None,
-    finished: bool | None = None,
-) -> None:
-    """Insert or update the run's row in ops.runs; `finished` defaults to True for every status but `running`."""
-    if status not in RUN_STATUSES:
-        raise ValueError(f"run status `{status}` is not one of {', '.join(RUN_STATUSES)}")
-    done = status != "running" if finished is None else finished
-    with connect(warehouse_url) as conn:
-        ensure_ops(conn)
-        conn.execute(
-            """
-            insert into ops.runs (run_id, started_at, finished_at, status, step, message, row_counts)
-            values (%(run_id)s, coalesce(%(started_at)s, now()), case when %(done)s then now() end,
-                    %(status)s, %(step)s, %(message)s, %(row_counts)s::jsonb)
-            on conflict (run_id) do update set
-                finished_at = case when %(done)s then now() else ops.runs.finished_at end,
-                status = excluded.status,
-                step = coalesce(excluded.step, ops.runs.step),
-                message = coalesce(excluded.message, ops.runs.message),
-                row_counts = coalesce(excluded.row_counts, ops.runs.row_counts)
-            """,
-            {
-                "run_id": run_id, "started_at": started_at, "done": done, "status": status, "step": step,
-                "message": message, "row_counts": json.dumps(row_counts, default=str) if row_counts else None,
-            },
-        )
 
 
 def _ensure_bi_role(conn: psycopg.Connection) -> None:
@@ -160,21 +104,21 @@ def stamp_build(warehouse_url: str, run_id: str, build_schema: str = "alliance_b
 
 
 def _materialise_manifest(conn: psycopg.Connection, build_schema: str, run_id: str) -> None:
-    """Mark the run published in raw.run_manifest and copy the published runs into the build schema."""
-    ensure_manifest(conn)
+    """Mark the run published in the run log (ops.runs) and copy the published runs into the build schema."""
+    migrate(conn)
     conn.execute(
-        "insert into raw.run_manifest (run_id, status) values (%s, 'published') on conflict (run_id) do nothing",
+        "insert into ops.runs (run_id, status) values (%s, 'published') on conflict (run_id) do nothing",
         (run_id,))
     conn.execute(
-        "update raw.run_manifest set published = true, published_at = now(), status = 'published' where run_id = %s",
+        "update ops.runs set published = true, published_at = now(), status = 'published' where run_id = %s",
         (run_id,))
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in PUBLISHED_COLUMNS)
     conn.execute(sql.SQL("drop table if exists {}").format(sql.Identifier(build_schema, "run_manifest")))
-    conn.execute(sql.SQL("create table {} as select {} from raw.run_manifest where published order by published_at")
+    conn.execute(sql.SQL("create table {} as select {} from ops.runs where published order by published_at")
                  .format(sql.Identifier(build_schema, "run_manifest"), columns))
     conn.execute(sql.SQL("comment on table {} is {}").format(
         sql.Identifier(build_schema, "run_manifest"),
-        sql.Literal("Published transform runs (raw.run_manifest); changes only with a publish")))
+        sql.Literal("Published transform runs (the run log, ops.runs); changes only with a publish")))
 
 
 def publish(
@@ -254,7 +198,7 @@ def _publish_txn(
                     f"build schema `{build_schema}` lacks published table(s) {', '.join(missing)}; "
                     "analytics was left as it was"
                 )
-            ensure_ops(conn)
+            migrate(conn)
             materialise_alerts(conn, build_schema)
             if row_counts is None:
                 row_counts = {
@@ -263,7 +207,7 @@ def _publish_txn(
                     for table in (*PUBLISHED_TABLES, "kpi_alerts")
                 }
             _materialise_manifest(conn, build_schema, run_id)
-            conn.execute("update raw.run_manifest set row_counts = %s::jsonb where run_id = %s",
+            conn.execute("update ops.runs set row_counts = %s::jsonb where run_id = %s",
                          (json.dumps(row_counts), run_id))
             conn.execute(
                 sql.SQL("update {} set row_counts = %s::jsonb where run_id = %s").format(
@@ -354,7 +298,7 @@ class RollbackResult:
 def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str | None = None) -> RollbackResult:
     """Restore the previous snapshot in one transaction: `analytics` and `analytics_prev` swap places.
 
-    Rolling back twice rolls forward again. The rollback is recorded in raw.run_manifest (kind rollback).
+    Rolling back twice rolls forward again. The rollback is recorded in the run log, ops.runs (kind rollback).
     """
     from alliance.run import new_run_id
 
@@ -378,9 +322,9 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
             conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")
             conn.execute(f"alter schema {SWAP_SCHEMA} rename to {PREVIOUS_SCHEMA}")
             _grant_bi(conn, "alliance_build")
-            ensure_manifest(conn)
+            migrate(conn)
             conn.execute(
-                "insert into raw.run_manifest (run_id, kind, status, finished_at, message)"
+                "insert into ops.runs (run_id, kind, status, finished_at, message)"
                 " values (%s, 'rollback', 'rolled_back', now(), %s)",
                 (run_id, f"restored: {restored}; now {PREVIOUS_SCHEMA}: {replaced}"),
             )
@@ -443,8 +387,8 @@ def gate_and_publish(
 ) -> tuple[GateResult, PublishResult | None]:
     """The orchestration contract in one call: run the gate, publish only if it passed.
 
-    A failed gate is recorded in ops.runs (status gate_failed, one failure per line) and in raw.run_manifest
-    (checks, failures with sample rows, Data Docs path) and `analytics` is not touched; on success the run stays
+    A failed gate is recorded in the run log, ops.runs (status gate_failed, one failure per line, checks, failures
+    with sample rows, Data Docs path) and `analytics` is not touched; on success the run stays
     `running` at step `publish` for the caller to finish (alerts come next).
     """
     gate = run_gate(warehouse_url, build_schema, dbt_failures, settings=settings)

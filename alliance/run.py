@@ -21,13 +21,14 @@ from psycopg import sql
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
 from alliance.locks import RUN
+from alliance.manifest import open_run, record_checks, record_run
+from alliance.migrate import migrate
 from alliance.warehouse import connect, warehouse_url
 
 log = logging.getLogger(__name__)
 
 BUILD_SCHEMA = "alliance_build"
 RUN_LOCK_KEY = RUN.key  # session advisory lock: one transform run (prepare → publish) per warehouse (alliance/locks.py)
-RAW_SCHEMA_SQL = Path(__file__).resolve().parents[1] / "connectors" / "raw_schema.sql"
 
 
 class StepFailed(RuntimeError):
@@ -61,9 +62,9 @@ def _holder(url: str) -> str:
             (RUN_LOCK_KEY & 0xFFFFFFFF, RUN_LOCK_KEY >> 32),
         ).fetchone()
         running = None
-        if conn.execute("select to_regclass('raw.run_manifest') is not null").fetchone()[0]:
+        if conn.execute("select to_regclass('ops.runs') is not null").fetchone()[0]:
             running = conn.execute(
-                "select run_id, started_at from raw.run_manifest where kind = 'transform' and status = 'running'"
+                "select run_id, started_at from ops.runs where kind = 'transform' and status = 'running'"
                 " order by started_at desc limit 1").fetchone()
     parts = []
     if running:
@@ -74,11 +75,10 @@ def _holder(url: str) -> str:
 
 
 def _refuse(url: str, run_id: str) -> RunRefused:
-    from alliance.manifest import finish_run
 
     message = (f"another transform run is in progress on this warehouse ({_holder(url)}); run {run_id} exits "
                "without building or publishing: rerun when it has finished (or pass --wait SECONDS)")
-    finish_run(url, run_id, "refused", message)
+    record_run(url, run_id, "refused", message=message)
     return RunRefused(message)
 
 
@@ -113,19 +113,17 @@ def ensure_no_run_in_progress(url: str, run_id: str) -> None:
 
 
 def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
-    """Open the run (run log, manifest), mirror the config into the warehouse, clear the build schema's stamp.
+    """Open the run in the run log, mirror the config into the warehouse, clear the build schema's stamp.
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
-    from alliance.manifest import open_run
-    from alliance.publish import record_run
 
     url = url or warehouse_url()
     open_run(url, run_id, config)
     if not locked:
         ensure_no_run_in_progress(url, run_id)
     with connect(url) as conn:
-        conn.execute(RAW_SCHEMA_SQL.read_text())  # a transform before the first ingest still builds
+        migrate(conn)  # a transform before the first ingest still builds
         sync_config(conn, config)
         # The build schema is kept (a recycled snapshot the incremental marts start from, or a failed build kept
         # for inspection), but never with an earlier run's gate stamp: only this run's gate can stamp it.
@@ -152,11 +150,10 @@ def check(
     """The quality gate: dbt tests and GX suites on raw.* and the build schema. Raises when anything failed.
 
     Checks passed and failed, each failure's table, column and sample rows, and the Data Docs path are stored in
-    raw.run_manifest; the failing build schema stays for inspection. A passed gate stamps the build schema.
+    the run log (ops.runs); the failing build schema stays for inspection. A passed gate stamps the build schema.
     """
     from alliance.gate import GateSettings, run_gate
-    from alliance.manifest import record_checks
-    from alliance.publish import record_run, stamp_build
+    from alliance.publish import stamp_build
 
     url = url or warehouse_url()
     settings = GateSettings.from_config(config) if config is not None else GateSettings()
@@ -166,7 +163,7 @@ def check(
         message = "quality gate failed, analytics left unchanged:\n  " + "\n  ".join(result.failures)
         if result.data_docs:
             message += f"\n  GX Data Docs: {result.data_docs}"
-        message += f"\n  failing build kept for inspection in schema {BUILD_SCHEMA}; details in raw.run_manifest"
+        message += f"\n  failing build kept for inspection in schema {BUILD_SCHEMA}; details in ops.runs"
         record_run(url, run_id, status="gate_failed", step="gate", message=message)
         raise StepFailed(message)
     stamp_build(url, run_id, BUILD_SCHEMA)
@@ -174,7 +171,6 @@ def check(
 
 def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
     from alliance.publish import publish as swap_in
-    from alliance.publish import record_run
 
     url = url or warehouse_url()
     timeout = config.gate.lock_timeout_seconds if config is not None else 60
@@ -185,7 +181,6 @@ def publish(run_id: str, url: str | None = None, config: AllianceConfig | None =
 def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> int:
     """Evaluate alert rules on the published data; returns how many alerts newly fired."""
     from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
-    from alliance.publish import record_run
 
     url = url or warehouse_url()
     outcome = AlertOutcome()
@@ -195,19 +190,13 @@ def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
     message = f"{len(outcome.fired)} alert(s) fired, {len(outcome.resolved)} resolved" + (
         f", {len(failed)} delivery(ies) failed (ops.alert_deliveries)" if failed else "")
     record_run(url, run_id, status="succeeded", step="alerts", message=message)
-    from alliance.manifest import finish_run
-
-    finish_run(url, run_id, "succeeded", message)
     return len(outcome.fired)
 
 
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:
-    from alliance.manifest import finish_run
-    from alliance.publish import record_run
-
+    """Record the run as failed at `step` (a published run keeps published = true in the run log)."""
     url = url or warehouse_url()
     record_run(url, run_id, status="failed", step=step, message=str(error))
-    finish_run(url, run_id, "failed", f"{step}: {error}")
 
 
 def transform(

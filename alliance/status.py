@@ -42,27 +42,18 @@ def print_status(console: Console, url: str) -> None:
                 loads.add_row(*[str(v) for v in row])
             console.print(loads)
         if _exists(conn, "ops", "runs"):
-            runs = Table(title="last transform runs")
-            for column in ("run", "status", "step", "finished", "message"):
+            runs = Table(title="last runs (ops.runs)")
+            for column in ("run", "kind", "status", "step", "published", "checks ok", "checks failed", "git",
+                           "finished", "message"):
                 runs.add_column(column)
             for row in conn.execute(
-                "select run_id, status, step, to_char(coalesce(finished_at, started_at), 'YYYY-MM-DD HH24:MI:SS'),"
+                "select run_id, kind, status, coalesce(step, '-'), published, coalesce(checks_passed::text, '-'),"
+                " coalesce(checks_failed::text, '-'), coalesce(left(git_commit, 12), '-'),"
+                " to_char(coalesce(finished_at, started_at), 'YYYY-MM-DD HH24:MI:SS'),"
                 " left(coalesce(message, ''), 100) from ops.runs order by started_at desc limit 8"
             ):
                 runs.add_row(*[str(v) for v in row])
             console.print(runs)
-        if _exists(conn, "raw", "run_manifest"):
-            manifest = Table(title="run manifest (raw.run_manifest)")
-            for column in ("run", "kind", "status", "published", "checks ok", "checks failed", "git", "finished"):
-                manifest.add_column(column)
-            for row in conn.execute(
-                "select run_id, kind, status, published, coalesce(checks_passed::text, '-'),"
-                " coalesce(checks_failed::text, '-'), coalesce(left(git_commit, 12), '-'),"
-                " coalesce(to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), '-')"
-                " from raw.run_manifest order by started_at desc limit 8"
-            ):
-                manifest.add_row(*[str(v) for v in row])
-            console.print(manifest)
         for schema in ("analytics", "analytics_prev"):
             found = conn.execute("select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
                                  (schema,)).fetchone()

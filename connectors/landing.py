@@ -14,15 +14,12 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 import psycopg
 
+from alliance.migrate import migrate
 from connectors.minimise import minimise
 from connectors.pii import customer_key, scrub, scrub_to_json
-
-RAW_SCHEMA = Path(__file__).with_name("raw_schema.sql")
-_SCHEMA_LOCK = "alliance.raw_schema"
 
 
 class RecordError(ValueError):
@@ -54,10 +51,8 @@ class PageOutcome:
 # --- schema, cursors, load rows ---------------------------------------------------------------------------
 
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
-    """Run connectors/raw_schema.sql (idempotent), serialised so parallel loaders do not race on DDL."""
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_SCHEMA_LOCK,))
-        conn.execute(RAW_SCHEMA.read_text())
+    """The landing tables exist: the warehouse's migrations are applied (alliance/migrate.py, foundation)."""
+    migrate(conn)
 
 
 def try_lock_source(conn: psycopg.Connection, source_id: str, entity: str) -> bool:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from alliance.dbt_runner import dbt_env, dbt_vars_from_config, run_dbt
+from alliance.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD = str(uuid.uuid4())
@@ -99,8 +100,7 @@ CLICKS = [
 
 def _load(url: str, *, with_eur_rates: bool = True) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
-        conn.execute((ROOT / "alliance/sql/config_tables.sql").read_text())
+        migrate(conn)
         for partner_id, payload, key in ORDERS:
             conn.execute(
                 "insert into raw.orders (partner_id, order_id, platform, updated_at, customer_key, payload, load_id)"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from test_gate_support import make_build_schema, table_counts
 
 from alliance.gate import GX_PROJECT_DIR, GateSettings, run_gate
+from alliance.migrate import migrate
 from alliance.publish import gate_and_publish, publish
 from alliance.warehouse import connect
 
@@ -140,7 +140,7 @@ def published_200(fresh_database_factory):
     make_build_schema(url, rows=200)
     publish(url, run_id="baseline")
     with connect(url) as conn:
-        conn.execute((Path(__file__).parents[1] / "connectors" / "raw_schema.sql").read_text())
+        migrate(conn)
     return url
 
 
@@ -169,7 +169,7 @@ def test_injected_bad_data_blocks_publication_with_the_right_message(published_2
     assert table_counts(url, "analytics") == before
     with connect(url) as conn:
         assert _live(conn) == "alliance published snapshot, run baseline"
-        status, failures = conn.execute("select status, failures from raw.run_manifest where run_id = %s",
+        status, failures = conn.execute("select status, failures from ops.runs where run_id = %s",
                                         (f"bad-{case}",)).fetchone()
         kept = conn.execute("select to_regclass('alliance_build.fct_orders') is not null").fetchone()[0]
     assert status == "gate_failed" and failures[0]["expectation"] in gate.failures[0]
@@ -210,7 +210,7 @@ def test_run_check_prints_and_stores_the_failure_report(warehouse, monkeypatch, 
     assert f"GX Data Docs: {tmp_path / 'gx_data_docs' / 'index.html'}" in text
     assert "failing build kept for inspection in schema alliance_build" in text and "ann@" not in text
     with connect(warehouse) as conn:
-        row = conn.execute("select status, checks_failed, failures, data_docs from raw.run_manifest"
+        row = conn.execute("select status, checks_failed, failures, data_docs from ops.runs"
                            " where run_id = 'run-x'").fetchone()
         run_log = conn.execute("select status, message from ops.runs where run_id = 'run-x'").fetchone()
     status, failed_checks, failures, docs = row

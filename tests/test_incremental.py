@@ -18,6 +18,7 @@ from alliance.config import load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
 from alliance.incremental import dbt_build
+from alliance.migrate import migrate
 from alliance.publish import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     url = fresh_database_factory("inc")
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     with psycopg.connect(url) as conn:
-        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
+        migrate(conn)
         sync_config(conn, config)
     dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
     gen = Generator(config, seed=11)
@@ -173,7 +174,7 @@ def test_config_change_forces_full_refresh(fresh_database_factory) -> None:
     url = fresh_database_factory("inc2")
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     with psycopg.connect(url) as conn:
-        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
+        migrate(conn)
         sync_config(conn, config)
     Generator(config, seed=3).write(url, 200)
     dbt_vars = dbt_vars_from_config(config)

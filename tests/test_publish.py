@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from test_gate_support import make_build_schema, table_counts
 
+from alliance.migrate import migrate
 from alliance.publish import (
     PUBLISH_LOCK_KEY,
     PublishError,
@@ -25,8 +26,9 @@ from alliance.warehouse import connect
 
 def _raw_and_work_schemas(url: str) -> None:
     with connect(url) as conn:
-        conn.execute("create schema raw; create table raw.orders (partner_id text, order_id text)")
-        conn.execute("insert into raw.orders values ('northwind', 'o1')")
+        migrate(conn)  # the landing tables, as every warehouse has them
+        conn.execute("insert into raw.orders (partner_id, order_id, platform, updated_at, payload, load_id)"
+                     " values ('northwind', 'o1', 'shopify', now(), '{}', gen_random_uuid())")
         conn.execute("create schema alliance_build_work; create table alliance_build_work.stg (x int)")
 
 
@@ -184,7 +186,7 @@ def test_rollback_restores_the_previous_snapshot_and_back(warehouse):
     assert table_counts(warehouse, "analytics_prev")["fct_orders"] == 6
     with connect(warehouse) as conn:
         assert [r[0] for r in conn.execute("select run_id from analytics.run_manifest")] == ["r1"]
-        kinds = conn.execute("select kind, status from raw.run_manifest where kind = 'rollback'").fetchall()
+        kinds = conn.execute("select kind, status from ops.runs where kind = 'rollback'").fetchall()
     assert kinds == [("rollback", "rolled_back")]
     with connect(warehouse, autocommit=True) as conn:
         conn.execute("set role alliance_bi")
@@ -208,7 +210,7 @@ def test_analytics_run_manifest_changes_only_with_a_publish(warehouse):
     with connect(warehouse) as conn:
         published = conn.execute("select run_id, checks_passed > 0, checks_failed, row_counts->>'fct_orders'"
                                  " from analytics.run_manifest").fetchall()
-        bad = conn.execute("select status, published, checks_failed, failures from raw.run_manifest"
+        bad = conn.execute("select status, published, checks_failed, failures from ops.runs"
                            " where run_id = 'bad-1'").fetchone()
     assert published == [("good-1", True, 0, "3")]
     status, was_published, failed, failures = bad
@@ -269,7 +271,7 @@ def test_a_second_transform_run_exits_with_a_clear_message(warehouse, monkeypatc
     assert "another transform run is in progress on this warehouse" in result.failures[0]
     assert "without building or publishing" in result.failures[0]
     with connect(warehouse) as conn:
-        assert conn.execute("select status from raw.run_manifest where run_id = %s",
+        assert conn.execute("select status from ops.runs where run_id = %s",
                             (result.run_id,)).fetchone() == ("refused",)
 
 
@@ -288,8 +290,7 @@ def test_bi_url_logs_in_read_only_to_analytics_only(warehouse, monkeypatch, tmp_
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("select current_user").fetchone()[0] == "alliance_bi_reader"
         assert conn.execute("select count(*) from fct_orders").fetchone()[0] == 2  # search_path analytics
-        for table in ("raw.orders", "alliance_build.fct_orders", "alliance_build_work.stg", "ops.runs",
-                      "raw.run_manifest"):
+        for table in ("raw.orders", "alliance_build.fct_orders", "alliance_build_work.stg", "ops.runs"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select * from {table}")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

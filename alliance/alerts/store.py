@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import psycopg
 
+from alliance.migrate import migrate
+
 ALERT_COLUMNS = (
     "alert_id", "rule_id", "severity", "partner_id", "kpi", "period", "value", "threshold", "comparison",
     "fired_at", "run_id", "state", "resolved_at", "resolved_run_id", "resolved_value", "kind", "baseline",
 )
 
+# A published copy of ops.kpi_alerts (build schema, analytics): created with the snapshot it belongs to, not by a
+# migration; alliance/migrations/0006_alerts.sql holds the same columns for ops.kpi_alerts.
 KPI_ALERTS_DDL = """
 create table if not exists {table} (
     alert_id    text primary key,                 -- rule_id:partner_id:period:episode, deterministic
@@ -39,8 +43,8 @@ create table if not exists {table} (
     baseline    numeric                            -- trailing rules: the N-day average compared with
 )
 """
-MIGRATIONS = (
-    # Warehouses created before episodes: one row per (rule, partner, period), always firing.
+COPY_UPGRADES = (
+    # Copies created before episodes: one row per (rule, partner, period), always firing.
     "alter table {table} drop constraint if exists kpi_alerts_rule_id_partner_id_period_key",
     "alter table {table} add column if not exists state text not null default 'firing'",
     "alter table {table} add column if not exists resolved_at timestamptz",
@@ -49,51 +53,17 @@ MIGRATIONS = (
     "alter table {table} add column if not exists kind text not null default 'threshold'",
     "alter table {table} add column if not exists baseline numeric",
 )
-DELIVERIES_DDL = """
-create table if not exists ops.alert_deliveries (
-    delivery_id  bigserial primary key,
-    alert_id     text not null,
-    event        text not null check (event in ('fired', 'resolved')),
-    channel      text not null,
-    status       text not null,                    -- pending | sent | failed | skipped (DELIVERY_STATUS_CHECK)
-    attempts     integer not null,
-    error        text,                             -- exception type and short reason, never the secret or URL
-    run_id       text not null,
-    attempted_at timestamptz not null default now(),
-    unique (alert_id, event, channel)
-)
-"""
-
-
-DELIVERY_STATUS_CHECK = (
-    "alter table ops.alert_deliveries drop constraint if exists alert_deliveries_status_check",
-    "alter table ops.alert_deliveries add constraint alert_deliveries_status_check "
-    "check (status in ('pending', 'sent', 'failed', 'skipped'))",
-)
 
 
 def _ensure_table(conn: psycopg.Connection, table: str) -> None:
     conn.execute(KPI_ALERTS_DDL.format(table=table))
-    for statement in MIGRATIONS:
+    for statement in COPY_UPGRADES:
         conn.execute(statement.format(table=table))
 
 
 def ensure_ops_alerts(conn: psycopg.Connection) -> None:
-    """Create (or migrate) ops.kpi_alerts and ops.alert_deliveries, idempotently; the caller owns the transaction."""
-    conn.execute("create schema if not exists ops")
-    _ensure_table(conn, "ops.kpi_alerts")
-    conn.execute(
-        "create unique index if not exists kpi_alerts_one_firing on ops.kpi_alerts (rule_id, partner_id, period) "
-        "where state = 'firing'"
-    )
-    conn.execute(DELIVERIES_DDL)
-    has_pending = conn.execute(
-        "select pg_get_constraintdef(oid) like '%pending%' from pg_constraint "
-        "where conname = 'alert_deliveries_status_check' and conrelid = 'ops.alert_deliveries'::regclass"
-    ).fetchone()
-    if not (has_pending and has_pending[0]):
-        for statement in DELIVERY_STATUS_CHECK:
-            conn.execute(statement)
+    """ops.kpi_alerts and ops.alert_deliveries exist (alliance/migrations/0006_alerts.sql)."""
+    migrate(conn)
 
 
 def copy_alerts(conn: psycopg.Connection, schema: str) -> None:

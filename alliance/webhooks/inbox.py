@@ -9,28 +9,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from alliance.migrate import migrate
 from alliance.webhooks.sources import CLICK_TOPIC, Source
-from connectors.landing import ensure_raw_schema
 from connectors.minimise import minimise
 from connectors.pii import scrub
 
 log = logging.getLogger("alliance.webhooks")
 
-SCHEMA = Path(__file__).with_name("schema.sql")
-
-
 def ensure_webhook_schema(conn: psycopg.Connection) -> None:
-    ensure_raw_schema(conn)
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtext('alliance.webhook_schema'))")
-        conn.execute(SCHEMA.read_text())
+    """The inbox, outbox and landing tables exist (alliance/migrations/0001, 0003)."""
+    migrate(conn)
 
 
 @dataclass(frozen=True)

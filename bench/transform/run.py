@@ -34,6 +34,7 @@ from alliance.config import load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import DBT_PROJECT_DIR, SESSION_OPTIONS, dbt_vars_from_config
 from alliance.incremental import dbt_build
+from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import append_run, quote, run_header, summarise_rounds
@@ -116,7 +117,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     url = _database(server, f"alliance_bench_{orders}_{uuid.uuid4().hex[:6]}")
     with psycopg.connect(url) as conn:
-        conn.execute((ROOT / "connectors/raw_schema.sql").read_text())
+        migrate(conn)
         sync_config(conn, config)
     dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
     gen = Generator(config, seed=orders)

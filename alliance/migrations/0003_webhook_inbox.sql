@@ -1,4 +1,4 @@
--- Webhook bookkeeping next to the raw landing tables. Idempotent DDL, run when the receiver starts.
+-- 0003: webhook bookkeeping next to the raw landing tables (formerly alliance/webhooks/schema.sql).
 create schema if not exists raw;
 
 -- The inbox: every verified delivery, stored before the answer (PRODUCT.md §7), once per delivery id.

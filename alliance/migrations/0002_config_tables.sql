@@ -1,5 +1,5 @@
--- The parsed config, mirrored into the warehouse so dbt (the only place business rules live)
--- can join it. Rewritten in one transaction at the start of every transform.
+-- 0002: the parsed config mirrored into the warehouse (formerly alliance/sql/config_tables.sql), so dbt (the only
+-- place business rules live) can join it. Rewritten in one transaction at the start of every transform.
 create schema if not exists raw;
 
 create table if not exists raw.cfg_partners (

@@ -1,4 +1,5 @@
--- Landing tables: connectors write here and nowhere else. Idempotent DDL, run before every load.
+-- 0001: the landing tables (formerly connectors/raw_schema.sql). Connectors write here and nowhere else.
+-- Written with `if not exists` so a warehouse created by older code (which ran this DDL before every load) upgrades.
 create schema if not exists raw;
 
 -- One row per connector run for one source and entity; the run log of ingestion.
