@@ -1,16 +1,30 @@
-"""Run the dbt project in-process (dbt's programmatic `dbtRunner`), pointed at one warehouse and build schema.
+"""Run the dbt project as dbt documents it: the `dbt` CLI, one process per invocation, with its own environment.
 
-Why in-process: the orchestrator (CLI and Airflow tasks) needs structured results, not parsed log text, and
-the gate needs one readable line per failed model or test.
+Why a child process: dbt reads its connection from profiles.yml, whose fields read `env_var()`, and libpq reads
+session settings from PGOPTIONS. A child's environment carries both for this run only: nothing in this process's
+os.environ changes, no lock is needed around it, and nothing of dbt or its adapters is replaced. dbt's global state
+(flags, adapter registry, logging) stays in the child, as dbt requires (dbtRunner is not safe to call concurrently).
+Results come from dbt's documented artifacts (`target/run_results.json`, `target/manifest.json`), so the gate still
+gets one readable line per failed model or test.
+
+Partial parsing survives from one invocation to the next because the inputs dbt checks are stable: the same
+profile fields (host, port, database, schema, user) and the same vars. The embedded warehouse restarts on the port
+it had (alliance/warehouse.py), so a second `alliance transform` reuses `target/partial_parse.msgpack`. Where
+several warehouses share this checkout (tests, the fault campaign's servers, two runs at once), each keeps its own
+copy of that file (`target/partial_parse/<profile key>.msgpack`), put back before its next invocation: dbt still
+checks the copy against the profile and vars it is given and parses afresh when they differ.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
-import threading
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,8 +38,8 @@ from alliance.config import AllianceConfig
 from alliance.warehouse import parse_url
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+TARGET_DIR = DBT_PROJECT_DIR / "target"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_ENV_LOCK = threading.Lock()  # dbt reads connection settings from os.environ: one invocation at a time
 # Session settings of dbt's connections (libpq reads PGOPTIONS): the attribution models sort and hash a few hundred
 # thousand rows per million orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than
 # it saves on these one-shot statements. bench/transform gives its hand-written SQL the same settings.
@@ -34,7 +48,7 @@ SESSION_OPTIONS = "-c work_mem=256MB -c maintenance_work_mem=512MB -c random_pag
 
 @dataclass
 class DbtOutcome:
-    """What a dbt invocation did: success, one readable line per failed node, and dbt's raw result."""
+    """What a dbt invocation did: success, one readable line per failed node, and its run_results.json (raw)."""
 
     success: bool
     failures: list[str] = field(default_factory=list)
@@ -67,21 +81,6 @@ def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None)
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
-
-
-@contextmanager
 def _project_lock() -> Iterator[None]:
     """dbt_project/target is shared by every process (CLI, Airflow tasks): one dbt run at a time."""
     DBT_PROJECT_DIR.joinpath("target").mkdir(exist_ok=True)
@@ -110,52 +109,88 @@ def _sample_rows(warehouse_url: str, sql: str | None, limit: int = 3) -> str:
     return f" (e.g. {shown})"
 
 
-def _failure_lines(result: Any, warehouse_url: str) -> list[str]:
+def _artifact(name: str) -> dict:
+    path = TARGET_DIR / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _failure_lines(run_results: dict, manifest: dict, warehouse_url: str) -> list[str]:
+    """One line per failed node, from dbt's run_results.json and manifest.json."""
+    nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
     lines: list[str] = []
-    for item in getattr(result, "results", None) or []:
-        status = str(getattr(item.status, "value", item.status))
+    for item in run_results.get("results", []):
+        status = item.get("status")
         if status not in ("error", "fail", "runtime error"):
             continue
-        node = item.node
-        kind = node.resource_type.value if hasattr(node.resource_type, "value") else str(node.resource_type)
+        uid = item["unique_id"]
+        node = nodes.get(uid, {})
+        kind = node.get("resource_type") or uid.split(".")[0]
+        name = node.get("name") or uid.split(".")[-1]
+        message = (item.get("message") or "").strip()
         if kind in ("test", "unit_test"):
-            attached = getattr(node, "attached_node", None) or getattr(node, "tested_node_unique_id", None) or ""
-            on = attached.split(".")[-1] if attached else ", ".join(
-                ref.name if hasattr(ref, "name") else str(ref[0]) for ref in (getattr(node, "refs", None) or [])
-            )
+            attached = node.get("attached_node") or (f"model.{node['model']}" if node.get("model") else "")
+            on = attached.split(".")[-1] if attached else ", ".join(ref["name"] for ref in node.get("refs", []))
             where = f" on {on}" if on else ""
             if status == "fail" and kind == "unit_test":
-                detail = " ".join(_ANSI.sub("", item.message or "").split())[:400]
-                lines.append(f"unit test {node.name} failed{where}: {detail}")
+                detail = " ".join(_ANSI.sub("", message).split())[:400]
+                lines.append(f"unit test {name} failed{where}: {detail}")
             elif status == "fail":
-                rows = item.failures if item.failures is not None else "?"
-                sample = _sample_rows(warehouse_url, getattr(node, "compiled_code", None)) if kind == "test" else ""
-                lines.append(f"{kind.replace('_', ' ')} {node.name} failed{where}: {rows} rows{sample}")
+                rows = item["failures"] if item.get("failures") is not None else "?"
+                sample = _sample_rows(warehouse_url, item.get("compiled_code")) if kind == "test" else ""
+                lines.append(f"{kind.replace('_', ' ')} {name} failed{where}: {rows} rows{sample}")
             else:
-                lines.append(f"{kind.replace('_', ' ')} {node.name} errored{where}: {(item.message or '').strip()}")
+                lines.append(f"{kind.replace('_', ' ')} {name} errored{where}: {message}")
         else:
-            lines.append(f"{kind} {node.name} {status}: {(item.message or '').strip()}")
+            lines.append(f"{kind} {name} {status}: {message}")
     return lines
 
 
-def _parse_once_per_database() -> None:
-    """Keep dbt's partial parsing across servers on different ports.
+def dbt_command(args: list[str], vars: dict | None = None) -> list[str]:  # noqa: A002 - named after dbt's --vars
+    """The `dbt` command line for args (e.g. ["build"]) on dbt_project, run by this interpreter."""
+    script = Path(sys.executable).with_name("dbt")  # dbt's console script, installed beside this interpreter
+    command = [
+        *([str(script)] if script.is_file() else [sys.executable, "-m", "dbt.cli.main"]), *args,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(TARGET_DIR),
+        "--log-path", str(DBT_PROJECT_DIR / "logs"),
+        "--no-use-colors",
+        *([] if os.environ.get("ALLIANCE_DBT_VERBOSE") else ["--quiet"]),
+    ]
+    if vars:
+        command += ["--vars", json.dumps(vars, default=str)]
+    return command
 
-    dbt re-parses the whole project (~4 s of CPU) when any connection key changes, host and port included, though
-    no model reads them; an embedded server on a new free port (tests, the fault campaign, a restart) would pay
-    that on every invocation. Database and schema stay in dbt's check: parsed nodes carry them.
-    """
-    from dbt.adapters.postgres.connections import PostgresCredentials
 
-    if getattr(PostgresCredentials, "_alliance_port_free_parse", False):
+def dbt_process_env(warehouse_url: str, build_schema: str = "alliance_build") -> dict[str, str]:
+    """The child's environment: this process's, plus the run's profile fields and session settings."""
+    pgoptions = " ".join(filter(None, [os.environ.get("PGOPTIONS", ""), SESSION_OPTIONS]))
+    return {**os.environ, **dbt_env(warehouse_url, build_schema), "PGOPTIONS": pgoptions}
+
+
+PARSE_STATES_KEPT = 8  # the most recently used warehouses' parse states; older ones are removed
+
+
+def _parse_state(warehouse_url: str, build_schema: str) -> Path:
+    """Where this warehouse's copy of dbt's partial-parse file is kept (keyed by what dbt's profile check reads)."""
+    parts = parse_url(warehouse_url)
+    key = f"{parts.host}:{parts.port}/{parts.dbname}/{build_schema}/{parts.user}"
+    return TARGET_DIR / "partial_parse" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.msgpack"
+
+
+def _restore_parse_state(saved: Path) -> None:
+    if saved.is_file():
+        shutil.copyfile(saved, TARGET_DIR / "partial_parse.msgpack")
+
+
+def _keep_parse_state(saved: Path) -> None:
+    current = TARGET_DIR / "partial_parse.msgpack"
+    if not current.is_file():
         return
-    original = PostgresCredentials._connection_keys
-
-    def keys(self: PostgresCredentials) -> tuple[str, ...]:
-        return tuple(key for key in original(self) if key not in ("host", "port"))
-
-    PostgresCredentials._connection_keys = keys
-    PostgresCredentials._alliance_port_free_parse = True
+    saved.parent.mkdir(exist_ok=True)
+    shutil.copyfile(current, saved)
+    for old in sorted(saved.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime)[:-PARSE_STATES_KEPT]:
+        old.unlink(missing_ok=True)
 
 
 def run_dbt(
@@ -165,27 +200,23 @@ def run_dbt(
     vars: dict | None = None,  # noqa: A002 - named after dbt's --vars
 ) -> DbtOutcome:
     """Invoke dbt (e.g. ["build"]) on dbt_project against warehouse_url, models landing in build_schema."""
-    from dbt.cli.main import dbtRunner  # imported late: dbt is heavy and only the transform needs it
-
-    _parse_once_per_database()
-
-    cli_args = [
-        *args,
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(DBT_PROJECT_DIR / "target"),
-        "--log-path", str(DBT_PROJECT_DIR / "logs"),
-        "--no-use-colors",
-        *([] if os.environ.get("ALLIANCE_DBT_VERBOSE") else ["--quiet"]),
-    ]
-    if vars:
-        cli_args += ["--vars", json.dumps(vars, default=str)]
-    pgoptions = " ".join(filter(None, [os.environ.get("PGOPTIONS", ""), SESSION_OPTIONS]))
-    with _project_lock(), _environment({**dbt_env(warehouse_url, build_schema), "PGOPTIONS": pgoptions}):
-        res = dbtRunner().invoke(cli_args)
-    failures = _failure_lines(res.result, warehouse_url)
-    if res.exception is not None:
-        failures.append(f"dbt could not run: {res.exception}")
-    if not res.success and not failures:
+    saved = _parse_state(warehouse_url, build_schema)
+    with _project_lock():
+        (TARGET_DIR / "run_results.json").unlink(missing_ok=True)  # a run that stops early must not read the last one
+        _restore_parse_state(saved)
+        done = subprocess.run(dbt_command(args, vars), env=dbt_process_env(warehouse_url, build_schema),
+                              capture_output=True, text=True, check=False)
+        _keep_parse_state(saved)
+        run_results, manifest = _artifact("run_results.json"), _artifact("manifest.json")
+    sys.stdout.write(done.stdout)  # what dbt prints (errors only, unless ALLIANCE_DBT_VERBOSE)
+    sys.stderr.write(done.stderr)
+    failures = _failure_lines(run_results, manifest, warehouse_url)
+    exception = None
+    if done.returncode not in (0, 1):  # dbt's exit codes: 0 success, 1 failed nodes, 2 dbt could not run
+        text = _ANSI.sub("", (done.stdout + done.stderr).strip()) or f"exit status {done.returncode}"
+        exception = RuntimeError(text[-2000:])
+        failures.append(f"dbt could not run: {exception}")
+    success = done.returncode == 0
+    if not success and not failures:
         failures.append("dbt reported failure without a failed node; see dbt_project/logs/dbt.log")
-    return DbtOutcome(success=bool(res.success), failures=failures, raw=res.result, exception=res.exception)
+    return DbtOutcome(success=success, failures=failures, raw=run_results, exception=exception)
