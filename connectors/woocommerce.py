@@ -5,7 +5,8 @@ records (an order edited mid-sync jumps to the end and everything behind it shif
 we sort by modification time ascending and, after each page, restart at page 1 from the newest
 modification time seen (minus one second, because WooCommerce's `modified_after` is exclusive and has
 second precision). A record edited mid-sync moves behind the window and is read later; nothing shifts
-under us. Only when a whole page shares one second do we step to the next page number.
+under us. Only when a whole page shares one second do we step to the next page number. The walk ends on the page
+`X-WP-TotalPages` names or, without that header, on an empty page (one request more than trusting a short page).
 
 Refunds are not in the order body (only their ids and totals): each order with a non-empty `refunds`
 list gets `GET /orders/{id}/refunds`, stored in the order under `alliance_refunds` (PRODUCT.md §3).
@@ -77,8 +78,9 @@ def iter_order_pages(session: requests.Session, base_url: str, credentials: str,
         attach_refunds(session, url, ref, auth, body)
         yield Page(number=number, url=bare_url(response.url), records=body)
         total_pages = _total_pages(response)
-        if not body or (page_number >= total_pages if total_pages is not None else len(body) < per_page):
-            return  # without X-WP-TotalPages (a proxy dropped it), a short page is the last one
+        if not body or (total_pages is not None and page_number >= total_pages):
+            return  # without X-WP-TotalPages (a proxy dropped it), only an empty page is the last one: a plugin
+            # that hides orders from REST answers, or a host that caps per_page, makes short pages mid-collection
         newest = max((t for t in (gmt(o.get("date_modified_gmt")) for o in body if isinstance(o, dict)) if t),
                      default=None)
         if newest is not None and (lower is None or newest > lower):
