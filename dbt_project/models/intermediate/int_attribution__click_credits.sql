@@ -1,17 +1,13 @@
--- §6 click credit: each model's credit per referrer over an order's eligible clicks (int_order_eligible_clicks),
--- for the attributable orders a code does not credit (§6.2 code beats click), one row per credited
--- (order, model, referrer).
---   Clicks are ordered oldest first by (clicked_at, length(click_id), click_id, network_id), so the last one is the
---   §6.3 last-click winner (ties to the greatest click_id in (length, text) order).
---     last_click / first_click: the last / first click gets 1;   linear: 1/n each;
---     position_based: one click 1, two clicks 0.5 each, else 0.4 first, 0.4 last, 0.2 shared by the middle;
---     time_decay: weight 2^(-age / half-life), age = t - clicked_at, normalised per order.
---   Split credits are rounded to 10 decimals and the last referrer (by id) takes the remainder, so every
---   (order, model) sums to exactly 1; cum_credit is the credit of the referrers up to and including this one, in
---   which int_order_attribution allocates money to the cent.
--- Shaped for speed: the eligible clicks are sorted once (by order and click time); the per-referrer aggregation and
--- the rounding of all models read that order (referrers ascending within an order), so no wide row is sorted.
--- Ephemeral: compiled into int_order_attribution's statement, scoped to the orders its run recomputes.
+-- §6 click credit: each model's credit per referrer over an order's eligible clicks (int_order_eligible_clicks), for
+-- the attributable orders no code credits (§6.2 code beats click); one row per credited (order, model, referrer).
+--   Clicks are ordered oldest first by (clicked_at, length(click_id), click_id, network_id): the last one is the
+--   §6.3 last-click winner. last_click / first_click: the last / first click gets 1; linear: 1/n each;
+--   position_based: one click 1, two 0.5 each, else 0.4 first, 0.4 last, 0.2 shared by the middle;
+--   time_decay: weight 2^(-age / 7 days), age = t - clicked_at, normalised per order.
+--   Split credits are rounded to 10 decimals, the last referrer (by id) taking the remainder, so every (order, model)
+--   sums to exactly 1; cum_credit (the referrers up to this one) is what int_order_attribution allocates cents by.
+-- Fast: the clicks are sorted once (by order and click time) and every model reads that order. Ephemeral: compiled
+-- into int_order_attribution's statement, scoped to the orders its run recomputes.
 {{ config(materialized='ephemeral') }}
 -- depends_on: {{ ref('int_orders__changed') }}
 {%- set split_models = ['linear', 'position_based', 'time_decay'] %}
