@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from alliance.config import AllianceConfig, Partner, ReferralNetwork
 from alliance.warehouse import WarehouseError, connect
 from connectors import woocommerce
-from connectors.credentials import MissingCredentials, credentials_label, read_secret
+from connectors.credentials import ConnectionLookup, MissingCredentials, credentials_label, read_secret
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.landing import (
@@ -51,6 +51,8 @@ class IngestOptions:
     http: HttpPolicy = field(default_factory=HttpPolicy)
     # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
     as_of: datetime | None = None
+    # where `credentials_conn` secrets are looked up (alliance.airflow_credentials); None: environment only
+    connections: ConnectionLookup | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -84,10 +86,10 @@ def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNe
     return None
 
 
-def source_credentials(source: Partner | ReferralNetwork) -> str:
-    """The source's secret from `credentials_env` or the Airflow connection `credentials_conn`."""
+def source_credentials(source: Partner | ReferralNetwork, connections: ConnectionLookup | None = None) -> str:
+    """The source's secret from `credentials_env` or the connection `credentials_conn`, as a SourceError if absent."""
     try:
-        return read_secret(source)
+        return read_secret(source, connections)
     except MissingCredentials as exc:
         raise SourceError(str(exc)) from None
 
@@ -141,7 +143,7 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
 def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetime | None,  # noqa: ANN001
           cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
-    credentials = source_credentials(source)
+    credentials = source_credentials(source, options.connections)
     ref = SourceRef(source.id, credentials_label(source))
     session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:

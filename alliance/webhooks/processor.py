@@ -32,7 +32,7 @@ from alliance.webhooks.sources import (
     SHOPIFY_ORDER_TOPICS,
     WOO_ORDER_TOPICS,
 )
-from connectors.credentials import credentials_label
+from connectors.credentials import ConnectionLookup, credentials_label
 from connectors.erasure import erase_customer, erase_storefront_customers
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
@@ -118,7 +118,8 @@ class InboxProcessor:
 
     def __init__(self, config: AllianceConfig, warehouse_url: str, *, on_landed: Callable[[], None] | None = None,
                  poll: float = 1.0, retry_base: float = 5.0, retry_max: float = 900.0, max_attempts: int = 20,
-                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY) -> None:
+                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY, connections: ConnectionLookup | None = None
+                 ) -> None:
         self.partners: dict[str, Partner] = {p.id: p for p in config.storefronts}
         self.url = warehouse_url
         self.on_landed = on_landed
@@ -127,6 +128,7 @@ class InboxProcessor:
         self.retry_max = retry_max
         self.max_attempts = max_attempts
         self.refund_policy = refund_policy
+        self.connections = connections  # where `credentials_conn` secrets come from (refund look-ups)
         self.salt = pii_salt()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -286,7 +288,7 @@ class InboxProcessor:
         ref = SourceRef(partner.id, credentials_label(partner))
         fetched = [dict(order)]
         try:
-            auth = split_key_secret(source_credentials(partner), ref)
+            auth = split_key_secret(source_credentials(partner, self.connections), ref)
             with make_session(self.refund_policy, partner.requests_per_second,
                               origin_url=partner.base_url) as session:
                 attach_refunds(session, orders_url(partner.base_url or ""), ref, auth, fetched)
