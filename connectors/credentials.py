@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from connectors.platforms import get as get_platform
+
 
 class CredentialSource(Protocol):
     id: str
@@ -28,9 +30,6 @@ class ConnectionLookup(Protocol):
 
 class MissingCredentials(Exception):
     """The secret is not where the config says; str() names the source, the place and the fix (never a value)."""
-
-
-TOKEN_PLATFORMS = frozenset({"shopify"})  # the secret is one token: a connection's login is not part of it
 
 
 def credentials_label(source: CredentialSource) -> str:
@@ -61,7 +60,7 @@ def connection_secret(source: CredentialSource, connections: ConnectionLookup | 
     if not password:
         raise MissingCredentials(f"{source.id}: Airflow connection `{conn_id}` has no password: put the token "
                                  "(or the secret, with the key or sid as login) in its password field")
-    if source.platform in TOKEN_PLATFORMS or not login:
+    if get_platform(source.platform).token_credentials or not login:
         return password
     return f"{login}:{password}"
 

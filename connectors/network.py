@@ -144,7 +144,7 @@ WEBHOOKS = WebhookScheme("network", "x-alliance-signature", "x-alliance-delivery
 
 PLATFORM = Platform(
     name="referral_network", entity="clicks",
-    paginator=lambda page_size: NextUriPaginator(page_size), page_size_option="network_page_size",
+    paginator=NextUriPaginator, page_size_option="network_page_size",
     validate=validate_click, dates=version_dates, cancelled=lambda record: False, customer_email=customer_email,
     allow_lists={"clicks": CLICK},
     webhooks=WEBHOOKS,

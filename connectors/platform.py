@@ -8,6 +8,7 @@ allow-lists, the webhook receiver); adding a platform now means adding one file 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ class WebhookScheme:
     record_topics: frozenset[str]  # bodies that are the platform's records (orders, clicks), landed like a poll page
     delete_topics: frozenset[str] = frozenset()  # bodies naming a deleted order
     compliance_topics: frozenset[str] = frozenset()  # privacy requests (Shopify's mandatory compliance webhooks)
+    unsigned_ping: re.Pattern[bytes] | None = None  # an unsigned body answered 200 and dropped (a creation ping)
 
     @property
     def topics(self) -> frozenset[str]:
@@ -53,5 +55,6 @@ class Platform:
     customer_email: Callable[[dict], str | None]  # the field holding the customer's e-mail (a key once scrubbed)
     allow_lists: Mapping[str, Spec]  # entity (orders, refunds, clicks) or webhook topic -> what may be kept
     webhooks: WebhookScheme | None = None
+    token_credentials: bool = False  # the secret is one token: a connection's login is not part of it (Shopify)
     refund_lookup: RefundLookup | None = None  # fetches refunds the order body only lists (WooCommerce) ...
     refunds_key: str | None = None  # ... into this field of the order

@@ -252,7 +252,7 @@ WEBHOOKS = WebhookScheme(
 
 PLATFORM = Platform(
     name="shopify", entity="orders",
-    paginator=lambda page_size: LinkHeaderPaginator(page_size), page_size_option="shopify_page_size",
+    paginator=LinkHeaderPaginator, page_size_option="shopify_page_size", token_credentials=True,
     validate=validate_order, dates=version_dates, cancelled=carries_cancelled_status, customer_email=first_email,
     allow_lists={"orders": ORDER, "orders/create": ORDER, "orders/updated": ORDER, "orders/delete": ORDER_DELETION,
                  "refunds": ORDER["refunds"],  # type: ignore[dict-item]

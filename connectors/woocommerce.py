@@ -15,6 +15,7 @@ list gets `GET /orders/{id}/refunds`, stored in the order under `alliance_refund
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,11 +224,12 @@ WEBHOOKS = WebhookScheme(
     "woocommerce", "x-wc-webhook-signature", "x-wc-webhook-delivery-id", "x-wc-webhook-topic",
     record_topics=frozenset({"order.created", "order.updated", "order.restored"}),
     delete_topics=frozenset({"order.deleted"}),
+    unsigned_ping=re.compile(rb"webhook_id=\d{1,20}"),  # sent unsigned when a webhook is created
 )
 
 PLATFORM = Platform(
     name="woocommerce", entity="orders",
-    paginator=lambda page_size: ModifiedWindowPaginator(page_size), page_size_option="woocommerce_page_size",
+    paginator=ModifiedWindowPaginator, page_size_option="woocommerce_page_size",
     validate=validate_order, dates=version_dates, cancelled=carries_cancelled_status, customer_email=billing_email,
     allow_lists={"orders": ORDER, "order.created": ORDER, "order.updated": ORDER, "order.restored": ORDER,
                  "order.deleted": ORDER_DELETION,
