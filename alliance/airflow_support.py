@@ -10,6 +10,7 @@ import os
 
 from airflow.sdk import Asset, BaseNotifier, Variable
 
+from alliance.airflow_credentials import require_connections
 from alliance.assets import table_uri
 from alliance.config import AllianceConfig, load_config
 
@@ -34,7 +35,7 @@ PUBLISHED = [table_asset("analytics", table) for table in PUBLISHED_TABLES]
 def dag_config() -> AllianceConfig:
     """The config named by the Airflow Variable `alliance_config`, else ALLIANCE_CONFIG."""
     path = Variable.get("alliance_config", default=None) or os.environ.get("ALLIANCE_CONFIG")
-    return load_config(path)
+    return require_connections(load_config(path))
 
 
 class AllianceFailureNotifier(BaseNotifier):

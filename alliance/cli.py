@@ -7,7 +7,7 @@ import re
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from alliance.config import AllianceConfig, ConfigError, load_config
 from alliance.warehouse import WarehouseError, redact, warehouse_url
+
+if TYPE_CHECKING:
+    from connectors.ingest import IngestOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="alliance: e-commerce alliance data pipeline")
 console = Console()
@@ -43,11 +46,22 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _config(path: Path | None, *, require_secrets: bool = True) -> AllianceConfig:
+    from alliance.airflow_credentials import require_connections
+
     try:
-        return load_config(path, require_secrets=require_secrets)
+        cfg = load_config(path, require_secrets=require_secrets)
+        return require_connections(cfg) if require_secrets else cfg
     except ConfigError as exc:
         err.print(f"[bold red]config error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
+
+
+def _ingest_options() -> IngestOptions:
+    """Production ingest knobs, with `credentials_conn` secrets read from Airflow's connections."""
+    from alliance.airflow_credentials import airflow_connection
+    from connectors.ingest import IngestOptions
+
+    return IngestOptions(connections=airflow_connection)
 
 
 def _as_of(value: str | None, option: str = "--as-of") -> date | None:
@@ -152,9 +166,9 @@ def ingest(
         for source_id in source or cfg.source_ids():
             rewind(url, source_id, start)
     if source:
-        results = [ingest_source(cfg, s, url) for s in source]
+        results = [ingest_source(cfg, s, url, options=_ingest_options()) for s in source]
     else:
-        results = ingest_all(cfg, url)
+        results = ingest_all(cfg, url, options=_ingest_options())
     if not _print_ingest(results):
         raise typer.Exit(1)
 
@@ -193,7 +207,7 @@ def run(config: ConfigOption = None, as_of: AsOfOption = None, wait: WaitOption 
     cfg = _config(config)
     day = _as_of(as_of)
     _salt()
-    ok = _print_ingest(ingest_all(cfg, _url()))
+    ok = _print_ingest(ingest_all(cfg, _url(), options=_ingest_options()))
     _transform(cfg, day, wait)
     if not ok:
         err.print("[yellow]some sources failed to ingest; published data covers the others[/]")

@@ -327,20 +327,6 @@ def missing_secrets(cfg: AllianceConfig) -> list[str]:
     return missing
 
 
-def missing_connections(cfg: AllianceConfig) -> list[str]:
-    """Problems with `credentials_conn` sources: the Airflow connection is absent or holds no password."""
-    from connectors.credentials import MissingCredentials, read_secret
-
-    problems = []
-    for source in [*cfg.storefronts, *cfg.referral_networks]:
-        if source.credentials_conn:
-            try:
-                read_secret(source)
-            except MissingCredentials as exc:
-                problems.append(str(exc))
-    return problems
-
-
 def resolve_config_path(path: str | Path | None = None) -> Path:
     """`--config` first, then ALLIANCE_CONFIG, then config/alliance.yml."""
     chosen = path or os.environ.get("ALLIANCE_CONFIG") or DEFAULT_CONFIG
@@ -383,7 +369,6 @@ def load_config(path: str | Path | None = None, *, require_secrets: bool = True)
         if missing:
             problems.append("credentials_env not set for " + ", ".join(missing)
                             + "; export each variable (token, key:secret or sid:token) before running")
-        problems += missing_connections(cfg)
         if problems:
             raise ConfigError(f"{file}: " + "; ".join(problems))
     return cfg

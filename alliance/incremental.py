@@ -9,16 +9,17 @@ build that did not finish cleanly, makes the next build a `--full-refresh`.
 The published fact tables (`fct_orders`, `fct_order_attribution`, `fct_referrals`) are incremental as well: a
 publish recycles the snapshot it retires as the next build schema (alliance/publish.py), and `ops.mart_snapshots`
 records, per schema (by oid, which survives renames), the work-table state its marts contain and the fingerprint
-they were built with. A build replaces the orders recomputed since then (dbt_project/macros/alliance_helpers.sql);
-a schema built with another fingerprint, or with no record, is dropped first and its marts built from scratch.
+they were built with. A build replaces the orders recomputed since then
+(dbt_project/macros/incremental/mart_snapshots.sql); a schema built with another fingerprint, or with no record, is
+dropped first and its marts built from scratch.
 
 Incremental builds run dbt's `incremental_build` selector (dbt_project/selectors.yml): the views are not re-created
 and the config's tests not re-run, since both are covered by the fingerprint. Builds skip dbt's unit tests, as dbt
 recommends for production: they test model code on fixed inputs, not data,
 so they run where code changes are checked (`make test` / CI: tests/test_dbt_build.py runs every one of them and
 fails on any). An incremental build's data tests on the large tables check only the orders and clicks it rewrote
-(dbt_project/macros/test_scoping.sql); the other rows passed the same tests in the last successful build, whose
-fingerprint (same code and config) this one has.
+(dbt_project/macros/incremental/test_scoping.sql); the other rows passed the same tests in the last successful build,
+whose fingerprint (same code and config) this one has.
 """
 
 from __future__ import annotations

@@ -45,11 +45,12 @@ def backfill_start(params: dict | None, dag_run: object = None, interval_start: 
 
 
 def ingest_one(config: AllianceConfig, source_id: str, since: date | None = None) -> dict:
-    from connectors.ingest import ingest_source
+    from alliance.airflow_credentials import airflow_connection
+    from connectors.ingest import IngestOptions, ingest_source
 
     if since is not None:
         rewind(None, source_id, since)
-    result = ingest_source(config, source_id)
+    result = ingest_source(config, source_id, options=IngestOptions(connections=airflow_connection))
     if result.status != "succeeded":
         raise IngestFailed(result.error or f"{source_id}: ingest failed")
     return {k: str(v) if v is not None and not isinstance(v, int | str) else v for k, v in asdict(result).items()}

@@ -182,13 +182,15 @@ def run_ours(base_url: str, db: str, **_: object) -> dict:
 def run_http(base_url: str, docs_file: str | None = None, **_: object) -> dict:
     from connectors.errors import SourceRef
     from connectors.http import make_session
-    from connectors.shopify import iter_order_pages
+    from connectors.shopify import LinkHeaderPaginator
 
     session = make_session()
     count = 0
     out = open(docs_file, "w", encoding="utf-8") if docs_file else None  # noqa: SIM115
     started = time.perf_counter()
-    for page in iter_order_pages(session, f"{base_url}/{PARTNER}", TOKEN, SourceRef(PARTNER, "BENCH_TOKEN"), None):
+    ref = SourceRef(PARTNER, "BENCH_TOKEN")
+    pages = LinkHeaderPaginator().pages(session, f"{base_url}/{PARTNER}", TOKEN, ref, None)
+    for page in pages:
         count += len(page.records)
         if out:  # for the landing ceiling: one document per line, escaped for COPY's text format
             out.writelines(json.dumps(r, separators=(",", ":")).replace("\\", "\\\\") + "\n" for r in page.records)

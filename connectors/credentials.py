@@ -1,11 +1,11 @@
-"""Where a partner's secret comes from: an environment variable (`credentials_env`) or an Airflow connection
+"""Where a partner's secret comes from: an environment variable (`credentials_env`) or a named connection
 (`credentials_conn`), exactly one of the two (PRODUCT.md §3).
 
-Why an Airflow connection: in a deployment the scheduler's secrets backend (the metastore, Vault, AWS
-Secrets Manager, or `AIRFLOW_CONN_<ID>` variables in JSON or URI form) already keeps secrets; reading it
-through Airflow's public API (`airflow.sdk.Connection.get`) means alliance needs no secrets of its own.
-A connection holds `login` + `password` (WooCommerce key:secret, network sid:token) or the password
-alone (a Shopify token, or a whole `key:secret`).
+Why a lookup is handed in: in a deployment the scheduler's secrets backend (Airflow's metastore, Vault, AWS
+Secrets Manager, or `AIRFLOW_CONN_<ID>` variables) already keeps secrets, but the connectors know no scheduler.
+Whoever runs them (the Airflow task, the CLI, the webhook receiver) passes a `ConnectionLookup`; the Airflow one
+is alliance/airflow_credentials.py. A connection holds `login` + `password` (WooCommerce key:secret, network
+sid:token) or the password alone (a Shopify token, or a whole `key:secret`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,19 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from connectors.platforms import get as get_platform
+
 
 class CredentialSource(Protocol):
     id: str
     platform: str
     credentials_env: str | None
     credentials_conn: str | None
+
+
+class ConnectionLookup(Protocol):
+    def __call__(self, conn_id: str) -> tuple[str, str] | None:
+        """(login, password) of the connection `conn_id`, or None when there is no such connection."""
 
 
 class MissingCredentials(Exception):
@@ -37,31 +44,31 @@ def conn_env_var(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def read_connection_secret(conn_id: str, platform: str, source_id: str) -> str:
-    """The secret held by an Airflow connection, as the connectors take it (`token` or `login:password`)."""
-    from airflow.sdk import Connection  # Airflow is heavy to import: only sources using a connection pay for it
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = Connection.get(conn_id)
-    except AirflowNotFoundException:
+def connection_secret(source: CredentialSource, connections: ConnectionLookup | None) -> str:
+    """The secret held by the source's connection, as the connectors take it (`token` or `login:password`)."""
+    conn_id = source.credentials_conn or ""
+    if connections is None:
+        raise MissingCredentials(f"{source.id}: credentials_conn `{conn_id}` names an Airflow connection, but this "
+                                 "run was given no connection lookup: run it from Airflow or the `alliance` CLI, "
+                                 "or use credentials_env")
+    found = connections(conn_id)
+    if found is None:
         raise MissingCredentials(
-            f"{source_id}: credentials_conn `{conn_id}` is not an Airflow connection: add it in Airflow "
-            f"(Admin > Connections, login and password) or set {conn_env_var(conn_id)}") from None
-    login = (conn.login or "").strip()
-    password = (conn.password or "").strip()
+            f"{source.id}: credentials_conn `{conn_id}` is not an Airflow connection: add it in Airflow "
+            f"(Admin > Connections, login and password) or set {conn_env_var(conn_id)}")
+    login, password = (part.strip() for part in found)
     if not password:
-        raise MissingCredentials(f"{source_id}: Airflow connection `{conn_id}` has no password: put the token "
+        raise MissingCredentials(f"{source.id}: Airflow connection `{conn_id}` has no password: put the token "
                                  "(or the secret, with the key or sid as login) in its password field")
-    if platform in ("shopify", "shopify_graphql") or not login:
+    if get_platform(source.platform).token_credentials or not login:
         return password
     return f"{login}:{password}"
 
 
-def read_secret(source: CredentialSource) -> str:
-    """The source's secret from its environment variable or Airflow connection; MissingCredentials if absent."""
+def read_secret(source: CredentialSource, connections: ConnectionLookup | None = None) -> str:
+    """The source's secret from its environment variable or its connection; MissingCredentials if absent."""
     if source.credentials_conn:
-        return read_connection_secret(source.credentials_conn, source.platform, source.id)
+        return connection_secret(source, connections)
     env = source.credentials_env or ""
     value = os.environ.get(env, "").strip() if env else ""
     if not value:

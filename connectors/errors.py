@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
 
-from connectors.http import ForeignOriginError
+from connectors.http import ForeignOriginError, retry_body_cut
 
 
 class SourceError(RuntimeError):
@@ -89,22 +87,10 @@ def foreign_origin_error(ref: SourceRef, via: str, target: str, allowed: str) ->
 
 def get_json(session: requests.Session, url: str, ref: SourceRef, **kwargs) -> tuple[object, requests.Response]:  # noqa: ANN003
     """GET url and decode JSON, turning every failure into a SourceError."""
-    policy = getattr(session, "policy", None)
-    attempts = 1 + (policy.read_retries if policy else 3)
-    for attempt in range(attempts):
-        try:
-            response = session.get(url, **kwargs)
-            response.content  # noqa: B018 - read the body now: a connection cut mid-body is retried here
-            break
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            # urllib3 retries failures before the headers; a body cut short surfaces only here
-            if attempt + 1 >= attempts:
-                raise describe_transport_error(exc, url, ref) from None
-            delay = min(policy.backoff_max if policy else 5.0,
-                        (policy.backoff_factor if policy else 0.5) * 2 ** attempt)
-            time.sleep(delay * random.uniform(0.5, 1.5))
-        except requests.RequestException as exc:
-            raise describe_transport_error(exc, url, ref) from None
+    try:
+        response = retry_body_cut(session, url, **kwargs)
+    except requests.RequestException as exc:
+        raise describe_transport_error(exc, url, ref) from None
     check_response(response, ref)
     try:
         return orjson.loads(response.content), response

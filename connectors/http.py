@@ -1,6 +1,11 @@
 """One HTTP session per source: retries with backoff and jitter, server-directed waits, timeouts, rate limit,
 and credentials that never leave the partner's origin.
 
+One retry policy: urllib3's `Retry`, mounted on the session's HTTPAdapter, decides and times every retry
+(429/5xx with Retry-After, connection and read failures); `retry_body_cut` hands it the one failure urllib3
+cannot see (an answer cut short mid-body, read after the headers), so that too is counted and timed by it.
+Every wait, backoff included, goes through the injected clock (connectors/clock.py).
+
 Why: partner APIs throttle (429 + Retry-After, or X-RateLimit-Reset) and fail transiently (5xx); a
 connector must wait as told, retry idempotent GETs a bounded number of times and never hang. requests
 follows redirects by default and re-sends custom headers (X-Shopify-Access-Token) and, on the same host,
@@ -19,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
 from connectors.clock import SYSTEM_CLOCK, Clock
@@ -41,7 +46,7 @@ class HttpPolicy:
     retry_after_max: float = 120.0
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # rate-limit and throttle waits (not retry backoff)
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # every wait: rate limit, throttle, retry backoff
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -71,7 +76,21 @@ class ForeignOriginError(requests.exceptions.InvalidURL):
 
 
 class AllianceRetry(Retry):
-    """urllib3 Retry that also accepts fractional `Retry-After` and the network's `X-RateLimit-Reset`."""
+    """urllib3 Retry that also accepts fractional `Retry-After` and the network's `X-RateLimit-Reset`, and waits
+    on the injected clock."""
+
+    def __init__(self, *args, clock: Clock = SYSTEM_CLOCK, **kwargs) -> None:  # noqa: ANN002, ANN003 - Retry's
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def new(self, **kw) -> AllianceRetry:  # noqa: ANN003 - Retry's keywords
+        kw.setdefault("clock", self.clock)
+        return super().new(**kw)
+
+    def sleep(self, response=None) -> None:  # noqa: ANN001 - urllib3's BaseHTTPResponse
+        """The server's Retry-After when it gave one, else the exponential backoff; on the injected clock."""
+        seconds = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+        self.clock.sleep(seconds or self.get_backoff_time())
 
     def parse_retry_after(self, retry_after: str) -> float:
         if _SECONDS.match(retry_after):
@@ -108,6 +127,7 @@ class SourceSession(requests.Session):
         super().__init__()
         self.policy = policy
         self.origin_url = origin_url
+        self.retry: Retry = Retry(0)  # make_session mounts the policy's AllianceRetry and keeps it here
         self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
         self._next_slot = 0.0
         self._slot_lock = threading.Lock()
@@ -162,8 +182,10 @@ def make_session(policy: HttpPolicy | None = None, requests_per_second: float | 
         allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
         raise_on_status=False,  # hand back the last response so the caller can say what failed
+        clock=policy.clock,
     )
     session = SourceSession(policy, requests_per_second, origin_url)
+    session.retry = retry
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -171,3 +193,23 @@ def make_session(policy: HttpPolicy | None = None, requests_per_second: float | 
     session.headers["User-Agent"] = "alliance-connector/0.1"
     session.headers["Accept"] = "application/json"
     return session
+
+
+def retry_body_cut(session: requests.Session, url: str, **kwargs) -> requests.Response:  # noqa: ANN003
+    """GET `url` and read its body; an answer cut short mid-body is retried under the session's urllib3 Retry.
+
+    Why: urllib3 retries what fails before the headers; requests reads the body afterwards, outside it. Handing
+    the cut to the same Retry (`increment` as a read error, then its `sleep`) keeps one budget and one backoff.
+    """
+    retry: Retry = getattr(session, "retry", None) or Retry(0)
+    while True:
+        try:
+            response = session.get(url, **kwargs)
+            response.content  # noqa: B018 - read the body now, inside the retry
+            return response
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            try:
+                retry = retry.increment("GET", url, error=ProtocolError(str(exc)))
+            except (MaxRetryError, ProtocolError):  # the budget is spent
+                raise exc from None
+            retry.sleep()

@@ -16,25 +16,23 @@ from datetime import UTC, datetime, timedelta
 
 from alliance.config import AllianceConfig, Partner, ReferralNetwork
 from alliance.warehouse import WarehouseError, connect
-from connectors import woocommerce
-from connectors.credentials import MissingCredentials, credentials_label, read_secret
+from connectors.credentials import ConnectionLookup, MissingCredentials, credentials_label, read_secret
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.landing import (
-    PreparedPage,
     ensure_raw_schema,
     finish_load,
     land_clicks_page,
     land_orders_page,
-    prepare_page,
     read_cursor,
     start_load,
     try_lock_source,
 )
-from connectors.network import iter_click_pages
 from connectors.paging import Page
 from connectors.pii import PiiError, pii_salt
-from connectors.shopify import iter_order_pages
+from connectors.platform import Platform
+from connectors.platforms import PreparedPage, UnknownPlatform, prepare_page
+from connectors.platforms import get as get_platform
 
 log = logging.getLogger("alliance.ingest")
 
@@ -51,6 +49,8 @@ class IngestOptions:
     http: HttpPolicy = field(default_factory=HttpPolicy)
     # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
     as_of: datetime | None = None
+    # where `credentials_conn` secrets are looked up (alliance.airflow_credentials); None: environment only
+    connections: ConnectionLookup | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -84,10 +84,10 @@ def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNe
     return None
 
 
-def source_credentials(source: Partner | ReferralNetwork) -> str:
-    """The source's secret from `credentials_env` or the Airflow connection `credentials_conn`."""
+def source_credentials(source: Partner | ReferralNetwork, connections: ConnectionLookup | None = None) -> str:
+    """The source's secret from `credentials_env` or the connection `credentials_conn`, as a SourceError if absent."""
     try:
-        return read_secret(source)
+        return read_secret(source, connections)
     except MissingCredentials as exc:
         raise SourceError(str(exc)) from None
 
@@ -100,12 +100,16 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
     if source is None:
         return IngestResult(source_id, "orders", status="failed",
                             error=f"{source_id}: not a partner or referral network in {config.source_file}")
-    is_network = isinstance(source, ReferralNetwork)
-    entity = "clicks" if is_network else "orders"
-    platform = "referral_network" if is_network else source.platform
+    name = "referral_network" if isinstance(source, ReferralNetwork) else source.platform
+    entity = "clicks" if isinstance(source, ReferralNetwork) else "orders"
     result = IngestResult(source_id, entity)
-    if platform == "none":
+    if name == "none":
         result.status, result.error = "skipped", "platform none (refers shoppers only, no storefront to pull)"
+        return result
+    try:
+        platform = get_platform(name)
+    except UnknownPlatform as exc:
+        result.status, result.error = "failed", f"{source_id}: {exc}"
         return result
     try:
         with connect(warehouse_url) as conn:
@@ -120,7 +124,7 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
             cursor = read_cursor(conn, source_id, entity)
             since = cursor - options.lookback if cursor else None
             sync_start = datetime.now(UTC)  # before raw.loads.started_at: the cursor never passes it - skew
-            load_id = start_load(conn, source_id, entity, platform, since)
+            load_id = start_load(conn, source_id, entity, platform.name, since)
             result.load_id = str(load_id)
             try:
                 _pull(conn, source, platform, since, sync_start - options.skew, load_id, result, options)
@@ -138,29 +142,19 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
     return result
 
 
-def _pull(conn, source: Partner | ReferralNetwork, platform: str, since: datetime | None,  # noqa: ANN001
+def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: datetime | None,  # noqa: ANN001
           cap: datetime, load_id, result: IngestResult, options: IngestOptions) -> None:  # noqa: ANN001
     salt = pii_salt()
-    credentials = source_credentials(source)
+    credentials = source_credentials(source, options.connections)
     ref = SourceRef(source.id, credentials_label(source))
+    paginator = platform.paginator(getattr(options, platform.page_size_option))
     session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:
-        if platform == "shopify":
-            pages = iter_order_pages(session, source.base_url or "", credentials, ref, since,
-                                     options.shopify_page_size)
-        elif platform == "woocommerce":
-            pages = woocommerce.iter_order_pages(session, source.base_url or "", credentials, ref, since,
-                                                 options.woocommerce_page_size)
-        elif platform == "referral_network":
-            pages = iter_click_pages(session, source.base_url or "", credentials, ref, since,
-                                     options.network_page_size)
-        else:
-            raise SourceError(f"{source.id}: unknown platform {platform}")
-        entity = "clicks" if platform == "referral_network" else "orders"
-        for page, prepared in _prefetched(pages, lambda p: prepare_page(entity, platform, p.records, salt)):
-            if entity == "orders":
-                outcome = land_orders_page(conn, load_id, source.id, platform, prepared, salt=salt, cursor_cap=cap,
-                                           as_of=options.as_of)
+        pages = paginator.pages(session, source.base_url or "", credentials, ref, since)
+        for page, prepared in _prefetched(pages, lambda p: prepare_page(platform.name, p.records, salt)):
+            if platform.entity == "orders":
+                outcome = land_orders_page(conn, load_id, source.id, platform.name, prepared, salt=salt,
+                                           cursor_cap=cap, as_of=options.as_of)
             else:
                 outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap,
                                            as_of=options.as_of)

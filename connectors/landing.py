@@ -1,4 +1,7 @@
-"""Land pages into raw.* idempotently: validate, quarantine, COPY, upsert and move the cursor in one transaction.
+"""Land pages into raw.* idempotently: quarantine, COPY, upsert and move the cursor in one transaction.
+
+What a valid record is belongs to its platform (connectors/shopify.py, woocommerce.py, network.py, reached
+through connectors/platforms.py); this module only stores what they accepted and quarantines what they refused.
 
 Why: a rerun, or a run killed halfway, must lose nothing and duplicate nothing (PRODUCT.md §7). Each page
 is one transaction holding its rows AND the cursor that covers them, so a crash between pages leaves the
@@ -11,33 +14,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
 import psycopg
 
 from alliance.migrate import migrate
-from connectors.minimise import minimise
-from connectors.pii import customer_key, scrub, scrub_to_json
-
-
-class RecordError(ValueError):
-    """A record that cannot be read; the message is the quarantine reason."""
-
-    def __init__(self, reason: str, record_key: str | None = None) -> None:
-        super().__init__(reason)
-        self.record_key = record_key
-
-
-@dataclass(frozen=True)
-class ValidRecord:
-    key: str
-    timestamp: datetime  # updated_at for orders, EventDate for clicks (UTC)
-    customer_key: str | None
-    payload_json: str  # the record as JSON, e-mails replaced by their customer_key
-    dates: tuple[tuple[str, datetime], ...] = ()  # every date of the version that must not be in the future
-    cancelled: bool = False  # the version carries the platform's cancelled status (orders)
+from connectors.pii import scrub
+from connectors.platforms import PreparedPage, minimise, prepare_page
+from connectors.records import RecordError, ValidRecord, kind_of
 
 
 @dataclass
@@ -102,230 +87,7 @@ def finish_load(conn: psycopg.Connection, load_id: uuid.UUID, status: str, error
         )
 
 
-# --- validation -----------------------------------------------------------------------------------------
-# Reasons name the record (partner/network, id or page position), the field and the rule, and at most the JSON
-# type of what was found: never the value, which may be a customer's (PRODUCT.md §4).
-
-def kind_of(value: object) -> str:
-    """The JSON type of `value` (`text`, `number`, ...): what a reason may say about a bad value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "blank text" if not value.strip() else "text"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def _timestamp(value: object, what: str, required: bool = True) -> datetime | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
-    if parsed.tzinfo is None:
-        raise RecordError(f"{what} has no UTC offset")
-    return parsed.astimezone(UTC)
-
-
-def _amount(value: object, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise RecordError(f"{what} is not a number (found {kind_of(value)})")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise RecordError(f"{what} is not a number (found {kind_of(value)})") from None
-    if not amount.is_finite():
-        raise RecordError(f"{what} is not a finite number")
-    return amount
-
-
-def _record_id(value: object, kind: str, position: int) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise RecordError(f"{kind} at position {position} of the page: missing id")
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise RecordError(f"{kind} at position {position} of the page: id is not an integer or string "
-                          f"(found {kind_of(value)})")
-    return str(value).strip()
-
-
-def _optional_text(record: dict, key: str, field: str | None = None) -> None:
-    """`record[key]` is absent, null or text; the reason names `field` (default: the key)."""
-    if record.get(key) is not None and not isinstance(record[key], str):
-        raise RecordError(f"{field or key} is not text (found {kind_of(record[key])})")
-
-
-def first_email(order: dict) -> str | None:
-    """The order's customer e-mail: `email`, else `contact_email`, else `customer.email`."""
-    customer = order.get("customer") if isinstance(order.get("customer"), dict) else {}
-    for value in (order.get("email"), order.get("contact_email"), customer.get("email")):
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
-
-
-def _order_identity(record: object, position: int) -> tuple[str, str]:
-    """The order's id and the `order <id>` prefix of its quarantine reasons, or why it has none."""
-    if not isinstance(record, dict):
-        raise RecordError(f"order at position {position} of the page is {type(record).__name__}, not an object")
-    order_id = _record_id(record.get("id"), "order", position)
-    return order_id, f"order {order_id}"
-
-
-def _currency(currency: object) -> None:
-    if not isinstance(currency, str) or len(currency.strip()) != 3:
-        raise RecordError(f"currency is not a 3-letter code (found {kind_of(currency)})")
-
-
-def validate_shopify_order(record: object, position: int, salt: str) -> ValidRecord:
-    """Check every field the models read; the first problem becomes the quarantine reason."""
-    order_id, where = _order_identity(record, position)
-    try:
-        updated = _timestamp(record.get("updated_at"), "updated_at")
-        _timestamp(record.get("created_at"), "created_at")
-        _timestamp(record.get("cancelled_at"), "cancelled_at", required=False)
-        _amount(record.get("subtotal_price"), "subtotal_price")
-        _currency(record.get("currency"))
-        if "test" in record and not isinstance(record["test"], bool):
-            raise RecordError(f"test is not true/false (found {kind_of(record['test'])})")
-        for key in ("email", "contact_email", "landing_site", "financial_status"):
-            _optional_text(record, key)
-        customer = record.get("customer")
-        if customer is not None and not isinstance(customer, dict):
-            raise RecordError(f"customer is not an object (found {kind_of(customer)})")
-        codes = record.get("discount_codes") or []
-        if not isinstance(codes, list):
-            raise RecordError("discount_codes is not a list")
-        for i, code in enumerate(codes):
-            if not isinstance(code, dict) or not isinstance(code.get("code"), str):
-                raise RecordError(f"discount_codes[{i}] has no text `code`")
-        refunds = record.get("refunds") or []
-        if not isinstance(refunds, list):
-            raise RecordError("refunds is not a list")
-        for i, refund in enumerate(refunds):
-            if not isinstance(refund, dict):
-                raise RecordError(f"refunds[{i}] is not an object")
-            _timestamp(refund.get("created_at"), f"refunds[{i}].created_at")
-            items = refund.get("refund_line_items") or []
-            if not isinstance(items, list):
-                raise RecordError(f"refunds[{i}].refund_line_items is not a list")
-            for j, item in enumerate(items):
-                if not isinstance(item, dict):
-                    raise RecordError(f"refunds[{i}].refund_line_items[{j}] is not an object")
-                what = f"refunds[{i}].refund_line_items[{j}]"
-                if item.get("subtotal") is not None:
-                    _amount(item["subtotal"], f"{what}.subtotal")
-                else:  # older API versions: no subtotal, the refunded quantity of the line item's price
-                    line = item.get("line_item") if isinstance(item.get("line_item"), dict) else {}
-                    _amount(item.get("quantity"), f"{what}.quantity (no subtotal)")
-                    _amount(line.get("price"), f"{what}.line_item.price (no subtotal)")
-    except RecordError as exc:
-        raise RecordError(f"{where}: {exc}", order_id) from None
-    assert updated is not None
-    return ValidRecord(order_id, updated, customer_key(first_email(record), salt),
-                       stored_json("shopify", "orders", record, salt))
-
-
-def _gmt(value: object, what: str, required: bool = True) -> datetime | None:
-    """WooCommerce `*_gmt`: UTC without a zone suffix (a suffix, if present, is honoured)."""
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise RecordError(f"{what} is not an ISO-8601 timestamp (found {kind_of(value)})") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _items(record: dict, key: str, where: str) -> list:
-    items = record.get(key) or []
-    if not isinstance(items, list):
-        raise RecordError(f"{where}{key} is not a list")
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise RecordError(f"{where}{key}[{i}] is not an object")
-    return items
-
-
-def validate_woocommerce_order(record: object, position: int, salt: str) -> ValidRecord:
-    """WooCommerce order (with fetched refunds under `alliance_refunds`): every field the models read."""
-    order_id, where = _order_identity(record, position)
-    try:
-        updated = _gmt(record.get("date_modified_gmt"), "date_modified_gmt")
-        _gmt(record.get("date_created_gmt"), "date_created_gmt")
-        _currency(record.get("currency"))
-        if not isinstance(record.get("status"), str):
-            raise RecordError(f"status is not text (found {kind_of(record.get('status'))})")
-        billing = record.get("billing")
-        if billing is not None and not isinstance(billing, dict):
-            raise RecordError(f"billing is not an object (found {kind_of(billing)})")
-        if isinstance(billing, dict):
-            _optional_text(billing, "email", "billing.email")
-        customer_id = record.get("customer_id")
-        if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, (int, str))):
-            raise RecordError(f"customer_id is not an id (found {kind_of(customer_id)})")
-        for i, item in enumerate(_items(record, "line_items", "")):
-            _amount(item.get("total"), f"line_items[{i}].total")
-        for i, coupon in enumerate(_items(record, "coupon_lines", "")):
-            if not isinstance(coupon.get("code"), str):
-                raise RecordError(f"coupon_lines[{i}] has no text `code`")
-        for i, meta in enumerate(_items(record, "meta_data", "")):
-            if meta.get("key") == "_alliance_ref" and meta.get("value") is not None \
-                    and not isinstance(meta.get("value"), str):
-                raise RecordError(f"meta_data[{i}] _alliance_ref is not text (found {kind_of(meta.get('value'))})")
-        for i, refund in enumerate(_items(record, "alliance_refunds", "")):
-            _gmt(refund.get("date_created_gmt"), f"refunds[{i}].date_created_gmt")
-            for j, item in enumerate(_items(refund, "line_items", f"refunds[{i}].")):
-                _amount(item.get("total"), f"refunds[{i}].line_items[{j}].total")
-    except RecordError as exc:
-        raise RecordError(f"{where}: {exc}", order_id) from None
-    assert updated is not None
-    billing = record.get("billing") if isinstance(record.get("billing"), dict) else {}
-    return ValidRecord(order_id, updated, customer_key(billing.get("email"), salt),
-                       stored_json("woocommerce", "orders", record, salt))
-
-
-VALIDATORS = {"shopify": validate_shopify_order, "woocommerce": validate_woocommerce_order}
-
-
-def validate_click(record: object, position: int, salt: str) -> ValidRecord:
-    if not isinstance(record, dict):
-        raise RecordError(f"click at position {position} of the page is {type(record).__name__}, not an object")
-    click_id = _record_id(record.get("Id"), "click", position)
-    where = f"click {click_id}"
-    try:
-        event = _timestamp(record.get("EventDate"), "EventDate")
-        for key in ("ReferrerPartnerId", "DestinationPartnerId"):
-            value = record.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise RecordError(f"{key} is not a partner id (found {kind_of(value)})")
-        for key in ("ReferralCode", "CustomerEmail"):
-            _optional_text(record, key)
-    except RecordError as exc:
-        raise RecordError(f"{where}: {exc}", click_id) from None
-    assert event is not None
-    email = record.get("CustomerEmail")
-    return ValidRecord(click_id, event, customer_key(email, salt),
-                       stored_json("referral_network", "clicks", record, salt))
-
-
-# --- what is stored -------------------------------------------------------------------------------------
-
-def stored_json(platform: str, entity: str, record: dict, salt: str) -> str:
-    """The record as it may be kept: allow-listed fields only (connectors/minimise.py), e-mails as keys."""
-    return scrub_to_json(minimise(platform, entity, record), salt)
-
+# --- quarantine ---------------------------------------------------------------------------------------
 
 def quarantine_payload(platform: str, entity: str, record: object, salt: str, reason: str = "") -> str:
     """What a quarantine row keeps of a bad record: its allow-listed fields with e-mails as keys, the field the
@@ -356,45 +118,9 @@ def _mask_field(doc: dict, path: str) -> None:
             return
 
 
-# --- clock and cancellation facts of a version (PRODUCT.md §3 cancellation time, §7 future-dated records) ---------
+# --- future-dated versions (PRODUCT.md §7) ---------------------------------------------------------------
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
-CANCELLED_WOOCOMMERCE_STATUSES = frozenset({"cancelled", "failed", "trash"})
-
-
-def version_dates(entity: str, platform: str, record: dict) -> tuple[tuple[str, datetime], ...]:
-    """The dates of a validated version that must not lie in the future: created, modified, each refund's; a click's.
-
-    Named as the platform names them, so a quarantine reason can say which field was ahead.
-    """
-    if entity == "clicks":
-        return (("EventDate", _timestamp(record.get("EventDate"), "EventDate")),)
-    if platform == "woocommerce":
-        fields = [("date_created_gmt", record.get("date_created_gmt")),
-                  ("date_modified_gmt", record.get("date_modified_gmt"))]
-        fields += [(f"refunds[{i}].date_created_gmt", refund.get("date_created_gmt"))
-                   for i, refund in enumerate(record.get("alliance_refunds") or [])]
-        parse = _gmt
-    else:
-        fields = [("created_at", record.get("created_at")), ("updated_at", record.get("updated_at"))]
-        fields += [(f"refunds[{i}].created_at", refund.get("created_at"))
-                   for i, refund in enumerate(record.get("refunds") or [])]
-        parse = _timestamp
-    return tuple((name, at) for name, value in fields if value is not None
-                 and (at := parse(value, name)) is not None)
-
-
-def carries_cancelled_status(platform: str, record: dict) -> bool:
-    """Shopify `cancelled_at` set or financial status `voided`; WooCommerce status cancelled, failed or trash."""
-    if platform == "woocommerce":
-        return record.get("status") in CANCELLED_WOOCOMMERCE_STATUSES
-    return bool(record.get("cancelled_at")) or record.get("financial_status") == "voided"
-
-
-def with_version_facts(entity: str, platform: str, record: dict, valid: ValidRecord) -> ValidRecord:
-    """A validated record with the facts landing needs beyond its key and time: its dates and cancelled status."""
-    cancelled = entity == "orders" and carries_cancelled_status(platform, record)
-    return replace(valid, dates=version_dates(entity, platform, record), cancelled=cancelled)
 
 
 def warehouse_clock(conn: psycopg.Connection, as_of: datetime | None = None) -> datetime:
@@ -453,17 +179,6 @@ def _insert_quarantine(conn: psycopg.Connection, load_id: uuid.UUID, source_id: 
     return len(rows)
 
 
-def _split(records: list, validate, salt: str) -> tuple[list[ValidRecord], list[tuple[RecordError, object]]]:  # noqa: ANN001
-    good: list[ValidRecord] = []
-    bad: list[tuple[RecordError, object]] = []
-    for position, record in enumerate(records, start=1):
-        try:
-            good.append(validate(record, position, salt))
-        except RecordError as exc:
-            bad.append((exc, record))
-    return good, bad
-
-
 def _move_cursor(conn: psycopg.Connection, source_id: str, entity: str, load_id: uuid.UUID,
                  good: list[ValidRecord], cap: datetime) -> datetime | None:
     if not good:
@@ -486,24 +201,6 @@ def _count_page(conn: psycopg.Connection, load_id: uuid.UUID, landed: int, quara
         "records_quarantined = records_quarantined + %s where load_id = %s",
         (landed, quarantined, load_id),
     )
-
-
-@dataclass
-class PreparedPage:
-    """A page validated and serialised, ready to land (prepared off the landing thread)."""
-
-    good: list[ValidRecord]
-    bad: list[tuple[RecordError, object]]
-
-
-def prepare_page(entity: str, platform: str, records: list, salt: str) -> PreparedPage:
-    validate = validate_click if entity == "clicks" else VALIDATORS[platform]
-
-    def checked(record: object, position: int, salt: str) -> ValidRecord:
-        return with_version_facts(entity, platform, record, validate(record, position, salt))  # type: ignore[arg-type]
-
-    good, bad = _split(records, checked, salt)
-    return PreparedPage(good, bad)
 
 
 def _held_from(held: list[tuple[RecordError, ValidRecord]]) -> datetime | None:
@@ -539,7 +236,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
 
     `as_of` replaces the warehouse clock for the future-dated check (tests); production reads now() once per page.
     """
-    page = records if isinstance(records, PreparedPage) else prepare_page("orders", platform, records, salt)
+    page = records if isinstance(records, PreparedPage) else prepare_page(platform, records, salt)
     with conn.transaction():
         good, held = hold_future_dated(partner_id, "order", page.good, warehouse_clock(conn, as_of))
         latest: dict[str, ValidRecord] = {}
@@ -599,7 +296,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
 def land_clicks_page(conn: psycopg.Connection, load_id: uuid.UUID, network_id: str, records: list | PreparedPage, *,
                      salt: str, cursor_cap: datetime, as_of: datetime | None = None) -> PageOutcome:
     """One page of clicks in one transaction; a click already landed is left as it is (events are immutable)."""
-    page = records if isinstance(records, PreparedPage) else prepare_page("clicks", "referral_network", records, salt)
+    page = records if isinstance(records, PreparedPage) else prepare_page("referral_network", records, salt)
     with conn.transaction():
         good, held = hold_future_dated(network_id, "click", page.good, warehouse_clock(conn, as_of))
         quarantined = _quarantine(conn, load_id, network_id, "clicks", "referral_network", page.bad, salt)

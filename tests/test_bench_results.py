@@ -32,3 +32,26 @@ def test_every_run_is_appended_with_commit_time_and_load(tmp_path, monkeypatch: 
     for run in runs:
         assert run["commit"] and run["started_at"].endswith("+00:00")
         assert len(run["loadavg_at_start"]) == 3 and len(run["loadavg_at_end"]) == 3
+
+
+def test_report_shows_median_best_and_worst_of_the_newest_run(tmp_path) -> None:
+    from bench import report
+
+    runs = [{"commit": "old", "started_at": "2026-01-01T00:00:00+00:00", "sizes": [10],
+             "summary": {"10": {"full_build_s": {"median": 99.0, "best": 99.0, "worst": 99.0}}}},
+            {"commit": "abc1234", "started_at": "2026-12-06T15:00:00+00:00", "loadavg_at_start": [0.5, 0.4, 0.3],
+             "loadavg_at_end": [1.0, 0.9, 0.8], "cores": 2, "sizes": [10],
+             "summary": {"10": {key: {"median": 2.0, "best": 1.5, "worst": 3.25} for key in (
+                 "full_build_s", "incremental_s", "hand_sql_s", "incremental_over_full", "full_over_hand_sql")}}}]
+    (tmp_path / "transform.json").write_text(json.dumps(runs))
+    block = report.render("transform", tmp_path)
+    assert "commit `abc1234`" in block and "Newest of 2 run(s)" in block and "0.50 / 0.40 / 0.30" in block
+    assert "2.0 s (1.5 s - 3.2 s)" in block and "99.0" not in block
+
+
+def test_bench_readme_quotes_the_results_files_and_nothing_else() -> None:
+    from bench import report
+
+    text = report.README.read_text()
+    assert {m.group("bench") for m in report.BLOCK.finditer(text)} == set(report.RENDERERS)
+    assert report.rewrite(text) == text, "bench/README.md differs from bench/results/: run bench.report --write"

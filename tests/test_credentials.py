@@ -8,6 +8,7 @@ loopback server (another host on the same port, or another port) records whateve
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,7 @@ import requests
 import yaml
 from loopback_api import LoopbackApi, self_signed_cert
 
+from alliance.airflow_credentials import airflow_connection, require_connections
 from alliance.config import AllianceConfig, ConfigError, Partner, ReferralNetwork, load_config
 from connectors.http import HttpPolicy, same_origin
 from connectors.ingest import IngestOptions, ingest_source
@@ -28,6 +30,7 @@ TOKEN = "stub-shop-token"
 SID_TOKEN = "IRstub:stub-network-token"
 FAST = IngestOptions(http=HttpPolicy(retries=1, connect_retries=1, read_retries=1, backoff_factor=0.01,
                                      read_timeout=10))
+AIRFLOW = IngestOptions(connections=airflow_connection)  # what the Airflow task and the CLI hand in
 
 
 def _clicks_body(next_uri: str) -> dict:
@@ -210,10 +213,10 @@ def test_credentials_conn_reads_airflow_connections_json_and_uri(sandbox_url, wa
     monkeypatch.setenv("AIRFLOW_CONN_NORTHWIND_API", json.dumps({"conn_type": "http",
                                                                  "password": "sandbox-northwind-token"}))
     monkeypatch.setenv("AIRFLOW_CONN_NETWORK_API", "http://ACsandbox:sandbox-network-token@network.invalid")
-    config = load_config(_write_config(tmp_path, _use_connections))
+    config = require_connections(load_config(_write_config(tmp_path, _use_connections)))
     assert config.partner("northwind").credentials_conn == "northwind_api"
-    orders = ingest_source(config, "northwind", warehouse)
-    clicks = ingest_source(config, "alliance_network", warehouse)
+    orders = ingest_source(config, "northwind", warehouse, options=AIRFLOW)
+    clicks = ingest_source(config, "alliance_network", warehouse, options=AIRFLOW)
     assert (orders.status, clicks.status) == ("succeeded", "succeeded"), (orders.error, clicks.error)
     assert orders.landed > 0 and clicks.landed > 0
     with psycopg.connect(warehouse) as conn:
@@ -226,13 +229,15 @@ def test_credentials_conn_missing_or_wrong_names_the_connection(sandbox_url, war
                                                                "password": "not-the-token"}))
     path = _write_config(tmp_path, _use_connections)
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        require_connections(load_config(path))
     assert "northwind: credentials_conn `northwind_api` is not an Airflow connection" in str(caught.value)
     assert "AIRFLOW_CONN_NORTHWIND_API" in str(caught.value)
     config = load_config(path, require_secrets=False)
-    missing = ingest_source(config, "northwind", warehouse)
+    missing = ingest_source(config, "northwind", warehouse, options=AIRFLOW)
     assert missing.status == "failed" and "`northwind_api` is not an Airflow connection" in missing.error
-    wrong = ingest_source(config, "alliance_network", warehouse, options=FAST)
+    without_lookup = ingest_source(config, "northwind", warehouse)  # connectors know no Airflow of their own
+    assert without_lookup.status == "failed" and "no connection lookup" in without_lookup.error
+    wrong = ingest_source(config, "alliance_network", warehouse, options=replace(FAST, connections=airflow_connection))
     assert wrong.status == "failed" and "check the token in Airflow connection `network_api`" in wrong.error
     assert "not-the-token" not in wrong.error
 

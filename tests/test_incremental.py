@@ -28,11 +28,16 @@ from bench.transform.generate import Generator  # noqa: E402
 MARTS = ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily", "partner_balances",
          "objective_progress")
 SCHEMA = "inc_build"
+# work tables compared too: an incremental run must rewrite exactly the changed orders' rows (no duplicates)
+WORK = ("int_order_attribution",)
 
 
 def snapshot(url: str, schema: str = SCHEMA) -> dict[str, list[tuple]]:
     with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"select * from {schema}.{t} order by 1, 2, 3, 4").fetchall() for t in MARTS}
+        tables = [(t, f"{schema}.{t}") for t in MARTS]
+        if schema == SCHEMA:
+            tables += [(t, f"{schema}_work.{t}") for t in WORK]
+        return {t: conn.execute(f"select * from {relation} order by 1, 2, 3, 4").fetchall() for t, relation in tables}
 
 
 def _oid(url: str, relation: str) -> int | None:
@@ -160,7 +165,7 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     full = dbt_build(url, SCHEMA, later, full_refresh=True)
     assert full.outcome.success, full.outcome.failures
     refreshed = snapshot(url)
-    for table in MARTS:
+    for table in (*MARTS, *WORK):
         assert incremental[table] == refreshed[table], f"{table} differs between incremental and full refresh"
     assert len(refreshed["fct_orders"]) == 3050
     models = {row[2] for row in refreshed["fct_order_attribution"]}

@@ -18,7 +18,7 @@ from connectors.errors import SourceRef
 from connectors.http import make_session
 from connectors.ingest import IngestOptions, ingest_source
 from connectors.pii import scrub, scrub_to_json
-from connectors.woocommerce import iter_order_pages as woo_pages
+from connectors.woocommerce import ModifiedWindowPaginator
 
 
 @pytest.fixture()
@@ -70,8 +70,9 @@ def test_requests_per_second_from_config_spaces_requests(sandbox):
         return send(request, **kwargs)
 
     session.send = timed_send
-    pages = woo_pages(session, f"{sandbox.url}/{WOO_PARTNER}", "ck_sandbox_lumen:cs_sandbox_lumen",
-                      SourceRef(WOO_PARTNER, "LUMEN_TOKEN"), None, per_page=25)
+    pages = ModifiedWindowPaginator(page_size=25).pages(session, f"{sandbox.url}/{WOO_PARTNER}",
+                                                        "ck_sandbox_lumen:cs_sandbox_lumen",
+                                                        SourceRef(WOO_PARTNER, "LUMEN_TOKEN"), None)
     assert sum(1 for _ in pages) >= 4
     # 20/s: every request after the first waits for its slot, 50 ms after the previous one (refund calls count too)
     assert len(stamps) >= 5 and clock.sleeps == pytest.approx([0.05] * (len(stamps) - 1))

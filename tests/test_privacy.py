@@ -31,15 +31,13 @@ from alliance.run import transform
 from alliance.sandbox.server import start_sandbox
 from connectors.erasure import ErasureError, erase_customer, erase_storefront_customers
 from connectors.ingest import ingest_all
-from connectors.landing import (
-    RecordError,
-    quarantine_payload,
-    validate_click,
-    validate_shopify_order,
-    validate_woocommerce_order,
-)
-from connectors.minimise import UnknownEntity, minimise
+from connectors.landing import quarantine_payload
+from connectors.network import validate_click
 from connectors.pii import customer_key, scrub, scrub_to_json
+from connectors.platforms import UnknownEntity, minimise
+from connectors.records import RecordError
+from connectors.shopify import validate_order as validate_shopify_order
+from connectors.woocommerce import validate_order as validate_woocommerce_order
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))

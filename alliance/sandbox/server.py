@@ -79,6 +79,7 @@ class SandboxOptions:
     change_rate: float = 0.0  # after a page, edit a not-yet-served order (it moves behind the sync)
     late_update_rate: float = 0.0  # after a page, edit an already-served order with a time just behind it
     late_by_seconds: float = 120.0  # how far behind the last served time a late update lands
+    trash_share: float = 0.0  # on a WooCommerce storefront, the share of those edits that move the order to the trash
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # what the Shopify bucket leaks by
     woo_total_headers: bool = True  # False: WooCommerce pages without X-WP-Total(Pages), as a stripping proxy would
 
@@ -309,7 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
                         state.edits += 1
                         state.injected["change"] += 1
                         edit = state.edits
-                    world.update_order(source, victim["id"], note=f"edited mid-sync {edit}")
+                    if self._trashes(victim):  # a shop manager trashes it while the sync runs
+                        world.update_order(source, victim["id"], status="trash")
+                    else:
+                        world.update_order(source, victim["id"], note=f"edited mid-sync {edit}")
         if state.roll(opts.late_update_rate):
             with world.lock:
                 # visible only now, stamped a little behind the newest change: the sync has passed it
@@ -324,7 +328,22 @@ class _Handler(BaseHTTPRequestHandler):
                         state.edits += 1
                         state.injected["late_update"] += 1
                         edit = state.edits
-                    world.touch_order(source, victim["id"], at, note=f"late edit {edit}")
+                    if self._trashes(victim):
+                        world.touch_order(source, victim["id"], at, status="trash")
+                    else:
+                        world.touch_order(source, victim["id"], at, note=f"late edit {edit}")
+
+    def _trashes(self, victim: dict) -> bool:
+        """Whether this edit of a WooCommerce order trashes it (counted as a `trash` fault). No draw is taken when
+        `trash_share` is 0, so fault schedules without it stay what they were."""
+        state = self.state
+        if not state.options.trash_share or "date_modified_gmt" not in victim or victim.get("status") == "trash":
+            return False
+        with state.lock:
+            if state.rng.random() >= state.options.trash_share:
+                return False
+            state.injected["trash"] += 1
+        return True
 
     def _page_size(self, requested: str | None, default: int, maximum: int) -> int:
         size = default if requested in (None, "") else int(requested)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,9 +36,6 @@ from alliance.webhooks.inbox import Stored, prepare, store
 from alliance.webhooks.sources import Source, signature_ok
 
 log = logging.getLogger("alliance.webhooks")
-
-_WOO_PING = re.compile(rb"webhook_id=\d{1,20}")
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -168,8 +164,8 @@ def create_app(sources: dict[tuple[str, str], Source], warehouse_url: str, salt:
             return answer(400, "client went away", close=True)
         platform = source.platform
         given = headers.get(platform.signature_header.encode())
-        if given is None and platform.name == "woocommerce" and _WOO_PING.fullmatch(body.strip()):
-            return answer(200, "webhook created: ping received")  # WooCommerce's unsigned creation ping
+        if given is None and platform.unsigned_ping is not None and platform.unsigned_ping.fullmatch(body.strip()):
+            return answer(200, "webhook created: ping received")  # e.g. WooCommerce's unsigned creation ping
         if not signature_ok(source, given, body):
             log.warning("refused %s %s: 401 missing or wrong signature", *key)
             return answer(401, f"missing or wrong {platform.signature_header}")

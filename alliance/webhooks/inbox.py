@@ -16,11 +16,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from alliance.migrate import migrate
-from alliance.webhooks.sources import CLICK_TOPIC, Source
-from connectors.minimise import minimise
+from alliance.webhooks.sources import Source
 from connectors.pii import scrub
+from connectors.platforms import minimise
 
 log = logging.getLogger("alliance.webhooks")
+
 
 def ensure_webhook_schema(conn: psycopg.Connection) -> None:
     """The inbox, outbox and landing tables exist (alliance/migrations/0001, 0003)."""
@@ -64,9 +65,8 @@ def prepare(source: Source, topic: str, body: bytes, salt: str) -> Stored:
         return Stored(None, "body is not JSON")
     if topic in COMPLIANCE_FIELDS:
         parsed = _compliance_fields(topic, parsed)
-    entity = CLICK_TOPIC if source.platform.name == "network" else topic
-    try:
-        minimised = minimise(source.platform.name, entity, parsed)
+    try:  # each topic has its allow-list in the platform's file (a network's one implicit topic is `clicks`)
+        minimised = minimise(source.platform.name, topic, parsed)
     except ValueError as exc:  # no allow-list for this topic: keep nothing of it
         return Stored(None, str(exc)[:300])
     return Stored(scrub(minimised, salt))

@@ -25,31 +25,17 @@ import requests
 from alliance.assets import table_uri
 from alliance.config import AllianceConfig, Partner
 from alliance.warehouse import connect
-from alliance.webhooks.sources import (
-    CLICK_TOPIC,
-    COMPLIANCE_TOPICS,
-    DELETE_TOPICS,
-    SHOPIFY_ORDER_TOPICS,
-    WOO_ORDER_TOPICS,
-)
-from connectors.credentials import credentials_label
+from connectors.credentials import ConnectionLookup, credentials_label
 from connectors.erasure import erase_customer, erase_storefront_customers
 from connectors.errors import SourceError, SourceRef
 from connectors.http import HttpPolicy, make_session
 from connectors.ingest import source_credentials
-from connectors.landing import (
-    PreparedPage,
-    RecordError,
-    first_email,
-    land_clicks_page,
-    land_order_deletion,
-    land_orders_page,
-    prepare_page,
-    start_load,
-)
-from connectors.minimise import minimise
+from connectors.landing import land_clicks_page, land_order_deletion, land_orders_page, start_load
 from connectors.pii import pii_salt, scrub
-from connectors.woocommerce import attach_refunds, orders_url, split_key_secret
+from connectors.platform import Platform
+from connectors.platforms import PreparedPage, minimise, prepare_page
+from connectors.platforms import get as get_platform
+from connectors.records import RecordError
 
 log = logging.getLogger("alliance.webhooks.processor")
 
@@ -87,27 +73,21 @@ class Outcome:
     assets: tuple[str, ...] = ()  # raw tables changed: announced to Airflow through the outbox
 
 
-def _stored_key(platform: str, entity: str, record: dict) -> str | None:
+def _stored_key(platform: Platform, record: dict) -> str | None:
     """The customer_key already in a scrubbed record (its e-mail field holds the key, never the address)."""
-    if entity == "clicks":
-        value = record.get("CustomerEmail")
-    elif platform == "woocommerce":
-        billing = record.get("billing")
-        value = billing.get("email") if isinstance(billing, dict) else None
-    else:
-        value = first_email(record)
+    value = platform.customer_email(record)
     return value if isinstance(value, str) and value else None
 
 
-def prepare_scrubbed(entity: str, platform: str, records: list, salt: str, where: str) -> PreparedPage:
+def prepare_scrubbed(platform: Platform, records: list, salt: str, where: str) -> PreparedPage:
     """Validate inbox records with the landing rules. The inbox holds them scrubbed already, so the stored payload
     and customer_key are taken as they are (scrubbing twice would hash the key again); reasons name the source."""
     good = []
     bad = []
     for record in records:  # one at a time, so each valid record is paired with its own stored payload
-        page = prepare_page(entity, platform, [record], salt)
+        page = prepare_page(platform.name, [record], salt)
         bad.extend(page.bad)
-        good.extend(dataclasses.replace(valid, customer_key=_stored_key(platform, entity, record),
+        good.extend(dataclasses.replace(valid, customer_key=_stored_key(platform, record),
                                         payload_json=orjson.dumps(record).decode()) for valid in page.good)
     bad = [(RecordError(f"{where}: {error}", error.record_key), record) for error, record in bad]
     return PreparedPage(good, bad)
@@ -118,7 +98,8 @@ class InboxProcessor:
 
     def __init__(self, config: AllianceConfig, warehouse_url: str, *, on_landed: Callable[[], None] | None = None,
                  poll: float = 1.0, retry_base: float = 5.0, retry_max: float = 900.0, max_attempts: int = 20,
-                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY) -> None:
+                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY, connections: ConnectionLookup | None = None
+                 ) -> None:
         self.partners: dict[str, Partner] = {p.id: p for p in config.storefronts}
         self.url = warehouse_url
         self.on_landed = on_landed
@@ -127,6 +108,7 @@ class InboxProcessor:
         self.retry_max = retry_max
         self.max_attempts = max_attempts
         self.refund_policy = refund_policy
+        self.connections = connections  # where `credentials_conn` secrets come from (refund look-ups)
         self.salt = pii_salt()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -216,15 +198,17 @@ class InboxProcessor:
         if item.body_error is not None:
             return self._quarantine(conn, item, item.body_error)
         payload = item.payload
-        if item.topic in SHOPIFY_ORDER_TOPICS or item.topic in WOO_ORDER_TOPICS:
+        platform = get_platform(item.platform)
+        scheme = platform.webhooks
+        assert scheme is not None  # a delivery only reaches the inbox through its platform's scheme
+        if item.topic in scheme.record_topics and platform.entity == "clicks":
+            return self._land(conn, item, platform, payload if isinstance(payload, list) else [payload])
+        if item.topic in scheme.record_topics:
             if not isinstance(payload, dict):
                 return self._quarantine(conn, item, f"body is {type(payload).__name__}, not one order object")
-            if item.platform == "woocommerce":
-                self._attach_refunds(item, payload)
-            return self._land(conn, item, "orders", [payload])
-        if item.topic == CLICK_TOPIC:
-            return self._land(conn, item, "clicks", payload if isinstance(payload, list) else [payload])
-        if item.topic in DELETE_TOPICS:
+            self._attach_refunds(item, platform, payload)
+            return self._land(conn, item, platform, [payload])
+        if item.topic in scheme.delete_topics:
             order_id = payload.get("id") if isinstance(payload, dict) else None
             if isinstance(order_id, bool) or not isinstance(order_id, (int, str)) or not str(order_id).strip():
                 return self._quarantine(conn, item, "id: missing or not an integer or string (a deletion names "
@@ -232,7 +216,7 @@ class InboxProcessor:
             land_order_deletion(conn, item.source_id, str(order_id).strip(), item.received_at, item.topic)
             return Outcome(f"deletion of order {str(order_id).strip()} recorded",
                            (table_uri("raw", "orders", self.url),))
-        if item.topic in COMPLIANCE_TOPICS:
+        if item.topic in scheme.compliance_topics:
             return self._compliance(conn, item, payload if isinstance(payload, dict) else {})
         raise RuntimeError(f"topic `{item.topic}` has no handler")  # stored as ignored at the door; never here
 
@@ -276,33 +260,34 @@ class InboxProcessor:
             (partner_id, [str(o) for o in order_ids if isinstance(o, (int, str)) and not isinstance(o, bool)]))
         return [r[0] for r in rows.fetchall()]
 
-    def _attach_refunds(self, item: InboxItem, order: dict) -> None:
+    def _attach_refunds(self, item: InboxItem, platform: Platform, order: dict) -> None:
         """A WooCommerce order body lists its refunds by id and total only; their dates and line amounts come from
-        `/orders/{id}/refunds`, as in the poll. Without them the order's refunds would vanish until the next poll,
-        so a failed look-up keeps the row pending (RetryLater) instead of landing it incomplete."""
+        the storefront API (the platform's `refund_lookup`), as in the poll. Without them the order's refunds would
+        vanish until the next poll, so a failed look-up keeps the row pending (RetryLater) instead of landing it
+        incomplete."""
         partner = self.partners.get(item.source_id)
-        if not order.get("refunds") or partner is None:
+        if platform.refund_lookup is None or not platform.refunds_key or not order.get("refunds") or partner is None:
             return
         ref = SourceRef(partner.id, credentials_label(partner))
         fetched = [dict(order)]
         try:
-            auth = split_key_secret(source_credentials(partner), ref)
+            credentials = source_credentials(partner, self.connections)
             with make_session(self.refund_policy, partner.requests_per_second,
                               origin_url=partner.base_url) as session:
-                attach_refunds(session, orders_url(partner.base_url or ""), ref, auth, fetched)
+                platform.refund_lookup(session, partner.base_url or "", credentials, ref, fetched)
         except (SourceError, requests.RequestException) as exc:
             raise RetryLater(f"{partner.id}: the order's refunds could not be fetched from the storefront API: "
                              f"{str(exc).splitlines()[0][:200]}") from None
-        refunds = fetched[0].get("alliance_refunds")
+        refunds = fetched[0].get(platform.refunds_key)
         if refunds is not None:
-            order["alliance_refunds"] = scrub(minimise("woocommerce", "refunds", refunds), self.salt)
+            order[platform.refunds_key] = scrub(minimise(platform.name, "refunds", refunds), self.salt)
 
-    def _land(self, conn: psycopg.Connection, item: InboxItem, entity: str, records: list) -> Outcome:
-        platform = "referral_network" if item.platform == "network" else item.platform
-        load_id = start_load(conn, item.source_id, f"webhook_{entity}", platform, None)
-        page = prepare_scrubbed(entity, platform, records, self.salt, item.where)
+    def _land(self, conn: psycopg.Connection, item: InboxItem, platform: Platform, records: list) -> Outcome:
+        entity = platform.entity
+        load_id = start_load(conn, item.source_id, f"webhook_{entity}", platform.name, None)
+        page = prepare_scrubbed(platform, records, self.salt, item.where)
         if entity == "orders":
-            result = land_orders_page(conn, load_id, item.source_id, platform, page, salt=self.salt,
+            result = land_orders_page(conn, load_id, item.source_id, platform.name, page, salt=self.salt,
                                       cursor_cap=_NO_CURSOR_MOVE)
         else:
             result = land_clicks_page(conn, load_id, item.source_id, page, salt=self.salt,
@@ -314,8 +299,10 @@ class InboxProcessor:
     def _quarantine(self, conn: psycopg.Connection, item: InboxItem, reason: str, entity: str | None = None
                     ) -> Outcome:
         """The whole delivery cannot be read: one quarantine row naming source, topic and rule (no value kept)."""
-        entity = entity or ("clicks" if item.topic == CLICK_TOPIC else "orders"
-                            if item.topic not in COMPLIANCE_TOPICS else "webhooks")
+        if entity is None:
+            platform = get_platform(item.platform)
+            compliance = platform.webhooks is not None and item.topic in platform.webhooks.compliance_topics
+            entity = "webhooks" if compliance else platform.entity
         conn.execute(
             "insert into raw.quarantine (load_id, source_id, entity, record_key, reason, payload) "
             "values (null, %s, %s, %s, %s, '')",

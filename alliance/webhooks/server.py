@@ -24,6 +24,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from alliance.airflow_credentials import airflow_connection
 from alliance.config import AllianceConfig
 from alliance.warehouse import connect
 from alliance.webhooks.app import Limits, create_app
@@ -145,7 +146,7 @@ def build_server(config: AllianceConfig, warehouse_url: str, host: str = "127.0.
         ensure_webhook_schema(conn)
     notifier = OutboxNotifier(warehouse_url, client, poll=poll)
     processor = InboxProcessor(config, warehouse_url, on_landed=notifier.wake, retry_base=retry_base,
-                               max_attempts=max_attempts) if process else None
+                               max_attempts=max_attempts, connections=airflow_connection) if process else None
     return WebhookServer(resolve_sources(config), warehouse_url, host=host, port=port, limits=limits,
                          processor=processor, notifier=notifier)
 

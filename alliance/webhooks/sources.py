@@ -1,4 +1,5 @@
-"""Who may send webhooks, how each platform signs them, and which topics alliance handles.
+"""Who may send webhooks, and the signature check they all share (each platform's headers and topics are in
+its file, found through connectors/platforms.py).
 
 Signatures are compared as bytes (`hmac.compare_digest` on bytes): a header with non-ASCII bytes is simply a wrong
 signature (401), never a TypeError (500).
@@ -14,38 +15,19 @@ import os
 from dataclasses import dataclass
 
 from alliance.config import AllianceConfig, Partner
+from connectors.platform import WebhookScheme
+from connectors.platforms import webhook_schemes
 
 log = logging.getLogger("alliance.webhooks")
 
 
-@dataclass(frozen=True)
-class Platform:
-    name: str  # shopify | woocommerce | network (the route segment)
-    signature_header: str
-    delivery_header: str
-    topic_header: str | None  # None: one implicit topic (network clicks)
-    topics: frozenset[str]  # handled topics; anything else from a verified sender is recorded as ignored
-
-
-SHOPIFY_ORDER_TOPICS = frozenset({"orders/create", "orders/updated"})
-WOO_ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
-DELETE_TOPICS = frozenset({"orders/delete", "order.deleted"})
-COMPLIANCE_TOPICS = frozenset({"customers/redact", "customers/data_request", "shop/redact"})
-CLICK_TOPIC = "clicks"
-
-PLATFORMS = {
-    "shopify": Platform("shopify", "x-shopify-hmac-sha256", "x-shopify-webhook-id", "x-shopify-topic",
-                        SHOPIFY_ORDER_TOPICS | {"orders/delete"} | COMPLIANCE_TOPICS),
-    "woocommerce": Platform("woocommerce", "x-wc-webhook-signature", "x-wc-webhook-delivery-id",
-                            "x-wc-webhook-topic", WOO_ORDER_TOPICS | {"order.deleted"}),
-    "network": Platform("network", "x-alliance-signature", "x-alliance-delivery-id", None,
-                        frozenset({CLICK_TOPIC})),
-}
+# Each platform's scheme (route, headers, topics) is declared in its own file (connectors/shopify.py, ...).
+PLATFORMS: dict[str, WebhookScheme] = webhook_schemes()
 
 
 @dataclass(frozen=True)
 class Source:
-    platform: Platform
+    platform: WebhookScheme
     source_id: str  # partner id or referral network id
     secret: bytes
     partner: Partner | None = None  # the storefront's config (API base URL, credentials), for refund look-ups
@@ -69,7 +51,7 @@ def resolve_sources(config: AllianceConfig) -> dict[tuple[str, str], Source]:
     """(route platform, id) → source with its secret, for every partner/network with a webhook secret set."""
     sources: dict[tuple[str, str], Source] = {}
     for partner in config.storefronts:
-        if partner.webhook_secret_env and partner.platform in ("shopify", "woocommerce"):
+        if partner.webhook_secret_env and partner.platform in PLATFORMS:
             secret = os.environ.get(partner.webhook_secret_env, "")
             if secret.strip():
                 sources[(partner.platform, partner.id)] = Source(PLATFORMS[partner.platform], partner.id,

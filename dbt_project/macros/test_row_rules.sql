@@ -1,6 +1,6 @@
 {#- Generic test: every row satisfies every rule (a name -> SQL boolean expression; null counts as broken). One scan
     of the table for all its row-level checks (not null, accepted values); a failing row names the rules it breaks.
-    `scope` as in macros/test_scoping.sql. -#}
+    `scope` as in macros/incremental/test_scoping.sql. -#}
 {% test row_rules(model, rules, scope=none) %}
 with checked as (
     select

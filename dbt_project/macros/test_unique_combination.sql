@@ -1,4 +1,5 @@
-{#- Generic test: the combination of columns is unique (nulls compare equal). `scope` as in macros/test_scoping.sql. -#}
+{#- Generic test: the combination of columns is unique (nulls compare equal). `scope` as in
+    macros/incremental/test_scoping.sql. -#}
 {% test unique_combination(model, combination, scope=none) %}
 select {{ combination | join(', ') }}, count(*) as n_rows
 from {{ scoped(model, scope) }}

@@ -3,7 +3,7 @@
 -- referrer is a known partner; and the order is in fct_orders and is neither a test order nor cancelled on or
 -- before its lock date (§6.1: those get no attribution rows). A failing row is an order with the problems it has.
 -- No (model, referrer) pair twice: the table's unique index (enforced_unique_key in _marts.yml). An incremental run checks the orders it recomputed
--- (macros/test_scoping.sql), selected before the aggregation.
+-- (macros/incremental/test_scoping.sql), selected before the aggregation.
 {%- set models = attribution_models() %}
 with per_order as (
     select

@@ -42,16 +42,17 @@ from oracle_compare import compare_published  # noqa: E402
 from alliance.config import load_config  # noqa: E402
 from alliance.demo import load_sandbox_env  # noqa: E402
 from alliance.sandbox.server import SandboxOptions, start_sandbox  # noqa: E402
-from alliance.sandbox.world import build_world  # noqa: E402
+from alliance.sandbox.world import build_world, woocommerce_credentials  # noqa: E402
 from alliance.warehouse import EmbeddedPostgres  # noqa: E402
 
-DEMO = ROOT / "config" / "demo.yml"
+# The end-to-end oracle world: two Shopify storefronts, one WooCommerce storefront in EUR (refunds endpoint, coupons,
+# `_alliance_ref`, `trash` / `failed` statuses), the referral network, overlapping dated contracts (the partner
+# edge's rules: trash mid-sync and late, pages without X-WP-Total headers, refunds past zero).
+WORLD_CONFIG = ROOT / "tests" / "data" / "oracle_alliance.yml"
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
-# The date that decides pending/locked, pinned so a run never depends on today: the demo world's lock dates run to
+# The date that decides pending/locked, pinned so a run never depends on today: the world's lock dates run to
 # 2026-12-30, so both states occur.
 AS_OF = date(2026, 12, 15)
-TRANSPORT = ("error_rate", "burst_rate", "drop_rate", "slow_rate")
-DATA = ("malformed_rate", "change_rate", "late_update_rate")
 
 
 @dataclass
@@ -120,9 +121,16 @@ def _child_env(sandbox_url: str, url: str, home: Path) -> dict[str, str]:
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
             env[key] = value
+    env.update(_woocommerce_credentials())
     env.update(ALLIANCE_SANDBOX_URL=sandbox_url, ALLIANCE_WAREHOUSE_URL=url, ALLIANCE_HOME=str(home),
                COLUMNS="200")
     return env
+
+
+def _woocommerce_credentials() -> dict[str, str]:
+    """The sandbox's `consumer_key:consumer_secret` per WooCommerce storefront, under the config's credentials_env."""
+    config = load_config(WORLD_CONFIG, require_secrets=False)
+    return {p.credentials_env: woocommerce_credentials(p.id) for p in config.partners if p.platform == "woocommerce"}
 
 
 def _kill_at_request(proc: subprocess.Popen, sandbox, kill_at: int) -> int | None:  # noqa: ANN001
@@ -154,7 +162,7 @@ def _step(args: list[str], env: dict[str, str], log, kill_after: float | None, t
     log.write(f"\n=== {time.strftime('%H:%M:%S')} alliance {' '.join(args)} (kill after {kill_after}, at request "
               f"{kill_at_request[1] if kill_at_request else None})\n".encode())
     log.flush()
-    proc = subprocess.Popen([ALLIANCE, *args, "--config", str(DEMO)], env=env, stdout=log, stderr=log, cwd=ROOT,
+    proc = subprocess.Popen([ALLIANCE, *args, "--config", str(WORLD_CONFIG)], env=env, stdout=log, stderr=log, cwd=ROOT,
                             start_new_session=True)
     if kill_at_request is not None:
         return _kill_at_request(proc, *kill_at_request)
@@ -185,6 +193,9 @@ def _schedule(rng: random.Random, quick: bool) -> tuple[dict, list[int], list[fl
     ingest_kills = [int(rng.uniform(1.5, 4.0) * 10) for _ in range(rng.choice([0, 1, 1, 2]))]
     transform_kills = [rng.uniform(2.0, 12.0) for _ in range(rng.choice([0, 1] if quick else [0, 1, 1]))]
     restart = rng.choice([None, None, None, "ingest", "transform"])
+    # drawn last, so a seed's earlier draws (kills, restarts) are what they were before the edge's faults
+    rates["trash_share"] = rng.choice([0.0, 0.5])  # of the WooCommerce edits above: move the order to the trash
+    rates["woo_total_headers"] = rng.choice([True, True, False])  # False: a proxy strips X-WP-Total(Pages)
     return rates, ingest_kills, transform_kills, restart
 
 
@@ -200,7 +211,7 @@ def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int
     a missing fct_orders row is a lost order, a row published twice or an extra row in any table counts as doubled,
     every other difference (a changed cell, a missing row of another table) as a mismatch.
     """
-    truth = compute(oracle_config(DEMO), None, world.orders, world.clicks, as_of, refunds=world.refunds,
+    truth = compute(oracle_config(WORLD_CONFIG), None, world.orders, world.clicks, as_of, refunds=world.refunds,
                     alerts_as_of=as_of)
     diffs = compare_published(url, truth, os.environ["ALLIANCE_PII_SALT"])
     lost = sum(1 for d in diffs if d.table == "fct_orders" and d.expected == "missing row")
@@ -218,7 +229,9 @@ def one_run(server: CampaignServer, index: int, seed: int, home: Path, logdir: P
     report = RunReport(index, seed)
     started = time.monotonic()
     rates, ingest_kills, transform_kills, restart = _schedule(rng, quick)
-    world = build_world(load_config(DEMO, require_secrets=False), seed=42)
+    if not rates["woo_total_headers"]:
+        report.faults["woo_no_total_headers"] += 1
+    world = build_world(load_config(WORLD_CONFIG, require_secrets=False), seed=42)
     sandbox = start_sandbox(world, options=SandboxOptions(page_size=25, seed=seed, slow_seconds=0.3,
                                                           burst_length=3, **rates))
     # one database name per server (each worker has its own): dbt's partial parse carries over between runs
@@ -293,6 +306,7 @@ def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=prin
     run must not disturb another), so waiting on backoff, kills and the sandbox's slow answers overlaps.
     """
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
+    os.environ.update(_woocommerce_credentials())
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))
     logdir = root / "logs"
     logdir.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,6 @@ select
     *,
     (is_attributable and customer_key is not null and previous_order_at is null) as is_new_customer,
     -- when this order's work rows were last (re)computed: the incremental marts replace orders newer than their
-    -- snapshot (macros/alliance_helpers.sql)
+    -- snapshot (macros/incremental/mart_snapshots.sql)
     {{ dbt_run_at() }}                                                           as _recomputed_at
 from with_previous

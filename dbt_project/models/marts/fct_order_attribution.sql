@@ -1,7 +1,7 @@
 -- One row per (order, attribution model, credited referrer), all five models side by side; organic orders have one
 -- row per model with a null referrer. Only the configured model carries commission_rc / commission_state.
 -- Incremental: the orders recomputed since this schema's snapshot are replaced, and commission_state, which moves
--- with the run date, is brought up to date on the other rows (macros/alliance_helpers.sql).
+-- with the run date, is brought up to date on the other rows (macros/incremental/mart_snapshots.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
           post_hook=["{{ refresh_commission_state() }}", "{{ analyze_after_full_build() }}",

@@ -1,5 +1,5 @@
 -- Every storefront order (latest version), including test and cancelled ones, with reporting-currency amounts.
--- Incremental: the orders recomputed since this schema's snapshot are replaced (macros/alliance_helpers.sql).
+-- Incremental: the orders recomputed since this schema's snapshot are replaced (macros/incremental/mart_snapshots.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           post_hook="{{ analyze_after_full_build() }}",
           pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",

@@ -1,0 +1,131 @@
+"""Render bench/README.md's result tables from bench/results/*.json, so the README quotes the files and nothing else.
+
+    .venv/bin/python -m bench.report            # print every block
+    .venv/bin/python -m bench.report --write    # rewrite the blocks between the markers in bench/README.md
+
+A block sits between `<!-- results:<bench> -->` and `<!-- /results -->` in bench/README.md and shows the newest run
+of that benchmark: commit, UTC start, load average at start and end, and for every figure the median with the best and
+worst round. tests/test_bench_results.py fails when a block differs from what the files say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.results import RESULTS_DIR, quote
+
+README = Path(__file__).resolve().parent / "README.md"
+BLOCK = re.compile(r"(<!-- results:(?P<bench>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def _runs(bench: str, results_dir: Path) -> list[dict]:
+    path = results_dir / f"{bench}.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _load(values: list[float] | None) -> str:
+    return " / ".join(f"{x:.2f}" for x in values) if values else "not kept"
+
+
+def _provenance(run: dict, bench: str, count: int) -> str:
+    when = f"started {run['started_at']}" if run.get("started_at") else f"finished {run.get('finished_at')}"
+    return (f"Newest of {count} run(s) in `bench/results/{bench}.json`: commit `{run.get('commit')}`, {when},"
+            f" load average (1/5/15 min) {_load(run.get('loadavg_at_start'))} at start,"
+            f" {_load(run.get('loadavg_at_end'))} at end, {run.get('cores')} cores.")
+
+
+def _sized(run: dict, columns: list[tuple[str, str, Callable[[dict], str]]]) -> list[str]:
+    lines = ["| orders | " + " | ".join(title for title, _, _ in columns) + " |",
+             "|---:|" + "---:|" * len(columns)]
+    for size in run["sizes"]:
+        summary = run["summary"][str(size)]
+        lines.append(f"| {size:,} | " + " | ".join(fmt(summary[key]) for _, key, fmt in columns) + " |")
+    return lines
+
+
+def _seconds(s: dict) -> str:
+    return quote(s, " s")
+
+
+def _share(s: dict) -> str:
+    return quote(s, " %", scale=100)
+
+
+def render_transform(run: dict) -> list[str]:
+    return _sized(run, [("full build", "full_build_s", _seconds), ("incremental (1% new)", "incremental_s", _seconds),
+                        ("hand-written SQL", "hand_sql_s", _seconds),
+                        ("incremental / full (target <= 0.10)", "incremental_over_full",
+                         lambda s: quote(s, digits=3)),
+                        ("full / hand SQL (target <= 3)", "full_over_hand_sql", lambda s: quote(s, digits=1))])
+
+
+def render_gate(run: dict) -> list[str]:
+    return _sized(run, [("dbt build", "dbt_build_s", _seconds), ("dbt tests (wall)", "dbt_tests_wall_s", _seconds),
+                        ("GX gate", "gx_gate_s", _seconds),
+                        ("(dbt tests + GX) / build (target <= 25 %)", "checks_over_build", _share),
+                        ("same, tests in node seconds", "checks_over_build_node_seconds", _share)])
+
+
+def render_freshness(run: dict) -> list[str]:
+    s = run["summary"]
+    return ["| webhook -> published | median of rounds (best - worst round) |", "|---|---:|",
+            f"| p50 (target < 30 s) | {quote(s['p50'], ' s')} |", f"| p95 | {quote(s['p95'], ' s')} |",
+            "", f"{run['samples_per_round']} webhooks per round, one at a time; median task seconds of the transform "
+            f"runs: {', '.join(f'{k} {v}' for k, v in sorted(run['median_task_seconds'].items()))}."]
+
+
+def render_webhooks(run: dict) -> list[str]:
+    s = run["summary"]
+    return [f"| answer latency, {run['idle_connections']} idle connections held | median of rounds "
+            "(best - worst round) |", "|---|---:|",
+            f"| p50 | {quote(s['answer_p50_ms'], ' ms', digits=2)} |",
+            f"| p95 | {quote(s['answer_p95_ms'], ' ms', digits=2)} |"]
+
+
+def render_ingest(run: dict) -> list[str]:
+    lines = [f"{run['orders']:,} orders, pages of {run['page_size']}" + (f"; label: {run['label']}" if run.get("label")
+                                                                          else "") + ".", "",
+             "| contender | orders/s: median (best - worst round) |", "|---|---:|"]
+    for name, s in run["orders_per_second"].items():
+        lines.append(f"| {name} | {quote(s, digits=0)} |")
+    return lines
+
+
+RENDERERS: dict[str, Callable[[dict], list[str]]] = {
+    "transform": render_transform, "gate": render_gate, "freshness": render_freshness, "webhooks": render_webhooks,
+    "ingest": render_ingest}
+
+
+def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:
+    runs = _runs(bench, results_dir)
+    if not runs:
+        return f"No run of `{bench}` is recorded in bench/results/ yet.\n"
+    run = runs[-1]
+    return "\n".join([_provenance(run, bench, len(runs)), "", *RENDERERS[bench](run)]) + "\n"
+
+
+def rewrite(text: str, results_dir: Path = RESULTS_DIR) -> str:
+    """The README text with every results block re-rendered from the files."""
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("bench"), results_dir) + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the blocks in bench/README.md")
+    args = parser.parse_args(argv)
+    if args.write:
+        README.write_text(rewrite(README.read_text()))
+        print(f"rewrote the results blocks of {README}")
+        return 0
+    for bench in RENDERERS:
+        print(f"## {bench}\n\n{render(bench)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
