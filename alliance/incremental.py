@@ -142,6 +142,8 @@ def _record_snapshot(url: str, build_schema: str, value: str) -> None:
 
 def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool | None = None) -> BuildOutcome:
     """`dbt build`, incremental when allowed (full_refresh=None decides by fingerprint; True/False forces)."""
+    with connect(url) as conn:
+        migrate(conn)  # the bookkeeping tables the build reads and writes (ops.transform_state, ops.mart_snapshots)
     current = fingerprint(url, dbt_vars)
     if full_refresh is None:
         full_refresh = _stored(url, build_schema) != current

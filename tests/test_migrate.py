@@ -25,7 +25,7 @@ def test_each_migration_is_applied_once_in_order(warehouse):
         recorded = conn.execute("select version, name from ops.schema_migrations order by version").fetchall()
         assert recorded == [(m.version, m.name) for m in everything]
         for table in ("raw.orders", "raw.cfg_partners", "raw.webhook_inbox", "ops.runs", "ops.transform_state",
-                      "ops.kpi_alerts", "ops.alert_deliveries"):
+                      "ops.kpi_alerts", "ops.alert_deliveries", "ops.mart_snapshots", "ops.mart_as_of_dates"):
             assert conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None, table
 
 
