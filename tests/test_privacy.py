@@ -366,6 +366,7 @@ def test_erasure_refuses_what_is_not_a_key_and_scopes_to_one_storefront(warehous
                      "('b', 'orders', '3', 'order 3: subtotal_price is not a number (found text)', %s)",
                      (json.dumps({"id": 3, "email": key}),))
         # the webhook inbox is another module's table: whatever its shape, a body holding the key is erased too
+        conn.execute("drop table raw.webhook_inbox cascade")  # the migrations' shape, replaced by another one
         conn.execute("create table raw.webhook_inbox (source_id text, topic text, body jsonb)")
         conn.execute("insert into raw.webhook_inbox values ('b', 'orders/create', %s), ('a', 'orders/create', %s)",
                      (json.dumps({"email": key}), json.dumps({"email": key})))
