@@ -26,29 +26,20 @@ from urllib.parse import quote
 import psycopg
 from psycopg import errors, sql
 
+from alliance.alerts.store import materialise_alerts
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
 from alliance.locks import PUBLISH
-from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, record_checks
+from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, new_run_id, record_checks
+from alliance.schemas import PREVIOUS_SCHEMA, PUBLISHED_SCHEMA, PUBLISHED_TABLES, RESERVED_SCHEMAS, SWAP_SCHEMA
 from alliance.warehouse import connect, parse_url, state_dir
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_SCHEMA = "analytics"
-PREVIOUS_SCHEMA = "analytics_prev"
-SWAP_SCHEMA = "analytics_swap"
 BI_ROLE = "alliance_bi"
 BI_LOGIN = "alliance_bi_reader"
 GATE_STAMP = "alliance build of run {run_id}: quality gate passed"
 DEADLOCK_RETRIES = 5
 PUBLISH_LOCK_KEY = PUBLISH.key  # pg_advisory_xact_lock key shared by publish and alert recording (alliance/locks.py)
-PUBLISHED_TABLES = (
-    "fct_orders",
-    "fct_referrals",
-    "fct_order_attribution",
-    "partner_kpis_daily",
-    "partner_balances",
-    "objective_progress",
-)
 RUN_STATUSES = ("running", "published", "succeeded", "failed", "gate_failed")
 
 OPS_RUNS_DDL = f"""
@@ -222,10 +213,8 @@ def _publish_txn(
     warehouse_url: str, build_schema: str, run_id: str, lock_timeout_seconds: int, require_stamp: bool,
     row_counts: dict[str, int] | None,
 ) -> PublishResult:
-    from alliance.alerts.store import materialise_alerts  # here: alliance.alerts imports this module
-
     check_identifier(build_schema, "build schema")
-    if build_schema in (PUBLISHED_SCHEMA, PREVIOUS_SCHEMA, SWAP_SCHEMA, "raw", "ops", "public"):
+    if build_schema in RESERVED_SCHEMAS:
         raise PublishError(f"build schema `{build_schema}` cannot be published: it is a reserved schema")
     with connect(warehouse_url) as conn:
         with conn.transaction():
@@ -356,8 +345,6 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
 
     Rolling back twice rolls forward again. The rollback is recorded in raw.run_manifest (kind rollback).
     """
-    from alliance.run import new_run_id
-
     run_id = run_id or f"rollback-{new_run_id()}"
     with connect(warehouse_url) as conn:
         with conn.transaction():

@@ -6,13 +6,13 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from alliance.schemas import PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
 from alliance.warehouse import connect, redact
 
 COUNTED = [
-    ("raw", "orders"), ("raw", "clicks"), ("raw", "quarantine"),
-    ("analytics", "fct_orders"), ("analytics", "fct_referrals"), ("analytics", "fct_order_attribution"),
-    ("analytics", "partner_kpis_daily"), ("analytics", "partner_balances"), ("analytics", "objective_progress"),
-    ("analytics", "kpi_alerts"),
+    (RAW_SCHEMA, "orders"), (RAW_SCHEMA, "clicks"), (RAW_SCHEMA, "quarantine"),
+    *((PUBLISHED_SCHEMA, table) for table in PUBLISHED_TABLES),
+    (PUBLISHED_SCHEMA, "kpi_alerts"),
 ]
 
 
