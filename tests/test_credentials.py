@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from loopback_api import LoopbackApi, self_signed_cert
+from support.loopback_api import LoopbackApi, self_signed_cert
 
 from alliance.config import AllianceConfig, ConfigError, Partner, ReferralNetwork, load_config
 from connectors.http import HttpPolicy, same_origin
