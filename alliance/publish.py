@@ -30,7 +30,14 @@ from alliance.alerts.store import materialise_alerts
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
 from alliance.locks import PUBLISH
 from alliance.manifest import PUBLISHED_COLUMNS, ensure_manifest, new_run_id, record_checks
-from alliance.schemas import PREVIOUS_SCHEMA, PUBLISHED_SCHEMA, PUBLISHED_TABLES, RESERVED_SCHEMAS, SWAP_SCHEMA
+from alliance.schemas import (
+    BUILD_SCHEMA,
+    PREVIOUS_SCHEMA,
+    PUBLISHED_SCHEMA,
+    PUBLISHED_TABLES,
+    RESERVED_SCHEMAS,
+    SWAP_SCHEMA,
+)
 from alliance.warehouse import connect, parse_url, state_dir
 
 log = logging.getLogger(__name__)
@@ -138,7 +145,7 @@ def _grant_bi(conn: psycopg.Connection, build_schema: str) -> None:
     conn.execute(f"revoke all on all tables in schema public from {BI_ROLE}")
 
 
-def stamp_build(warehouse_url: str, run_id: str, build_schema: str = "alliance_build") -> None:
+def stamp_build(warehouse_url: str, run_id: str, build_schema: str = BUILD_SCHEMA) -> None:
     """Mark the build schema as checked by this run's gate; publish(require_stamp=True) insists on it.
 
     Every run clears the stamp before dbt builds (alliance/run.py `prepare`), so the stamp of another run cannot
@@ -170,7 +177,7 @@ def _materialise_manifest(conn: psycopg.Connection, build_schema: str, run_id: s
 
 def publish(
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     *,
     run_id: str,
     lock_timeout_seconds: int = 60,
@@ -364,7 +371,7 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
             conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {SWAP_SCHEMA}")
             conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")
             conn.execute(f"alter schema {SWAP_SCHEMA} rename to {PREVIOUS_SCHEMA}")
-            _grant_bi(conn, "alliance_build")
+            _grant_bi(conn, BUILD_SCHEMA)
             ensure_manifest(conn)
             conn.execute(
                 "insert into raw.run_manifest (run_id, kind, status, finished_at, message)"
@@ -421,7 +428,7 @@ def bi_url(warehouse_url: str) -> str:
 
 def gate_and_publish(
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     *,
     run_id: str,
     dbt_failures: list[str] | None = None,

@@ -6,7 +6,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from alliance.schemas import PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
+from alliance.schemas import PREVIOUS_SCHEMA, PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
 from alliance.warehouse import connect, redact
 
 COUNTED = [
@@ -63,7 +63,7 @@ def print_status(console: Console, url: str) -> None:
             ):
                 manifest.add_row(*[str(v) for v in row])
             console.print(manifest)
-        for schema in ("analytics", "analytics_prev"):
+        for schema in (PUBLISHED_SCHEMA, PREVIOUS_SCHEMA):
             found = conn.execute("select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
                                  (schema,)).fetchone()
             if found:
