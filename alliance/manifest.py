@@ -13,12 +13,19 @@ import json
 import os
 import platform
 import subprocess
+import uuid
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 import psycopg
 
 from alliance.warehouse import PROJECT_ROOT, connect
+
+
+def new_run_id() -> str:
+    """A run's id in the run log: its UTC start, sortable, and a random suffix for runs started the same second."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 MANIFEST_DDL = """
 create schema if not exists raw;

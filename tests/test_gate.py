@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_gate_support import make_build_schema, table_counts
+from support.build_schema import make_build_schema, table_counts
 
 from alliance.gate import GX_PROJECT_DIR, GateSettings, run_gate
 from alliance.publish import gate_and_publish, publish

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
-from alliance.sandbox.world import build_world, parse_ts
+from devstack.sandbox.server import SandboxOptions, start_sandbox
+from devstack.sandbox.world import build_world, parse_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 MONEY = re.compile(r"^-?\d+\.\d{2}$")

@@ -38,8 +38,9 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from alliance.sandbox.world import World, build_world, parse_ts
+from alliance.config import load_config
 from connectors.clock import SYSTEM_CLOCK, Clock
+from devstack.sandbox.world import World, build_world, parse_ts
 
 SHOPIFY_API_VERSION = "2025-10"
 SHOPIFY_MAX_LIMIT = 250
@@ -718,8 +719,6 @@ def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
 def run_sandbox(config_path: str | None, host: str, port: int, seed: int,
                 options: SandboxOptions | None = None) -> None:
     """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
-    from alliance.config import load_config
-
     config = load_config(config_path, require_secrets=False)
     world = build_world(config, seed)
     server, _ = _make_server(world, host, port, options)
