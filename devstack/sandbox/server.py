@@ -321,8 +321,13 @@ class _Handler(BaseHTTPRequestHandler):
                 newest = EPOCH + _MICRO * max(_order_key_any(o)[0] for o in world.orders[source])
                 at = (newest - timedelta(seconds=opts.late_by_seconds)).replace(microsecond=0)
                 last = served[-1][1]
+                # not an order already cancelled without a cancellation time of its own (WooCommerce cancelled /
+                # failed / trash, Shopify voided without cancelled_at): its cancellation time is that of the first
+                # version alliance landed (PRODUCT.md §3), which an oracle reading the storefront's current state
+                # cannot know; tests/test_deletions.py covers that rule with an explicit version history
                 behind = [o for o in world.orders[source]
-                          if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at]
+                          if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at
+                          and not _cancelled_without_time(o)]
                 if behind:
                     with state.lock:
                         victim = state.rng.choice(behind)
@@ -611,6 +616,13 @@ def _micros_or_raise(text: str) -> int:
 
 def _micros_from_start(text: str) -> int:
     return (_parse_start(text) - EPOCH) // _MICRO
+
+
+def _cancelled_without_time(order: dict) -> bool:
+    """Cancelled by status alone: WooCommerce `cancelled`/`failed`/`trash`, Shopify `voided` without `cancelled_at`."""
+    if "date_modified_gmt" in order:
+        return order.get("status") in ("cancelled", "failed", "trash")
+    return order.get("financial_status") == "voided" and not order.get("cancelled_at")
 
 
 def _woo_status_listed(status: object, listed: set[str]) -> bool:
