@@ -19,7 +19,7 @@ help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
 	@echo "make test   - run the whole test suite"
 	@echo "make test-clocks - the date-touching tests with the clock at 2026-12-31, 2027-03-01, 2030-01-01 (CLOCK_DATES)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff, and the import contracts (lint-imports, pyproject.toml)"
 	@echo "make docs   - dbt docs as one offline HTML file (dbt_project/target/static_index.html)"
 	@echo "make bench  - transform benchmark (bench/README.md)"
 	@echo "make status - last runs, row counts, warehouse URL"
@@ -44,6 +44,7 @@ demo: install
 	$(BIN)/alliance demo --config $(CONFIG)
 
 test: install
+	$(BIN)/lint-imports --no-cache
 	bash scripts/ensure_chromium.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh -m "dates and not dates_pinned"
@@ -52,7 +53,8 @@ test-clocks: install
 	bash scripts/test_clocks.sh
 
 lint: install
-	$(BIN)/ruff check alliance connectors dags tests bench
+	$(BIN)/ruff check alliance connectors dags devstack tests bench
+	$(BIN)/lint-imports --no-cache
 
 docs: install
 	$(BIN)/alliance docs --config $(CONFIG)

@@ -11,13 +11,11 @@ import os
 from airflow.sdk import Asset, BaseNotifier, Variable
 
 from alliance.airflow_credentials import require_connections
+from alliance.airflow_policy import pool_spec
 from alliance.assets import table_uri
 from alliance.config import AllianceConfig, load_config
-
-PUBLISHED_TABLES = (
-    "fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily",
-    "partner_balances", "objective_progress",
-)
+from alliance.failure_notify import Failure, notify_failure
+from alliance.schemas import PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
 
 
 def table_asset(schema: str, table: str) -> Asset:
@@ -27,9 +25,9 @@ def table_asset(schema: str, table: str) -> Asset:
     return Asset(name=uri, uri=uri, group="alliance")
 
 
-RAW_ORDERS = table_asset("raw", "orders")
-RAW_CLICKS = table_asset("raw", "clicks")
-PUBLISHED = [table_asset("analytics", table) for table in PUBLISHED_TABLES]
+RAW_ORDERS = table_asset(RAW_SCHEMA, "orders")
+RAW_CLICKS = table_asset(RAW_SCHEMA, "clicks")
+PUBLISHED = [table_asset(PUBLISHED_SCHEMA, table) for table in PUBLISHED_TABLES]
 
 
 def dag_config() -> AllianceConfig:
@@ -42,8 +40,6 @@ class AllianceFailureNotifier(BaseNotifier):
     """on_failure_callback for every alliance task: log, plus Slack / SMTP when configured (env)."""
 
     def notify(self, context) -> None:  # noqa: ANN001 - Airflow's Context
-        from alliance.failure_notify import Failure, notify_failure
-
         ti = context.get("ti") or context.get("task_instance")
         error = context.get("exception")
         notify_failure(Failure(
@@ -56,6 +52,4 @@ class AllianceFailureNotifier(BaseNotifier):
 
 def partner_pools(config: AllianceConfig) -> list[dict]:
     """One pool per storefront and network: `alliance_<id>`, see alliance.airflow_policy."""
-    from alliance.airflow_policy import pool_spec
-
     return pool_spec(config)

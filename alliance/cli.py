@@ -1,4 +1,9 @@
-"""The `alliance` command: every step a data engineer runs by hand, the same calls the DAGs make."""
+"""The `alliance` command: every step a data engineer runs by hand, the same calls the DAGs make.
+
+Each command imports what it runs inside its body, so `alliance --help` or `alliance status` does not load the
+gate, plotly or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
+imports of devstack from the product (contract `product-without-devstack`, docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -109,7 +114,7 @@ def sandbox(
     = 120.0,
 ) -> None:
     """Serve the deterministic sandbox partner APIs (Shopify, WooCommerce, referral network), faults optional."""
-    from alliance.sandbox.server import SandboxOptions, run_sandbox
+    from devstack.sandbox.server import SandboxOptions, run_sandbox
 
     if not all(0.0 <= r <= 1.0 for r in (error_rate, burst_rate, slow_rate, drop_rate, malformed_rate, change_rate,
                                           late_update_rate)):
@@ -280,7 +285,7 @@ def demo(
     as_of: AsOfOption = None,
 ) -> None:
     """The end-to-end demo: sandbox APIs → Airflow DAGs → published analytics → summary."""
-    from alliance.demo import run_demo
+    from devstack.demo import run_demo
 
     day = _as_of(as_of)
     if day is not None and not in_process:
@@ -336,7 +341,7 @@ def airflow(
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
 ) -> None:
     """Start a local Airflow (api-server, scheduler, dag-processor, triggerer) on the embedded warehouse."""
-    from alliance.airflow_local import serve
+    from devstack.airflow_local import serve
 
     cfg_path = config or Path("config/demo.yml")
     _config(cfg_path, require_secrets=False)
@@ -348,8 +353,10 @@ def _demo_env(config: Path | None) -> None:
     nothing: a real alliance never runs on the demo's public salt."""
     import os
 
-    from alliance.demo import is_demo_config, load_sandbox_env
-
+    try:  # the dev stack lives in the repository, not in the wheel: without it no config is a demo config
+        from devstack.sandbox.env import is_demo_config, load_sandbox_env
+    except ModuleNotFoundError:
+        return
     path = config or Path(os.environ.get("ALLIANCE_CONFIG") or "config/alliance.yml")
     if is_demo_config(path):
         load_sandbox_env()

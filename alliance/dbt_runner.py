@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 
 from alliance.config import AllianceConfig
+from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
@@ -56,7 +57,7 @@ class DbtOutcome:
     exception: BaseException | None = None
 
 
-def dbt_env(warehouse_url: str, build_schema: str = "alliance_build") -> dict[str, str]:
+def dbt_env(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> dict[str, str]:
     """The ALLIANCE_DBT_* variables profiles.yml reads, from a postgresql:// URL."""
     parts = parse_url(warehouse_url)
     return {
@@ -196,7 +197,7 @@ def _keep_parse_state(saved: Path) -> None:
 def run_dbt(
     args: list[str],
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     vars: dict | None = None,  # noqa: A002 - named after dbt's --vars
 ) -> DbtOutcome:
     """Invoke dbt (e.g. ["build"]) on dbt_project against warehouse_url, models landing in build_schema."""

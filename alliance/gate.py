@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from psycopg import sql
 
+from alliance.schemas import BUILD_SCHEMA, PUBLISHED_SCHEMA
 from alliance.warehouse import PROJECT_ROOT, connect, parse_url, state_dir
 from connectors.pii import mask_addresses
 
@@ -192,7 +193,7 @@ def _parameters(
 ) -> dict[str, Any]:
     tolerance = timedelta(minutes=settings.future_tolerance_minutes)
     params: dict[str, Any] = {"now": now + tolerance, "today": (now + tolerance).date()}
-    live = _tables(conn, "analytics") or set()
+    live = _tables(conn, PUBLISHED_SCHEMA) or set()
     text = _text_columns(conn, build_schema)
     counted: dict[str, Any] = {}
     if "run_manifest" in live:  # the live snapshot's own row counts, taken inside its publish transaction
@@ -443,7 +444,7 @@ def _run_suites(
 
 def run_gate(
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     dbt_failures: list[str] | None = None,
     settings: GateSettings | None = None,
     now: datetime | None = None,

@@ -14,7 +14,8 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -22,6 +23,12 @@ import psycopg
 
 from alliance.migrate import migrate
 from alliance.warehouse import PROJECT_ROOT, connect
+
+
+def new_run_id() -> str:
+    """A run's id in the run log: its UTC start, sortable, and a random suffix for runs started the same second."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
 
 RUN_STATUSES = ("running", "published", "succeeded", "failed", "gate_failed", "refused", "rolled_back")
 # What analytics.run_manifest shows (no failure samples: published runs passed every check).

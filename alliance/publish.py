@@ -25,30 +25,28 @@ from urllib.parse import quote
 import psycopg
 from psycopg import errors, sql
 
+from alliance.alerts.store import materialise_alerts
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
 from alliance.locks import PUBLISH
-from alliance.manifest import PUBLISHED_COLUMNS, record_checks, record_run  # noqa: F401 - record_run: callers
+from alliance.manifest import PUBLISHED_COLUMNS, new_run_id, record_checks, record_run  # noqa: F401 - record_run: callers
 from alliance.migrate import migrate
+from alliance.schemas import (
+    BUILD_SCHEMA,
+    PREVIOUS_SCHEMA,
+    PUBLISHED_SCHEMA,
+    PUBLISHED_TABLES,
+    RESERVED_SCHEMAS,
+    SWAP_SCHEMA,
+)
 from alliance.warehouse import connect, parse_url, state_dir
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_SCHEMA = "analytics"
-PREVIOUS_SCHEMA = "analytics_prev"
-SWAP_SCHEMA = "analytics_swap"
 BI_ROLE = "alliance_bi"
 BI_LOGIN = "alliance_bi_reader"
 GATE_STAMP = "alliance build of run {run_id}: quality gate passed"
 DEADLOCK_RETRIES = 5
 PUBLISH_LOCK_KEY = PUBLISH.key  # pg_advisory_xact_lock key shared by publish and alert recording (alliance/locks.py)
-PUBLISHED_TABLES = (
-    "fct_orders",
-    "fct_referrals",
-    "fct_order_attribution",
-    "partner_kpis_daily",
-    "partner_balances",
-    "objective_progress",
-)
 
 class PublishError(RuntimeError):
     """Publishing is impossible (missing build schema or table); analytics is left untouched."""
@@ -91,7 +89,7 @@ def _grant_bi(conn: psycopg.Connection, build_schema: str) -> None:
     conn.execute(f"revoke all on all tables in schema public from {BI_ROLE}")
 
 
-def stamp_build(warehouse_url: str, run_id: str, build_schema: str = "alliance_build") -> None:
+def stamp_build(warehouse_url: str, run_id: str, build_schema: str = BUILD_SCHEMA) -> None:
     """Mark the build schema as checked by this run's gate; publish(require_stamp=True) insists on it.
 
     Every run clears the stamp before dbt builds (alliance/run.py `prepare`), so the stamp of another run cannot
@@ -123,7 +121,7 @@ def _materialise_manifest(conn: psycopg.Connection, build_schema: str, run_id: s
 
 def publish(
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     *,
     run_id: str,
     lock_timeout_seconds: int = 60,
@@ -166,10 +164,8 @@ def _publish_txn(
     warehouse_url: str, build_schema: str, run_id: str, lock_timeout_seconds: int, require_stamp: bool,
     row_counts: dict[str, int] | None,
 ) -> PublishResult:
-    from alliance.alerts.store import materialise_alerts  # here: alliance.alerts imports this module
-
     check_identifier(build_schema, "build schema")
-    if build_schema in (PUBLISHED_SCHEMA, PREVIOUS_SCHEMA, SWAP_SCHEMA, "raw", "ops", "public"):
+    if build_schema in RESERVED_SCHEMAS:
         raise PublishError(f"build schema `{build_schema}` cannot be published: it is a reserved schema")
     with connect(warehouse_url) as conn:
         with conn.transaction():
@@ -300,8 +296,6 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
 
     Rolling back twice rolls forward again. The rollback is recorded in the run log, ops.runs (kind rollback).
     """
-    from alliance.run import new_run_id
-
     run_id = run_id or f"rollback-{new_run_id()}"
     with connect(warehouse_url) as conn:
         with conn.transaction():
@@ -321,7 +315,7 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
             conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {SWAP_SCHEMA}")
             conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")
             conn.execute(f"alter schema {SWAP_SCHEMA} rename to {PREVIOUS_SCHEMA}")
-            _grant_bi(conn, "alliance_build")
+            _grant_bi(conn, BUILD_SCHEMA)
             migrate(conn)
             conn.execute(
                 "insert into ops.runs (run_id, kind, status, finished_at, message)"
@@ -378,7 +372,7 @@ def bi_url(warehouse_url: str) -> str:
 
 def gate_and_publish(
     warehouse_url: str,
-    build_schema: str = "alliance_build",
+    build_schema: str = BUILD_SCHEMA,
     *,
     run_id: str,
     dbt_failures: list[str] | None = None,

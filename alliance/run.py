@@ -8,26 +8,31 @@ alerts are keyed by rule, partner and period.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
+from alliance.dbt_runner import dbt_vars_from_config
+from alliance.gate import GateSettings, run_gate
+from alliance.incremental import dbt_build
 from alliance.locks import RUN
-from alliance.manifest import open_run, record_checks, record_run
+from alliance.manifest import new_run_id, open_run, record_checks, record_run
 from alliance.migrate import migrate
+from alliance.publish import publish as swap_in
+from alliance.publish import stamp_build
+from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import connect, warehouse_url
 
 log = logging.getLogger(__name__)
 
-BUILD_SCHEMA = "alliance_build"
 RUN_LOCK_KEY = RUN.key  # session advisory lock: one transform run (prepare → publish) per warehouse (alliance/locks.py)
 
 
@@ -47,10 +52,6 @@ class TransformResult:
     alerts_fired: int = 0
     refused: bool = False
     data_docs: Path | None = None
-
-
-def new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def _holder(url: str) -> str:
@@ -75,7 +76,6 @@ def _holder(url: str) -> str:
 
 
 def _refuse(url: str, run_id: str) -> RunRefused:
-
     message = (f"another transform run is in progress on this warehouse ({_holder(url)}); run {run_id} exits "
                "without building or publishing: rerun when it has finished (or pass --wait SECONDS)")
     record_run(url, run_id, "refused", message=message)
@@ -117,7 +117,6 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
-
     url = url or warehouse_url()
     open_run(url, run_id, config)
     if not locked:
@@ -134,9 +133,6 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
 
 def build(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> list[str]:
     """dbt build (models and their tests) into the build schema; returns failing nodes, if any."""
-    from alliance.dbt_runner import dbt_vars_from_config
-    from alliance.incremental import dbt_build
-
     url = url or warehouse_url()
     outcome = dbt_build(url, BUILD_SCHEMA, dbt_vars_from_config(config, as_of_date=as_of)).outcome
     for line in outcome.failures:
@@ -152,9 +148,6 @@ def check(
     Checks passed and failed, each failure's table, column and sample rows, and the Data Docs path are stored in
     the run log (ops.runs); the failing build schema stays for inspection. A passed gate stamps the build schema.
     """
-    from alliance.gate import GateSettings, run_gate
-    from alliance.publish import stamp_build
-
     url = url or warehouse_url()
     settings = GateSettings.from_config(config) if config is not None else GateSettings()
     result = run_gate(url, BUILD_SCHEMA, dbt_failures=dbt_failures, settings=settings)
@@ -170,8 +163,6 @@ def check(
 
 
 def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
-    from alliance.publish import publish as swap_in
-
     url = url or warehouse_url()
     timeout = config.gate.lock_timeout_seconds if config is not None else 60
     swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout)
@@ -180,8 +171,6 @@ def publish(run_id: str, url: str | None = None, config: AllianceConfig | None =
 
 def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> int:
     """Evaluate alert rules on the published data; returns how many alerts newly fired."""
-    from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
-
     url = url or warehouse_url()
     outcome = AlertOutcome()
     if config.alerts is not None:

@@ -6,13 +6,13 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from alliance.schemas import PREVIOUS_SCHEMA, PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
 from alliance.warehouse import connect, redact
 
 COUNTED = [
-    ("raw", "orders"), ("raw", "clicks"), ("raw", "quarantine"),
-    ("analytics", "fct_orders"), ("analytics", "fct_referrals"), ("analytics", "fct_order_attribution"),
-    ("analytics", "partner_kpis_daily"), ("analytics", "partner_balances"), ("analytics", "objective_progress"),
-    ("analytics", "kpi_alerts"),
+    (RAW_SCHEMA, "orders"), (RAW_SCHEMA, "clicks"), (RAW_SCHEMA, "quarantine"),
+    *((PUBLISHED_SCHEMA, table) for table in PUBLISHED_TABLES),
+    (PUBLISHED_SCHEMA, "kpi_alerts"),
 ]
 
 
@@ -54,7 +54,7 @@ def print_status(console: Console, url: str) -> None:
             ):
                 runs.add_row(*[str(v) for v in row])
             console.print(runs)
-        for schema in ("analytics", "analytics_prev"):
+        for schema in (PUBLISHED_SCHEMA, PREVIOUS_SCHEMA):
             found = conn.execute("select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
                                  (schema,)).fetchone()
             if found:

@@ -28,10 +28,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alliance.demo import load_sandbox_env  # noqa: E402
-from alliance.freshness import live_stack, post_order, shopify_order, summarize, wait_published  # noqa: E402
 from alliance.warehouse import parse_url, warehouse_url  # noqa: E402
 from bench.results import append_run, quote, run_header, summarise_rounds  # noqa: E402
+from devstack.freshness import live_stack, post_order, shopify_order, summarize, wait_published  # noqa: E402
+from devstack.sandbox.env import load_sandbox_env  # noqa: E402
 
 
 def _fresh_database() -> tuple[str, str]:

@@ -49,7 +49,7 @@ API = "/benchshop/admin/api/2025-10/orders.json"
 
 def _template() -> str:
     from alliance.config import load_config
-    from alliance.sandbox.world import build_world
+    from devstack.sandbox.world import build_world
 
     os.environ.setdefault("ALLIANCE_SANDBOX_URL", "http://127.0.0.1:1")
     world = build_world(load_config(ROOT / "config" / "demo.yml", require_secrets=False), 42)

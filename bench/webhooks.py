@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alliance.config import load_config  # noqa: E402
-from alliance.demo import load_sandbox_env  # noqa: E402
-from alliance.freshness import shopify_order  # noqa: E402
 from alliance.warehouse import parse_url, warehouse_url  # noqa: E402
 from alliance.webhooks import build_server, sign  # noqa: E402
 from bench.results import append_run, quote, run_header, summarise  # noqa: E402
+from devstack.freshness import shopify_order  # noqa: E402
+from devstack.sandbox.env import load_sandbox_env  # noqa: E402
 
 
 def _fresh_database() -> tuple[str, str]:

@@ -69,9 +69,9 @@ def shared_fixtures_dir() -> Path:
 def sandbox_url(monkeypatch) -> Iterator[str]:
     """The sandbox partner APIs for config/demo.yml (seed 7) on a free loopback port, with its credentials set."""
     from alliance.config import load_config
-    from alliance.demo import load_sandbox_env
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
+    from devstack.sandbox.env import load_sandbox_env
+    from devstack.sandbox.server import start_sandbox
+    from devstack.sandbox.world import build_world
 
     load_sandbox_env()
     demo = Path(__file__).resolve().parents[1] / "config" / "demo.yml"

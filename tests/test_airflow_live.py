@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alliance.demo import load_sandbox_env
-from alliance.freshness import live_stack, post_order, shopify_order, wait_published
+from devstack.freshness import live_stack, post_order, shopify_order, wait_published
+from devstack.sandbox.env import load_sandbox_env
 
 DEMO = Path(__file__).parents[1] / "config" / "demo.yml"
 
@@ -20,8 +20,8 @@ DEMO = Path(__file__).parents[1] / "config" / "demo.yml"
 @pytest.fixture()
 def sandbox(monkeypatch):
     from alliance.config import load_config
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
+    from devstack.sandbox.server import start_sandbox
+    from devstack.sandbox.world import build_world
 
     load_sandbox_env()
     handle = start_sandbox(build_world(load_config(DEMO, require_secrets=False), seed=42))

@@ -21,13 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
-from test_gate_support import make_build_schema
+from support.build_schema import make_build_schema
 
 from alliance.alerts import evaluate, load_alerts_file
 from alliance.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from alliance.freshness import free_port
 from alliance.publish import publish
 from alliance.warehouse import connect
+from devstack.freshness import free_port
 
 SECRET = "s3cret-for-tests"
 

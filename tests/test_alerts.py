@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_gate_support import make_build_schema
+from support.build_schema import make_build_schema
 
 from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate_alerts, load_rules
 from alliance.alerts.evaluate import AlertError

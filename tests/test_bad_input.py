@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alliance.demo import load_sandbox_env
+from devstack.sandbox.env import load_sandbox_env
 
 ROOT = Path(__file__).parents[1]
 DEMO = str(ROOT / "config" / "demo.yml")

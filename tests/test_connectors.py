@@ -17,12 +17,12 @@ import pytest
 from conftest import shared_fixtures_dir
 
 from alliance.config import AllianceConfig, Partner, load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
-from alliance.sandbox.world import build_world, parse_ts
 from connectors.http import AllianceRetry, HttpPolicy
 from connectors.ingest import IngestOptions, ingest_all, ingest_source
 from connectors.landing import ensure_raw_schema, land_orders_page
 from connectors.pii import PiiError, customer_key, pii_salt, scrub
+from devstack.sandbox.server import SandboxOptions, start_sandbox
+from devstack.sandbox.world import build_world, parse_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 SALT = "alliance-demo-salt-not-secret"
@@ -283,8 +283,8 @@ def test_woocommerce_walk_without_total_pages_header_reads_every_order(warehouse
     """WordPress always sends X-WP-TotalPages, but a proxy may strip it: then only an empty page ends the walk,
     also when the host answers fewer orders than asked for (a short page mid-collection; the fault campaign
     found an order lost to that)."""
-    from ingest_support import FAST as SMALL_PAGES
-    from ingest_support import WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+    from support.ingest import FAST as SMALL_PAGES
+    from support.ingest import WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
 
     sandbox_env(monkeypatch)
     path = three_platform_config_file(tmp_path)

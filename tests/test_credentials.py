@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from loopback_api import LoopbackApi, self_signed_cert
+from support.loopback_api import LoopbackApi, self_signed_cert
 
 from alliance.airflow_credentials import airflow_connection, require_connections
 from alliance.config import AllianceConfig, ConfigError, Partner, ReferralNetwork, load_config

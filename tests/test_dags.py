@@ -83,7 +83,7 @@ def test_partner_pools_follow_the_mapped_order():
 
     from alliance.airflow_policy import pool_spec, source_for
     from alliance.config import load_config
-    from alliance.demo import load_sandbox_env
+    from devstack.sandbox.env import load_sandbox_env
 
     load_sandbox_env()
     cfg = load_config(Path(__file__).parents[1] / "config" / "demo.yml")

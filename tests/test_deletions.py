@@ -14,16 +14,16 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from ingest_support import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
-from ingest_support import query_rows as _rows
+from support.ingest import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
+from support.ingest import query_rows as _rows
 
 from alliance.config import load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
 from alliance.incremental import dbt_build
-from alliance.sandbox.world import LATEST_CHANGE
 from connectors.ingest import ingest_source
 from connectors.landing import ensure_raw_schema, land_order_deletion, land_orders_page
+from devstack.sandbox.world import LATEST_CHANGE
 
 SALT = "test-salt"
 SCHEMA = "del_build"

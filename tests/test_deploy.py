@@ -20,10 +20,10 @@ import pytest
 import requests
 import yaml
 
-from alliance.airflow_local import COMPONENTS
-from alliance.demo import load_sandbox_env
-from alliance.freshness import free_port
-from alliance.sandbox.server import SHOPIFY_API_VERSION
+from devstack.airflow_local import COMPONENTS
+from devstack.freshness import free_port
+from devstack.sandbox.env import load_sandbox_env
+from devstack.sandbox.server import SHOPIFY_API_VERSION
 
 ROOT = Path(__file__).parents[1]
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))
@@ -31,8 +31,8 @@ OFFICIAL_IMAGES = {"warehouse": "postgres:", "redis": "redis:"}
 
 # command (without options) -> where the suite runs it
 SUITE_COMMANDS = {
-    ("airflow", "db", "migrate"): "alliance.airflow_local.ensure_metadata_db (every Airflow test)",
-    **{("airflow", c): "tests/test_airflow_live.py via alliance.freshness.live_stack" for c in COMPONENTS},
+    ("airflow", "db", "migrate"): "devstack.airflow_local.ensure_metadata_db (every Airflow test)",
+    **{("airflow", c): "tests/test_airflow_live.py via devstack.freshness.live_stack" for c in COMPONENTS},
     ("alliance", "webhooks"): "test_cli_servers_start_and_answer",
     ("alliance", "sandbox"): "test_cli_servers_start_and_answer",
 }

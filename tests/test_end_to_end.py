@@ -24,7 +24,7 @@ import pytest
 from oracle_compare import TABLE_KEYS, compare_published, summarize
 
 from alliance.config import load_config
-from alliance.demo import load_sandbox_env
+from devstack.sandbox.env import load_sandbox_env
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "config" / "demo.yml"
@@ -35,8 +35,8 @@ AS_OF = date(2026, 12, 5)  # the in-process run's "today": October locked (lock 
 
 @contextmanager
 def sandbox_for(config_path: Path, monkeypatch) -> Iterator:
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world, woocommerce_credentials
+    from devstack.sandbox.server import start_sandbox
+    from devstack.sandbox.world import build_world, woocommerce_credentials
 
     load_sandbox_env()
     cfg = load_config(config_path, require_secrets=False)
@@ -126,7 +126,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
     """Shopify + WooCommerce (EUR: trash, failed, coupons, `_alliance_ref`, /refunds, refunds past zero),
     overlapping contracts, last_click, config/alerts.yml; through Airflow: a run, a rerun that changes nothing,
     and a run after a trashed order is restored and another edited in the trash."""
-    from alliance.airflow_local import airflow_env, dags_test, ensure_metadata_db
+    from devstack.airflow_local import airflow_env, dags_test, ensure_metadata_db
 
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv(

@@ -13,8 +13,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from alliance.failure_notify import Failure, notify_failure
-from alliance.freshness import free_port
 from alliance.run import StepFailed
+from devstack.freshness import free_port
 
 
 @pytest.fixture()

@@ -18,10 +18,10 @@ from conftest import shared_fixtures_dir
 
 from alliance.config import load_config
 from alliance.dbt_runner import run_dbt
-from alliance.sandbox.server import start_sandbox
-from alliance.sandbox.world import World
 from connectors.ingest import ingest_all
 from connectors.pii import customer_key
+from devstack.sandbox.server import start_sandbox
+from devstack.sandbox.world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = shared_fixtures_dir()

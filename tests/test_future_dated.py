@@ -13,12 +13,12 @@ from datetime import UTC, timedelta
 
 import psycopg
 import pytest
-from ingest_support import FAST, WOO_PARTNER, three_platform_sandbox
-from ingest_support import query_rows as _rows
+from support.ingest import FAST, WOO_PARTNER, three_platform_sandbox
+from support.ingest import query_rows as _rows
 
-from alliance.sandbox.world import LATEST_CHANGE
 from connectors.ingest import ingest_all
 from connectors.landing import ensure_raw_schema, land_clicks_page, land_orders_page
+from devstack.sandbox.world import LATEST_CHANGE
 
 SALT = "test-salt"
 AS_OF = LATEST_CHANGE + timedelta(days=1)  # the injected warehouse clock: after everything the world serves

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from test_gate_support import make_build_schema, table_counts
+from support.build_schema import make_build_schema, table_counts
 
 from alliance.gate import GX_PROJECT_DIR, GateSettings, run_gate
 from alliance.migrate import migrate

@@ -20,13 +20,13 @@ from alliance.dbt_runner import dbt_vars_from_config
 from alliance.incremental import dbt_build
 from alliance.migrate import migrate
 from alliance.publish import publish
+from alliance.schemas import PUBLISHED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.transform.generate import Generator  # noqa: E402
 
-MARTS = ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily", "partner_balances",
-         "objective_progress")
+MARTS = PUBLISHED_TABLES
 SCHEMA = "inc_build"
 # work tables compared too: an incremental run must rewrite exactly the changed orders' rows (no duplicates)
 WORK = ("int_order_attribution",)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_support import (
+from support.ingest import (
     FAST,
     ROOT,
     WOO_PARTNER,
@@ -37,10 +37,10 @@ from ingest_support import (
 )
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
 from connectors.ingest import ingest_all
+from devstack.sandbox.server import SandboxOptions, start_sandbox
 
-CHILD = ROOT / "tests" / "ingest_child.py"
+CHILD = ROOT / "tests" / "support" / "ingest_child.py"
 
 
 @pytest.fixture()

@@ -10,15 +10,15 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_support import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
+from support.ingest import FAST, WOO_PARTNER, three_platform_config_file, three_platform_sandbox
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions
 from connectors.errors import SourceRef
 from connectors.http import make_session
 from connectors.ingest import IngestOptions, ingest_source
 from connectors.pii import scrub, scrub_to_json
 from connectors.woocommerce import ModifiedWindowPaginator
+from devstack.sandbox.server import SandboxOptions
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import psycopg
-from test_gate_support import make_build_schema
+from support.build_schema import make_build_schema
 
 from alliance import locks
 from alliance.alerts import evaluate, load_alerts_file
@@ -18,7 +18,7 @@ from alliance.publish import PUBLISH_LOCK_KEY, publish
 from alliance.run import RUN_LOCK_KEY, ensure_no_run_in_progress, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE_DIRS = ("alliance", "connectors", "dags")
+CODE_DIRS = ("alliance", "connectors", "dags", "devstack")
 RULE = "rules:\n  - {id: big_commission_day, kpi: commission_owed_rc, above: 500, severity: info}\n"
 
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
-from loopback_api import LoopbackApi
+from support.loopback_api import LoopbackApi
 
 from alliance.config import AllianceConfig, ReferralNetwork
 from connectors.http import HttpPolicy

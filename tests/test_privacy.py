@@ -22,13 +22,11 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from conftest import shared_fixtures_dir
-from ingest_support import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
+from support.ingest import FAST, WOO_PARTNER, sandbox_env, three_platform_config_file, world_for
 
 from alliance.config import load_config
-from alliance.demo import is_demo_config
 from alliance.gate import _masked, mask_emails
 from alliance.run import transform
-from alliance.sandbox.server import start_sandbox
 from connectors.erasure import ErasureError, erase_customer, erase_storefront_customers
 from connectors.ingest import ingest_all
 from connectors.landing import quarantine_payload
@@ -38,6 +36,8 @@ from connectors.platforms import UnknownEntity, minimise
 from connectors.records import RecordError
 from connectors.shopify import validate_order as validate_shopify_order
 from connectors.woocommerce import validate_order as validate_woocommerce_order
+from devstack.sandbox.env import is_demo_config
+from devstack.sandbox.server import start_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))

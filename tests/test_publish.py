@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_gate_support import make_build_schema, table_counts
+from support.build_schema import make_build_schema, table_counts
 
 from alliance.migrate import migrate
 from alliance.publish import (

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
-from alliance.sandbox.world import build_world, parse_ts
+from devstack.sandbox.server import SandboxOptions, start_sandbox
+from devstack.sandbox.world import build_world, parse_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 MONEY = re.compile(r"^-?\d+\.\d{2}$")
@@ -180,3 +180,16 @@ def test_update_order_bumps_updated_at_past_everything(sandbox):
     updated = world.update_order("lumen", target["id"], financial_status="refunded")
     assert updated["financial_status"] == "refunded" and parse_ts(updated["updated_at"]) > before
     assert world.find_order("lumen", target["id"])["financial_status"] == "refunded"
+
+
+def test_late_edits_spare_orders_cancelled_by_status_alone():
+    """The campaign's late edits skip orders whose cancellation time is their first landed version's (§3): the
+    oracle, reading the storefront's state, could not date it (tests/reliability/explain.py)."""
+    from devstack.sandbox.server import _cancelled_without_time
+
+    assert _cancelled_without_time({"date_modified_gmt": "2026-10-01T00:00:00", "status": "trash"})
+    assert _cancelled_without_time({"date_modified_gmt": "2026-10-01T00:00:00", "status": "failed"})
+    assert not _cancelled_without_time({"date_modified_gmt": "2026-10-01T00:00:00", "status": "completed"})
+    assert _cancelled_without_time({"updated_at": "2026-10-01T00:00:00Z", "financial_status": "voided"})
+    assert not _cancelled_without_time({"updated_at": "2026-10-01T00:00:00Z", "financial_status": "voided",
+                                        "cancelled_at": "2026-10-01T00:00:00Z"})

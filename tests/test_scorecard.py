@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from test_gate_support import make_build_schema
+from support.build_schema import make_build_schema
 
 from alliance.alerts import evaluate_alerts, load_rules
 from alliance.publish import publish

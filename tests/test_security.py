@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import requests
 import yaml
-from ingest_support import FAST
+from support.ingest import FAST
 
 from alliance.config import ConfigError, load_config
 from alliance.warehouse import _bundled_bin, parse_url
@@ -40,8 +40,8 @@ SECRETS = {
 
 def test_secrets_and_emails_never_reach_logs_or_tables(warehouse, tmp_path):
     """`alliance run -v` (debug logging) with distinctive credentials; grep all output and a full pg_dump."""
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
+    from devstack.sandbox.server import start_sandbox
+    from devstack.sandbox.world import build_world
 
     world = build_world(load_config(DEMO, require_secrets=False), seed=42)
     world.tokens.update(northwind=SECRETS["NORTHWIND_TOKEN"], lumen=SECRETS["LUMEN_TOKEN"],
@@ -105,7 +105,7 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/config_sync.py", "table"), ("alliance/publish.py", "BI_ROLE"),
     ("alliance/publish.py", "PUBLISHED_SCHEMA"), ("alliance/publish.py", "schema"),
     ("alliance/publish.py", "int(lock_timeout_seconds)"), ("alliance/publish.py", "build_schema"),
-    ("alliance/publish.py", "table"), ("alliance/demo.py", "table"), ("alliance/run.py", "BUILD_SCHEMA"),
+    ("alliance/publish.py", "table"), ("devstack/demo.py", "table"), ("alliance/run.py", "BUILD_SCHEMA"),
     ("alliance/publish.py", "PREVIOUS_SCHEMA"), ("alliance/publish.py", "SWAP_SCHEMA"),  # module constants
     ("alliance/run.py", "int(wait_seconds * 1000)"),  # an int
     ("alliance/status.py", "schema"), ("alliance/status.py", "table"),
@@ -123,7 +123,7 @@ REVIEWED_SQL_INTERPOLATIONS = {
 
 def _sql_interpolations() -> set[tuple[str, str]]:
     found = set()
-    for folder in ("alliance", "connectors", "dags"):
+    for folder in ("alliance", "connectors", "dags", "devstack"):
         for path in (ROOT / folder).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):

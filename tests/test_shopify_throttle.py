@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from alliance.config import load_config
-from alliance.sandbox.server import SandboxOptions, start_sandbox
-from alliance.sandbox.world import build_world
 from connectors.http import HttpPolicy, make_session
 from connectors.ingest import IngestOptions, ingest_source
 from connectors.shopify import CALL_LIMIT_HEADER, CallLimit
+from devstack.sandbox.server import SandboxOptions, start_sandbox
+from devstack.sandbox.world import build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDERS = 2000

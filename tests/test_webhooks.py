@@ -20,10 +20,10 @@ import uvicorn
 from conftest import shared_fixtures_dir
 
 from alliance.config import AllianceConfig, Partner, ReferralNetwork, load_config
-from alliance.demo import load_sandbox_env
 from alliance.webhooks import AirflowClient, Limits, build_server, sign
 from alliance.webhooks.notify import OutboxNotifier, drain_outbox
 from connectors.pii import customer_key
+from devstack.sandbox.env import load_sandbox_env
 
 ROOT = Path(__file__).parents[1]
 SECRET = "sandbox-northwind-webhook-secret"

@@ -14,15 +14,13 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import requests
 
+from alliance.alerts.episode import FiredAlert
+from alliance.alerts.rules import ChannelConfig
 from alliance.failure_notify import post_slack_text, send_email_text
-
-if TYPE_CHECKING:
-    from alliance.alerts.evaluate import FiredAlert
-    from alliance.alerts.rules import ChannelConfig
 
 LOGGER_NAME = "alliance.alerts"
 SIGNATURE_HEADER = "X-Alliance-Signature"

@@ -11,19 +11,15 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from alliance.alerts.channels import ChannelNotConfigured
+from alliance.alerts.channels import Channel, ChannelNotConfigured
+from alliance.alerts.episode import FiredAlert
 from alliance.alerts.store import ALERT_COLUMNS
 from alliance.locks import ALERT_DELIVERY
 from alliance.warehouse import connect
-
-if TYPE_CHECKING:
-    from alliance.alerts.channels import Channel
-    from alliance.alerts.evaluate import FiredAlert
 
 log = logging.getLogger("alliance.alerts.deliver")
 DELIVERY_LOCK_KEY = ALERT_DELIVERY.key  # session advisory lock: one alert deliverer at a time (alliance/locks.py)
@@ -114,8 +110,6 @@ def _record(conn: psycopg.Connection, deliveries: list[Delivery], run_id: str) -
 def deliver_pending(warehouse_url: str, channels: Mapping[str, Channel], run_id: str) -> list[Delivery]:
     """Send every pending outbox row (this run's and any a killed run left) and record the outcome; never raises
     for a channel. One deliverer at a time (advisory lock): a concurrent run leaves the rows to the one sending."""
-    from alliance.alerts.evaluate import FiredAlert  # here: evaluate imports this module
-
     columns = sql.SQL(", ").join(sql.Identifier("a", c) for c in ALERT_COLUMNS)
     with connect(warehouse_url, autocommit=True) as conn:
         if not conn.execute("select pg_try_advisory_lock(%s)", (DELIVERY_LOCK_KEY,)).fetchone()[0]:

@@ -6,47 +6,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 
 import psycopg
-from pydantic import BaseModel
 
 from alliance.alerts.channels import Channel, LogChannel, build_channel
 from alliance.alerts.deliver import Delivery, deliver_pending, enqueue
+from alliance.alerts.episode import FiredAlert
 from alliance.alerts.rules import KPI_COLUMNS, AlertRule, AlertsFile, ChannelConfig
 from alliance.alerts.store import ALERT_COLUMNS, copy_alerts, ensure_ops_alerts
-from alliance.publish import PUBLISH_LOCK_KEY, PUBLISHED_SCHEMA
+from alliance.locks import PUBLISH
+from alliance.schemas import PUBLISHED_SCHEMA
 from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
 K = PUBLISHED_SCHEMA
+PUBLISH_LOCK_KEY = PUBLISH.key  # alert recording and the analytics swap exclude each other (alliance/locks.py)
 
 
 class AlertError(RuntimeError):
     """Alerts cannot be evaluated (nothing published yet)."""
-
-
-class FiredAlert(BaseModel):
-    """A row of analytics.kpi_alerts (one episode)."""
-
-    alert_id: str
-    rule_id: str
-    severity: str
-    partner_id: str
-    kpi: str
-    period: date
-    value: Decimal | None
-    threshold: Decimal
-    comparison: str
-    fired_at: datetime
-    run_id: str
-    state: str = "firing"
-    resolved_at: datetime | None = None
-    resolved_run_id: str | None = None
-    resolved_value: Decimal | None = None
-    kind: str = "threshold"
-    baseline: Decimal | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from alliance.alerts.rules import AlertRule
 from alliance.config import OBJECTIVE_METRICS
-from alliance.publish import PUBLISHED_SCHEMA as K
+from alliance.schemas import PUBLISHED_SCHEMA as K
 from alliance.warehouse import connect
 
 PLOTTED_KPIS = ("referred_orders", "attributed_revenue_rc", "conversion_rate", "refund_rate", "commission_owed_rc")

@@ -34,13 +34,14 @@ from alliance.gate import GateSettings, run_gate
 from alliance.incremental import dbt_build
 from alliance.migrate import migrate
 from alliance.publish import publish
+from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import append_run, quote, run_header, summarise_rounds
 from bench.transform.generate import Generator
 from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = "alliance_build"
+SCHEMA = BUILD_SCHEMA  # the gate checks the run's build schema
 
 
 def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:

@@ -36,6 +36,7 @@ from alliance.dbt_runner import DBT_PROJECT_DIR, SESSION_OPTIONS, dbt_vars_from_
 from alliance.incremental import dbt_build
 from alliance.migrate import migrate
 from alliance.publish import publish
+from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import append_run, quote, run_header, summarise_rounds
 from bench.transform.generate import Generated, Generator
@@ -61,8 +62,7 @@ def _phase_seconds() -> dict[str, float]:
     for item in results:
         uid = item["unique_id"]
         kind = ("tests" if _is_test(uid) else
-                "marts" if ".fct_" in uid or uid.split(".")[-1] in (
-                    "partner_kpis_daily", "partner_balances", "objective_progress") else "intermediate")
+                "marts" if ".fct_" in uid or uid.split(".")[-1] in PUBLISHED_TABLES else "intermediate")
         out[kind] += item.get("execution_time") or 0.0
     return {k: round(v, 1) for k, v in out.items()}
 

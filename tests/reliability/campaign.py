@@ -40,10 +40,10 @@ from oracle import load_config as oracle_config  # noqa: E402
 from oracle_compare import compare_published  # noqa: E402
 
 from alliance.config import load_config  # noqa: E402
-from alliance.demo import load_sandbox_env  # noqa: E402
-from alliance.sandbox.server import SandboxOptions, start_sandbox  # noqa: E402
-from alliance.sandbox.world import build_world, woocommerce_credentials  # noqa: E402
 from alliance.warehouse import EmbeddedPostgres  # noqa: E402
+from devstack.sandbox.env import load_sandbox_env  # noqa: E402
+from devstack.sandbox.server import SandboxOptions, start_sandbox  # noqa: E402
+from devstack.sandbox.world import build_world, woocommerce_credentials  # noqa: E402
 
 # The end-to-end oracle world: two Shopify storefronts, one WooCommerce storefront in EUR (refunds endpoint, coupons,
 # `_alliance_ref`, `trash` / `failed` statuses), the referral network, overlapping dated contracts (the partner

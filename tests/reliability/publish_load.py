@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
-from test_gate_support import make_build_schema
+from support.build_schema import make_build_schema
 
 from alliance.gate import GateSettings
 from alliance.publish import gate_and_publish

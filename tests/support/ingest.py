@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 
 from alliance.config import AllianceConfig, load_config
-from alliance.sandbox.world import World, build_world, modified_at
 from connectors.http import HttpPolicy
 from connectors.ingest import IngestOptions, ingest_all
+from devstack.sandbox.world import World, build_world, modified_at
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WOO_PARTNER = "lumen"
 WOO_CREDENTIALS = "ck_sandbox_lumen:cs_sandbox_lumen"
 # Small pages so every sync is many transactions; short backoff so faults cost milliseconds.
@@ -47,7 +47,7 @@ def sandbox_env(monkeypatch) -> None:  # noqa: ANN001 - pytest's MonkeyPatch
 def three_platform_sandbox(tmp_path: Path, monkeypatch, options=None) -> Iterator:  # noqa: ANN001 - pytest's
     """The sandbox APIs for the three-platform config (seed 42) on a free loopback port, its credentials set and
     `handle.config` loaded; for fixtures: `yield from three_platform_sandbox(tmp_path, monkeypatch)`."""
-    from alliance.sandbox.server import start_sandbox
+    from devstack.sandbox.server import start_sandbox
 
     sandbox_env(monkeypatch)
     path = three_platform_config_file(tmp_path)

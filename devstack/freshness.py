@@ -23,6 +23,7 @@ import requests
 from alliance.assets import table_uri
 from alliance.config import load_config
 from alliance.webhooks import AirflowClient, WebhookServer, build_server, sign
+from devstack.airflow_local import COMPONENTS, LocalAirflow, airflow_env, ensure_metadata_db, server_env
 
 
 def free_port() -> int:
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 @dataclass
 class Stack:
-    airflow: object  # alliance.airflow_local.LocalAirflow
+    airflow: LocalAirflow
     webhooks: WebhookServer
     warehouse_url: str
 
@@ -42,8 +43,6 @@ class Stack:
 def live_stack(warehouse_url: str, config_path: Path, components: tuple[str, ...] | None = None) -> Iterator[Stack]:
     """Airflow (all four components by default, metadata in the warehouse server) + the webhook receiver
     notifying it; everything stopped on exit."""
-    from alliance.airflow_local import COMPONENTS, LocalAirflow, airflow_env, ensure_metadata_db, server_env
-
     components = components or COMPONENTS
     port = free_port()
     env = server_env(airflow_env(warehouse_url, config_path), port)

@@ -15,46 +15,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from alliance.alerts import load_rules
 from alliance.config import ConfigError, load_config
-from alliance.warehouse import PROJECT_ROOT, connect, parse_url, redact, state_dir, warehouse_url
-
-SANDBOX_ENV = PROJECT_ROOT / "config" / "sandbox.env"
-
-
-def is_demo_config(config_path: Path | str) -> bool:
-    """Whether `config_path` is a demo alliance: every storefront and network is served by the sandbox.
-
-    Why: config/sandbox.env holds the demo's documented salt and webhook secrets; loading them into a real run
-    would hash real customers with a public salt. Only a config whose every `base_url` points at the sandbox
-    (`${ALLIANCE_SANDBOX_URL...}`, as config/demo.yml does) may load them; a real run sets ALLIANCE_PII_SALT.
-    """
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(config_path).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    if not isinstance(raw, dict):
-        return False
-    sources = [p for p in raw.get("partners") or [] if isinstance(p, dict) and p.get("platform") != "none"]
-    sources += [n for n in raw.get("referral_networks") or [] if isinstance(n, dict)]
-    return bool(sources) and all(str(s.get("base_url", "")).startswith("${ALLIANCE_SANDBOX_URL") for s in sources)
-
-
-def load_sandbox_env() -> None:
-    """The sandbox's documented, non-secret credentials, unless the caller set their own: demo paths only (the
-    demo, the sandbox, a demo config: `is_demo_config`), never a real run."""
-    for line in SANDBOX_ENV.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key.strip(), value.strip())
+from alliance.run import transform
+from alliance.schemas import PUBLISHED_TABLES
+from alliance.scorecard import write_scorecard
+from alliance.warehouse import connect, parse_url, redact, state_dir, warehouse_url
+from connectors.ingest import ingest_all
+from devstack.airflow_local import airflow_env, dags_test, ensure_metadata_db
+from devstack.sandbox.env import load_sandbox_env
+from devstack.sandbox.server import start_sandbox
+from devstack.sandbox.world import build_world
 
 
 def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Console, as_of: date | None = None) -> int:
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
-
     load_sandbox_env()
     started = time.monotonic()
     try:
@@ -84,8 +58,6 @@ def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Consol
 
 
 def _run_with_airflow(url: str, config_path: Path, console: Console) -> int:
-    from alliance.airflow_local import airflow_env, dags_test, ensure_metadata_db
-
     env = airflow_env(url, config_path)
     ensure_metadata_db(env)
     log_file = state_dir() / "demo-airflow.log"
@@ -102,9 +74,6 @@ def _run_with_airflow(url: str, config_path: Path, console: Console) -> int:
 
 def _run_in_process(cfg, url: str, console: Console, as_of: date | None = None) -> int:
     """Ingest and transform in this process; `as_of` pins the date that decides pending/locked (None: today)."""
-    from alliance.run import transform
-    from connectors.ingest import ingest_all
-
     console.print("[bold]3/4[/] ingest + transform in-process")
     failed = [r for r in ingest_all(cfg, url) if r.status != "succeeded"]
     for r in failed:
@@ -118,9 +87,6 @@ def _run_in_process(cfg, url: str, console: Console, as_of: date | None = None) 
 
 def print_scorecard(console: Console, url: str, alerts_file: Path | None) -> Path:
     """Write the HTML scorecard next to the warehouse state and print where it is."""
-    from alliance.alerts import load_rules
-    from alliance.scorecard import write_scorecard
-
     path = write_scorecard(url, state_dir() / "scorecard.html", load_rules(alerts_file) if alerts_file else [])
     console.print(f"Scorecard (open in a browser, works offline): {path}")
     return path
@@ -138,7 +104,7 @@ def print_summary(console: Console, url: str) -> None:
         ).fetchall()
         counts = {
             table: conn.execute(f"select count(*) from analytics.{table}").fetchone()[0]
-            for table in ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily", "kpi_alerts")
+            for table in (*PUBLISHED_TABLES, "kpi_alerts")
         }
         ledger_rows = conn.execute(
             """

@@ -38,8 +38,9 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from alliance.sandbox.world import World, build_world, parse_ts
+from alliance.config import load_config
 from connectors.clock import SYSTEM_CLOCK, Clock
+from devstack.sandbox.world import World, build_world, parse_ts
 
 SHOPIFY_API_VERSION = "2025-10"
 SHOPIFY_MAX_LIMIT = 250
@@ -320,8 +321,13 @@ class _Handler(BaseHTTPRequestHandler):
                 newest = EPOCH + _MICRO * max(_order_key_any(o)[0] for o in world.orders[source])
                 at = (newest - timedelta(seconds=opts.late_by_seconds)).replace(microsecond=0)
                 last = served[-1][1]
+                # not an order already cancelled without a cancellation time of its own (WooCommerce cancelled /
+                # failed / trash, Shopify voided without cancelled_at): its cancellation time is that of the first
+                # version alliance landed (PRODUCT.md §3), which an oracle reading the storefront's current state
+                # cannot know; tests/test_deletions.py covers that rule with an explicit version history
                 behind = [o for o in world.orders[source]
-                          if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at]
+                          if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at
+                          and not _cancelled_without_time(o)]
                 if behind:
                     with state.lock:
                         victim = state.rng.choice(behind)
@@ -612,6 +618,13 @@ def _micros_from_start(text: str) -> int:
     return (_parse_start(text) - EPOCH) // _MICRO
 
 
+def _cancelled_without_time(order: dict) -> bool:
+    """Cancelled by status alone: WooCommerce `cancelled`/`failed`/`trash`, Shopify `voided` without `cancelled_at`."""
+    if "date_modified_gmt" in order:
+        return order.get("status") in ("cancelled", "failed", "trash")
+    return order.get("financial_status") == "voided" and not order.get("cancelled_at")
+
+
 def _woo_status_listed(status: object, listed: set[str]) -> bool:
     """WooCommerce's `status` filter: `any` is every status but `trash`; named statuses match themselves."""
     if status in listed:
@@ -718,8 +731,6 @@ def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
 def run_sandbox(config_path: str | None, host: str, port: int, seed: int,
                 options: SandboxOptions | None = None) -> None:
     """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
-    from alliance.config import load_config
-
     config = load_config(config_path, require_secrets=False)
     world = build_world(config, seed)
     server, _ = _make_server(world, host, port, options)

@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from alliance.config import AllianceConfig
 
@@ -300,8 +301,6 @@ def to_woocommerce(order: dict) -> tuple[dict, list[dict]]:
     and an empty billing e-mail, cancellation as status. WooCommerce has no test flag: test orders are
     served as `checkout-draft` (never a real sale).
     """
-    from urllib.parse import parse_qs, urlsplit
-
     subtotal = Decimal(order["subtotal_price"])
     gross = [Decimal(li["price"]) * li["quantity"] for li in order["line_items"]]
     totals, left = [], subtotal

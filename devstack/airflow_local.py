@@ -7,15 +7,29 @@ SQLite), so `airflow dags test` exercises the same code paths as a deployment.
 from __future__ import annotations
 
 import os
+import secrets
+import signal
 import subprocess
 import sys
+import threading
+import time
 from importlib.metadata import version
 from pathlib import Path
 
 import psycopg
 import psycopg.sql
+import requests
 
+from alliance.airflow_policy import pool_spec
+from alliance.assets import table_uri
+from alliance.config import load_config
+from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import PROJECT_ROOT, parse_url, state_dir
+from alliance.webhooks.notify import AirflowClient, NotifyError
+from connectors.pii import PiiError, pii_salt
+from devstack.sandbox.env import is_demo_config, load_sandbox_env
+from devstack.sandbox.server import start_sandbox
+from devstack.sandbox.world import build_world
 
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 
@@ -71,10 +85,7 @@ def ensure_metadata_db(env: dict[str, str]) -> None:
     _release_legacy_asset_names(parts)
 
 
-LEGACY_ASSET_NAMES = ["raw.orders", "raw.clicks"] + [
-    f"analytics.{t}" for t in ("fct_orders", "fct_referrals", "fct_order_attribution", "partner_kpis_daily",
-                               "partner_balances", "objective_progress")
-]
+LEGACY_ASSET_NAMES = ["raw.orders", "raw.clicks"] + [f"analytics.{t}" for t in PUBLISHED_TABLES]
 
 
 def _release_legacy_asset_names(parts) -> None:  # noqa: ANN001 - a parsed URL
@@ -95,7 +106,7 @@ def dags_test(dag_id: str, env: dict[str, str], log_file: Path) -> int:
 
 # --- a running Airflow: api-server, scheduler, dag-processor, triggerer ---------------------------------
 
-LOCAL_SETTINGS = '''"""Written by alliance.airflow_local: alliance's cluster policy (per-partner pools)."""
+LOCAL_SETTINGS = '''"""Written by devstack.airflow_local: alliance's cluster policy (per-partner pools)."""
 from alliance.airflow_policy import task_instance_mutation_hook  # noqa: F401
 '''
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -104,8 +115,6 @@ DAG_IDS = ("alliance_ingest", "alliance_transform")
 
 def _persistent_secret(home: Path, name: str) -> str:
     """A random secret kept under AIRFLOW_HOME so every component (and a restart) signs with the same key."""
-    import secrets
-
     path = home / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(32))
@@ -178,9 +187,6 @@ class LocalAirflow:
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM each component's process group (its task runners included), SIGKILL what lingers."""
-        import signal
-        import time
-
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
@@ -209,16 +215,10 @@ class LocalAirflow:
     # --- REST helpers (Airflow 3 public API) ---
 
     def api(self):  # noqa: ANN201 - an AirflowClient
-        from alliance.webhooks.notify import AirflowClient
-
         return AirflowClient(self.url)
 
     def wait_ready(self, timeout: float = 240) -> None:
         """Until the API answers and both DAGs are parsed into the metadata DB."""
-        import time
-
-        import requests
-
         deadline = time.monotonic() + timeout
         client = self.api()
         while True:
@@ -234,10 +234,6 @@ class LocalAirflow:
 
     def wait_asset(self, uri: str, timeout: float = 180) -> None:
         """Until the DAG processor has (re)parsed the DAGs with this warehouse's asset URIs."""
-        import time
-
-        from alliance.webhooks.notify import NotifyError
-
         deadline = time.monotonic() + timeout
         client = self.api()
         while True:
@@ -262,9 +258,6 @@ class LocalAirflow:
 
     def setup(self, config_path: Path, unpause: tuple[str, ...] = DAG_IDS) -> None:
         """Pools per partner, a clean asset queue for the transform, then unpause the DAGs."""
-        from alliance.airflow_policy import pool_spec
-        from alliance.config import load_config
-
         client = self.api()
         for pool in pool_spec(load_config(config_path, require_secrets=False)):
             resp = client._call("POST", "/api/v2/pools", json=pool)
@@ -282,15 +275,6 @@ class LocalAirflow:
 def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=None) -> int:  # noqa: ANN001
     """`make airflow`: a real Airflow on the embedded warehouse until Ctrl-C, plus the sandbox partner APIs and their
     documented credentials when `config_path` is a demo config (else ALLIANCE_PII_SALT must be set: exit 2)."""
-    import signal
-    import threading
-
-    from alliance.config import load_config
-    from alliance.demo import is_demo_config, load_sandbox_env
-    from alliance.sandbox.server import start_sandbox
-    from alliance.sandbox.world import build_world
-    from connectors.pii import PiiError, pii_salt
-
     say = console.print if console else print
     sandbox = None
     if is_demo_config(config_path):  # the demo alliance: the sandbox APIs and their documented credentials
@@ -311,8 +295,6 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
     try:
         say(f"starting Airflow (logs: {airflow.log_dir}) ...")
         airflow.wait_ready()
-        from alliance.assets import table_uri
-
         airflow.wait_asset(table_uri("raw", "orders", warehouse_url))
         airflow.setup(config_path)
         say(f"Airflow UI: {airflow.url}  (login: none needed, every local user is admin: "
