@@ -303,8 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
             with world.lock:
                 served_ids = {str(o.get("id")) for o, _ in served}
                 last = served[-1][1]
-                ahead = [o for o in world.orders[source]
-                         if _order_key_any(o) > last and str(o.get("id")) not in served_ids]
+                ahead = [o for o in world.orders[source]  # (an earlier, killed pass may have landed it: as below)
+                         if _order_key_any(o) > last and str(o.get("id")) not in served_ids
+                         and not _cancelled_without_time(o)]
                 if ahead:
                     with state.lock:
                         victim = state.rng.choice(ahead)
@@ -321,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
                 newest = EPOCH + _MICRO * max(_order_key_any(o)[0] for o in world.orders[source])
                 at = (newest - timedelta(seconds=opts.late_by_seconds)).replace(microsecond=0)
                 last = served[-1][1]
-                # not an order already cancelled without a cancellation time of its own (WooCommerce cancelled /
+                # never an order already cancelled without a cancellation time of its own (WooCommerce cancelled /
                 # failed / trash, Shopify voided without cancelled_at): its cancellation time is that of the first
                 # version alliance landed (PRODUCT.md §3), which an oracle reading the storefront's current state
                 # cannot know; tests/test_deletions.py covers that rule with an explicit version history

@@ -38,15 +38,16 @@ def explain(url: str) -> tuple[int, int, int, list]:
     os.environ.update(_woocommerce_credentials())
     world = build_world(load_config(WORLD_CONFIG, require_secrets=False), seed=42)
     with psycopg.connect(url) as conn:
-        rows = conn.execute("select partner_id, order_id, updated_at, payload->>'status' from raw.orders").fetchall()
+        rows = conn.execute("select partner_id, order_id, updated_at, payload->>'status', cancelled_seen_at"
+                            " from raw.orders").fetchall()
     history: dict[str, list[dict]] = {partner: [] for partner in world.orders}
     edited = 0
-    for partner, order_id, updated_at, status in rows:
+    for partner, order_id, updated_at, status, cancelled_seen_at in rows:
         order = world.find_order(partner, order_id)
         if modified_at(order) == updated_at:
             continue
-        if _cancelled_without_time(order):
-            history[partner].append(copy.deepcopy(order))  # the version served before the edit
+        if _cancelled_without_time(order) and cancelled_seen_at == modified_at(order):
+            history[partner].append(copy.deepcopy(order))  # landed before the edit (raw.orders.cancelled_seen_at)
         changes = {"status": status} if "date_modified_gmt" in order and status != order.get("status") else {}
         world.touch_order(partner, order_id, updated_at, **changes)
         edited += 1
