@@ -215,7 +215,9 @@ class LocalAirflow:
     # --- REST helpers (Airflow 3 public API) ---
 
     def api(self):  # noqa: ANN201 - an AirflowClient
-        return AirflowClient(self.url)
+        # a local api-server with one worker, beside a scheduler running dbt on a shared 2-core machine, can take
+        # longer than the notifier's 10 s to answer (seen at load 9): the dev stack's own calls wait a minute
+        return AirflowClient(self.url, timeout=60.0)
 
     def wait_ready(self, timeout: float = 240) -> None:
         """Until the API answers and both DAGs are parsed into the metadata DB."""

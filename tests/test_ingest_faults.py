@@ -190,9 +190,10 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(alliance, fres
     assert _run_child(sandbox.config_file, sandbox, clean, None) == 0
     total = _requests(sandbox)  # requests of an uninterrupted run
     rng = random.Random(20261123)
-    # the first run on the empty database sends `total` requests, as the clean one did: any point before the last
-    # kills it; a resumed run sends at least one per source (four), so points 1..3 kill it too
-    kills = [rng.randint(1, total - 1)] + [rng.randint(1, 3) for _ in range(3)]
+    # the first run on the empty database sends about `total` requests, as the clean one did (one more or less when
+    # the Shopify bucket answers a 429 in one run and not the other, which depends on the machine's speed): any
+    # point in the first half kills it; a resumed run sends at least one per source (four), so points 1..3 kill it
+    kills = [rng.randint(1, total // 2)] + [rng.randint(1, 3) for _ in range(3)]
     killed = _killed_then_finished(sandbox.config_file, sandbox, killed_db, kills)
     assert killed == len(kills), f"kill points {kills} of {total} requests: every run dies mid-load"
     with psycopg.connect(killed_db) as conn:
