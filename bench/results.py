@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,3 +69,21 @@ def append_run(benchmark: str, run: dict) -> Path:
     runs.append(run)
     path.write_text(json.dumps(runs, indent=2) + "\n")
     return path
+
+
+def run_sized_rounds(benchmark: str, sizes: list[int], rounds: int, measure: Callable[[int], dict],
+                     timed: tuple[str, ...], **facts: object) -> tuple[dict, Path]:
+    """Measure every size `rounds` times, round-robin (a noisy minute hits every size), and append the run: header,
+    `facts`, every round and, per size, the median, best and worst of the `timed` figures (durations: lower is
+    better). Returns the summary (size as text -> figure -> summary) and the results file."""
+    header = run_header()
+    by_size: dict[int, list[dict]] = {n: [] for n in sizes}
+    for number in range(1, rounds + 1):
+        for n in sizes:
+            print(f"--- round {number} of {rounds}, {n:,} orders", flush=True)
+            by_size[n].append({"round": number, **measure(n)})
+    summary = {str(n): summarise_rounds(rs, timed) for n, rs in by_size.items()}
+    path = append_run(benchmark, {**header, "sizes": sizes, **facts,
+                                  "rounds": {str(n): rs for n, rs in by_size.items()}, "summary": summary})
+    print(f"\nmedian (best - worst) of {rounds} rounds; every round in bench/results/{path.name}")
+    return summary, path

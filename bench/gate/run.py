@@ -36,7 +36,7 @@ from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url, warehouse_url
-from bench.results import append_run, quote, run_header, summarise_rounds
+from bench.results import quote, run_sized_rounds
 from bench.transform.generate import Generator
 from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
@@ -124,18 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling the gate)")
     args = parser.parse_args(argv)
     server = warehouse_url()
-    header = run_header()
     import dbt.cli.main  # noqa: F401 - imported once, outside the timed build (as bench/transform does)
     sizes = args.orders or [100_000]
-    rounds: dict[int, list[dict]] = {n: [] for n in sizes}
-    for number in range(1, args.rounds + 1):
-        for n in sizes:
-            print(f"--- round {number} of {args.rounds}, {n:,} orders", flush=True)
-            rounds[n].append({"round": number, **bench_size(server, n, args.clicks_per_order, args.keep)})
-    summary = {str(n): summarise_rounds(rs, TIMED) for n, rs in rounds.items()}
-    path = append_run("gate", {**header, "sizes": sizes, "clicks_per_order": args.clicks_per_order,
-                               "rounds": {str(n): rs for n, rs in rounds.items()}, "summary": summary})
-    print(f"\nmedian (best - worst) of {args.rounds} rounds; every round in {path.relative_to(ROOT)}")
+    summary, _ = run_sized_rounds("gate", sizes, args.rounds,
+                                  lambda n: bench_size(server, n, args.clicks_per_order, args.keep), TIMED,
+                                  clicks_per_order=args.clicks_per_order)
     print("| orders | dbt build | dbt tests (wall) | GX gate | (dbt tests + GX) / build (target <= 25%) |"
           " same with node-s |")
     print("|---|---|---|---|---|---|")

@@ -38,7 +38,7 @@ from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import parse_url, warehouse_url
-from bench.results import append_run, quote, run_header, summarise_rounds
+from bench.results import quote, run_sized_rounds
 from bench.transform.generate import Generated, Generator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,18 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling)")
     args = parser.parse_args(argv)
     server = warehouse_url()
-    header = run_header()
     import dbt.cli.main  # noqa: F401 - imported once, outside both timed builds
     sizes = args.orders or [100_000]
-    rounds: dict[int, list[dict]] = {n: [] for n in sizes}
-    for number in range(1, args.rounds + 1):
-        for n in sizes:
-            print(f"--- round {number} of {args.rounds}, {n:,} orders", flush=True)
-            rounds[n].append({"round": number, **bench_size(server, n, args.clicks_per_order, args.keep)})
-    summary = {str(n): summarise_rounds(rs, TIMED) for n, rs in rounds.items()}
-    path = append_run("transform", {**header, "sizes": sizes, "clicks_per_order": args.clicks_per_order,
-                                    "rounds": {str(n): rs for n, rs in rounds.items()}, "summary": summary})
-    print(f"\nmedian (best - worst) of {args.rounds} rounds; every round in {path.relative_to(ROOT)}")
+    summary, _ = run_sized_rounds("transform", sizes, args.rounds,
+                                  lambda n: bench_size(server, n, args.clicks_per_order, args.keep), TIMED,
+                                  clicks_per_order=args.clicks_per_order)
     print("| orders | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
           " full/hand (target <= 3) |")
     print("|---|---|---|---|---|---|")

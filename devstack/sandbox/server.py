@@ -307,11 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                          if _order_key_any(o) > last and str(o.get("id")) not in served_ids
                          and not _cancelled_without_time(o)]
                 if ahead:
-                    with state.lock:
-                        victim = state.rng.choice(ahead)
-                        state.edits += 1
-                        state.injected["change"] += 1
-                        edit = state.edits
+                    victim, edit = self._pick(ahead, "change")
                     if self._trashes(victim):  # a shop manager trashes it while the sync runs
                         world.update_order(source, victim["id"], status="trash")
                     else:
@@ -330,15 +326,19 @@ class _Handler(BaseHTTPRequestHandler):
                           if _order_key_any(o) <= last and EPOCH + _MICRO * _order_key_any(o)[0] < at
                           and not _cancelled_without_time(o)]
                 if behind:
-                    with state.lock:
-                        victim = state.rng.choice(behind)
-                        state.edits += 1
-                        state.injected["late_update"] += 1
-                        edit = state.edits
+                    victim, edit = self._pick(behind, "late_update")
                     if self._trashes(victim):
                         world.touch_order(source, victim["id"], at, status="trash")
                     else:
                         world.touch_order(source, victim["id"], at, note=f"late edit {edit}")
+
+    def _pick(self, candidates: list[dict], fault: str) -> tuple[dict, int]:
+        """One order to edit, drawn from the fault schedule's generator, counted as `fault`; and the edit's number."""
+        state = self.state
+        with state.lock:
+            state.edits += 1
+            state.injected[fault] += 1
+            return state.rng.choice(candidates), state.edits
 
     def _trashes(self, victim: dict) -> bool:
         """Whether this edit of a WooCommerce order trashes it (counted as a `trash` fault). No draw is taken when
