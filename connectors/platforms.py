@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from connectors import network, shopify, woocommerce
+from connectors import network, shopify, shopify_graphql, woocommerce
 from connectors.minimise import Spec, apply
 from connectors.platform import Platform, WebhookScheme
 from connectors.records import RecordError, ValidRecord
 
-PLATFORMS: dict[str, Platform] = {p.name: p for p in (shopify.PLATFORM, woocommerce.PLATFORM, network.PLATFORM)}
+PLATFORMS: dict[str, Platform] = {p.name: p for p in (shopify.PLATFORM, shopify_graphql.PLATFORM, woocommerce.PLATFORM,
+                                                      network.PLATFORM)}
 # the webhook route names a platform by its scheme (`/webhooks/network/<id>`): the same platform
 _BY_ROUTE: dict[str, Platform] = {p.webhooks.name: p for p in PLATFORMS.values() if p.webhooks is not None}
 

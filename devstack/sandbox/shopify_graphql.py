@@ -137,7 +137,11 @@ type BulkOperation implements Node {
 type BulkOperationUserError { field: [String!] message: String! code: BulkOperationUserErrorCode }
 type BulkOperationRunQueryPayload { bulkOperation: BulkOperation userErrors: [BulkOperationUserError!]! }
 
+type AccessScope { handle: String! }
+type AppInstallation implements Node { id: ID! accessScopes: [AccessScope!]! }
+
 type QueryRoot {
+  currentAppInstallation: AppInstallation!
   orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys,
          reverse: Boolean): OrderConnection!
   node(id: ID!): Node
@@ -555,7 +559,7 @@ class GraphqlApi:
         now = opts.clock.monotonic()
         with shop.lock:
             level = opts.graphql_maximum if shop.available is None else shop.available
-            level = min(opts.graphql_maximum, level + (now - shop.last) * opts.graphql_restore_rate)
+            level = round(min(opts.graphql_maximum, level + (now - shop.last) * opts.graphql_restore_rate), 6)
             allowed = cost <= level
             if allowed:
                 level -= cost
@@ -646,7 +650,8 @@ class GraphqlApi:
             if running:
                 return {"bulkOperation": None, "userErrors": [{
                     "field": None, "code": "OPERATION_IN_PROGRESS",
-                    "message": f"A bulk query operation for this app and shop is already in progress: {running[0].id}."}]}
+                    "message": f"A bulk query operation for this app and shop is already in progress: "
+                               f"{running[0].id}."}]}
             number = sum(len(s.bulk) for s in self.shops.values()) + 1
             op = BulkOperation(f"gid://shopify/BulkOperation/{720000 + number}", query, self.options.graphql_now())
             shop.bulk.append(op)
@@ -726,6 +731,11 @@ class _Root:
             return op.as_graphql()
         return _with_connections(found) if found else None
 
+    def currentAppInstallation(self, _info: Any) -> dict:  # noqa: N802 - GraphQL name
+        scopes = ["read_orders"] + (["read_all_orders"] if self.api.options.graphql_all_orders else [])
+        return {"__typename": "AppInstallation", "id": "gid://shopify/AppInstallation/1",
+                "accessScopes": [{"handle": s} for s in scopes]}
+
     def nodes(self, _info: Any, ids: list[str]) -> list:
         if len(ids) > 250:
             raise GraphQLError("nodes: at most 250 ids")
@@ -779,3 +789,12 @@ def _field_resolver(source: Any, info: Any, **args: Any) -> Any:
 
 def execute_with(document: Any, root: Any, variables: dict | None = None) -> Any:
     return execute(SCHEMA, document, root_value=root, variable_values=variables, field_resolver=_field_resolver)
+
+
+def served_orders(world: Any) -> dict[str, list[dict]]:
+    """Every storefront's orders as its API serves them: GraphQL `Order` objects (all fields, refund line items as
+    `nodes`) for a shopify_graphql partner, the world's own shape otherwise. What an oracle is given to parse."""
+    with world.lock:
+        return {partner_id: [public(to_graphql(partner_id, o)) for o in orders]
+                if world.partners.get(partner_id, {}).get("platform") == "shopify_graphql" else list(orders)
+                for partner_id, orders in world.orders.items()}

@@ -1,0 +1,315 @@
+"""platform: shopify_graphql: the GraphQL Admin API connector against the sandbox's GraphQL endpoint.
+
+The sandbox's cost bucket and the client's waits run on ONE injected clock (as tests/test_shopify_throttle.py):
+each fake sleep the client makes is exactly the time the sandbox's bucket sees restore. Nothing here waits for,
+or measures, real time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+import requests
+import yaml
+
+from alliance.config import load_config
+from connectors.errors import SourceError, SourceRef
+from connectors.http import HttpPolicy, make_session
+from connectors.ingest import IngestOptions, ingest_source
+from connectors.pii import customer_key
+from connectors.records import RecordError
+from connectors.shopify_graphql import (
+    CostPagedOrders,
+    GraphqlClient,
+    GraphqlError,
+    landing_page,
+    to_landed,
+    validate_order,
+)
+from devstack.sandbox.env import load_sandbox_env
+from devstack.sandbox.server import SandboxOptions, start_sandbox
+from devstack.sandbox.shopify_graphql import public, served_orders, to_graphql
+from devstack.sandbox.world import build_world, shopify_token
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD_CONFIG = ROOT / "tests" / "data" / "oracle_alliance.yml"
+FIXTURES = ROOT / "tests" / "fixtures" / "shopify_graphql"
+PARTNER = "tidewater"  # the e2e world's shopify_graphql storefront
+SALT = "test-salt"
+
+
+class FakeClock:
+    """monotonic() only moves when someone sleeps; every sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+def _config(tmp_path: Path, platform: str = "shopify_graphql") -> Path:
+    """oracle_alliance.yml with tidewater on `platform` (paths made absolute)."""
+    raw = yaml.safe_load(WORLD_CONFIG.read_text())
+    for partner in raw["partners"]:
+        if partner["id"] == PARTNER:
+            partner["platform"] = platform
+    raw["fx_rates"] = str((WORLD_CONFIG.parent / raw["fx_rates"]).resolve())
+    raw["alerts"] = str((WORLD_CONFIG.parent / raw["alerts"]).resolve())
+    path = tmp_path / f"alliance_{platform}.yml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture()
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture()
+def world(tmp_path):
+    return build_world(load_config(_config(tmp_path), require_secrets=False), seed=42)
+
+
+def _client(sandbox, clock: FakeClock, token: str | None = None) -> GraphqlClient:
+    session = make_session(HttpPolicy(backoff_factor=0.01, clock=clock), origin_url=sandbox.url)
+    return GraphqlClient.for_session(session, f"{sandbox.url}/{PARTNER}", token or shopify_token(PARTNER),
+                                     SourceRef(PARTNER, "TIDEWATER_TOKEN"))
+
+
+def _all_pages(sandbox, clock, page_size=250, since=None) -> list:
+    pager = CostPagedOrders(page_size)
+    session = make_session(HttpPolicy(backoff_factor=0.01, clock=clock), origin_url=sandbox.url)
+    pages = pager.pages(session, f"{sandbox.url}/{PARTNER}", shopify_token(PARTNER),
+                        SourceRef(PARTNER, "TIDEWATER_TOKEN"), since)
+    return [record for page in pages for record in page.records]
+
+
+# --- the mapping: a GraphQL Order lands as the record REST lands ------------------------------------------------
+
+def test_every_order_maps_to_the_rest_record_of_the_same_order(world):
+    """order_id, amounts, codes, landing ref, customer key, refunds and cancellation agree with the REST order."""
+    from connectors.shopify import validate_order as validate_rest
+
+    checked = 0
+    for rest in world.orders[PARTNER]:
+        graphql = public(to_graphql(PARTNER, rest))
+        mine, theirs = validate_order(graphql, 1, SALT), validate_rest(copy.deepcopy(rest), 1, SALT)
+        assert (mine.key, mine.timestamp, mine.customer_key) == (theirs.key, theirs.timestamp, theirs.customer_key)
+        landed, stored = json.loads(mine.payload_json), json.loads(theirs.payload_json)
+        assert landed["id"] == stored["id"] and Decimal(landed["subtotal_price"]) == Decimal(stored["subtotal_price"])
+        assert [d["code"] for d in landed["discount_codes"]] == [d["code"] for d in stored["discount_codes"]]
+        ref = parse_qs(urlsplit(stored["landing_site"] or "").query).get("ref")
+        assert parse_qs(urlsplit(landed["landing_site"] or "").query).get("ref") == ref
+        assert bool(landed["cancelled_at"]) == bool(stored["cancelled_at"])
+        assert landed["financial_status"] == stored["financial_status"] and landed["test"] == stored["test"]
+        for mine_refund, rest_refund in zip(landed["refunds"], stored["refunds"], strict=True):
+            assert datetime.fromisoformat(mine_refund["created_at"]) == datetime.fromisoformat(rest_refund["created_at"])
+            assert sum(Decimal(i["subtotal"]) for i in mine_refund["refund_line_items"]) == \
+                sum(Decimal(i["subtotal"]) for i in rest_refund["refund_line_items"])
+        checked += 1
+    assert checked == len(world.orders[PARTNER]) > 100
+
+
+def test_landing_page_falls_back_to_the_deprecated_landing_page_url(world):
+    """No journey summary yet (`ready: false`): the deprecated landingPageUrl still carries the `ref`."""
+    orders = [public(to_graphql(PARTNER, o)) for o in world.orders[PARTNER]]
+    without = [o for o in orders if not (o["customerJourneySummary"] or {}).get("lastVisit")]
+    assert without, "the sandbox serves some orders without a journey summary"
+    for order in without:
+        assert landing_page(order) == order["landingPageUrl"]
+
+
+def test_a_bad_order_is_refused_with_its_graphql_field_and_no_value():
+    order = json.loads((FIXTURES / "orders_page.json").read_text())["data"]["orders"]["nodes"][0]
+    bad = dict(order, subtotalPriceSet={"shopMoney": {"amount": "12,50", "currencyCode": "USD"}})
+    with pytest.raises(RecordError) as caught:
+        validate_order(bad, 3, SALT)
+    assert "subtotalPriceSet.shopMoney.amount is not a number" in str(caught.value)
+    assert "12,50" not in str(caught.value)
+    with pytest.raises(RecordError, match="position 2 of the page: missing legacyResourceId"):
+        validate_order(dict(order, legacyResourceId=None), 2, SALT)
+    cut = copy.deepcopy(order)
+    cut["refunds"][0]["refundLineItems"]["pageInfo"]["hasNextPage"] = True
+    with pytest.raises(RecordError, match="incomplete"):
+        validate_order(cut, 1, SALT)
+
+
+def test_fixture_order_reads_as_documented():
+    """tests/fixtures/shopify_graphql/orders_page.json is shaped as shopify.dev shows an orders answer."""
+    body = json.loads((FIXTURES / "orders_page.json").read_text())
+    order = body["data"]["orders"]["nodes"][0]
+    valid = validate_order(order, 1, SALT)
+    landed = json.loads(valid.payload_json)
+    assert valid.key == "5340000000001" and landed["id"] == 5340000000001
+    assert landed["subtotal_price"] == "20.0" and landed["landing_site"].endswith("?ref=NORTHWIND10")
+    assert landed["refunds"][0]["refund_line_items"][0]["subtotal"] == "5.0"
+    assert valid.customer_key == customer_key("shopper@example.test", SALT)
+    assert body["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] == 2000.0
+
+
+# --- throttling on the injected clock ----------------------------------------------------------------------------
+
+def test_pages_wait_for_the_cost_bucket_instead_of_being_throttled(world, clock):
+    """A 400-point bucket restoring 20/s: every order arrives, the client waited, the sandbox never said THROTTLED."""
+    options = SandboxOptions(graphql_maximum=400, graphql_restore_rate=20.0, clock=clock)
+    with start_sandbox(world, options=options) as sandbox:
+        records = _all_pages(sandbox, clock)
+        assert sandbox.graphql.throttled.get(PARTNER, 0) == 0
+        assert max(sandbox.graphql.costs[PARTNER]) <= 400, "page size follows the bucket's reported cost"
+    assert sorted(r["legacyResourceId"] for r in records) == sorted(str(o["id"]) for o in world.orders[PARTNER])
+    assert clock.sleeps and sum(clock.sleeps) > 0
+
+
+def test_throttled_answer_is_waited_out_and_retried(world, clock):
+    """THROTTLED comes as HTTP 200 with an error code and no data: read the bucket, wait, retry."""
+    options = SandboxOptions(graphql_maximum=1000, graphql_restore_rate=50.0, clock=clock)
+    with start_sandbox(world, options=options) as sandbox:
+        drain = {"query": "{ orders(first: 30) { nodes { id refunds { id } customer { id } } } }"}
+        headers = {"X-Shopify-Access-Token": shopify_token(PARTNER)}
+        url = f"{sandbox.url}/{PARTNER}/admin/api/2025-10/graphql.json"
+        while True:  # empty the bucket as another app would
+            body = requests.post(url, json=drain, headers=headers, timeout=10).json()
+            if body.get("errors"):
+                assert body["errors"][0]["extensions"]["code"] == "THROTTLED" and "data" not in body
+                assert body["extensions"]["cost"]["actualQueryCost"] is None
+                break
+        data, _ = _client(sandbox, clock).query(drain["query"])  # knows nothing of the bucket yet
+        assert sandbox.graphql.throttled[PARTNER] == 2, "the drain's last query and the client's first"
+        assert len(data["orders"]["nodes"]) == 30 and clock.sleeps, "waited on the clock, then answered"
+        records = _all_pages(sandbox, clock, page_size=20)
+        # a new client knows nothing of the bucket: its first (cheap) query may be refused, never a later one
+        assert sandbox.graphql.throttled[PARTNER] <= 3, "after its first answer the pager waits instead"
+    assert len(records) == len(world.orders[PARTNER])
+
+
+def test_http_429_and_503_are_retried(world, clock):
+    with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
+        sandbox.fail_first_n(PARTNER, 2, status=503, retry_after=None)
+        client = _client(sandbox, clock)
+        data, cost = client.query("{ orders(first: 1) { nodes { legacyResourceId } } }")
+        assert len(data["orders"]["nodes"]) == 1 and cost["requestedQueryCost"] > 0
+        sandbox.fail_first_n(PARTNER, 1, status=429, retry_after="2.0")
+        client.query("{ orders(first: 1) { nodes { legacyResourceId } } }")
+    assert 2.0 in clock.sleeps
+
+
+def test_max_cost_is_avoided_by_a_smaller_page(world, clock):
+    """The client's first guess of an order's cost is too low for this query: MAX_COST_EXCEEDED, then half pages."""
+    with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
+        client = _client(sandbox, clock)
+        with pytest.raises(GraphqlError) as caught:
+            client.query("{ orders(first: 250) { nodes { refunds(first: 20) { id totalRefundedSet { shopMoney "
+                         "{ amount } } } } } }")
+        assert caught.value.codes == ("MAX_COST_EXCEEDED",) and caught.value.cost > 1000
+        assert str(caught.value).startswith(f"{PARTNER}: GraphQL errors")
+        records = _all_pages(sandbox, clock)
+        assert max(sandbox.graphql.costs[PARTNER]) <= 1000
+    assert len(records) == len(world.orders[PARTNER])
+
+
+def test_graphql_errors_and_a_bad_token_name_the_partner(world, clock):
+    with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
+        with pytest.raises(GraphqlError, match=rf"^{PARTNER}: GraphQL errors .*noSuchField"):
+            _client(sandbox, clock).query("{ orders(first: 1) { nodes { noSuchField } } }")
+        with pytest.raises(SourceError, match=rf"^{PARTNER}: 401 .*check the token in TIDEWATER_TOKEN"):
+            _client(sandbox, clock, token="wrong").query("{ orders(first: 1) { nodes { id } } }")
+
+
+def test_refund_line_items_beyond_the_first_page_are_fetched(world, clock):
+    """An order with 7 refund line items: the orders page carries 3, RefundLines pages bring the rest."""
+    rest = copy.deepcopy(world.orders[PARTNER][0])
+    rest["id"] = 5_999_000_001
+    items = [{"id": 91_000 + i, "quantity": 1, "line_item_id": 1, "subtotal": "1.50"} for i in range(7)]
+    rest["refunds"] = [{"id": 93_000, "created_at": rest["updated_at"], "refund_line_items": items}]
+    world.orders[PARTNER] = [rest]
+    with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
+        records = _all_pages(sandbox, clock)
+    lines = records[0]["refunds"][0]["refundLineItems"]["nodes"]
+    assert len(lines) == 7 and {line["id"] for line in lines} == {f"gid://shopify/RefundLineItem/{91_000 + i}"
+                                                                  for i in range(7)}
+    assert Decimal(json.loads(validate_order(records[0], 1, SALT).payload_json)["refunds"][0]["refund_line_items"][6]
+                   ["subtotal"]) == Decimal("1.5")
+
+
+def test_orders_hidden_without_read_all_orders_are_reported(world, clock, caplog):
+    """Without read_all_orders Shopify shows 60 days of orders: a first pull says so, naming the partner and fix."""
+    options = SandboxOptions(clock=clock, graphql_all_orders=False,
+                             graphql_now=lambda: datetime(2026, 12, 1, tzinfo=UTC))
+    with start_sandbox(world, options=options) as sandbox:
+        pager = CostPagedOrders()
+        session = make_session(HttpPolicy(clock=clock), origin_url=sandbox.url)
+        records = [r for page in pager.pages(session, f"{sandbox.url}/{PARTNER}", shopify_token(PARTNER),
+                                             SourceRef(PARTNER, "TIDEWATER_TOKEN"), None) for r in page.records]
+    assert 0 < len(records) < len(world.orders[PARTNER])
+    assert pager.warnings and pager.warnings[0].startswith(f"{PARTNER}: ") and "read_all_orders" in pager.warnings[0]
+
+
+# --- landing: same keys as REST, switching duplicates nothing ----------------------------------------------------
+
+def _raw_orders(url: str) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        return {oid: (platform, updated, key) for oid, platform, updated, key in conn.execute(
+            "select order_id, platform, updated_at, customer_key from raw.orders where partner_id = %s", (PARTNER,))}
+
+
+def test_switching_from_rest_to_graphql_reloads_and_duplicates_nothing(warehouse, tmp_path, monkeypatch):
+    """Load tidewater through REST, switch it to shopify_graphql, load again (incrementally, then from scratch):
+    the same rows, keyed by the REST id, each once; then the published tables match the oracle."""
+    from alliance.run import transform
+    from connectors.ingest import ingest_all
+    from test_end_to_end import AS_OF, assert_matches_oracle
+
+    import oracle
+
+    load_sandbox_env()
+    monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
+    rest_config, graphql_config = _config(tmp_path, "shopify"), _config(tmp_path, "shopify_graphql")
+    from devstack.sandbox.world import woocommerce_credentials
+
+    monkeypatch.setenv("LUMEN_TOKEN", woocommerce_credentials("lumen"))
+    world = build_world(load_config(graphql_config, require_secrets=False), seed=42)
+    options = IngestOptions(shopify_page_size=50)
+    with start_sandbox(world) as sandbox:
+        monkeypatch.setenv("ALLIANCE_SANDBOX_URL", sandbox.url)
+        first = ingest_source(load_config(rest_config), PARTNER, warehouse, options=options)
+        assert first.ok and first.landed == len(world.orders[PARTNER]), first.summary()
+        before = _raw_orders(warehouse)
+        edited = world.orders[PARTNER][5]["id"]
+        world.update_order(PARTNER, edited, note="edited after the switch")
+        second = ingest_source(load_config(graphql_config), PARTNER, warehouse, options=options)
+        assert second.ok, second.summary()
+        after = _raw_orders(warehouse)
+        assert set(after) == set(before), "the same order ids: nothing duplicated, nothing lost"
+        assert after[str(edited)][0] == "shopify_graphql" and second.landed < len(before), "incremental, not a reload"
+        assert all(after[k][2] == before[k][2] for k in before), "customer keys as REST landed them"
+        with psycopg.connect(warehouse) as conn:  # from scratch through GraphQL: still one row per order
+            conn.execute("delete from raw.cursors where source_id = %s", (PARTNER,))
+        third = ingest_source(load_config(graphql_config), PARTNER, warehouse, options=options)
+        assert third.ok and set(_raw_orders(warehouse)) == set(before), third.summary()
+        others = ingest_all(load_config(graphql_config), warehouse)
+        assert all(r.ok for r in others), [r.summary() for r in others]
+        outcome = transform(load_config(graphql_config), warehouse, as_of=AS_OF)
+        assert outcome.published, outcome.failures
+        with world.lock:
+            truth = oracle.compute(oracle.load_config(graphql_config), None, served_orders(world), world.clicks,
+                                   AS_OF, refunds=world.refunds, alerts_as_of=AS_OF)
+    assert any(o.partner_id == PARTNER and o.refunds for o in truth.orders.values())
+    assert_matches_oracle(warehouse, truth)
+
