@@ -31,7 +31,6 @@ from connectors.shopify_graphql import (
     GraphqlClient,
     GraphqlError,
     landing_page,
-    to_landed,
     validate_order,
 )
 from devstack.sandbox.env import load_sandbox_env
@@ -120,7 +119,8 @@ def test_every_order_maps_to_the_rest_record_of_the_same_order(world):
         assert bool(landed["cancelled_at"]) == bool(stored["cancelled_at"])
         assert landed["financial_status"] == stored["financial_status"] and landed["test"] == stored["test"]
         for mine_refund, rest_refund in zip(landed["refunds"], stored["refunds"], strict=True):
-            assert datetime.fromisoformat(mine_refund["created_at"]) == datetime.fromisoformat(rest_refund["created_at"])
+            when = datetime.fromisoformat
+            assert when(mine_refund["created_at"]) == when(rest_refund["created_at"])
             assert sum(Decimal(i["subtotal"]) for i in mine_refund["refund_line_items"]) == \
                 sum(Decimal(i["subtotal"]) for i in rest_refund["refund_line_items"])
         checked += 1
@@ -272,11 +272,11 @@ def _raw_orders(url: str) -> dict[str, tuple]:
 def test_switching_from_rest_to_graphql_reloads_and_duplicates_nothing(warehouse, tmp_path, monkeypatch):
     """Load tidewater through REST, switch it to shopify_graphql, load again (incrementally, then from scratch):
     the same rows, keyed by the REST id, each once; then the published tables match the oracle."""
-    from alliance.run import transform
-    from connectors.ingest import ingest_all
+    import oracle
     from test_end_to_end import AS_OF, assert_matches_oracle
 
-    import oracle
+    from alliance.run import transform
+    from connectors.ingest import ingest_all
 
     load_sandbox_env()
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
