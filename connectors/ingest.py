@@ -63,6 +63,7 @@ class IngestResult:
     quarantined: int = 0
     status: str = "succeeded"  # succeeded | failed | skipped
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the source hid from the pull (Shopify's 60-day window)
 
     @property
     def ok(self) -> bool:
@@ -73,8 +74,9 @@ class IngestResult:
             return f"FAILED {self.error}"
         if self.status == "skipped":
             return f"skipped {self.source_id}: {self.error}"
+        warned = "".join(f"; WARNING {w}" for w in self.warnings)
         return (f"{self.source_id}: {self.landed} {self.entity} landed, {self.quarantined} quarantined "
-                f"in {self.pages} page(s)")
+                f"in {self.pages} page(s){warned}")
 
 
 def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNetwork | None:
@@ -165,6 +167,7 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
             result.quarantined += outcome.quarantined
             log.info("%s: page %d from %s: %d landed, %d quarantined", source.id, page.number, page.url,
                      outcome.landed, outcome.quarantined)
+    result.warnings.extend(getattr(paginator, "warnings", ()))
 
 
 _DONE = object()
