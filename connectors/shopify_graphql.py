@@ -43,7 +43,7 @@ MAX_QUERY_COST = 1000  # a single query may not cost more (MAX_COST_EXCEEDED)
 MAX_FIRST = 250
 REFUND_LINES_FIRST = 3  # refund line items asked for with the order; more come from RefundLines pages
 REFUND_LINES_PAGE = 200  # 2 + 200 x 4 points stays under 1000
-INITIAL_ORDER_COST = 30  # our guess of one order's points until Shopify reports the real cost
+INITIAL_ORDER_COST = 60  # a generous guess of one order's points (about 41 in the sandbox) until Shopify reports it
 THROTTLE_RETRIES = 10
 HIDDEN_AFTER = timedelta(days=60)  # without read_all_orders, Shopify shows only the last 60 days of orders
 
@@ -59,7 +59,8 @@ ORDER_FIELDS = f"""
       refunds {{
         id legacyResourceId createdAt
         refundLineItems(first: $lines) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {REFUND_LINE} }} }}
-      }}"""
+      }}
+      lineItems(first: $lines) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ id quantity }} }}"""
 ORDERS_QUERY = f"""query AllianceOrders($first: Int!, $after: String, $query: String, $lines: Int!) {{
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
     pageInfo {{ hasNextPage endCursor }}
@@ -73,6 +74,11 @@ REFUND_LINES_QUERY = f"""query AllianceRefundLines($id: ID!, $after: String, $fi
                      nodes {{ {REFUND_LINE} }} }} }}
   }}
 }}"""
+ORDER_LINES_QUERY = """query AllianceOrderLines($id: ID!, $after: String, $first: Int!) {
+  node(id: $id) {
+    ... on Order { lineItems(first: $first, after: $after) { pageInfo { hasNextPage endCursor } nodes { id quantity } } }
+  }
+}"""
 SCOPES_QUERY = "query AllianceScopes { currentAppInstallation { accessScopes { handle } } }"
 
 
@@ -336,23 +342,29 @@ class CostPagedOrders:
 
 
 def complete_refund_lines(client: GraphqlClient, orders: list) -> None:
-    """Fetch the rest of every refund's `refundLineItems` connection that has a next page, into the order."""
+    """Fetch the rest of every refund's `refundLineItems` and every order's `lineItems` that has a next page."""
     for order in orders:
-        if not isinstance(order, dict) or not isinstance(order.get("refunds"), list):
+        if not isinstance(order, dict):
             continue
-        for refund in order["refunds"]:
-            lines = refund.get("refundLineItems") if isinstance(refund, dict) else None
-            if not isinstance(lines, dict) or not isinstance(lines.get("nodes"), list):
-                continue
-            info = lines.get("pageInfo") or {}
-            while isinstance(info, dict) and info.get("hasNextPage") and info.get("endCursor"):
-                data, _ = client.query(REFUND_LINES_QUERY, {"id": refund.get("id"), "after": info["endCursor"],
-                                                            "first": REFUND_LINES_PAGE},
-                                       expected_cost=2 + REFUND_LINES_PAGE * 4)
-                more = (data.get("node") or {}).get("refundLineItems") or {}
-                lines["nodes"].extend(more.get("nodes") or [])
-                info = more.get("pageInfo") or {}
-            lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+        _complete(client, order, "lineItems", ORDER_LINES_QUERY, 2 + REFUND_LINES_PAGE * 1)
+        for refund in order.get("refunds") if isinstance(order.get("refunds"), list) else []:
+            if isinstance(refund, dict):
+                _complete(client, refund, "refundLineItems", REFUND_LINES_QUERY, 2 + REFUND_LINES_PAGE * 4)
+
+
+def _complete(client: GraphqlClient, node: dict, key: str, query: str, cost: float) -> None:
+    """Follow `node[key]`'s pageInfo with `query` (a `node(id:)` page of that connection) until it has no next page."""
+    lines = node.get(key)
+    if not isinstance(lines, dict) or not isinstance(lines.get("nodes"), list):
+        return
+    info = lines.get("pageInfo") or {}
+    while isinstance(info, dict) and info.get("hasNextPage") and info.get("endCursor"):
+        data, _ = client.query(query, {"id": node.get("id"), "after": info["endCursor"], "first": REFUND_LINES_PAGE},
+                               expected_cost=cost)
+        more = (data.get("node") or {}).get(key) or {}
+        lines["nodes"].extend(more.get("nodes") or [])
+        info = more.get("pageInfo") or {}
+    lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
 
 
 # --- what a valid GraphQL order is, and the REST-shaped record it lands as ----------------------------------------
@@ -460,7 +472,20 @@ def to_landed(order: dict) -> dict:
             "id": _gid_number(customer.get("legacyResourceId") or customer.get("id")),
             "email": _path(customer, "defaultEmailAddress", "emailAddress")},
         "refunds": refunds,
+        "line_items": [{"id": _gid_number(line.get("id")), "quantity": line.get("quantity")}
+                       for line in _connection_nodes(order.get("lineItems")) if isinstance(line, dict)],
     }
+
+
+def _connection_nodes(connection: object) -> list:
+    """The nodes of a connection given as `nodes`, or as `edges[].node`, or (bulk, regrouped) a plain list."""
+    if isinstance(connection, list):
+        return connection
+    if not isinstance(connection, dict):
+        return []
+    if isinstance(connection.get("nodes"), list):
+        return connection["nodes"]
+    return [e.get("node") for e in connection.get("edges") or [] if isinstance(e, dict)]
 
 
 def validate_order(record: object, position: int, salt: str) -> ValidRecord:

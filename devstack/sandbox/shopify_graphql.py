@@ -83,6 +83,8 @@ type Customer implements Node {
   defaultEmailAddress: CustomerEmailAddress
 }
 type LineItem implements Node { id: ID! quantity: Int! }
+type LineItemEdge { cursor: String! node: LineItem! }
+type LineItemConnection { edges: [LineItemEdge!]! nodes: [LineItem!]! pageInfo: PageInfo! }
 type RefundLineItem { id: ID! quantity: Int! subtotalSet: MoneyBag! lineItem: LineItem! }
 type RefundLineItemEdge { cursor: String! node: RefundLineItem! }
 type RefundLineItemConnection { edges: [RefundLineItemEdge!]! nodes: [RefundLineItem!]! pageInfo: PageInfo! }
@@ -116,6 +118,7 @@ type Order implements Node {
   customerJourneySummary: CustomerJourneySummary
   customer: Customer
   refunds(first: Int): [Refund!]!
+  lineItems(first: Int, after: String, last: Int, before: String, reverse: Boolean): LineItemConnection!
 }
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
@@ -229,7 +232,10 @@ def to_graphql(partner_id: str, order: dict) -> dict:
                         "legacyResourceId": str(refund.get("id")), "createdAt": utc_z(refund.get("created_at")),
                         "totalRefundedSet": _money(total, currency), "_lines": lines})
     status = order.get("financial_status")
+    line_items = [{"__typename": "LineItem", "id": _gid("LineItem", line.get("id")), "quantity": line.get("quantity")}
+                  for line in order.get("line_items") or [] if isinstance(line, dict)]
     return {
+        "_line_items": line_items,
         "__typename": "Order",
         "id": _gid("Order", legacy),
         "legacyResourceId": str(legacy),
@@ -265,6 +271,8 @@ def public(order: dict) -> dict:
     """An Order as a client sees it with every field selected (refund line items as a `nodes` connection)."""
     out = copy.deepcopy(order)
     out.pop("__typename", None)
+    out["lineItems"] = {"nodes": [{"id": line["id"], "quantity": line["quantity"]} for line in out.pop("_line_items")],
+                        "pageInfo": {"hasNextPage": False, "endCursor": None}}
     for refund in out["refunds"]:
         refund.pop("__typename", None)
         refund["refundLineItems"] = {"nodes": refund.pop("_lines"),
@@ -296,7 +304,7 @@ def _uncursor(text: str) -> Any:
 
 
 def connection(items: list[tuple[Any, dict]], first: int | None, after: str | None) -> dict:
-    """A Relay connection over (sort key, node) pairs already in order."""
+    """A Relay connection over (sort key, node) pairs already in order (`first` None: all, as in a bulk query)."""
     if first is not None and not 0 <= first <= 250:
         raise GraphQLError("The connection's `first` must be between 0 and 250.")
     if after is not None:
@@ -778,6 +786,9 @@ def _field_resolver(source: Any, info: Any, **args: Any) -> Any:
     name = info.field_name
     if isinstance(source, _RefundView) and name == "refundLineItems":
         lines = source.get("_lines", [])
+        return connection([(i, line) for i, line in enumerate(lines)], args.get("first"), args.get("after"))
+    if isinstance(source, _OrderView) and name == "lineItems":
+        lines = source.get("_line_items", [])
         return connection([(i, line) for i, line in enumerate(lines)], args.get("first"), args.get("after"))
     if isinstance(source, _OrderView) and name == "refunds":
         return source.refunds_for(args.get("first"))
