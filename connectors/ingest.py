@@ -156,7 +156,7 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
         for page, prepared in _prefetched(pages, lambda p: prepare_page(platform.name, p.records, salt)):
             if platform.entity == "orders":
                 outcome = land_orders_page(conn, load_id, source.id, platform.name, prepared, salt=salt,
-                                           cursor_cap=cap, as_of=options.as_of)
+                                           cursor_cap=cap, as_of=options.as_of, move_cursor=not page.hold_cursor)
             else:
                 outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap,
                                            as_of=options.as_of)

@@ -231,10 +231,11 @@ _STORED_PAYLOAD = (f"(case when {_ERASED_BEFORE} then replace(p.payload::text, p
 
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
                      records: list | PreparedPage, *, salt: str, cursor_cap: datetime,
-                     as_of: datetime | None = None) -> PageOutcome:
+                     as_of: datetime | None = None, move_cursor: bool = True) -> PageOutcome:
     """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor.
 
     `as_of` replaces the warehouse clock for the future-dated check (tests); production reads now() once per page.
+    `move_cursor=False` lands the page and leaves the cursor (a partial bulk result: not every change up to its newest).
     """
     page = records if isinstance(records, PreparedPage) else prepare_page(platform, records, salt)
     with conn.transaction():
@@ -287,7 +288,7 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
             ).rowcount, 0)
         landed = len(new) + updated
         held_from = _held_from(held)
-        cursor = _move_cursor(conn, partner_id, "orders", load_id, good,
+        cursor = _move_cursor(conn, partner_id, "orders", load_id, good if move_cursor else [],
                               cursor_cap if held_from is None else min(cursor_cap, held_from))
         _count_page(conn, load_id, landed, quarantined)
     return PageOutcome(landed, quarantined, cursor, held_from)

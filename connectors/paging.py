@@ -23,6 +23,9 @@ class Page:
     number: int  # 1-based
     url: str  # without query, safe to log
     records: list  # raw records as received (may be malformed; landing validates)
+    # land the records but leave the cursor where it is: they are not every change up to their newest (a bulk
+    # operation's partial result), so a rerun must read from the same place again
+    hold_cursor: bool = False
 
 
 class Paginator(Protocol):

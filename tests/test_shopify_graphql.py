@@ -93,7 +93,7 @@ def _client(sandbox, clock: FakeClock, token: str | None = None) -> GraphqlClien
 
 
 def _all_pages(sandbox, clock, page_size=250, since=None) -> list:
-    pager = CostPagedOrders(page_size)
+    pager = CostPagedOrders(page_size, bulk_after=None)
     session = make_session(HttpPolicy(backoff_factor=0.01, clock=clock), origin_url=sandbox.url)
     pages = pager.pages(session, f"{sandbox.url}/{PARTNER}", shopify_token(PARTNER),
                         SourceRef(PARTNER, "TIDEWATER_TOKEN"), since)
