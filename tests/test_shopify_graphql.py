@@ -313,3 +313,160 @@ def test_switching_from_rest_to_graphql_reloads_and_duplicates_nothing(warehouse
     assert any(o.partner_id == PARTNER and o.refunds for o in truth.orders.values())
     assert_matches_oracle(warehouse, truth)
 
+
+
+# --- bulk backfills ------------------------------------------------------------------------------------------------
+
+def _bulk_env(tmp_path, monkeypatch, world, clock, **sandbox_options):
+    """A sandbox on `clock`, the GraphQL config, and ingest options whose waits (polls, throttle) use `clock`."""
+    load_sandbox_env()
+    sandbox = start_sandbox(world, options=SandboxOptions(clock=clock, **sandbox_options))
+    monkeypatch.setenv("ALLIANCE_SANDBOX_URL", sandbox.url)
+    options = IngestOptions(shopify_page_size=40, http=HttpPolicy(backoff_factor=0.01, clock=clock))
+    return sandbox, load_config(_config(tmp_path)), options
+
+
+def _landed(url: str) -> dict[str, dict]:
+    with psycopg.connect(url) as conn:
+        return {oid: payload for oid, payload in conn.execute(
+            "select order_id, payload from raw.orders where partner_id = %s", (PARTNER,))}
+
+
+def _quarantined(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [r for (r,) in conn.execute("select reason from raw.quarantine where source_id = %s order by reason",
+                                           (PARTNER,))]
+
+
+def _cursor(url: str):
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select cursor_value from raw.cursors where source_id = %s", (PARTNER,)).fetchone()
+    return row[0] if row else None
+
+
+def test_first_load_is_one_bulk_operation_with_refunds_and_line_items(warehouse, tmp_path, monkeypatch, world, clock):
+    """Every order lands once, with its refund line items (by nodes(ids:) queries) and line items (child lines that
+    come after their parent, not always right below it); the JSONL is fetched without the shop's token."""
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
+    with sandbox:
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+        operations = sandbox.graphql.shop(PARTNER).bulk
+        (jsonl,) = sandbox.graphql.shop(PARTNER).files.values()
+    assert result.ok and result.quarantined == 0, result.summary()
+    assert [op.status for op in operations] == ["COMPLETED"], "one bulk operation, polled until it completed"
+    lines = [json.loads(line) for line in jsonl.splitlines()]
+    parents = [i for i, line in enumerate(lines) if "__parentId" not in line]
+    late = [i for i, line in enumerate(lines) if "__parentId" in line and lines[i - 1].get("id") != line["__parentId"]
+            and "__parentId" not in lines[i - 1]]
+    assert parents and late, "some child lines come after later parents: the reader must regroup them"
+    landed = _landed(warehouse)
+    assert set(landed) == {str(o["id"]) for o in world.orders[PARTNER]}
+    for order in world.orders[PARTNER]:
+        mine = landed[str(order["id"])]
+        assert len(mine["line_items"]) == len(order["line_items"])
+        assert [sum(Decimal(i["subtotal"]) for i in r["refund_line_items"]) for r in mine["refunds"]] == \
+            [sum(Decimal(i["subtotal"]) for i in r["refund_line_items"]) for r in order["refunds"]]
+    newest = max(datetime.fromisoformat(o["updated_at"]) for o in world.orders[PARTNER])
+    assert _cursor(warehouse) == newest, "the cursor ends at the newest change, as after paged queries"
+
+
+def test_a_run_killed_while_shopify_works_adopts_its_operation(warehouse, tmp_path, monkeypatch, world, clock):
+    """OPERATION_IN_PROGRESS: the shop's running operation is ours (same query), so the rerun polls it instead of
+    starting another; nothing lands twice."""
+    from connectors.shopify_graphql import RUN_BULK, bulk_query
+
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
+    with sandbox:
+        data, _ = _client(sandbox, clock).query(RUN_BULK, {"query": bulk_query(None)})  # the killed run's start
+        started = data["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+        operations = sandbox.graphql.shop(PARTNER).bulk
+    assert result.ok, result.summary()
+    assert [op.id for op in operations] == [started], "adopted, not started again"
+    assert set(_landed(warehouse)) == {str(o["id"]) for o in world.orders[PARTNER]}
+
+
+def test_a_run_killed_while_landing_resumes_without_duplicates(warehouse, tmp_path, monkeypatch, world, clock):
+    """Killed after two pages: the cursor is where those pages left it; the rerun lands the rest, once."""
+    import connectors.ingest as ingest
+
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
+    real = ingest.land_orders_page
+    calls = []
+
+    def dies_on_the_third_page(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    with sandbox:
+        monkeypatch.setattr(ingest, "land_orders_page", dies_on_the_third_page)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_source(config, PARTNER, warehouse, options=options)
+        monkeypatch.setattr(ingest, "land_orders_page", real)
+        halfway = _landed(warehouse)
+        assert 0 < len(halfway) < len(world.orders[PARTNER]) and _cursor(warehouse) is not None
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+    assert result.ok, result.summary()
+    with psycopg.connect(warehouse) as conn:
+        rows = conn.execute("select count(*), count(distinct order_id) from raw.orders where partner_id = %s",
+                            (PARTNER,)).fetchone()
+    assert rows == (len(world.orders[PARTNER]),) * 2
+
+
+def test_a_malformed_jsonl_line_is_quarantined_and_the_rest_lands(warehouse, tmp_path, monkeypatch, world, clock):
+    def corrupt(data: bytes) -> bytes:
+        lines = data.splitlines(keepends=True)
+        broken = json.loads(lines[3])
+        broken["subtotalPriceSet"]["shopMoney"]["amount"] = "12,50"  # a bad value in a whole line
+        lines[3] = json.dumps(broken).encode() + b"\n"
+        return b"".join([*lines[:7], b'{"id": "gid://shopify/Order/1", "legacyRes\n', *lines[7:]])
+
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock, bulk_corrupt=corrupt)
+    with sandbox:
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+    assert result.ok and result.quarantined == 2, result.summary()
+    reasons = _quarantined(warehouse)
+    assert any(r == "bulk result line 8 is not JSON" for r in reasons), reasons
+    assert any("subtotalPriceSet.shopMoney.amount is not a number" in r for r in reasons), reasons
+    assert len(_landed(warehouse)) == len(world.orders[PARTNER]) - 1
+
+
+@pytest.mark.parametrize("failure", ["FAILED", "EXPIRED"])
+def test_a_failed_or_expired_operation_is_a_clear_error(warehouse, tmp_path, monkeypatch, world, clock, failure):
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock, bulk_failure=failure)
+    with sandbox:
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+    assert result.status == "failed" and result.error.startswith(f"{PARTNER}: bulk operation gid://shopify/")
+    assert f"ended {failure}" in result.error and "rerun" in result.error
+    assert not _landed(warehouse) and _cursor(warehouse) is None
+
+
+def test_a_partial_result_lands_without_moving_the_cursor(warehouse, tmp_path, monkeypatch, world, clock):
+    """FAILED with partialDataUrl: the partial lines land, the cursor stays, the run says so; a rerun completes."""
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock, bulk_failure="PARTIAL")
+    with sandbox:
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+        assert result.status == "failed" and "partial result was landed" in result.error, result.summary()
+        partial = _landed(warehouse)
+        assert 0 < len(partial) < len(world.orders[PARTNER]) and _cursor(warehouse) is None
+        sandbox.options.bulk_failure = None
+        again = ingest_source(config, PARTNER, warehouse, options=options)
+    assert again.ok, again.summary()
+    assert set(_landed(warehouse)) == {str(o["id"]) for o in world.orders[PARTNER]}
+
+
+def test_sandbox_bulk_refuses_what_shopify_refuses(world, clock):
+    """A connection inside a list field, and a second bulk query while one runs."""
+    from connectors.shopify_graphql import RUN_BULK, bulk_query
+
+    with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
+        client = _client(sandbox, clock)
+        nested = "{ orders { edges { node { id refunds { id refundLineItems { edges { node { id } } } } } } } }"
+        data, _ = client.query(RUN_BULK, {"query": nested})
+        assert data["bulkOperationRunQuery"]["userErrors"][0]["message"] == (
+            "Queries that contain a connection field within a list field are not currently supported.")
+        client.query(RUN_BULK, {"query": bulk_query(None)})
+        data, _ = client.query(RUN_BULK, {"query": bulk_query(None)})
+        assert data["bulkOperationRunQuery"]["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
