@@ -470,3 +470,30 @@ def test_sandbox_bulk_refuses_what_shopify_refuses(world, clock):
         client.query(RUN_BULK, {"query": bulk_query(None)})
         data, _ = client.query(RUN_BULK, {"query": bulk_query(None)})
         assert data["bulkOperationRunQuery"]["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+
+
+def test_fixture_bulk_file_regroups_children_that_come_after_a_later_parent(tmp_path):
+    """tests/fixtures/shopify_graphql/bulk_orders.jsonl: order 1's second line item comes after order 2."""
+    from connectors.shopify_graphql import BulkFile
+
+    staged = BulkFile(tmp_path / "bulk.sqlite3")
+    for number, line in enumerate((FIXTURES / "bulk_orders.jsonl").read_bytes().splitlines(), start=1):
+        staged.add(number, line)
+    staged.commit()
+    (page,) = list(staged.orders(10))
+    staged.close()
+    assert [o["legacyResourceId"] for o in page] == ["5340000000002", "5340000000001"], "oldest change first"
+    assert [len(o["lineItems"]["nodes"]) for o in page] == [1, 2]
+    voided = json.loads(validate_order(page[0], 1, SALT).payload_json)
+    assert voided["financial_status"] == "voided" and voided["customer"] is None and voided["email"] is None
+
+
+def test_fixture_throttled_answer_reads_as_documented(clock):
+    """THROTTLED: HTTP 200, no `data`, the bucket's state in extensions: the budget waits for the query's cost."""
+    from connectors.shopify_graphql import CostBudget
+
+    body = json.loads((FIXTURES / "throttled.json").read_text())
+    budget = CostBudget(clock)
+    budget.observe(body["extensions"]["cost"])
+    assert "data" not in body and budget.maximum == 2000.0
+    assert budget.wait(752) == pytest.approx((753 - 101) / 100)
