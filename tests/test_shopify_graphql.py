@@ -26,13 +26,9 @@ from connectors.http import HttpPolicy, make_session
 from connectors.ingest import IngestOptions, ingest_source
 from connectors.pii import customer_key
 from connectors.records import RecordError
-from connectors.shopify_graphql import (
-    CostPagedOrders,
-    GraphqlClient,
-    GraphqlError,
-    landing_page,
-    validate_order,
-)
+from connectors.shopify_bulk import RUN_BULK, BulkFile, bulk_query
+from connectors.shopify_graphql import CostPagedOrders, landing_page, validate_order
+from connectors.shopify_graphql_client import CostBudget, GraphqlClient, GraphqlError
 from devstack.sandbox.env import load_sandbox_env
 from devstack.sandbox.server import SandboxOptions, start_sandbox
 from devstack.sandbox.shopify_graphql import public, served_orders, to_graphql
@@ -373,8 +369,6 @@ def test_first_load_is_one_bulk_operation_with_refunds_and_line_items(warehouse,
 def test_a_run_killed_while_shopify_works_adopts_its_operation(warehouse, tmp_path, monkeypatch, world, clock):
     """OPERATION_IN_PROGRESS: the shop's running operation is ours (same query), so the rerun polls it instead of
     starting another; nothing lands twice."""
-    from connectors.shopify_graphql import RUN_BULK, bulk_query
-
     sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
     with sandbox:
         data, _ = _client(sandbox, clock).query(RUN_BULK, {"query": bulk_query(None)})  # the killed run's start
@@ -459,8 +453,6 @@ def test_a_partial_result_lands_without_moving_the_cursor(warehouse, tmp_path, m
 
 def test_sandbox_bulk_refuses_what_shopify_refuses(world, clock):
     """A connection inside a list field, and a second bulk query while one runs."""
-    from connectors.shopify_graphql import RUN_BULK, bulk_query
-
     with start_sandbox(world, options=SandboxOptions(clock=clock)) as sandbox:
         client = _client(sandbox, clock)
         nested = "{ orders { edges { node { id refunds { id refundLineItems { edges { node { id } } } } } } } }"
@@ -474,8 +466,6 @@ def test_sandbox_bulk_refuses_what_shopify_refuses(world, clock):
 
 def test_fixture_bulk_file_regroups_children_that_come_after_a_later_parent(tmp_path):
     """tests/fixtures/shopify_graphql/bulk_orders.jsonl: order 1's second line item comes after order 2."""
-    from connectors.shopify_graphql import BulkFile
-
     staged = BulkFile(tmp_path / "bulk.sqlite3")
     for number, line in enumerate((FIXTURES / "bulk_orders.jsonl").read_bytes().splitlines(), start=1):
         staged.add(number, line)
@@ -490,8 +480,6 @@ def test_fixture_bulk_file_regroups_children_that_come_after_a_later_parent(tmp_
 
 def test_fixture_throttled_answer_reads_as_documented(clock):
     """THROTTLED: HTTP 200, no `data`, the bucket's state in extensions: the budget waits for the query's cost."""
-    from connectors.shopify_graphql import CostBudget
-
     body = json.loads((FIXTURES / "throttled.json").read_text())
     budget = CostBudget(clock)
     budget.observe(body["extensions"]["cost"])
