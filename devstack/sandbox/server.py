@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import json
 import math
@@ -94,6 +95,9 @@ class SandboxOptions:
     bulk_polls: int = 2  # polls of a bulk operation until it completes
     bulk_failure: str | None = None  # FAILED | EXPIRED | PARTIAL: how the next bulk operations end
     bulk_corrupt: Callable[[bytes], bytes] | None = field(default=None, compare=False)  # edits the JSONL served
+    bulk_background: bool = False  # a bulk operation runs in a thread from its creation (benchmarks); polls read it
+    bulk_files_kept: int = 4  # result files kept in memory, newest first
+    static_world: bool = False  # the world never changes (benchmarks): orders are sorted (and converted) once
 
     @property
     def any_fault(self) -> bool:
@@ -115,6 +119,7 @@ class _State:
     throttled: Counter = field(default_factory=Counter)  # source -> 429s answered because its bucket was full
     edits: int = 0
     graphql: GraphqlApi | None = None
+    sorted_orders: dict[tuple[str, str], tuple[list, list]] = field(default_factory=dict)  # static_world only
 
     def roll(self, rate: float) -> bool:
         if rate <= 0:
@@ -453,16 +458,21 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     self._send(400, {"errors": {"updated_at_min": ["Invalid value."]}}, headers)
                     return
-        with world.lock:
-            candidates = [(o, _order_key(o)) for o in world.orders[partner_id] if _status_matches(o, status)]
-            if minimum is not None:
-                candidates = [(o, k) for o, k in candidates if k[0] >= minimum]
-            if after is not None:
-                candidates = [(o, k) for o, k in candidates if k > after]
-            candidates.sort(key=lambda pair: pair[1])
-            page = candidates[:limit]
-            body = json.loads(json.dumps({"orders": self._with_malformed([o for o, _ in page])}))
-        if len(candidates) > limit:
+        if self.state.options.static_world:  # a benchmark's world never changes: sort it once, bisect per page
+            page, more = self._static_page(partner_id, status, minimum, after, limit)
+            body = {"orders": [o for o, _ in page]}
+        else:
+            with world.lock:
+                candidates = [(o, _order_key(o)) for o in world.orders[partner_id] if _status_matches(o, status)]
+                if minimum is not None:
+                    candidates = [(o, k) for o, k in candidates if k[0] >= minimum]
+                if after is not None:
+                    candidates = [(o, k) for o, k in candidates if k > after]
+                candidates.sort(key=lambda pair: pair[1])
+                page = candidates[:limit]
+                more = len(candidates) > limit
+                body = json.loads(json.dumps({"orders": self._with_malformed([o for o, _ in page])}))
+        if more:
             token = _encode_cursor({"min": minimum, "status": status, "after": page[-1][1]})
             host = self.headers.get("Host", f"{self.server.server_address[0]}:{self.server.server_address[1]}")
             link = (f"http://{host}/{partner_id}/admin/api/{SHOPIFY_API_VERSION}/orders.json?"
@@ -470,6 +480,24 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Link"] = f'<{link}>; rel="next"'
         self._send(200, body, headers)
         self._after_page(partner_id, page)
+
+    def _static_page(self, partner_id: str, status: str, minimum: int | None, after: list | None,
+                     limit: int) -> tuple[list[tuple[dict, list]], bool]:
+        """One page of a world that never changes, from a sorted copy made once (`SandboxOptions.static_world`)."""
+        state = self.state
+        with state.lock:
+            cached = state.sorted_orders.get((partner_id, status))
+            if cached is None:
+                pairs = sorted(((o, _order_key(o)) for o in state.world.orders[partner_id]
+                                if _status_matches(o, status)), key=lambda pair: pair[1])
+                cached = state.sorted_orders[(partner_id, status)] = ([k for _, k in pairs], pairs)
+        keys, pairs = cached
+        start = 0
+        if minimum is not None:
+            start = bisect.bisect_left(keys, [minimum])
+        if after is not None:
+            start = max(start, bisect.bisect_right(keys, after))
+        return pairs[start:start + limit], len(pairs) - start > limit
 
     # --- referral network ---------------------------------------------------------------------------
     def _network_clicks(self, network_id: str, query: dict[str, str]) -> None:
