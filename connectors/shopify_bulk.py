@@ -59,9 +59,9 @@ REFUNDS_BY_ID = f"""query AllianceRefunds($ids: [ID!]!, $first: Int!) {{
   nodes(ids: $ids) {{ ... on Refund {{ id
     refundLineItems(first: $first) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {REFUND_LINE} }} }} }} }}
 }}"""
-REFUNDS_PER_QUERY = 20  # 20 refunds x (1 + 2 + 10 x 4) points stays under 1000
-REFUND_LINES_IN_BATCH = 10
-BULK_POLL_MAX_SECONDS = 30.0
+REFUNDS_PER_QUERY = 60  # 60 refunds x (1 + 2 + 3 x 4) points stays under 1000
+REFUND_LINES_IN_BATCH = 3  # most refunds have few lines; more come from RefundLines pages
+BULK_POLL_MAX_SECONDS = 10.0
 BULK_WAIT_LIMIT = 6 * 3600.0  # seconds of polling before giving up (Shopify times a bulk query out long before)
 BULK_DONE = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
 LINE_ERROR = "__alliance_line_error"  # a JSONL line that could not be read, handed to landing to quarantine
@@ -157,7 +157,7 @@ class BulkOrders:
                                   f"{operation.get('status')} after {int(waited)} s: rerun later (it will be adopted)")
             self.client.clock.sleep(delay)
             waited += delay
-            delay = min(BULK_POLL_MAX_SECONDS, delay * 1.5)
+            delay = min(BULK_POLL_MAX_SECONDS, delay * 1.25)
             data, _ = self.client.query(BULK_STATUS, {"id": operation.get("id")}, expected_cost=1)
             found = data.get("node")
             if not isinstance(found, dict):

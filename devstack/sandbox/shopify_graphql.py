@@ -11,7 +11,9 @@ What it models, from shopify.dev (README "Shopify GraphQL" cites each page):
   `bulkOperationRunQuery`;
 - cost (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits): scalar and enum 0, object 1, a
   connection 2 + first x its node's cost, a mutation 10; a list field of objects counts its `first` (1 without);
-  a query over 1000 points is refused (`MAX_COST_EXCEEDED`); the bucket holds `maximum` points and restores
+  a query over 1000 points is refused (`MAX_COST_EXCEEDED`); the requested cost is charged up front and what the
+  answer did not use is given back (actual cost: 1 per object returned, 2 per connection); the bucket holds `maximum`
+  points and restores
   `restore_rate` per second (standard plan: 100/s); a query that does not fit is answered HTTP 200 with
   `errors[0].extensions.code = THROTTLED`, no `data`, and `actualQueryCost` null;
 - orders older than 60 days are hidden unless the token has `read_all_orders` (`SandboxOptions.graphql_all_orders`);
@@ -414,6 +416,16 @@ def requested_cost(document: Any, variables: dict) -> int:
     return _selection_cost(SCHEMA.query_type, operation.selection_set.selections, variables, fragments)
 
 
+def actual_cost(data: Any) -> int:
+    """What a result actually cost: 1 per object returned, 2 per connection (rate-limit page: "actual cost")."""
+    if isinstance(data, list):
+        return sum(actual_cost(item) for item in data)
+    if not isinstance(data, dict):
+        return 0
+    own = 2 if "pageInfo" in data or "edges" in data else 1
+    return own + sum(actual_cost(value) for value in data.values())
+
+
 # --- bulk operations -------------------------------------------------------------------------------------------
 
 @dataclass
@@ -576,6 +588,12 @@ class GraphqlApi:
             shop.available, shop.last = level, now
         return allowed, level
 
+    def _refund(self, shop: GraphqlShop, points: float) -> float:
+        """Give back what a query was charged beyond its actual cost (Shopify charges the requested cost up front)."""
+        with shop.lock:
+            shop.available = min(self.options.graphql_maximum, (shop.available or 0.0) + points)
+            return shop.available
+
     def _cost(self, requested: int | None, actual: int | None, available: float) -> dict:
         return {"requestedQueryCost": requested, "actualQueryCost": actual,
                 "throttleStatus": {"maximumAvailable": float(self.options.graphql_maximum),
@@ -617,7 +635,9 @@ class GraphqlApi:
         out: dict = {"data": result.data}
         if result.errors:
             out["errors"] = [e.formatted for e in result.errors]
-        out["extensions"] = {"cost": self._cost(cost, cost, available)}
+        actual = min(cost, actual_cost(result.data))
+        available = self._refund(shop, cost - actual)
+        out["extensions"] = {"cost": self._cost(cost, actual, available)}
         return 200, out
 
     # data
