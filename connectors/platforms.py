@@ -42,6 +42,15 @@ def webhook_schemes() -> dict[str, WebhookScheme]:
     return {name: platform.webhooks for name, platform in _BY_ROUTE.items() if platform.webhooks is not None}
 
 
+def webhook_route(platform: str) -> str | None:
+    """The webhook route (`/webhooks/<route>/<id>`) of a partner on `platform`: its own scheme's, or that of the
+    platform its webhooks come through (`webhooks_via`); None when it sends none (or is unknown)."""
+    spec = PLATFORMS.get(platform)
+    if spec is not None and spec.webhooks is None and spec.webhooks_via:
+        spec = PLATFORMS.get(spec.webhooks_via)
+    return spec.webhooks.name if spec is not None and spec.webhooks is not None else None
+
+
 def allow_list(platform: str, entity: str) -> Spec:
     """What may be kept of `platform`'s `entity` (orders, refunds, clicks, or a webhook topic)."""
     try:

@@ -379,6 +379,5 @@ PLATFORM = Platform(
     paginator=CostPagedOrders, page_size_option="shopify_page_size", token_credentials=True,
     validate=validate_order, dates=version_dates, cancelled=carries_cancelled_status, customer_email=order_email,
     allow_lists={"orders": ORDER, "refunds": ORDER["refunds"]},  # type: ignore[dict-item]
-    # Shopify sends webhooks in the REST shape whichever API the app reads: a shopify_graphql partner's webhooks are
-    # not routed yet (README "Shopify GraphQL", what is not done)
+    webhooks_via="shopify",  # Shopify sends webhooks in the REST shape whichever API the app reads
 )

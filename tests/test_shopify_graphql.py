@@ -485,3 +485,25 @@ def test_fixture_throttled_answer_reads_as_documented(clock):
     budget.observe(body["extensions"]["cost"])
     assert "data" not in body and budget.maximum == 2000.0
     assert budget.wait(752) == pytest.approx((753 - 101) / 100)
+
+
+def test_a_graphql_partners_webhooks_come_through_the_shopify_route(warehouse, monkeypatch):
+    """Shopify's webhook bodies are REST-shaped whichever API the app reads: `/webhooks/shopify/<partner>` takes them
+    for a shopify_graphql partner and lands the REST record."""
+    from test_webhooks import SECRET, order, post, processed, query, wait_for
+
+    from alliance.config import AllianceConfig, Partner
+    from alliance.webhooks import build_server
+
+    load_sandbox_env()
+    monkeypatch.setenv("TIDEWATER_WEBHOOK_SECRET", SECRET)
+    config = AllianceConfig(partners=[Partner(id=PARTNER, platform="shopify_graphql", base_url="http://127.0.0.1:1",
+                                              credentials_env="TIDEWATER_TOKEN",
+                                              webhook_secret_env="TIDEWATER_WEBHOOK_SECRET")])
+    server = build_server(config, warehouse).start()
+    try:
+        assert post(server.url, json.dumps(order()).encode(), source=PARTNER, delivery="g-1").status_code == 200
+        wait_for(lambda: processed(warehouse, "g-1"), "delivery g-1 processed")
+    finally:
+        server.stop()
+    assert query(warehouse, "select partner_id, order_id, platform from raw.orders") == [(PARTNER, "9001", "shopify")]
