@@ -21,6 +21,7 @@ import requests
 
 from connectors.clock import SYSTEM_CLOCK, Clock
 from connectors.errors import SourceError, SourceRef, bare_url, check_response, describe_transport_error
+from connectors.http import ForeignOriginError
 from connectors.pii import mask_addresses
 
 API_VERSION = "2025-10"
@@ -165,11 +166,22 @@ class GraphqlClient:
         return graphql_url(self.base_url)
 
     def _post(self, payload: dict) -> dict:
+        """One POST, retried on 429/5xx and on connections that fail or answers cut short: every query alliance sends
+        reads, and its one mutation (bulkOperationRunQuery) is safe to repeat (a running operation is adopted)."""
         attempt = 0
         while True:
             try:
                 response = self.session.post(self.url, json=payload, headers={
                     "X-Shopify-Access-Token": self.token, "Content-Type": "application/json"})
+                response.content  # noqa: B018 - read the body now, inside the retry
+            except ForeignOriginError as exc:
+                raise describe_transport_error(exc, self.url, self.ref) from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                if attempt >= self.retries:
+                    raise describe_transport_error(exc, self.url, self.ref) from None
+                attempt += 1
+                self.clock.sleep(min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
+                continue
             except requests.RequestException as exc:
                 raise describe_transport_error(exc, self.url, self.ref) from None
             if response.status_code in (429, 500, 502, 503, 504) and attempt < self.retries:

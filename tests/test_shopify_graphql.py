@@ -507,3 +507,13 @@ def test_a_graphql_partners_webhooks_come_through_the_shopify_route(warehouse, m
     finally:
         server.stop()
     assert query(warehouse, "select partner_id, order_id, platform from raw.orders") == [(PARTNER, "9001", "shopify")]
+
+
+def test_dropped_connections_are_retried(world, clock):
+    """A connection closed without an answer (or half a body) is retried, as a GET would be."""
+    with start_sandbox(world, options=SandboxOptions(clock=clock, drop_rate=0.5, seed=3)) as sandbox:
+        client = _client(sandbox, clock)
+        for _ in range(6):
+            data, _ = client.query("{ orders(first: 2) { nodes { legacyResourceId } } }")
+            assert len(data["orders"]["nodes"]) == 2
+        assert sandbox.injected["drop"] >= 1
