@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,30 +126,10 @@ def run_one(mode: str, base_url: str, db: str, shop: str) -> dict:
 
 # --- the driver ---------------------------------------------------------------------------------------------------
 
-def _fresh_db() -> tuple[str, str, str]:
-    import psycopg
-
-    from alliance.warehouse import parse_url, warehouse_url
-
-    server = os.environ.get("ALLIANCE_BENCH_SERVER_URL") or warehouse_url()
-    parts = parse_url(server)
-    auth = parts.user + (f":{parts.password}" if parts.password else "")
-    name = f"alliance_bench_backfill_{uuid.uuid4().hex[:8]}"
-    admin = f"postgresql://{auth}@{parts.host}:{parts.port}/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    return f"postgresql://{auth}@{parts.host}:{parts.port}/{name}", admin, name
-
-
-def _drop_db(admin: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-
-
 def _contender(mode: str, base_url: str, shop: str) -> dict:
-    db, admin, name = _fresh_db()
+    from bench.ingest import drop_db, fresh_db
+
+    db, admin = fresh_db("backfill")
     try:
         out = subprocess.run([sys.executable, __file__, "--run", mode, "--base-url", base_url, "--db", db,
                               "--shop", shop], capture_output=True, text=True, check=False)
@@ -158,7 +137,7 @@ def _contender(mode: str, base_url: str, shop: str) -> dict:
             raise RuntimeError(f"{mode} failed: {out.stderr[-2000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
-        _drop_db(admin, name)
+        drop_db(admin, db)
 
 
 def measure(orders: int, rounds: int, results_dir: Path | None = None) -> dict:

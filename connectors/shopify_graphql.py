@@ -27,7 +27,17 @@ from connectors.minimise import KEEP, Spec
 from connectors.paging import Page
 from connectors.pii import customer_key
 from connectors.platform import Platform
-from connectors.records import RecordError, ValidRecord, amount, currency, kind_of, stored_json, timestamp
+from connectors.records import (
+    RecordError,
+    ValidRecord,
+    amount,
+    currency,
+    kind_of,
+    objects,
+    stored_json,
+    timestamp,
+)
+from connectors.records import version_dates as dates_of
 from connectors.shopify import ORDER as REST_ORDER
 from connectors.shopify_bulk import LINE_ERROR, BulkOrders
 from connectors.shopify_graphql_client import (
@@ -322,12 +332,7 @@ def validate_order(record: object, position: int, salt: str) -> ValidRecord:
         codes = record.get("discountCodes") or []
         if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
             raise RecordError("discountCodes is not a list of text")
-        refunds = record.get("refunds") or []
-        if not isinstance(refunds, list):
-            raise RecordError("refunds is not a list")
-        for i, refund in enumerate(refunds):
-            if not isinstance(refund, dict):
-                raise RecordError(f"refunds[{i}] is not an object")
+        for i, refund in enumerate(objects(record, "refunds", "")):
             timestamp(refund.get("createdAt"), f"refunds[{i}].createdAt")
             for j, item in enumerate(_refund_lines(refund, i)):
                 if not isinstance(item, dict):
@@ -346,11 +351,7 @@ def validate_order(record: object, position: int, salt: str) -> ValidRecord:
 
 def version_dates(record: dict) -> tuple[tuple[str, datetime], ...]:
     """A valid version's dates that must not lie in the future: created, updated, each refund's."""
-    fields = [("createdAt", record.get("createdAt")), ("updatedAt", record.get("updatedAt"))]
-    fields += [(f"refunds[{i}].createdAt", refund.get("createdAt"))
-               for i, refund in enumerate(record.get("refunds") or [])]
-    return tuple((name, at) for name, value in fields if value is not None
-                 and (at := timestamp(value, name)) is not None)
+    return dates_of(record, "createdAt", "updatedAt", "refunds", "createdAt")
 
 
 def carries_cancelled_status(record: dict) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ import psycopg
 import pytest
 import requests
 import yaml
+from test_shopify_throttle import FakeClock
 
 from alliance.config import load_config
 from connectors.errors import SourceError, SourceRef
@@ -39,24 +39,6 @@ WORLD_CONFIG = ROOT / "tests" / "data" / "oracle_alliance.yml"
 FIXTURES = ROOT / "tests" / "fixtures" / "shopify_graphql"
 PARTNER = "tidewater"  # the e2e world's shopify_graphql storefront
 SALT = "test-salt"
-
-
-class FakeClock:
-    """monotonic() only moves when someone sleeps; every sleep is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def monotonic(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 def _config(tmp_path: Path, platform: str = "shopify_graphql") -> Path:
