@@ -24,6 +24,7 @@ from connectors.landing import (
     finish_load,
     land_clicks_page,
     land_orders_page,
+    read_bulk_operation,
     read_cursor,
     start_load,
     try_lock_source,
@@ -150,13 +151,17 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
     credentials = source_credentials(source, options.connections)
     ref = SourceRef(source.id, credentials_label(source))
     paginator = platform.paginator(getattr(options, platform.page_size_option))
+    if hasattr(paginator, "resume_bulk"):  # a bulk result the last run was landing when it stopped
+        paginator.resume_bulk = read_bulk_operation(conn, source.id, platform.entity)
     session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:
         pages = paginator.pages(session, source.base_url or "", credentials, ref, since)
         for page, prepared in _prefetched(pages, lambda p: prepare_page(platform.name, p.records, salt)):
             if platform.entity == "orders":
                 outcome = land_orders_page(conn, load_id, source.id, platform.name, prepared, salt=salt,
-                                           cursor_cap=cap, as_of=options.as_of, move_cursor=not page.hold_cursor)
+                                           cursor_cap=cap, as_of=options.as_of, move_cursor=not page.hold_cursor,
+                                           bulk_operation=(page.bulk_operation, page.bulk_done)
+                                           if page.bulk_operation else None)
             else:
                 outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap,
                                            as_of=options.as_of)

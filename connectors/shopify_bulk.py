@@ -85,8 +85,8 @@ class BulkOrders:
     fetched for each page's refunds by `nodes(ids:)` queries before the page is yielded.
 
     A run killed while Shopify works finds the operation again (`OPERATION_IN_PROGRESS`, then
-    `currentBulkOperation` carrying our query) and adopts it; one killed while landing restarts from the cursor the
-    last landed page left. A FAILED / CANCELED / EXPIRED operation is a clear error; a partial result is landed
+    `currentBulkOperation` carrying our query) and adopts it. Each page carries the operation's id, which landing
+    keeps with the cursor until the last page: a run killed while landing reads the same result again (`resume`). A FAILED / CANCELED / EXPIRED operation is a clear error; a partial result is landed
     without moving the cursor, then reported, so a rerun reads it all again.
     """
 
@@ -98,9 +98,13 @@ class BulkOrders:
     def partner(self) -> str:
         return self.client.ref.source_id
 
-    def pages(self, since: datetime | None) -> Iterator[Page]:
+    def pages(self, since: datetime | None, resume: str | None = None) -> Iterator[Page]:
+        """Pages of the bulk result for changes since `since`; `resume`: the operation a killed run was landing
+        (kept with the cursor), whose result is read again if Shopify still has it."""
         query = bulk_query(since)
-        operation = self.wait(self.start(query))
+        operation = self.resumed(resume) if resume else None
+        staged_from_resume = operation is not None
+        operation = operation or self.wait(self.start(query))
         status = operation.get("status")
         url, partial = operation.get("url"), operation.get("partialDataUrl")
         what = f"bulk operation {operation.get('id')}"
@@ -110,16 +114,34 @@ class BulkOrders:
                 str(status), "rerun later (ingestion resumes from the stored cursor)")
             code = f" ({operation.get('errorCode')})" if operation.get("errorCode") else ""
             raise SourceError(f"{self.partner}: {what} ended {status}{code}: {fix}")
-        if status == "COMPLETED" and not url:
-            return  # nothing matched the query
+        kept = operation.get("id") if status == "COMPLETED" else None  # kept with the cursor while it lands
         with tempfile.TemporaryDirectory(prefix="alliance-bulk-") as folder:
             staged = BulkFile(Path(folder) / "bulk.sqlite3")
-            self.download(partial if status == "FAILED" else url, staged)
-            yield from self.read(staged, hold=status == "FAILED")
+            if url or partial:
+                try:
+                    self.download(partial if status == "FAILED" else url, staged)
+                except SourceError:
+                    if not staged_from_resume:
+                        raise
+                    log.info("%s: the result of %s is gone; starting a new bulk operation", self.partner, what)
+                    yield from self.pages(since)
+                    return
+            else:
+                staged.commit()  # nothing matched the query
+            yield from self.read(staged, hold=status == "FAILED", operation=kept)
             staged.close()
         if status == "FAILED":
             raise SourceError(f"{self.partner}: {what} FAILED ({operation.get('errorCode')}) after a partial result; "
                               "the partial result was landed and the cursor left where it was: rerun to read it all")
+
+    def resumed(self, operation_id: str) -> dict | None:
+        """The kept operation if Shopify still has its result (COMPLETED, not expired), else None: start anew."""
+        data, _ = self.client.query(BULK_STATUS, {"id": operation_id}, expected_cost=1)
+        found = data.get("node")
+        if isinstance(found, dict) and found.get("status") == "COMPLETED":
+            log.info("%s: resuming the result of bulk operation %s", self.partner, operation_id)
+            return found
+        return None
 
     def start(self, query: str) -> dict:
         """Start the bulk query, or adopt the shop's running one when it is ours (a killed run's)."""
@@ -184,12 +206,18 @@ class BulkOrders:
             self.warnings.append(f"{self.partner}: {staged.orphans()} child line(s) of the bulk result named no order "
                                  "in it and were ignored")
 
-    def read(self, staged: BulkFile, hold: bool) -> Iterator[Page]:
+    def read(self, staged: BulkFile, hold: bool, operation: str | None) -> Iterator[Page]:
+        """The staged result's pages; each carries the operation's id (kept with the cursor), and a last, empty page
+        clears it once everything has landed."""
         number = 0
         for records in staged.orders(self.page_size):
             self.complete_refunds(records)
             number += 1
-            yield Page(number=number, url=f"bulk result page {number}", records=records, hold_cursor=hold)
+            yield Page(number=number, url=f"bulk result page {number}", records=records, hold_cursor=hold,
+                       bulk_operation=operation)
+        if operation:
+            yield Page(number=number + 1, url="bulk result: done", records=[], bulk_operation=operation,
+                       bulk_done=True)
 
     def complete_refunds(self, orders: list) -> None:
         """Each refund's line items by `nodes(ids:)` (a bulk query cannot reach them), then their next pages."""

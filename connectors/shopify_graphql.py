@@ -107,13 +107,16 @@ class CostPagedOrders:
     bulk_after: timedelta | None = timedelta(days=1)  # None: never bulk
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
     bulk_poll_seconds: float = 1.0
+    resume_bulk: str | None = None  # set by the poll loop: the bulk operation a killed run was landing
 
     def pages(self, session: requests.Session, base_url: str, credentials: str, ref: SourceRef,
               since: datetime | None) -> Iterator[Page]:
         client = GraphqlClient.for_session(session, base_url, credentials, ref)
         self.warn_if_orders_hidden(client, since)
-        if self.bulk_after is not None and (since is None or self.now() - since > self.bulk_after):
-            yield from BulkOrders(client, self.page_size, self.bulk_poll_seconds, self.warnings).pages(since)
+        backfill = self.bulk_after is not None and (since is None or self.now() - since > self.bulk_after)
+        if self.resume_bulk or backfill:
+            yield from BulkOrders(client, self.page_size, self.bulk_poll_seconds, self.warnings).pages(
+                since, self.resume_bulk)
             return
         yield from self.paged(client, since)
 

@@ -316,6 +316,11 @@ def _quarantined(url: str) -> list[str]:
                                            (PARTNER,))]
 
 
+def _kept_operation(url: str):
+    with psycopg.connect(url) as conn:
+        return conn.execute("select bulk_operation_id from raw.cursors where source_id = %s", (PARTNER,)).fetchone()[0]
+
+
 def _cursor(url: str):
     with psycopg.connect(url) as conn:
         row = conn.execute("select cursor_value from raw.cursors where source_id = %s", (PARTNER,)).fetchone()
@@ -363,7 +368,8 @@ def test_a_run_killed_while_shopify_works_adopts_its_operation(warehouse, tmp_pa
 
 
 def test_a_run_killed_while_landing_resumes_without_duplicates(warehouse, tmp_path, monkeypatch, world, clock):
-    """Killed after two pages: the cursor is where those pages left it; the rerun lands the rest, once."""
+    """Killed after two pages: the cursor is where those pages left it and the operation's id is kept with it; the
+    rerun reads that operation's result again (no second operation) and lands the rest, once."""
     import connectors.ingest as ingest
 
     sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
@@ -383,8 +389,43 @@ def test_a_run_killed_while_landing_resumes_without_duplicates(warehouse, tmp_pa
         monkeypatch.setattr(ingest, "land_orders_page", real)
         halfway = _landed(warehouse)
         assert 0 < len(halfway) < len(world.orders[PARTNER]) and _cursor(warehouse) is not None
+        (started,) = [op.id for op in sandbox.graphql.shop(PARTNER).bulk]
+        assert _kept_operation(warehouse) == started, "the operation's id is kept with the cursor"
         result = ingest_source(config, PARTNER, warehouse, options=options)
+        assert [op.id for op in sandbox.graphql.shop(PARTNER).bulk] == [started], "its result read again"
     assert result.ok, result.summary()
+    assert _kept_operation(warehouse) is None, "cleared once its last page landed"
+    with psycopg.connect(warehouse) as conn:
+        rows = conn.execute("select count(*), count(distinct order_id) from raw.orders where partner_id = %s",
+                            (PARTNER,)).fetchone()
+    assert rows == (len(world.orders[PARTNER]),) * 2
+
+
+def test_a_kept_operation_whose_result_is_gone_is_replaced(warehouse, tmp_path, monkeypatch, world, clock):
+    """The kept operation's file has expired meanwhile: the rerun starts a new operation and still lands all, once."""
+    import connectors.ingest as ingest
+
+    sandbox, config, options = _bulk_env(tmp_path, monkeypatch, world, clock)
+    real = ingest.land_orders_page
+    calls = []
+
+    def dies_on_the_second_page(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    with sandbox:
+        monkeypatch.setattr(ingest, "land_orders_page", dies_on_the_second_page)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_source(config, PARTNER, warehouse, options=options)
+        monkeypatch.setattr(ingest, "land_orders_page", real)
+        assert _kept_operation(warehouse) is not None
+        sandbox.graphql.shop(PARTNER).files.clear()  # the presigned URL now answers 404
+        result = ingest_source(config, PARTNER, warehouse, options=options)
+        operations = sandbox.graphql.shop(PARTNER).bulk
+    assert result.ok, result.summary()
+    assert len(operations) == 2 and _kept_operation(warehouse) is None
     with psycopg.connect(warehouse) as conn:
         rows = conn.execute("select count(*), count(distinct order_id) from raw.orders where partner_id = %s",
                             (PARTNER,)).fetchone()
