@@ -86,8 +86,9 @@ class BulkOrders:
 
     A run killed while Shopify works finds the operation again (`OPERATION_IN_PROGRESS`, then
     `currentBulkOperation` carrying our query) and adopts it. Each page carries the operation's id, which landing
-    keeps with the cursor until the last page: a run killed while landing reads the same result again (`resume`). A FAILED / CANCELED / EXPIRED operation is a clear error; a partial result is landed
-    without moving the cursor, then reported, so a rerun reads it all again.
+    keeps with the cursor until the last page: a run killed while landing reads the same result again (`resume`).
+    A FAILED / CANCELED / EXPIRED operation is a clear error; a partial result is landed without moving the cursor,
+    then reported, so a rerun reads it all again.
     """
 
     def __init__(self, client: GraphqlClient, page_size: int, poll_seconds: float, warnings: list[str]) -> None:
