@@ -47,6 +47,7 @@ class IngestOptions:
     shopify_page_size: int = 250
     network_page_size: int = 1000
     woocommerce_page_size: int = 100
+    shopify_bulk_min_orders: int = 1000  # shopify_graphql: a long re-read of fewer orders is paged, not bulk
     http: HttpPolicy = field(default_factory=HttpPolicy)
     # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
     as_of: datetime | None = None
@@ -153,6 +154,7 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
     paginator = platform.paginator(getattr(options, platform.page_size_option))
     if hasattr(paginator, "resume_bulk"):  # a bulk result the last run was landing when it stopped
         paginator.resume_bulk = read_bulk_operation(conn, source.id, platform.entity)
+        paginator.bulk_min_orders = options.shopify_bulk_min_orders
     session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:
         pages = paginator.pages(session, source.base_url or "", credentials, ref, since)

@@ -86,6 +86,7 @@ ORDER_LINES_QUERY = """query AllianceOrderLines($id: ID!, $after: String, $first
     }
   }
 }"""
+COUNT_QUERY = "query AllianceCount($query: String) { ordersCount(query: $query) { count precision } }"
 SCOPES_QUERY = "query AllianceScopes { currentAppInstallation { accessScopes { handle } } }"
 
 
@@ -93,8 +94,10 @@ SCOPES_QUERY = "query AllianceScopes { currentAppInstallation { accessScopes { h
 
 @dataclass
 class CostPagedOrders:
-    """Every order changed at or after `since`, oldest change first: by a bulk operation for a first load or a pull
-    reaching back more than `bulk_after` (a backfill: `alliance ingest --since`), else by cost-paged queries.
+    """Every order changed at or after `since`, oldest change first: by a bulk operation for a first load, or for a
+    pull reaching back more than `bulk_after` (a backfill: `alliance ingest --since`, a long outage) with at least
+    `bulk_min_orders` orders to read (`ordersCount`: a quiet shop whose cursor has not moved for days is paged); else
+    by cost-paged queries.
 
     Paged: `orders(first, after, query: updated_at:>=since, sortKey: UPDATED_AT)`; each page's size keeps the
     query under 1000 points (from the cost Shopify reported for the last page); connections that did not fit
@@ -108,17 +111,29 @@ class CostPagedOrders:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
     bulk_poll_seconds: float = 1.0
     resume_bulk: str | None = None  # set by the poll loop: the bulk operation a killed run was landing
+    bulk_min_orders: int = 1000  # a backfill of fewer orders is paged (4 pages of 250 cost less than an operation)
 
     def pages(self, session: requests.Session, base_url: str, credentials: str, ref: SourceRef,
               since: datetime | None) -> Iterator[Page]:
         client = GraphqlClient.for_session(session, base_url, credentials, ref)
         self.warn_if_orders_hidden(client, since)
-        backfill = self.bulk_after is not None and (since is None or self.now() - since > self.bulk_after)
-        if self.resume_bulk or backfill:
+        if self.resume_bulk or self.is_backfill(client, since):
             yield from BulkOrders(client, self.page_size, self.bulk_poll_seconds, self.warnings).pages(
                 since, self.resume_bulk)
             return
         yield from self.paged(client, since)
+
+    def is_backfill(self, client: GraphqlClient, since: datetime | None) -> bool:
+        """A first load, or a long re-read with enough orders behind it to be worth a bulk operation."""
+        if self.bulk_after is None:
+            return False
+        if since is None:
+            return True
+        if self.now() - since <= self.bulk_after:
+            return False
+        data, _ = client.query(COUNT_QUERY, {"query": search_since(since)}, expected_cost=1)
+        count = as_int((data.get("ordersCount") or {}).get("count")) or 0
+        return count >= self.bulk_min_orders
 
     def paged(self, client: GraphqlClient, since: datetime | None) -> Iterator[Page]:
         ref = client.ref

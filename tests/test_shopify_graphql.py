@@ -276,11 +276,13 @@ def test_switching_from_rest_to_graphql_reloads_and_duplicates_nothing(warehouse
         after = _raw_orders(warehouse)
         assert set(after) == set(before), "the same order ids: nothing duplicated, nothing lost"
         assert after[str(edited)][0] == "shopify_graphql" and second.landed < len(before), "incremental, not a reload"
+        assert not sandbox.graphql.shop(PARTNER).bulk, "days behind but few orders to read: paged, not bulk"
         assert all(after[k][2] == before[k][2] for k in before), "customer keys as REST landed them"
         with psycopg.connect(warehouse) as conn:  # from scratch through GraphQL: still one row per order
             conn.execute("delete from raw.cursors where source_id = %s", (PARTNER,))
         third = ingest_source(load_config(graphql_config), PARTNER, warehouse, options=options)
         assert third.ok and set(_raw_orders(warehouse)) == set(before), third.summary()
+        assert len(sandbox.graphql.shop(PARTNER).bulk) == 1, "a first load is a bulk operation"
         others = ingest_all(load_config(graphql_config), warehouse)
         assert all(r.ok for r in others), [r.summary() for r in others]
         outcome = transform(load_config(graphql_config), warehouse, as_of=AS_OF)

@@ -145,8 +145,12 @@ type BulkOperationRunQueryPayload { bulkOperation: BulkOperation userErrors: [Bu
 type AccessScope { handle: String! }
 type AppInstallation implements Node { id: ID! accessScopes: [AccessScope!]! }
 
+enum CountPrecision { AT_LEAST EXACT }
+type Count { count: Int! precision: CountPrecision! }
+
 type QueryRoot {
   currentAppInstallation: AppInstallation!
+  ordersCount(query: String, limit: Int): Count
   orders(first: Int, after: String, last: Int, before: String, query: String, sortKey: OrderSortKeys,
          reverse: Boolean): OrderConnection!
   node(id: ID!): Node
@@ -838,6 +842,14 @@ class _Root:
             self.api.poll(self.partner_id, op)
             return op.as_graphql()
         return _with_connections(found) if found else None
+
+    def ordersCount(self, _info: Any, query: str | None = None, limit: int | None = 10000) -> dict:  # noqa: N802
+        """Shopify counts up to `limit` (10,000 by default) and says AT_LEAST beyond it."""
+        since = search_since(query)
+        count = sum(1 for o in self.api.orders(self.partner_id) if since is None or parse_ts(o["updatedAt"]) >= since)
+        if limit is not None and count > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": count, "precision": "EXACT"}
 
     def currentAppInstallation(self, _info: Any) -> dict:  # noqa: N802 - GraphQL name
         scopes = ["read_orders"] + (["read_all_orders"] if self.api.options.graphql_all_orders else [])
