@@ -339,13 +339,14 @@ def webhooks(
 def airflow(
     config: ConfigOption = None,
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
+    executor: Annotated[str, typer.Option(help="local (LocalExecutor) or celery (Redis, two workers)")] = "local",
 ) -> None:
     """Start a local Airflow (api-server, scheduler, dag-processor, triggerer) on the embedded warehouse."""
     from devstack.airflow_local import serve
 
     cfg_path = config or Path("config/demo.yml")
     _config(cfg_path, require_secrets=False)
-    sys.exit(serve(_url(), cfg_path, port=port, console=console))
+    sys.exit(serve(_url(), cfg_path, port=port, executor=executor, console=console))
 
 
 def _demo_env(config: Path | None) -> None:

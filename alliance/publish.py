@@ -354,8 +354,9 @@ def bi_url(warehouse_url: str) -> str:
 
     The role inherits alliance_bi's SELECT on analytics (nothing else), every transaction is read-only, its
     search_path is analytics, a session idle in a transaction or a statement running too long is ended
-    (`BI_TIMEOUTS`, so a forgotten BI transaction cannot hold up a publish), and the password is (re)set from `bi_password()` each time, so rotating it is
-    setting ALLIANCE_BI_PASSWORD (or deleting .alliance/bi_password) and running `alliance bi-url` again.
+    (`BI_TIMEOUTS`, so a forgotten BI transaction cannot hold up a publish), and the password is (re)set from
+    `bi_password()` each time, so rotating it is setting ALLIANCE_BI_PASSWORD (or deleting .alliance/bi_password)
+    and running `alliance bi-url` again.
     """
     password = bi_password()
     with connect(warehouse_url) as conn:
