@@ -24,6 +24,7 @@ import requests
 from alliance.airflow_policy import pool_spec
 from alliance.assets import table_uri
 from alliance.config import load_config
+from alliance.roles import URL_VARIABLES, component_url, ensure_airflow_owner
 from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import PROJECT_ROOT, parse_url, state_dir
 from alliance.webhooks.notify import AirflowClient, NotifyError
@@ -37,12 +38,12 @@ AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 
 
 def metadata_url(warehouse_url: str) -> str:
+    """AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else the database `airflow` on the warehouse server, owned by its own
+    login alliance_airflow (alliance/roles.py), which can touch nothing else."""
     configured = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     if configured:
         return configured
-    parts = parse_url(warehouse_url)
-    auth = parts.user + (f":{parts.password}" if parts.password else "")
-    return f"postgresql+psycopg://{auth}@{parts.host}:{parts.port}/airflow"
+    return ensure_airflow_owner(warehouse_url).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def airflow_env(warehouse_url: str, config_path: Path) -> dict[str, str]:
@@ -51,6 +52,9 @@ def airflow_env(warehouse_url: str, config_path: Path) -> dict[str, str]:
     install_local_settings(home)
     meta = metadata_url(warehouse_url)
     env = dict(os.environ)
+    if not os.environ.get("ALLIANCE_WAREHOUSE_URL", "").strip():  # the embedded warehouse: tasks log in as their roles
+        for component, variable in URL_VARIABLES.items():
+            env[variable] = env.get(variable) or component_url(component)
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -2,11 +2,14 @@
 
 The same DAG files as every other Airflow test: `alliance_ingest` pulls the demo alliance's four sources (three
 storefronts, one network) spread over both workers, each mapped instance in its partner's one-slot pool;
-`alliance_transform` follows on the raw assets; every published table is checked against the oracle.
+`alliance_transform` follows on the raw assets; every published table is checked against the oracle. Least
+privilege on the way: the tasks log in as alliance_loader and alliance_transformer, Airflow as the owner of its
+metadata database only (alliance/roles.py).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +19,9 @@ import pytest
 from test_end_to_end import assert_matches_oracle, oracle_truth, sandbox_for
 
 from alliance.assets import table_uri
+from alliance.migrate import migrate
+from alliance.roles import ROLES, URL_VARIABLES, enable_login, ensure_airflow_owner, with_login
+from alliance.warehouse import parse_url
 from devstack.airflow_local import (
     CELERY_WORKERS,
     COMPONENTS,
@@ -73,7 +79,14 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
 ):
     started = time.monotonic()
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
-    metadata = fresh_database_factory("airflow").replace("postgresql://", "postgresql+psycopg://")
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        migrate(conn)
+    for component, role in ROLES.items():  # the tasks log in as the loader and the transformer (least privilege)
+        password = secrets.token_urlsafe(16)
+        enable_login(warehouse, role, password)
+        monkeypatch.setenv(URL_VARIABLES[component], with_login(warehouse, role, password))
+    metadata = ensure_airflow_owner(warehouse, parse_url(fresh_database_factory("airflow")).dbname)
+    metadata = metadata.replace("postgresql://", "postgresql+psycopg://")
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", metadata)
     broker = start_broker(tmp_path / "redis")
     port = free_port()
@@ -102,6 +115,10 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
         r["dag_run_id"] for r in ingest_runs}
     assert {r["state"] for r in transform_runs} == {"success"}
     assert {r["run_type"] for r in transform_runs} == {"asset_triggered"}
+    with psycopg.connect(warehouse) as conn:
+        owner = conn.execute("select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'analytics'"
+                             ).fetchone()[0]
+    assert owner == "alliance_transformer", "the transform tasks published as the transformer"
 
     with psycopg.connect(metadata.replace("postgresql+psycopg://", "postgresql://")) as conn:
         rows = conn.execute(
@@ -119,4 +136,10 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
     assert all(r[6] for r in rows), "every task instance has the Celery record of the worker that ran it"
 
     assert_matches_oracle(warehouse, truth)
-    print(f"\nCelery test: {time.monotonic() - started:.0f}s (budget {BUDGET_SECONDS}s)")
+    per_worker = {w: sum(1 for r in rows if r[6] and r[6].startswith(f"{w}@")) for w in CELERY_WORKERS}
+    spans = {dag: [r for r in runs if r["state"] == "success"] for dag, runs in
+             (("alliance_ingest", ingest_runs), ("alliance_transform", transform_runs))}
+    seconds = {dag: [round((datetime.fromisoformat(r["end_date"]) - datetime.fromisoformat(r["start_date"])
+                            ).total_seconds(), 1) for r in runs] for dag, runs in spans.items()}
+    print(f"\nCelery test: {time.monotonic() - started:.0f}s (budget {BUDGET_SECONDS}s); task instances per "
+          f"worker {per_worker}; run durations (s) {seconds}")
