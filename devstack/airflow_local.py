@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from alliance.warehouse import PROJECT_ROOT, parse_url, state_dir
 from alliance.webhooks.notify import AirflowClient, NotifyError
 from connectors.pii import PiiError, pii_salt
 from devstack.celery_broker import Broker, start_broker
+from devstack.ports import free_port
 from devstack.sandbox.env import is_demo_config, load_sandbox_env
 from devstack.sandbox.server import start_sandbox
 from devstack.sandbox.world import build_world
@@ -181,12 +181,6 @@ def celery_env(base: dict[str, str], broker: Broker) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LocalAirflow:
     """The four Airflow components as child processes (each in its own process group), logs under AIRFLOW_HOME."""
 
@@ -206,7 +200,7 @@ class LocalAirflow:
             args = [str(AIRFLOW_BIN), "celery", "worker", "--celery-hostname", f"{name}@%h",
                     "--queues", self.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--pid", str(home / f"{name}.pid")]
             # INFO: the worker logs `<name>@<host> ready.` once it consumes (workers_ready reads it)
-            return args, {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+            return args, {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                           "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
         args = [str(AIRFLOW_BIN), name]
         if name == "api-server":

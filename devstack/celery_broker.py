@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.ports import free_port
+
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
 
@@ -31,12 +33,6 @@ def redis_answers(host: str, port: int, timeout: float = 1.0) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -72,7 +68,7 @@ def start_broker(work_dir: Path, default: tuple[str, int] = DEFAULT_REDIS, timeo
         raise BrokerError(f"no Redis answers on {host}:{port} and `redis-server` is not installed: install Debian's "
                           "redis-server (`apt-get install redis-server`; `make test` does it) or start a Redis there")
     work_dir.mkdir(parents=True, exist_ok=True)
-    own_port = _free_port()
+    own_port = free_port()
     log_file = work_dir / "redis.log"
     process = subprocess.Popen(
         [executable, "--bind", "127.0.0.1", "--port", str(own_port), "--save", "", "--appendonly", "no",
