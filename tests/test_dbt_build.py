@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alliance.dbt_runner import dbt_env, dbt_vars_from_config, run_dbt
+from alliance.dbt_runner import SESSION_SETTINGS, dbt_vars_from_config, run_dbt
 from alliance.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,13 +321,6 @@ def test_missing_fx_rate_fails_naming_currency_and_date(fresh_database_factory) 
     assert "currency=EUR" in line and "order_date=2026-10-12" in line, line
 
 
-def test_dbt_env_from_url() -> None:
-    env = dbt_env("postgresql://bob:s%40cret@db.example:6543/wh", "alliance_build_x")
-    assert env == {"ALLIANCE_DBT_HOST": "db.example", "ALLIANCE_DBT_PORT": "6543", "ALLIANCE_DBT_USER": "bob",
-                   "ALLIANCE_DBT_PASSWORD": "s@cret", "ALLIANCE_DBT_DBNAME": "wh",
-                   "ALLIANCE_DBT_SCHEMA": "alliance_build_x"}
-
-
 def test_dbt_vars_from_config() -> None:
     from alliance.config import AllianceConfig, Attribution, Partner
 
@@ -337,7 +330,7 @@ def test_dbt_vars_from_config() -> None:
     )
     assert dbt_vars_from_config(cfg, date(2026, 1, 31)) == {
         "reporting_currency": "EUR", "attribution_model": "last_click", "lookback_days": 14, "lock_days": 45,
-        "as_of_date": "2026-01-31",
+        "as_of_date": "2026-01-31", "session_settings": SESSION_SETTINGS,
     }
     assert dbt_vars_from_config(cfg)["as_of_date"] == ""
 
