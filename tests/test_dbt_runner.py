@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from alliance.config import load_config
+from alliance.config import AllianceConfig, load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import (
     DBT_PROJECT_DIR,
@@ -25,12 +25,18 @@ from alliance.migrate import migrate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_build_leaves_os_environ_and_dbt_untouched(fresh_database_factory) -> None:
-    url = fresh_database_factory("dbtenv")
+def _demo_config_in(url: str) -> AllianceConfig:
+    """The demo config, with the warehouse's bookkeeping tables and config tables in place."""
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     with psycopg.connect(url) as conn:
         migrate(conn)
         sync_config(conn, config)
+    return config
+
+
+def test_a_build_leaves_os_environ_and_dbt_untouched(fresh_database_factory) -> None:
+    url = fresh_database_factory("dbtenv")
+    config = _demo_config_in(url)
     before = dict(os.environ)
     seen: list[dict[str, str]] = []
     stop = threading.Event()
@@ -74,10 +80,7 @@ def test_the_run_profile_is_private_and_names_the_run_warehouse() -> None:
 def test_dbt_connections_run_with_the_session_settings(fresh_database_factory) -> None:
     """Each model's connection executes the settings (the pre-hook): read from the SQL dbt logged as it ran it."""
     url = fresh_database_factory("dbtsettings")
-    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-        sync_config(conn, config)
+    config = _demo_config_in(url)
     log_file = DBT_PROJECT_DIR / "logs" / "dbt.log"
     start = log_file.stat().st_size if log_file.is_file() else 0
     outcome = run_dbt(["run", "--select", "stg_cfg__partners stg_cfg__contracts"], url, "alliance_build",
