@@ -1,4 +1,4 @@
-"""Which login each component uses: its own role, granted only what it does (alliance/migrations/0009).
+"""Which login each component uses: its own role, granted only what it does (alliance/migrations/0010).
 
 | component | role | may |
 |---|---|---|
@@ -48,7 +48,7 @@ def role_password(role: str) -> str:
 def enable_login(owner_url: str, role: str, password: str) -> None:
     """Let `role` log in with `password` (no other attribute: no superuser, no role or database creation)."""
     with connect(owner_url, autocommit=True) as conn:
-        migrate(conn)  # the component roles and their grants (0009) exist before anyone logs in as one
+        migrate(conn)  # the component roles and their grants (0010) exist before anyone logs in as one
         conn.execute(sql.SQL("alter role {} login nosuperuser nocreatedb nocreaterole noreplication password {}")
                      .format(sql.Identifier(role), sql.Literal(password)))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # First start of the warehouse container (after 10-alliance.sql): one login per component, each with its own
 # password from the environment, and the databases' owners. Grants on tables come from the migrations
-# (alliance/migrations/0009), which `alliance warehouse migrate` applies as alliance_owner.
+# (alliance/migrations/0010), which `alliance warehouse migrate` applies as alliance_owner.
 #   alliance_owner             owns the alliance database; applies migrations, runs `alliance bi-url` (CREATEROLE)
 #   alliance_loader            partner pulls, webhook inbox processor
 #   alliance_webhook_receiver  the receiver's HTTP side: INSERT on raw.webhook_inbox only

@@ -161,7 +161,7 @@ def test_warehouse_migrate_applies_roles_then_components_log_in(warehouse):
 
     env = {**os.environ, "ALLIANCE_WAREHOUSE_URL": warehouse}
     first = subprocess.run([ALLIANCE, "warehouse", "migrate"], env=env, capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0 and "0009_component_roles" in first.stdout, first.stderr
+    assert first.returncode == 0 and "0010_component_roles" in first.stdout, first.stderr
     again = subprocess.run([ALLIANCE, "warehouse", "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stdout
     password = secrets.token_urlsafe(16)

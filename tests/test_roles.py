@@ -1,6 +1,6 @@
 """Least privilege: each component's role can do its work and is refused what it must not do (real PostgreSQL).
 
-Roles and grants come from alliance/migrations/0009 (alliance/roles.py gives them logins); the BI login from
+Roles and grants come from alliance/migrations/0010 (alliance/roles.py gives them logins); the BI login from
 alliance/publish.py. Every refusal is PostgreSQL's own: psycopg.errors.InsufficientPrivilege.
 """
 

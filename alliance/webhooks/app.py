@@ -139,7 +139,7 @@ def create_app(sources: dict[tuple[str, str], Source], warehouse_url: str, salt:
     async def healthz(request: Request) -> Response:
         try:
             async with state["pool"].connection(timeout=limits.db_timeout) as conn:
-                # a SECURITY DEFINER function (alliance/migrations/0009): the HTTP side's role cannot read the inbox
+                # a SECURITY DEFINER function (alliance/migrations/0010): the HTTP side's role cannot read the inbox
                 cur = await conn.execute("select pending, failed from raw.webhook_inbox_health()")
                 pending, failed = await cur.fetchone()
         except (PoolTimeout, psycopg.Error) as exc:

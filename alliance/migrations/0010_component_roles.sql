@@ -1,4 +1,4 @@
--- 0009: one role per component, each granted only what that component does (least privilege).
+-- 0010: one role per component, each granted only what that component does (least privilege).
 --   alliance_loader            the partner pulls and the webhook inbox processor: rows of raw.* (landing, cursors,
 --                              quarantine, inbox, outbox); nothing of ops or the published schemas
 --   alliance_webhook_receiver  the receiver's internet-facing HTTP side: INSERT on raw.webhook_inbox and nothing else
@@ -55,7 +55,7 @@ grant execute on function raw.webhook_inbox_health() to alliance_webhook_receive
 grant select on all tables in schema raw to alliance_transformer;
 alter default privileges in schema raw grant select on tables to alliance_transformer;
 grant insert, update, delete on raw.cfg_partners, raw.cfg_referral_codes, raw.cfg_contracts, raw.cfg_fx_rates,
-    raw.cfg_objectives to alliance_transformer;
+    raw.cfg_objectives, raw.cfg_alert_rules to alliance_transformer;
 grant select, insert, update, delete on all tables in schema ops to alliance_transformer;
 grant usage, select on all sequences in schema ops to alliance_transformer;
 alter default privileges in schema ops grant select, insert, update, delete on tables to alliance_transformer;
