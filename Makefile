@@ -7,6 +7,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
+EXECUTOR ?= local
 # Every alliance step is a fresh Python process (CLI, Airflow tasks, tests' subprocesses): without bytecode caches
 # each one recompiles dbt, GX and Airflow from source (~8 s of CPU), so the venv is byte-compiled at sync and the
 # project's own modules may cache theirs even where the shell sets PYTHONDONTWRITEBYTECODE.
@@ -24,6 +25,7 @@ help:
 	@echo "make bench  - transform benchmark (bench/README.md)"
 	@echo "make status - last runs, row counts, warehouse URL"
 	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
+	@echo "make airflow EXECUTOR=celery - the same on CeleryExecutor: Redis broker, two celery workers"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
 	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; RELIABILITY_JOBS=2 at a time; docs/reliability.md)"
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
@@ -46,7 +48,7 @@ demo: install
 
 test: install
 	$(BIN)/lint-imports --no-cache
-	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_debian_packages.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh -m "dates and not dates_pinned"
 
@@ -87,7 +89,7 @@ clean-warehouse: install
 	$(BIN)/alliance warehouse stop
 
 airflow: install
-	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
+	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT) --executor $(EXECUTOR)
 
 webhooks: install
 	ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
+from alliance.alerts import AlertOutcome, evaluate, load_alerts_file, sync_alert_rules
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
@@ -28,8 +28,9 @@ from alliance.manifest import new_run_id, open_run, record_checks, record_run
 from alliance.migrate import migrate
 from alliance.publish import publish as swap_in
 from alliance.publish import stamp_build
+from alliance.roles import component_url
 from alliance.schemas import BUILD_SCHEMA
-from alliance.warehouse import connect, warehouse_url
+from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +114,18 @@ def ensure_no_run_in_progress(url: str, run_id: str) -> None:
 
 
 def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
-    """Open the run in the run log, mirror the config into the warehouse, clear the build schema's stamp.
+    """Open the run in the run log, mirror the config and alert rules into the warehouse, clear the build's stamp.
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     open_run(url, run_id, config)
     if not locked:
         ensure_no_run_in_progress(url, run_id)
     with connect(url) as conn:
         migrate(conn)  # a transform before the first ingest still builds
         sync_config(conn, config)
+        sync_alert_rules(conn, load_alerts_file(config.alerts).rules if config.alerts is not None else [])
         # The build schema is kept (a recycled snapshot the incremental marts start from, or a failed build kept
         # for inspection), but never with an earlier run's gate stamp: only this run's gate can stamp it.
         if conn.execute("select to_regnamespace(%s)", (BUILD_SCHEMA,)).fetchone()[0] is not None:
@@ -133,7 +135,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
 
 def build(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> list[str]:
     """dbt build (models and their tests) into the build schema; returns failing nodes, if any."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     outcome = dbt_build(url, BUILD_SCHEMA, dbt_vars_from_config(config, as_of_date=as_of)).outcome
     for line in outcome.failures:
         log.error("dbt: %s", line)
@@ -148,7 +150,7 @@ def check(
     Checks passed and failed, each failure's table, column and sample rows, and the Data Docs path are stored in
     the run log (ops.runs); the failing build schema stays for inspection. A passed gate stamps the build schema.
     """
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     settings = GateSettings.from_config(config) if config is not None else GateSettings()
     result = run_gate(url, BUILD_SCHEMA, dbt_failures=dbt_failures, settings=settings)
     record_checks(url, run_id, result)
@@ -163,7 +165,7 @@ def check(
 
 
 def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     timeout = config.gate.lock_timeout_seconds if config is not None else 60
     swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout)
     record_run(url, run_id, status="published", step="publish", message="analytics published")
@@ -171,7 +173,7 @@ def publish(run_id: str, url: str | None = None, config: AllianceConfig | None =
 
 def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> int:
     """Evaluate alert rules on the published data; returns how many alerts newly fired."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     outcome = AlertOutcome()
     if config.alerts is not None:
         outcome = evaluate(url, load_alerts_file(config.alerts), run_id=run_id, as_of=as_of)
@@ -184,7 +186,7 @@ def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
 
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:
     """Record the run as failed at `step` (a published run keeps published = true in the run log)."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     record_run(url, run_id, status="failed", step=step, message=str(error))
 
 
@@ -192,7 +194,7 @@ def transform(
     config: AllianceConfig, url: str | None = None, as_of: date | None = None, wait_seconds: float = 0
 ) -> TransformResult:
     """The whole transform in-process under the run lock: config → dbt build → gate → publish → alerts."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     run_id = new_run_id()
     step = "prepare"
     try:

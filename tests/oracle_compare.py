@@ -24,6 +24,7 @@ TABLE_KEYS = {
     "partner_balances": ("referrer_partner_id", "destination_partner_id", "month"),
     "objective_progress": ("partner_id", "month", "metric"),
     "kpi_alerts": ("alert_id",),
+    "kpi_alert_observations": ("rule_id", "partner_id", "kpi", "period"),
 }
 # Run metadata, not numbers: when and by which run an alert fired.
 NOT_COMPUTED = {"kpi_alerts": {"fired_at", "run_id", "resolved_at", "resolved_run_id", "resolved_value"}}

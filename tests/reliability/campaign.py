@@ -310,6 +310,7 @@ def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=prin
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
     os.environ.update(_woocommerce_credentials())
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))
+    root.chmod(0o755)  # our own temp dir (mkdtemp makes it 0700): the servers' data stays in it, removed with it
     logdir = root / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     pending = list(range(runs))
@@ -401,6 +402,7 @@ def publish_load_report(cycles: int):
     from reliability.publish_load import publish_under_load
 
     root = Path(tempfile.mkdtemp(prefix="alliance-publish-load-"))
+    root.chmod(0o755)  # our own temp dir: the server's data stays in it (alliance/warehouse.py, service user)
     server = CampaignServer(root / "pg")
     try:
         return publish_under_load(server.fresh_database("publish_load"), cycles=cycles, readers=3)
