@@ -14,7 +14,7 @@ EXECUTOR ?= local
 unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks reliability test-clocks
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks bench-shopify reliability test-clocks
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 	@echo "make bench-webhooks - answer latency of a signed webhook with 300 idle connections held (3 rounds)"
 	@echo "make bench-gate - GX + dbt checks as a share of the dbt build (100k and 1M orders)"
+	@echo "make bench-shopify - a 200k-order Shopify backfill: REST paging at 2 calls/s vs one bulk operation (3 rounds)"
 
 $(UV):
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -77,6 +78,9 @@ sandbox: install
 
 bench-ingest: install
 	$(BIN)/python bench/ingest.py --orders $${ORDERS:-10000}
+
+bench-shopify: install
+	$(BIN)/python bench/shopify_backfill.py --orders $${ORDERS:-200000} --rounds $${ROUNDS:-3}
 
 reliability: install
 	$(BIN)/python tests/reliability/campaign.py --runs $${RELIABILITY_RUNS:-200}

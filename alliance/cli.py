@@ -147,6 +147,8 @@ def _print_ingest(results: list) -> bool:
     for r in results:
         if r.status != "succeeded" and r.error:
             err.print(f"[red]{r.error}[/]", highlight=False)
+        for warning in getattr(r, "warnings", ()):
+            err.print(f"[yellow]{warning}[/]", highlight=False)
     return ok
 
 

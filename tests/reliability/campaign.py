@@ -211,7 +211,9 @@ def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int
     a missing fct_orders row is a lost order, a row published twice or an extra row in any table counts as doubled,
     every other difference (a changed cell, a missing row of another table) as a mismatch.
     """
-    truth = compute(oracle_config(WORLD_CONFIG), None, world.orders, world.clicks, as_of, refunds=world.refunds,
+    from devstack.sandbox.shopify_graphql import served_orders
+
+    truth = compute(oracle_config(WORLD_CONFIG), None, served_orders(world), world.clicks, as_of, refunds=world.refunds,
                     alerts_as_of=as_of)
     diffs = compare_published(url, truth, os.environ["ALLIANCE_PII_SALT"])
     lost = sum(1 for d in diffs if d.table == "fct_orders" and d.expected == "missing row")
