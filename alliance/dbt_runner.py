@@ -72,13 +72,17 @@ def dbt_env(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> dict[str, s
 
 def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None) -> dict:
     """The dbt vars the models read, from the parsed config (as_of_date pins pending/locked; None = today UTC)."""
-    return {
+    dbt_vars = {
         "reporting_currency": config.reporting_currency,
         "attribution_model": config.attribution.model,
         "lookback_days": config.attribution.lookback_days,
         "lock_days": config.lock_days,
         "as_of_date": as_of_date.isoformat() if as_of_date else "",
     }
+    if config.holds is not None:  # §8.5 hold thresholds; unset = that signal is off (dbt_project.yml's null)
+        dbt_vars["holds_min_seconds"] = config.holds.min_seconds_click_to_order
+        dbt_vars["holds_max_clicks_per_hour"] = config.holds.max_clicks_per_hour
+    return dbt_vars
 
 
 @contextmanager
