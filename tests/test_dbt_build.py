@@ -286,7 +286,7 @@ def test_kpis_balances_objectives(built: str) -> None:
 def test_schemas_are_separate(built: str) -> None:
     tables = _rows(built, "select table_schema, table_type, count(*) from information_schema.tables"
                           " where table_schema like 'alliance_build%' group by 1, 2 order by 1, 2")
-    assert ("alliance_build", "BASE TABLE", 6) in tables
+    assert ("alliance_build", "BASE TABLE", 7) in tables  # the published marts (the exposure)
     assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
 
@@ -305,7 +305,7 @@ def test_descriptions_are_postgres_comments(built: str) -> None:
     tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
                           " and c.relkind = 'r'")
-    assert len(tables) == 6 and all(comment for _, comment in tables)
+    assert len(tables) == 7 and all(comment for _, comment in tables)
     comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
                            " (select attnum from pg_attribute where attrelid ="
                            " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")

@@ -30,3 +30,16 @@ create table if not exists raw.cfg_reviews (
     line        integer not null,
     primary key (partner_id, order_id)
 );
+
+-- §8.2 monthly caps need a running total in which each row adds only what fits under its own cap:
+-- earned(row) = min(amount, max(0, cap - total before it)); a row without a cap adds its whole amount. The new total
+-- is greatest(total, least(total + amount, cap)). An aggregate (used as a window over a programme month) keeps it one
+-- pass; dbt (int_attribution__programme) decides which rows, in which order, with which amount and cap.
+create schema if not exists ops;
+create or replace function ops.capped_running_sum_step(total numeric, amount numeric, cap numeric)
+returns numeric language sql immutable parallel safe as $$
+    select case when cap is null then total + amount else greatest(total, least(total + amount, cap)) end
+$$;
+create or replace aggregate ops.capped_running_sum(numeric, numeric) (
+    sfunc = ops.capped_running_sum_step, stype = numeric, initcond = '0'
+);
