@@ -54,6 +54,7 @@ class DbtOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
     raw: Any = None
+    warnings: list[str] = field(default_factory=list)  # tests of severity warn that found rows (§8.5 reviews)
     exception: BaseException | None = None
 
 
@@ -117,6 +118,20 @@ def _sample_rows(warehouse_url: str, sql: str | None, limit: int = 3) -> str:
 def _artifact(name: str) -> dict:
     path = TARGET_DIR / name
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _warning_lines(run_results: dict, manifest: dict, warehouse_url: str) -> list[str]:
+    """One line per data test of severity warn that found rows, with a few of them (e.g. the ignored reviews)."""
+    nodes = manifest.get("nodes", {})
+    lines = []
+    for item in run_results.get("results", []):
+        if item.get("status") != "warn":
+            continue
+        node = nodes.get(item["unique_id"], {})
+        name = node.get("name") or item["unique_id"].split(".")[-1]
+        sample = _sample_rows(warehouse_url, item.get("compiled_code"), limit=10)
+        lines.append(f"test {name}: {item.get('failures', '?')} rows{sample}")
+    return lines
 
 
 def _failure_lines(run_results: dict, manifest: dict, warehouse_url: str) -> list[str]:
@@ -224,4 +239,5 @@ def run_dbt(
     success = done.returncode == 0
     if not success and not failures:
         failures.append("dbt reported failure without a failed node; see dbt_project/logs/dbt.log")
-    return DbtOutcome(success=success, failures=failures, raw=run_results, exception=exception)
+    return DbtOutcome(success=success, failures=failures, raw=run_results, exception=exception,
+                      warnings=_warning_lines(run_results, manifest, warehouse_url))

@@ -98,7 +98,7 @@ earned as (
 
 select
     e.*,
-    case when e.cap_per_month is not null then greatest(0, e.cap_per_month - e.earned_before) end as cap_room,
+    case when e.cap_per_month is not null then {{ cents('greatest(0, e.cap_per_month - e.earned_before)') }} end as cap_room,
     case when e.is_commissioned then e.earned_through - e.earned_before end                   as programme_commission_rc,
     case when e.programme_state is not null then e.order_capped_rc end                        as held_rc
 from earned as e
