@@ -122,7 +122,7 @@ def assert_reconciles(url: str) -> None:
             or sum(a.refund_leakage_rc) <> min(o.refund_leakage_rc)""")
     assert orders == [], f"{len(orders)} (order, model) do not reconcile: {orders[:5]}"
     months = published(url, """
-        select k.month, k.earned, k.owed, b.earned, b.owed from (
+        select month, coalesce(k.earned, 0), coalesce(k.owed, 0), coalesce(b.earned, 0), coalesce(b.owed, 0) from (
             select date_trunc('month', kpi_date)::date as month, sum(commission_earned_rc) as earned,
                    sum(commission_owed_rc) as owed
             from analytics.partner_kpis_daily group by 1) k
