@@ -5,6 +5,8 @@
 -- Analysed once built: every incremental model deletes and reads by this set, and without statistics the planner
 -- hashes the whole large table instead of looking the few changed orders up in its index.
 {{ config(post_hook="analyze {{ this }}") }}
+-- depends_on: {{ ref('stg_cfg__partners') }}
+-- depends_on: {{ ref('stg_cfg__contracts') }}
 {%- if flags.FULL_REFRESH %}
 -- --full-refresh rebuilds every incremental model, so every order is (re)computed: no need to look for changes.
 select partner_id, order_id from {{ ref('int_orders__unioned') }}
