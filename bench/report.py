@@ -97,7 +97,8 @@ def render_ingest(run: dict) -> list[str]:
 
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
-    "transform": render_transform, "transform_programme": render_transform, "gate": render_gate, "freshness": render_freshness, "webhooks": render_webhooks,
+    "transform": render_transform, "transform_programme": render_transform, "gate": render_gate,
+    "freshness": render_freshness, "webhooks": render_webhooks,
     "ingest": render_ingest}
 
 

@@ -29,7 +29,8 @@ column's meaning is a reading):
   null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
 - partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
 - §8 partner programmes (README "Partner programmes"): a hold reason is "click less than N s before the order" and/or
-  "more than N clicks for this customer in the hour up to the click" ("; "-joined); held_rc is published on held,
+  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier counter
+  `earlier_commissioned_orders` is published where the row's contract has tiers or a monthly cap; held_rc on held,
   rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
   repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
@@ -1279,7 +1280,8 @@ def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dic
                 commission_state=state or ("locked" if as_of > o.lock_date else "pending"),
                 is_commissioned=state is None, programme_state=state, held_rc=capped if state else None,
                 hold_reason=reason, reviewed_at=review.reviewed_at if review else None,
-                earlier_commissioned_orders=earlier - (1 if state is None else 0), cap_room=room)
+                earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
+                or cap is not None else None, cap_room=room)
             if state == "approved":
                 day = review.reviewed_at.date()
                 add(LineTruth("approval", day.replace(day=1), row.key[3], o.partner_id, o.order_id, capped,

@@ -184,6 +184,7 @@ def _early_order(url: str, gen: Generator) -> dict[str, int]:
         store, referrer, month = conn.execute("""
             select partner_id, referrer_partner_id, date_trunc('month', order_date)
             from analytics.fct_order_attribution where is_commission_model and is_commissioned
+              and earlier_commissioned_orders is not null and attribution_reason = 'code'
             group by 1, 2, 3 order by count(*) desc, 1, 2 limit 1""").fetchone()
         code = conn.execute("select code from raw.cfg_referral_codes where partner_id = %s limit 1",
                             (referrer,)).fetchone()[0]

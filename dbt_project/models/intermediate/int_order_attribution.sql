@@ -71,7 +71,10 @@ select
     held_rc,
     review_decision,
     reviewed_at,
-    earlier_commissioned_orders,
+    -- the tier counter, where the row's contract has monthly terms (elsewhere nothing depends on it, and
+    -- int_orders__changed does not recompute whole months for it)
+    case when tiers is not null or cap_per_month is not null then earlier_commissioned_orders end
+        as earlier_commissioned_orders,
     order_capped_rc,
     cap_per_order,
     cap_per_month,
