@@ -5,16 +5,25 @@
 -- order date's FX rate as at the lock, cap_per_order, cents, then its monthly-cap room as at the lock; a
 -- cancellation leaves 0. No other order changes, and the lines add up to at most the commission (C never goes
 -- below 0). Lines of 0 (a refund the caps absorb) are not written.
-with commissioned as (
-    select
-        partner_id, order_id, referrer_partner_id, lock_date, contract_type, rate_applied, flat_amount, credit,
-        fx_rate, net_commissionable_amount, cap_per_order, cap_room, commission_rc
-    from {{ ref('int_order_attribution') }}
-    where clawback and is_commissioned
+-- Fast: the orders with a late event are found in int_orders__enriched (one row per order) and their attribution
+-- rows looked up by key, instead of scanning every model's rows.
+with orders as (
+    select e.partner_id, e.order_id, e.lock_date, e.is_cancelled, e.cancelled_at
+    from {{ ref('int_orders__enriched') }} as e
+    where (e.refunded_after_lock_amount > 0 or (e.is_cancelled and not e.is_cancelled_effective))
+      and exists (
+          select 1 from {{ ref('int_order_attribution') }} as a
+          where a.partner_id = e.partner_id and a.order_id = e.order_id and a.clawback and a.is_commissioned
+      )
 ),
 
-orders as (
-    select distinct partner_id, order_id, lock_date from commissioned
+commissioned as (
+    select
+        a.partner_id, a.order_id, a.referrer_partner_id, a.lock_date, a.contract_type, a.rate_applied, a.flat_amount,
+        a.credit, a.fx_rate, a.net_commissionable_amount, a.cap_per_order, a.cap_room, a.commission_rc
+    from orders as o
+    inner join {{ ref('int_order_attribution') }} as a on a.partner_id = o.partner_id and a.order_id = o.order_id
+    where a.clawback and a.is_commissioned
 ),
 
 late_events as (
@@ -24,10 +33,9 @@ late_events as (
     inner join {{ ref('int_order_refunds__unioned') }} as f on f.partner_id = o.partner_id and f.order_id = o.order_id
     where {{ utc_date('f.refunded_at') }} > o.lock_date
     union all
-    select o.partner_id, o.order_id, {{ utc_date('e.cancelled_at') }}, 1, 'cancellation', 0::numeric
+    select o.partner_id, o.order_id, {{ utc_date('o.cancelled_at') }}, 1, 'cancellation', 0::numeric
     from orders as o
-    inner join {{ ref('int_orders__enriched') }} as e on e.partner_id = o.partner_id and e.order_id = o.order_id
-    where e.is_cancelled and {{ utc_date('e.cancelled_at') }} > o.lock_date
+    where o.is_cancelled and {{ utc_date('o.cancelled_at') }} > o.lock_date
 ),
 
 sequenced as (
