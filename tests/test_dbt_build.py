@@ -477,3 +477,20 @@ def test_staged_rows_missing_a_key_fail_the_build_naming_the_column(built: str) 
     finally:
         with psycopg.connect(built) as conn:
             conn.execute("delete from raw.clicks where click_id = 'no-referrer'")
+
+
+def test_a_review_of_an_order_that_is_not_held_is_a_warning(built: str) -> None:
+    """§8.5: a review naming an order alliance does not know, or one with no held row, is ignored; the build goes on
+    and the run reports the reviews line and the order as a warning."""
+    with psycopg.connect(built) as conn:
+        conn.execute("insert into raw.cfg_reviews values ('northwind', '999', 'approve', '2026-11-01', 2),"
+                     " ('northwind', '101', 'reject', '2026-11-01', 3)")
+    try:
+        outcome = run_dbt(["test", "--select", "warn_reviews_of_orders_not_held"], built, "alliance_build", VARS)
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute("delete from raw.cfg_reviews")
+    assert outcome.success and outcome.failures == []
+    [line] = outcome.warnings
+    assert line.startswith("test warn_reviews_of_orders_not_held: 2 rows")
+    assert "order_id=999, why_ignored=unknown order" in line and "order_id=101, why_ignored=order not held" in line
