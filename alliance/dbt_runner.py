@@ -1,11 +1,17 @@
-"""Run the dbt project as dbt documents it: the `dbt` CLI, one process per invocation, with its own environment.
+"""Run the dbt project as dbt documents programmatic use: `dbtRunner` with a profile rendered for this run.
 
-Why a child process: dbt reads its connection from profiles.yml, whose fields read `env_var()`, and libpq reads
-session settings from PGOPTIONS. A child's environment carries both for this run only: nothing in this process's
-os.environ changes, no lock is needed around it, and nothing of dbt or its adapters is replaced. dbt's global state
-(flags, adapter registry, logging) stays in the child, as dbt requires (dbtRunner is not safe to call concurrently).
-Results come from dbt's documented artifacts (`target/run_results.json`, `target/manifest.json`), so the gate still
-gets one readable line per failed model or test.
+Why a per-run profile: dbt reads its connection from profiles.yml. The runner writes one for this run's warehouse
+and build schema into a private temporary directory (0700, removed afterwards) and points `--profiles-dir` at it,
+as astronomer-cosmos renders a profile from a connection: nothing in os.environ changes and nothing of dbt or its
+adapters is replaced. Session settings for dbt's connections (work_mem and the like) are dbt's own business: every
+model's pre-hook applies them (`alliance_session_settings`, from the `session_settings` var), so they hold on each
+of dbt's threads.
+
+Why in-process: dbt's import and adapter set-up cost about a second and a half on every call from a child process;
+`dbtRunner` pays it once per process. dbt documents that it is not safe to invoke concurrently in one process, so
+every invocation holds the project lock (one dbt run at a time per checkout, across processes and threads).
+Results come from dbt's documented artifacts (`target/run_results.json`, and `target/manifest.json` only when
+something failed), so the gate still gets one readable line per failed model or test.
 
 Partial parsing survives from one invocation to the next because the inputs dbt checks are stable: the same
 profile fields (host, port, database, schema, user) and the same vars. The embedded warehouse restarts on the port
@@ -23,8 +29,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 
 from alliance.config import AllianceConfig
 from alliance.schemas import BUILD_SCHEMA
@@ -41,10 +47,13 @@ from alliance.warehouse import parse_url
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 TARGET_DIR = DBT_PROJECT_DIR / "target"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# Session settings of dbt's connections (libpq reads PGOPTIONS): the attribution models sort and hash a few hundred
-# thousand rows per million orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than
-# it saves on these one-shot statements. bench/transform gives its hand-written SQL the same settings.
-SESSION_OPTIONS = "-c work_mem=256MB -c maintenance_work_mem=512MB -c random_page_cost=1.1 -c jit=off"
+# Session settings of dbt's connections: the attribution models sort and hash a few hundred thousand rows per million
+# orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than it saves on these one-shot
+# statements. bench/transform gives its hand-written SQL the same settings (SESSION_OPTIONS, libpq's form).
+SESSION_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "512MB", "random_page_cost": "1.1", "jit": "off"}
+SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+PROFILE_NAME = "alliance"  # dbt_project.yml `profile:`
+FAILED_STATUSES = ("error", "fail", "runtime error")
 
 
 @dataclass
@@ -58,17 +67,23 @@ class DbtOutcome:
     exception: BaseException | None = None
 
 
-def dbt_env(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> dict[str, str]:
-    """The ALLIANCE_DBT_* variables profiles.yml reads, from a postgresql:// URL."""
+def render_profile(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> str:
+    """profiles.yml for one run: the warehouse URL's fields, dbt writing into build_schema (values YAML-quoted)."""
     parts = parse_url(warehouse_url)
-    return {
-        "ALLIANCE_DBT_HOST": parts.host,
-        "ALLIANCE_DBT_PORT": str(parts.port),
-        "ALLIANCE_DBT_USER": parts.user,
-        "ALLIANCE_DBT_PASSWORD": parts.password,
-        "ALLIANCE_DBT_DBNAME": parts.dbname,
-        "ALLIANCE_DBT_SCHEMA": build_schema,
-    }
+    output = {"type": "postgres", "host": parts.host, "port": parts.port, "user": parts.user,
+              "password": parts.password, "dbname": parts.dbname, "schema": build_schema,
+              "threads": 2, "connect_timeout": 10}
+    return yaml.safe_dump({PROFILE_NAME: {"target": "warehouse", "outputs": {"warehouse": output}}}, sort_keys=False)
+
+
+@contextmanager
+def run_profile_dir(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> Iterator[Path]:
+    """A private directory holding this run's profiles.yml (it has the password), removed when the run ends."""
+    with tempfile.TemporaryDirectory(prefix="alliance-dbt-profile-") as folder:  # created 0700
+        path = Path(folder) / "profiles.yml"
+        path.touch(mode=0o600)
+        path.write_text(render_profile(warehouse_url, build_schema))
+        yield Path(folder)
 
 
 def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None) -> dict:
@@ -79,6 +94,7 @@ def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None)
         "lookback_days": config.attribution.lookback_days,
         "lock_days": config.lock_days,
         "as_of_date": as_of_date.isoformat() if as_of_date else "",
+        "session_settings": SESSION_SETTINGS,
     }
     if config.holds is not None:  # §8.5 hold thresholds; unset = that signal is off (dbt_project.yml's null)
         dbt_vars["holds_min_seconds"] = config.holds.min_seconds_click_to_order
@@ -140,7 +156,7 @@ def _failure_lines(run_results: dict, manifest: dict, warehouse_url: str) -> lis
     lines: list[str] = []
     for item in run_results.get("results", []):
         status = item.get("status")
-        if status not in ("error", "fail", "runtime error"):
+        if status not in FAILED_STATUSES:
             continue
         uid = item["unique_id"]
         node = nodes.get(uid, {})
@@ -165,13 +181,12 @@ def _failure_lines(run_results: dict, manifest: dict, warehouse_url: str) -> lis
     return lines
 
 
-def dbt_command(args: list[str], vars: dict | None = None) -> list[str]:  # noqa: A002 - named after dbt's --vars
-    """The `dbt` command line for args (e.g. ["build"]) on dbt_project, run by this interpreter."""
-    script = Path(sys.executable).with_name("dbt")  # dbt's console script, installed beside this interpreter
+def dbt_args(args: list[str], profiles_dir: Path, vars: dict | None = None) -> list[str]:  # noqa: A002 - dbt's --vars
+    """dbt's arguments for args (e.g. ["build"]) on dbt_project with the run's profile."""
     command = [
-        *([str(script)] if script.is_file() else [sys.executable, "-m", "dbt.cli.main"]), *args,
+        *args,
         "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(profiles_dir),
         "--target-path", str(TARGET_DIR),
         "--log-path", str(DBT_PROJECT_DIR / "logs"),
         "--no-use-colors",
@@ -180,12 +195,6 @@ def dbt_command(args: list[str], vars: dict | None = None) -> list[str]:  # noqa
     if vars:
         command += ["--vars", json.dumps(vars, default=str)]
     return command
-
-
-def dbt_process_env(warehouse_url: str, build_schema: str = "alliance_build") -> dict[str, str]:
-    """The child's environment: this process's, plus the run's profile fields and session settings."""
-    pgoptions = " ".join(filter(None, [os.environ.get("PGOPTIONS", ""), SESSION_OPTIONS]))
-    return {**os.environ, **dbt_env(warehouse_url, build_schema), "PGOPTIONS": pgoptions}
 
 
 PARSE_STATES_KEPT = 8  # the most recently used warehouses' parse states; older ones are removed
@@ -220,24 +229,23 @@ def run_dbt(
     vars: dict | None = None,  # noqa: A002 - named after dbt's --vars
 ) -> DbtOutcome:
     """Invoke dbt (e.g. ["build"]) on dbt_project against warehouse_url, models landing in build_schema."""
+    from dbt.cli.main import dbtRunner  # heavy (about a second); only the transform and docs need it
+
     saved = _parse_state(warehouse_url, build_schema)
-    with _project_lock():
+    with _project_lock(), run_profile_dir(warehouse_url, build_schema) as profiles_dir:
         (TARGET_DIR / "run_results.json").unlink(missing_ok=True)  # a run that stops early must not read the last one
         _restore_parse_state(saved)
-        done = subprocess.run(dbt_command(args, vars), env=dbt_process_env(warehouse_url, build_schema),
-                              capture_output=True, text=True, check=False)
+        result = dbtRunner().invoke(dbt_args(args, profiles_dir, vars))
         _keep_parse_state(saved)
-        run_results, manifest = _artifact("run_results.json"), _artifact("manifest.json")
-    sys.stdout.write(done.stdout)  # what dbt prints (errors only, unless ALLIANCE_DBT_VERBOSE)
-    sys.stderr.write(done.stderr)
+        run_results = _artifact("run_results.json")
+        failed = any(r.get("status") in FAILED_STATUSES for r in run_results.get("results", []))
+        manifest = _artifact("manifest.json") if failed else {}
     failures = _failure_lines(run_results, manifest, warehouse_url)
-    exception = None
-    if done.returncode not in (0, 1):  # dbt's exit codes: 0 success, 1 failed nodes, 2 dbt could not run
-        text = _ANSI.sub("", (done.stdout + done.stderr).strip()) or f"exit status {done.returncode}"
-        exception = RuntimeError(text[-2000:])
-        failures.append(f"dbt could not run: {exception}")
-    success = done.returncode == 0
-    if not success and not failures:
+    exception = result.exception
+    if exception is not None:  # dbt could not run at all (bad profile, parse error, unreachable warehouse)
+        text = _ANSI.sub("", str(exception)).strip() or type(exception).__name__
+        failures.append(f"dbt could not run: {text[-2000:]}")
+    if not result.success and not failures:
         failures.append("dbt reported failure without a failed node; see dbt_project/logs/dbt.log")
-    return DbtOutcome(success=success, failures=failures, raw=run_results, exception=exception,
+    return DbtOutcome(success=result.success, failures=failures, raw=run_results, exception=exception,
                       warnings=_warning_lines(run_results, manifest, warehouse_url))

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from alliance.alerts import AlertOutcome, evaluate, load_alerts_file
+from alliance.alerts import AlertOutcome, evaluate, load_alerts_file, sync_alert_rules
 from alliance.config import AllianceConfig
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
@@ -113,7 +113,7 @@ def ensure_no_run_in_progress(url: str, run_id: str) -> None:
 
 
 def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
-    """Open the run in the run log, mirror the config into the warehouse, clear the build schema's stamp.
+    """Open the run in the run log, mirror the config and alert rules into the warehouse, clear the build's stamp.
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
@@ -124,6 +124,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
     with connect(url) as conn:
         migrate(conn)  # a transform before the first ingest still builds
         sync_config(conn, config)
+        sync_alert_rules(conn, load_alerts_file(config.alerts).rules if config.alerts is not None else [])
         # The build schema is kept (a recycled snapshot the incremental marts start from, or a failed build kept
         # for inspection), but never with an earlier run's gate stamp: only this run's gate can stamp it.
         if conn.execute("select to_regnamespace(%s)", (BUILD_SCHEMA,)).fetchone()[0] is not None:

@@ -526,6 +526,22 @@ class ObjectiveTruth:
 
 
 @dataclass(frozen=True)
+class ObservationTruth:
+    """A period an alert rule judges (kpi_alert_observations): the value, the limit, the baseline, the verdict."""
+
+    rule_id: str
+    rule_kind: str
+    partner_id: str
+    kpi: str
+    period: date
+    value: Decimal | None
+    threshold: Decimal
+    baseline: Decimal | None
+    comparison: str
+    breached: bool
+
+
+@dataclass(frozen=True)
 class AlertTruth:
     """An alert that fires (state firing) on the first evaluation of this data."""
 
@@ -556,6 +572,7 @@ class OracleResult:
     balance_rows: dict[tuple[str, str, date], BalanceTruth] = field(default_factory=dict)
     objectives: dict[tuple[str, date, str], ObjectiveTruth] = field(default_factory=dict)
     alerts: dict[str, AlertTruth] = field(default_factory=dict)  # alert_id -> alert
+    observations: dict[tuple[str, str, str, date], ObservationTruth] = field(default_factory=dict)
     configured_model: str = "last_click"
     platforms: dict[str, str] = field(default_factory=dict)
     lines: dict[tuple[str, str, str], LineTruth] = field(default_factory=dict)  # (destination, referrer, line_key)
@@ -1167,11 +1184,13 @@ def compute(
     kpis = _kpis(config, truths, credits, click_rows)
     balance_rows = _balances(config, truths, credits, as_of, lines)
     objectives = _objectives(config, kpis)
-    alerts = _alerts(rules, kpis, objectives, alerts_as_of)
+    observations = _observations(rules, kpis, objectives, alerts_as_of)
+    alerts = _alerts(rules, observations)
     return OracleResult(
         orders=truths, attribution=attribution, balances=dict(balances),
         clicks={c.click_id: c for c in click_rows.values()}, credits=credits, leakage=dict(leakage), kpis=kpis,
-        balance_rows=balance_rows, objectives=objectives, alerts=alerts, configured_model=configured,
+        balance_rows=balance_rows, objectives=objectives, alerts=alerts, observations=observations,
+        configured_model=configured,
         platforms={p.id: p.platform for p in config.partners}, lines=lines,
     )
 
@@ -1441,23 +1460,20 @@ def _objectives(config: OracleConfig, kpis: Mapping[tuple[date, str], KpiTruth]
     return out
 
 
-def _alerts(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTruth],
-            objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None
-            ) -> dict[str, AlertTruth]:
-    """Which alerts fire on the first evaluation of this data: KPI days up to `as_of` are judged (trailing
-    baselines may use any earlier day); the pace "today" is `as_of`, else the latest KPI day."""
-    out: dict[str, AlertTruth] = {}
+def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTruth],
+                  objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None
+                  ) -> dict[tuple[str, str, str, date], ObservationTruth]:
+    """Every period each rule judges: KPI days up to `as_of` (trailing baselines may use any earlier day); the pace
+    "today" is `as_of`, else the latest KPI day. Keyed (rule_id, partner_id, kpi, period)."""
+    out: dict[tuple[str, str, str, date], ObservationTruth] = {}
     kpis = {k: v for k, v in all_kpis.items() if as_of is None or k[0] <= as_of}
 
-    def fire(rule: RuleSpec, partner: str, kpi: str, period: date, value: Decimal | None, threshold: Decimal,
-             baseline: Decimal | None) -> None:
-        alert_id = f"{rule.id}:{partner}:{period.isoformat()}" + (f":{kpi}" if rule.kind == "pace" else "") + ":1"
-        out[alert_id] = AlertTruth(alert_id=alert_id, rule_id=rule.id, severity=rule.severity, partner_id=partner,
-                                   kpi=kpi, period=period, value=value, threshold=threshold,
-                                   comparison=rule.comparison, kind=rule.kind, baseline=baseline)
-
-    def breached(value: Decimal, limit: Decimal, comparison: str) -> bool:
-        return value > limit if comparison == "above" else value < limit
+    def judge(rule: RuleSpec, partner: str, kpi: str, period: date, value: Decimal | None, threshold: Decimal,
+              baseline: Decimal | None) -> None:
+        breached = value is not None and (value > threshold if rule.comparison == "above" else value < threshold)
+        out[(rule.id, partner, kpi, period)] = ObservationTruth(
+            rule_id=rule.id, rule_kind=rule.kind, partner_id=partner, kpi=kpi, period=period, value=value,
+            threshold=threshold, baseline=baseline, comparison=rule.comparison, breached=breached)
 
     by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
     for (day, partner), k in all_kpis.items():
@@ -1466,8 +1482,7 @@ def _alerts(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTr
         if rule.kind == "threshold":
             for (day, partner), k in kpis.items():
                 value = getattr(k, rule.kpi)
-                if value is not None and breached(Decimal(value), rule.threshold, rule.comparison):
-                    fire(rule, partner, rule.kpi, day, Decimal(value), rule.threshold, None)
+                judge(rule, partner, rule.kpi, day, None if value is None else Decimal(value), rule.threshold, None)
         elif rule.kind == "trailing":
             n = rule.trailing_days
             for partner, days in by_partner.items():
@@ -1485,9 +1500,8 @@ def _alerts(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTr
                     if baseline <= 0 or volume < rule.min_volume:
                         continue
                     limit = (baseline * (1 + rule.threshold)).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP)
-                    if breached(Decimal(value), limit, rule.comparison):
-                        fire(rule, partner, rule.kpi, day, Decimal(value), limit,
-                             baseline.quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
+                    judge(rule, partner, rule.kpi, day, Decimal(value), limit,
+                          baseline.quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
         else:
             if not all_kpis and as_of is None:
                 continue
@@ -1500,8 +1514,25 @@ def _alerts(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTr
                 if elapsed < rule.min_elapsed_days:
                     continue
                 projected = (obj.actual * days / elapsed / obj.target).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
-                if projected < rule.threshold:
-                    fire(rule, obj.partner_id, obj.metric, obj.month, projected, rule.threshold, None)
+                judge(rule, obj.partner_id, obj.metric, obj.month, projected, rule.threshold, None)
+    return out
+
+
+def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str, date], ObservationTruth]
+            ) -> dict[str, AlertTruth]:
+    """Which alerts fire on the first evaluation of this data: one per breached observation."""
+    by_id = {rule.id: rule for rule in rules}
+    out: dict[str, AlertTruth] = {}
+    for o in observations.values():
+        if not o.breached:
+            continue
+        rule = by_id[o.rule_id]
+        alert_id = f"{o.rule_id}:{o.partner_id}:{o.period.isoformat()}" + (
+            f":{o.kpi}" if rule.kind == "pace" else "") + ":1"
+        out[alert_id] = AlertTruth(alert_id=alert_id, rule_id=o.rule_id, severity=rule.severity,
+                                   partner_id=o.partner_id, kpi=o.kpi, period=o.period, value=o.value,
+                                   threshold=o.threshold, comparison=o.comparison, kind=rule.kind,
+                                   baseline=o.baseline)
     return out
 
 
@@ -1572,9 +1603,11 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
                    for key, line in result.lines.items()}
     objectives = {key: {f: getattr(o, f) for f in ObjectiveTruth.__dataclass_fields__}
                   for key, o in result.objectives.items()}
+    observations = {key: {f: getattr(o, f) for f in ObservationTruth.__dataclass_fields__}
+                    for key, o in result.observations.items()}
     alerts = {}
     for alert_id, a in result.alerts.items():
         alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
     return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
             "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
-            "kpi_alerts": alerts, "commission_adjustments": adjustments}
+            "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

@@ -25,6 +25,7 @@ TABLE_KEYS = {
     "objective_progress": ("partner_id", "month", "metric"),
     "commission_adjustments": ("destination_partner_id", "referrer_partner_id", "line_key"),
     "kpi_alerts": ("alert_id",),
+    "kpi_alert_observations": ("rule_id", "partner_id", "kpi", "period"),
 }
 # Run metadata, not numbers: when and by which run an alert fired.
 NOT_COMPUTED = {"kpi_alerts": {"fired_at", "run_id", "resolved_at", "resolved_run_id", "resolved_value"}}

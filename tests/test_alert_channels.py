@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
-from support.build_schema import make_build_schema
+from support.build_schema import judge_alert_rules, make_build_schema
 
-from alliance.alerts import evaluate, load_alerts_file
+from alliance.alerts import AlertsFile, evaluate, load_alerts_file
 from alliance.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from alliance.publish import publish
 from alliance.warehouse import connect
@@ -85,11 +85,12 @@ rules:
 """
 
 
-def _publish(url: str, run_id: str, lumen_refund_rate: str) -> None:
+def _publish(url: str, run_id: str, lumen_refund_rate: str, spec: AlertsFile) -> None:
     make_build_schema(url)
     with connect(url) as conn:
         conn.execute("update alliance_build.partner_kpis_daily set refund_rate = %s "
                      "where partner_id = 'lumen' and kpi_date = '2026-10-01'", (Decimal(lumen_refund_rate),))
+    judge_alert_rules(url, spec.rules)
     publish(url, run_id=run_id)
 
 
@@ -102,7 +103,7 @@ def test_delivered_once_again_after_recovery_and_dead_channel_stops_nothing(ware
     path.write_text(RULES)
     spec = load_alerts_file(path)
 
-    _publish(warehouse, "r1", "0.30")
+    _publish(warehouse, "r1", "0.30", spec)
     first = evaluate(warehouse, spec, "r1", env=env)
     assert [a.alert_id for a in first.fired] == ["high_refund_rate:lumen:2026-10-01:1",
                                                  "big_commission_day:northwind:2026-10-01:1"]
@@ -118,13 +119,13 @@ def test_delivered_once_again_after_recovery_and_dead_channel_stops_nothing(ware
     assert again.fired == [] and again.resolved == [] and again.deliveries == []
     assert len(posts) == 1 and len(mails) == 1
 
-    _publish(warehouse, "r2", "0.10")  # the KPI recovers
+    _publish(warehouse, "r2", "0.10", spec)  # the KPI recovers
     recovered = evaluate(warehouse, spec, "r2", env=env)
     assert recovered.fired == [] and [a.alert_id for a in recovered.resolved] == ["high_refund_rate:lumen:2026-10-01:1"]
     assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved"]
     assert posts[1]["alert"]["resolved_value"] == "0.10" and len(mails) == 2
 
-    _publish(warehouse, "r3", "0.40")  # a new breach of the same period fires again
+    _publish(warehouse, "r3", "0.40", spec)  # a new breach of the same period fires again
     rebreach = evaluate(warehouse, spec, "r3", env=env)
     assert [a.alert_id for a in rebreach.fired] == ["high_refund_rate:lumen:2026-10-01:2"]
     assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved", "alert.fired"]
@@ -167,10 +168,12 @@ def test_trailing_average_and_objective_pace(warehouse, tmp_path, volume, elapse
                             referred_orders, conversion_rate)
                         select date '2026-10-01' + g, 'lumen', 10, 1, case when g = 7 then 0.04 else 0.10 end
                         from generate_series(0, 7) g""")
-    publish(warehouse, run_id="r1")
     path = tmp_path / "alerts.yml"
     path.write_text(TRAILING_AND_PACE.replace("VOLUME", str(volume)).replace("ELAPSED", str(elapsed)))
-    fired = evaluate(warehouse, load_alerts_file(path), "r1").fired
+    spec = load_alerts_file(path)
+    judge_alert_rules(warehouse, spec.rules)
+    publish(warehouse, run_id="r1")
+    fired = evaluate(warehouse, spec, "r1").fired
     assert {(a.rule_id, a.partner_id, a.period) for a in fired} == expected
     by_rule = {a.rule_id: a for a in fired}
     if "conversion_halved" in by_rule:
@@ -218,7 +221,7 @@ def test_alert_recorded_by_a_killed_run_is_delivered_by_the_next(warehouse, tmp_
     rules = tmp_path / "alerts.yml"
     rules.write_text(OUTBOX_RULES)
     try:
-        _publish(warehouse, "r-outbox", "0.30")
+        _publish(warehouse, "r-outbox", "0.30", load_alerts_file(rules))
         child = subprocess.Popen([sys.executable, "-c", CRASHING_EVALUATION, warehouse, str(rules)],
                                  env={**os.environ, **env}, start_new_session=True)
         try:

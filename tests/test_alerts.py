@@ -86,7 +86,7 @@ def test_rules(tmp_path):
 
 def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_rules):
     rules = test_rules
-    make_build_schema(warehouse)
+    make_build_schema(warehouse, rules=rules)
     publish(warehouse, run_id="r1")
 
     with caplog.at_level(logging.INFO, logger="alliance.alerts"):
@@ -109,7 +109,7 @@ def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_r
     assert evaluate_alerts(warehouse, rules, run_id="r1-rerun") == []
     assert not [r for r in caplog.records if r.name == "alliance.alerts"]
 
-    make_build_schema(warehouse, rows=7)
+    make_build_schema(warehouse, rows=7, rules=rules)
     publish(warehouse, run_id="r2")
     assert evaluate_alerts(warehouse, rules, run_id="r2") == []
     with connect(warehouse) as conn:
@@ -134,9 +134,9 @@ def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse, test
 
     collector = Collect()
     assert isinstance(collector, Channel) and isinstance(LogChannel(), Channel)
-    make_build_schema(warehouse)
-    publish(warehouse, run_id="r1")
     rules = test_rules
+    make_build_schema(warehouse, rules=rules)
+    publish(warehouse, run_id="r1")
     assert evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 9, 30), channels=[collector]) == []
     fired = evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 10, 1), channels=[collector])
     assert len(fired) == 3 and collector.sent == fired

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alliance.dbt_runner import dbt_env, dbt_vars_from_config, run_dbt
+from alliance.dbt_runner import SESSION_SETTINGS, dbt_vars_from_config, run_dbt
 from alliance.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,7 +286,7 @@ def test_kpis_balances_objectives(built: str) -> None:
 def test_schemas_are_separate(built: str) -> None:
     tables = _rows(built, "select table_schema, table_type, count(*) from information_schema.tables"
                           " where table_schema like 'alliance_build%' group by 1, 2 order by 1, 2")
-    assert ("alliance_build", "BASE TABLE", 7) in tables  # the published marts (the exposure)
+    assert ("alliance_build", "BASE TABLE", 8) in tables  # the published marts and kpi_alert_observations
     assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
 
@@ -305,7 +305,7 @@ def test_descriptions_are_postgres_comments(built: str) -> None:
     tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
                           " and c.relkind = 'r'")
-    assert len(tables) == 7 and all(comment for _, comment in tables)
+    assert len(tables) == 8 and all(comment for _, comment in tables)
     comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
                            " (select attnum from pg_attribute where attrelid ="
                            " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")
@@ -321,13 +321,6 @@ def test_missing_fx_rate_fails_naming_currency_and_date(fresh_database_factory) 
     assert "currency=EUR" in line and "order_date=2026-10-12" in line, line
 
 
-def test_dbt_env_from_url() -> None:
-    env = dbt_env("postgresql://bob:s%40cret@db.example:6543/wh", "alliance_build_x")
-    assert env == {"ALLIANCE_DBT_HOST": "db.example", "ALLIANCE_DBT_PORT": "6543", "ALLIANCE_DBT_USER": "bob",
-                   "ALLIANCE_DBT_PASSWORD": "s@cret", "ALLIANCE_DBT_DBNAME": "wh",
-                   "ALLIANCE_DBT_SCHEMA": "alliance_build_x"}
-
-
 def test_dbt_vars_from_config() -> None:
     from alliance.config import AllianceConfig, Attribution, Partner
 
@@ -337,7 +330,7 @@ def test_dbt_vars_from_config() -> None:
     )
     assert dbt_vars_from_config(cfg, date(2026, 1, 31)) == {
         "reporting_currency": "EUR", "attribution_model": "last_click", "lookback_days": 14, "lock_days": 45,
-        "as_of_date": "2026-01-31",
+        "as_of_date": "2026-01-31", "session_settings": SESSION_SETTINGS,
     }
     assert dbt_vars_from_config(cfg)["as_of_date"] == ""
 
@@ -409,8 +402,9 @@ def test_every_dbt_unit_test_runs_and_passes_here(built: str) -> None:
     outcome = run_dbt(["test", "--select", "test_type:unit"], built, "alliance_build", VARS)
     assert outcome.success, outcome.failures
     ran = [r for r in outcome.raw["results"] if r["unique_id"].startswith("unit_test.")]
-    declared = (ROOT / "dbt_project/models/intermediate/_unit_tests.yml").read_text().count("  - name: ")
-    assert len(ran) == declared >= 7 and all(r["status"] == "pass" for r in ran), [r["status"] for r in ran]
+    declared = sum(path.read_text().count("  - name: ")
+                   for path in (ROOT / "dbt_project/models").rglob("_unit_tests.yml"))
+    assert len(ran) == declared >= 9 and all(r["status"] == "pass" for r in ran), [r["status"] for r in ran]
 
 
 def test_published_marts_refuse_rows_breaking_their_rules(built: str) -> None:

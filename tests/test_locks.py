@@ -115,11 +115,12 @@ class RecordingChannel:
 
 
 def _published_with_an_alert(url: str, tmp_path: Path):  # noqa: ANN202
-    make_build_schema(url)
-    publish(url, run_id="r1")
     path = tmp_path / "alerts.yml"
     path.write_text(RULE)
-    return load_alerts_file(path)
+    spec = load_alerts_file(path)
+    make_build_schema(url, rules=spec.rules)
+    publish(url, run_id="r1")
+    return spec
 
 
 def test_alerts_deliver_while_a_transform_run_holds_the_run_lock(warehouse, tmp_path):

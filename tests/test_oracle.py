@@ -479,7 +479,7 @@ def test_threshold_and_pace_alerts_fire_as_the_rules_say():
 
 
 def test_trailing_alert_compares_with_the_average_of_the_rows_before():
-    from oracle import KpiTruth, _alerts, rules_from_dicts
+    from oracle import KpiTruth, _alerts, _observations, rules_from_dicts
 
     def k(day, partner, conversion, clicks):
         z = D("0.00")
@@ -495,7 +495,11 @@ def test_trailing_alert_compares_with_the_average_of_the_rows_before():
         kpis[(row.kpi_date, "z")] = row
     rule = rules_from_dicts([{"id": "halved", "kpi": "conversion_rate", "trailing_days": 3, "change_below": -0.5,
                               "min_volume": {"kpi": "clicks_sent", "at_least": 30}}])
-    fired = _alerts(rule, kpis, {})
+    observed = _observations(rule, kpis, {})
+    fired = _alerts(rule, observed)
+    # judged: only p's day 4 (day 1 has no baseline, day 3's window holds 20 clicks); q's window never reaches 30
+    # clicks; z's baseline is 0
+    assert {(key[1], key[3].day, o.breached) for key, o in observed.items()} == {("p", 4, True)}
     # day 4: baseline = avg(0.5 on day 1, 0.3 on day 3; day 2 has no row) = 0.4, limit 0.4 x (1 - 0.5) = 0.2 > 0.1;
     # day 3: baseline 0.5, limit 0.25 < 0.3: quiet
     assert list(fired) == ["halved:p:2026-10-04:1"]

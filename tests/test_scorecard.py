@@ -34,11 +34,11 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_scorecard_is_self_contained_and_renders_in_chromium(warehouse, tmp_path):
-    make_build_schema(warehouse)
-    publish(warehouse, run_id="r1")
     rules_file = tmp_path / "alerts.yml"
     rules_file.write_text(RULES)
     rules = load_rules(rules_file)
+    make_build_schema(warehouse, rules=rules)
+    publish(warehouse, run_id="r1")
     assert len(evaluate_alerts(warehouse, rules, run_id="r1")) == 1
     out = write_scorecard(warehouse, tmp_path / "scorecard.html", rules)
     page = out.read_text()

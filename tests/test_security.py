@@ -110,6 +110,7 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/run.py", "int(wait_seconds * 1000)"),  # an int
     ("alliance/status.py", "schema"), ("alliance/status.py", "table"),
     ("alliance/alerts/store.py", "schema"), ("alliance/alerts/evaluate.py", "PUBLISHED_SCHEMA"),
+    ("alliance/alerts/evaluate.py", "K"), ("alliance/alerts/evaluate.py", "OBSERVATIONS"),  # module constants
     ("alliance/incremental.py", "table"), ("alliance/warehouse.py", "DATABASE"),
     ("alliance/dbt_runner.py", "sql"), ("alliance/dbt_runner.py", "limit"),  # dbt-compiled test SQL, an int
     # fixed column lists and the published schema's constant name

@@ -1,5 +1,9 @@
-"""Evaluate alert rules on the published data: open an episode for each new breach, resolve episodes whose KPI
-recovered, then tell the routed channels (after the commit, with retries, recorded in ops.alert_deliveries)."""
+"""Keep alert episodes from what dbt judged: open an episode for each new breach, resolve episodes whose KPI
+recovered, then tell the routed channels (after the commit, with retries, recorded in ops.alert_deliveries).
+
+The rules themselves (baselines, pace projections, breaches) are business rules and live in dbt:
+`analytics.kpi_alert_observations`, built from the rules the transform mirrored into raw.cfg_alert_rules
+(alliance/alerts/sync.py). This module only reads it; a rule edited after a build takes effect at the next build."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import psycopg
 from alliance.alerts.channels import Channel, LogChannel, build_channel
 from alliance.alerts.deliver import Delivery, deliver_pending, enqueue
 from alliance.alerts.episode import FiredAlert
-from alliance.alerts.rules import KPI_COLUMNS, AlertRule, AlertsFile, ChannelConfig
+from alliance.alerts.rules import AlertRule, AlertsFile, ChannelConfig
 from alliance.alerts.store import ALERT_COLUMNS, copy_alerts, ensure_ops_alerts
 from alliance.locks import PUBLISH
 from alliance.schemas import PUBLISHED_SCHEMA
@@ -35,63 +39,21 @@ class AlertOutcome:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-def _observations_sql(rule: AlertRule) -> str:
-    """Rows (partner_id, kpi, period, value, threshold, baseline, breached) for every period the rule can judge."""
-    op = ">" if rule.comparison == "above" else "<"
-    if rule.kind == "pace":
-        metric = "and op.metric = %(kpi)s" if rule.kpi else ""
-        return f"""
-            with ref as (
-                select coalesce(%(as_of)s::date, (select max(kpi_date) from {K}.partner_kpis_daily)) as d
-            ), o as (
-                select op.partner_id, op.metric, op.month, op.target, op.actual,
-                       (least(ref.d, (op.month + interval '1 month' - interval '1 day')::date) - op.month + 1)
-                           as elapsed,
-                       extract(day from op.month + interval '1 month' - interval '1 day')::int as days
-                from {K}.objective_progress op, ref
-                where op.month <= ref.d and op.target > 0 {metric}
-            ), p as (
-                select partner_id, metric, month, round(actual * days / elapsed / target, 4) as projected
-                from o where elapsed >= %(min_elapsed)s
-            )
-            select partner_id, metric, month, projected, %(threshold)s::numeric, null::numeric,
-                   projected < %(threshold)s
-            from p
-        """
-    assert rule.kpi in KPI_COLUMNS  # validated by AlertRule; the column name is interpolated
-    dated = "where (kpi_date <= %(as_of)s::date or %(as_of)s::date is null)"
-    if rule.kind == "threshold":
-        return f"""
-            select partner_id, %(kpi)s, kpi_date, {rule.kpi}, %(threshold)s::numeric, null::numeric,
-                   coalesce({rule.kpi} {op} %(threshold)s, false)
-            from {K}.partner_kpis_daily {dated}
-        """
-    volume = rule.min_volume.kpi if rule.min_volume else "0"
-    return f"""
-        with k as (
-            select partner_id, kpi_date, {rule.kpi}::numeric as v, {volume}::numeric as vol
-            from {K}.partner_kpis_daily
-        ), w as (
-            select d.partner_id, d.kpi_date, d.v,
-                   (select avg(p.v) from k p where p.partner_id = d.partner_id
-                      and p.kpi_date between d.kpi_date - %(days)s and d.kpi_date - 1) as baseline,
-                   (select coalesce(sum(p.vol), 0) from k p where p.partner_id = d.partner_id
-                      and p.kpi_date between d.kpi_date - %(days)s and d.kpi_date) as volume
-            from k d {dated}
-        ), t as (
-            select *, round(baseline * (1 + %(threshold)s::numeric), 6) as limit_value from w
-            where baseline > 0 and v is not null and volume >= %(min_volume)s
-        )
-        select partner_id, %(kpi)s, kpi_date, v, limit_value, round(baseline, 6), v {op} limit_value from t
-    """
+OBSERVATIONS = "kpi_alert_observations"  # dbt_project/models/marts/kpi_alert_observations.sql
+
+
+def _observed(conn: psycopg.Connection, rule: AlertRule, as_of: date | None) -> dict[tuple, tuple]:
+    """(partner_id, kpi, period) -> (value, threshold, baseline, breached) of the periods dbt judged for the rule."""
+    rows = conn.execute(
+        f"""select partner_id, kpi, period, value, threshold, baseline, breached from {K}.{OBSERVATIONS}
+            where rule_id = %(rule)s and (period <= %(as_of)s::date or %(as_of)s::date is null)""",
+        {"rule": rule.id, "as_of": as_of},
+    )
+    return {(r[0], r[1], r[2]): r[3:] for r in rows}
 
 
 def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: date | None) -> AlertOutcome:
-    params = {
-        "kpi": rule.kpi, "threshold": rule.threshold, "as_of": as_of, "days": rule.trailing_days,
-        "min_volume": rule.min_volume.at_least if rule.min_volume else 0, "min_elapsed": rule.min_elapsed_days,
-    }
-    observed = {(r[0], r[1], r[2]): r[3:] for r in conn.execute(_observations_sql(rule), params)}
+    observed = _observed(conn, rule, as_of)
     columns = ", ".join(ALERT_COLUMNS)
     open_rows = {
         (row[3], row[4], row[5]): row
@@ -162,12 +124,12 @@ def evaluate(
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
             published = conn.execute(
-                "select to_regclass(%s), to_regclass(%s)",
-                (f"{K}.partner_kpis_daily", f"{K}.kpi_alerts"),
+                "select to_regclass(%s), to_regclass(%s)", (f"{K}.{OBSERVATIONS}", f"{K}.kpi_alerts"),
             ).fetchone()
             if published[0] is None:
                 raise AlertError(
-                    f"{K}.partner_kpis_daily does not exist: alerts run on published data only; publish a build first"
+                    f"{K}.{OBSERVATIONS} does not exist: alerts run on published data only (dbt judges the rules in "
+                    "the build); publish a build first"
                 )
             ensure_ops_alerts(conn)
             for rule in spec.rules:

@@ -10,6 +10,11 @@ publish are tested against the contract rather than against one dbt implementati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+
+from alliance.alerts import AlertRule, sync_alert_rules
+from alliance.dbt_runner import run_dbt
 from alliance.warehouse import connect
 
 TABLES_DDL = """
@@ -82,13 +87,30 @@ insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_
 """
 
 
-def make_build_schema(url: str, schema: str = "alliance_build", rows: int = 5) -> None:
-    """Create `schema` with all published tables filled with `rows` consistent, valid rows."""
+def make_build_schema(
+    url: str, schema: str = "alliance_build", rows: int = 5, rules: Sequence[AlertRule] | None = None
+) -> None:
+    """Create `schema` with all published tables filled with `rows` consistent, valid rows (and, given alert
+    rules, dbt's judgement of them: see judge_alert_rules)."""
     with connect(url) as conn:
         conn.execute(f"drop schema if exists {schema} cascade")  # e.g. a snapshot recycled by the last publish
         conn.execute(f"create schema {schema}")
         conn.execute(TABLES_DDL.format(s=schema))
         conn.execute(GOOD_ROWS.format(s=schema, n=rows))
+    if rules is not None:
+        judge_alert_rules(url, rules, schema)
+
+
+def judge_alert_rules(
+    url: str, rules: Sequence[AlertRule], schema: str = "alliance_build", as_of: date | None = None
+) -> None:
+    """Build dbt's kpi_alert_observations for `rules` over the KPI tables of `schema`, as a transform does (the alert
+    evaluator reads only that table): the rules mirrored into raw.cfg_alert_rules, then the real model."""
+    with connect(url) as conn:
+        sync_alert_rules(conn, rules)
+    outcome = run_dbt(["run", "--select", "stg_cfg__alert_rules kpi_alert_observations"], url, schema,
+                      {"as_of_date": as_of.isoformat() if as_of else ""})
+    assert outcome.success, outcome.failures
 
 
 def table_counts(url: str, schema: str) -> dict[str, int]:

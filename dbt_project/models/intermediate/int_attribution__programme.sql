@@ -8,7 +8,7 @@
 --   Caps: amount = rate x net commissionable x FX x credit (flat: amount x credit, 0 with nothing commissionable),
 --   then cap_per_order, then rounded to cents (= held_rc for a held row), then the row's own cap_per_month less
 --   what the earlier commissioned orders of the month finally earned (ops.capped_running_sum, alliance/migrations/
---   0009: each row earns min(amount, max(0, cap - earlier earnings)); no cap = the whole amount).
+--   0010: each row earns min(amount, max(0, cap - earlier earnings)); no cap = the whole amount).
 --   cap_room is that monthly room, kept for the clawbacks (int_commission_clawbacks), which use it as at the lock.
 -- Rows of the other models and organic rows pass through with null programme columns.
 -- Ephemeral: compiled into int_order_attribution's statement; int_orders__changed puts every order of a changed

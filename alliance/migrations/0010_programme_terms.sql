@@ -1,4 +1,4 @@
--- 0009: §8 partner programmes mirrored for dbt: the contract terms (tiers as a JSON list of {from_orders, rate},
+-- 0010: §8 partner programmes mirrored for dbt: the contract terms (tiers as a JSON list of {from_orders, rate},
 -- caps in the reporting currency, clawback) on the default commission and on each dated contract, and the
 -- adjustments and reviews CSVs, checked row by row by alliance/config.py before they land here.
 alter table raw.cfg_partners

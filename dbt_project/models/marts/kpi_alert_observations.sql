@@ -1,0 +1,136 @@
+-- What every alert rule sees: per rule, partner and period it can judge, the value, the limit it is compared with,
+-- the trailing baseline and whether the rule is breached. The alert evaluator (alliance/alerts/evaluate.py) only
+-- reads this table and keeps the episodes (fired, resolved) and their delivery.
+{%- set kpis = ['clicks_sent', 'referred_orders', 'conversion_rate', 'attributed_revenue_rc',
+                'net_attributed_revenue_rc', 'aov_rc', 'refund_rate', 'new_customer_rate', 'epc_rc',
+                'commission_earned_rc', 'commission_owed_rc'] %}
+{%- set as_of = var('as_of_date', '') | string | trim %}
+
+with rules as (
+    select * from {{ ref('stg_cfg__alert_rules') }}
+),
+
+kpis as (
+    select * from {{ ref('partner_kpis_daily') }}
+),
+
+objectives as (
+    select * from {{ ref('objective_progress') }}
+),
+
+-- One row per partner, day and KPI.
+kpi_values as (
+    select kpis.partner_id, kpis.kpi_date, v.kpi, v.value
+    from kpis
+    cross join lateral (values
+        {% for kpi in kpis %}
+        ('{{ kpi }}', kpis.{{ kpi }}::numeric){% if not loop.last %},{% endif %}
+        {% endfor %}
+    ) as v (kpi, value)
+),
+
+-- The days a run judges: up to the run's as-of date when it has one, else every published day.
+judged_days as (
+    select * from kpi_values
+    {% if as_of %}where kpi_date <= '{{ as_of }}'::date{% endif %}
+),
+
+threshold_observations as (
+    select
+        r.rule_id, r.rule_kind, d.partner_id, d.kpi, d.kpi_date as period, d.value,
+        r.threshold as limit_value, null::numeric as baseline, r.comparison
+    from rules as r
+    inner join judged_days as d on d.kpi = r.kpi
+    where r.rule_kind = 'threshold'
+),
+
+-- Trailing rules: the average of the KPI over the N days before the day (days with a value), and the volume column
+-- summed over the N days and the day itself.
+trailing_baselines as (
+    select r.rule_id, d.partner_id, d.kpi_date, avg(b.value) as baseline
+    from rules as r
+    inner join judged_days as d on d.kpi = r.kpi
+    inner join kpi_values as b
+        on b.partner_id = d.partner_id and b.kpi = d.kpi
+        and b.kpi_date between d.kpi_date - r.trailing_days and d.kpi_date - 1
+    where r.rule_kind = 'trailing'
+    group by 1, 2, 3
+),
+
+trailing_volumes as (
+    select r.rule_id, d.partner_id, d.kpi_date, coalesce(sum(v.value), 0) as volume
+    from rules as r
+    inner join judged_days as d on d.kpi = r.kpi
+    left join kpi_values as v
+        on v.partner_id = d.partner_id and v.kpi = r.min_volume_kpi
+        and v.kpi_date between d.kpi_date - r.trailing_days and d.kpi_date
+    where r.rule_kind = 'trailing'
+    group by 1, 2, 3
+),
+
+trailing_windows as (
+    select r.rule_id, r.rule_kind, d.partner_id, d.kpi, d.kpi_date, d.value, r.threshold, r.comparison,
+           r.min_volume, b.baseline, vol.volume
+    from rules as r
+    inner join judged_days as d on d.kpi = r.kpi
+    inner join trailing_baselines as b
+        on b.rule_id = r.rule_id and b.partner_id = d.partner_id and b.kpi_date = d.kpi_date
+    inner join trailing_volumes as vol
+        on vol.rule_id = r.rule_id and vol.partner_id = d.partner_id and vol.kpi_date = d.kpi_date
+    where r.rule_kind = 'trailing'
+),
+
+trailing_observations as (
+    select
+        rule_id, rule_kind, partner_id, kpi, kpi_date as period, value,
+        round(baseline * (1 + threshold), 6) as limit_value, round(baseline, 6) as baseline, comparison
+    from trailing_windows
+    where baseline > 0 and value is not null and volume >= min_volume
+),
+
+-- Pace rules: month-end attainment projected from the days elapsed up to the reference day (the run's as-of date,
+-- else the latest published KPI day).
+reference_day as (
+    select {% if as_of %}'{{ as_of }}'::date{% else %}(select max(kpi_date) from kpis){% endif %} as day
+),
+
+objective_months as (
+    select
+        o.partner_id, o.metric, o.month, o.target, o.actual,
+        least(ref.day, (o.month + interval '1 month' - interval '1 day')::date) - o.month + 1 as elapsed_days,
+        extract(day from o.month + interval '1 month' - interval '1 day')::int as days_in_month
+    from objectives as o
+    cross join reference_day as ref
+    where o.month <= ref.day and o.target > 0
+),
+
+pace_observations as (
+    select
+        r.rule_id, r.rule_kind, o.partner_id, o.metric as kpi, o.month as period,
+        round(o.actual * o.days_in_month / o.elapsed_days / o.target, 4) as value,
+        r.threshold as limit_value, null::numeric as baseline, r.comparison
+    from rules as r
+    inner join objective_months as o on r.kpi is null or o.metric = r.kpi
+    where r.rule_kind = 'pace' and o.elapsed_days >= r.min_elapsed_days
+),
+
+observations as (
+    select * from threshold_observations
+    union all
+    select * from trailing_observations
+    union all
+    select * from pace_observations
+)
+
+select
+    rule_id,
+    rule_kind,
+    partner_id,
+    kpi,
+    period,
+    value,
+    limit_value as threshold,
+    baseline,
+    comparison,
+    coalesce(case when comparison = 'above' then value > limit_value else value < limit_value end, false) as breached
+from observations
