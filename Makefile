@@ -7,13 +7,14 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
 AIRFLOW_PORT ?= 8080
+EXECUTOR ?= local
 # Every alliance step is a fresh Python process (CLI, Airflow tasks, tests' subprocesses): without bytecode caches
 # each one recompiles dbt, GX and Airflow from source (~8 s of CPU), so the venv is byte-compiled at sync and the
 # project's own modules may cache theirs even where the shell sets PYTHONDONTWRITEBYTECODE.
 unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks reliability test-clocks
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks bench-shopify reliability test-clocks
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -24,11 +25,13 @@ help:
 	@echo "make bench  - transform benchmark (bench/README.md)"
 	@echo "make status - last runs, row counts, warehouse URL"
 	@echo "make airflow - a real local Airflow (UI on localhost:$(AIRFLOW_PORT)) with the sandbox APIs"
+	@echo "make airflow EXECUTOR=celery - the same on CeleryExecutor: Redis broker, two celery workers"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
 	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; RELIABILITY_JOBS=2 at a time; docs/reliability.md)"
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 	@echo "make bench-webhooks - answer latency of a signed webhook with 300 idle connections held (3 rounds)"
 	@echo "make bench-gate - GX + dbt checks as a share of the dbt build (100k and 1M orders)"
+	@echo "make bench-shopify - a 200k-order Shopify backfill: REST paging at 2 calls/s vs one bulk operation (3 rounds)"
 
 $(UV):
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -45,7 +48,7 @@ demo: install
 
 test: install
 	$(BIN)/lint-imports --no-cache
-	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_debian_packages.sh
 	$(BIN)/pytest -q -p no:cacheprovider --durations=12
 	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh -m "dates and not dates_pinned"
 
@@ -76,6 +79,9 @@ sandbox: install
 bench-ingest: install
 	$(BIN)/python bench/ingest.py --orders $${ORDERS:-10000}
 
+bench-shopify: install
+	$(BIN)/python bench/shopify_backfill.py --orders $${ORDERS:-200000} --rounds $${ROUNDS:-3}
+
 reliability: install
 	$(BIN)/python tests/reliability/campaign.py --runs $${RELIABILITY_RUNS:-200}
 
@@ -83,7 +89,7 @@ clean-warehouse: install
 	$(BIN)/alliance warehouse stop
 
 airflow: install
-	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
+	$(BIN)/alliance airflow --config $(CONFIG) --port $(AIRFLOW_PORT) --executor $(EXECUTOR)
 
 webhooks: install
 	ALLIANCE_AIRFLOW_API_URL=$${ALLIANCE_AIRFLOW_API_URL:-http://127.0.0.1:$(AIRFLOW_PORT)} \

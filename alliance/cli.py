@@ -79,9 +79,14 @@ def _as_of(value: str | None, option: str = "--as-of") -> date | None:
         raise typer.Exit(2) from None
 
 
-def _url() -> str:
+def _url(component: str | None = None) -> str:
+    """The warehouse URL, or with `component` that component's own login (alliance/roles.py)."""
     try:
-        return warehouse_url()
+        if component is None:
+            return warehouse_url()
+        from alliance.roles import component_url
+
+        return component_url(component)
     except WarehouseError as exc:
         err.print(f"[bold red]warehouse error:[/] {exc}")
         raise typer.Exit(3) from None
@@ -142,6 +147,8 @@ def _print_ingest(results: list) -> bool:
     for r in results:
         if r.status != "succeeded" and r.error:
             err.print(f"[red]{r.error}[/]", highlight=False)
+        for warning in getattr(r, "warnings", ()):
+            err.print(f"[yellow]{warning}[/]", highlight=False)
     return ok
 
 
@@ -166,7 +173,7 @@ def ingest(
             err.print(f"[red]--source: unknown id(s) {', '.join(sorted(unknown))}; known: {known}[/]", highlight=False)
             raise typer.Exit(2)
     start = _as_of(since, "--since") if since else None
-    url = _url()
+    url = _url("loader")
     if since is not None:
         for source_id in source or cfg.source_ids():
             rewind(url, source_id, start)
@@ -186,7 +193,7 @@ WaitOption = Annotated[
 def _transform(cfg: AllianceConfig, as_of: date | None, wait: float = 0) -> None:
     from alliance.run import transform as run_transform
 
-    result = run_transform(cfg, _url(), as_of, wait_seconds=wait)
+    result = run_transform(cfg, _url("transformer"), as_of, wait_seconds=wait)
     if result.refused:
         err.print(f"[bold red]run {result.run_id} refused:[/] {result.failures[0]}", highlight=False)
         raise typer.Exit(4)
@@ -212,7 +219,7 @@ def run(config: ConfigOption = None, as_of: AsOfOption = None, wait: WaitOption 
     cfg = _config(config)
     day = _as_of(as_of)
     _salt()
-    ok = _print_ingest(ingest_all(cfg, _url(), options=_ingest_options()))
+    ok = _print_ingest(ingest_all(cfg, _url("loader"), options=_ingest_options()))
     _transform(cfg, day, wait)
     if not ok:
         err.print("[yellow]some sources failed to ingest; published data covers the others[/]")
@@ -227,7 +234,7 @@ def rollback(config: ConfigOption = None) -> None:
 
     timeout = _config(config, require_secrets=False).gate.lock_timeout_seconds if config else 60
     try:
-        result = swap_back(_url(), lock_timeout_seconds=timeout)
+        result = swap_back(_url("transformer"), lock_timeout_seconds=timeout)
     except PublishError as exc:
         err.print(f"[bold red]rollback refused:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -317,7 +324,8 @@ def webhooks(
     cfg = _config(config, require_secrets=False)
     _salt()  # before the warehouse: a real receiver without ALLIANCE_PII_SALT stops here
     try:
-        server = build_server(cfg, _url(), host, port, AirflowClient.from_env())
+        server = build_server(cfg, _url("loader"), host, port, AirflowClient.from_env(),
+                              receiver_url=_url("webhook_receiver"))
     except PiiError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -339,13 +347,14 @@ def webhooks(
 def airflow(
     config: ConfigOption = None,
     port: Annotated[int, typer.Option(help="port of the Airflow UI and API")] = 8080,
+    executor: Annotated[str, typer.Option(help="local (LocalExecutor) or celery (Redis, two workers)")] = "local",
 ) -> None:
     """Start a local Airflow (api-server, scheduler, dag-processor, triggerer) on the embedded warehouse."""
     from devstack.airflow_local import serve
 
     cfg_path = config or Path("config/demo.yml")
     _config(cfg_path, require_secrets=False)
-    sys.exit(serve(_url(), cfg_path, port=port, console=console))
+    sys.exit(serve(_url(), cfg_path, port=port, executor=executor, console=console))
 
 
 def _demo_env(config: Path | None) -> None:
@@ -426,17 +435,24 @@ def forget(
 
 
 @app.command("warehouse")
-def warehouse_cmd(action: Annotated[str, typer.Argument(help="url | stop")] = "url") -> None:
-    """Print the warehouse URL (starting the embedded server if needed), or stop the embedded server."""
-    from alliance.warehouse import EmbeddedPostgres, state_dir
+def warehouse_cmd(action: Annotated[str, typer.Argument(help="url | stop | migrate")] = "url") -> None:
+    """Print the warehouse URL (starting the embedded server if needed), stop the embedded server, or apply the
+    pending migrations (tables, component roles and their grants) as the warehouse owner: compose's one-shot
+    `warehouse-migrate` service, before any component connects with its own, smaller role."""
+    from alliance.migrate import migrate
+    from alliance.warehouse import EmbeddedPostgres, connect, state_dir
 
     if action == "url":
         console.print(redact(_url()))
     elif action == "stop":
         EmbeddedPostgres(state_dir()).stop()
         console.print("embedded warehouse stopped")
+    elif action == "migrate":
+        with connect(_url(), autocommit=True) as conn:
+            applied = migrate(conn)
+        console.print(f"applied {', '.join(applied)}" if applied else "the warehouse is up to date", highlight=False)
     else:
-        err.print(f"[red]unknown action `{action}`; use url or stop[/]")
+        err.print(f"[red]unknown action `{action}`; use url, stop or migrate[/]")
         raise typer.Exit(2)
 
 

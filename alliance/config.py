@@ -151,7 +151,7 @@ class _ApiSource(_Strict):
 class Partner(_ApiSource):
     id: Annotated[str, Field(pattern=SLUG)]
     name: str | None = None
-    platform: Literal["shopify", "woocommerce", "none"]
+    platform: Literal["shopify", "shopify_graphql", "woocommerce", "none"]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     referral_codes: list[str] = []
     commission: Commission | None = None

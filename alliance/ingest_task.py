@@ -46,11 +46,13 @@ def backfill_start(params: dict | None, dag_run: object = None, interval_start: 
 
 def ingest_one(config: AllianceConfig, source_id: str, since: date | None = None) -> dict:
     from alliance.airflow_credentials import airflow_connection
+    from alliance.roles import component_url
     from connectors.ingest import IngestOptions, ingest_source
 
+    url = component_url("loader")  # the loader's own login (alliance/roles.py)
     if since is not None:
-        rewind(None, source_id, since)
-    result = ingest_source(config, source_id, options=IngestOptions(connections=airflow_connection))
+        rewind(url, source_id, since)
+    result = ingest_source(config, source_id, url, options=IngestOptions(connections=airflow_connection))
     if result.status != "succeeded":
         raise IngestFailed(result.error or f"{source_id}: ingest failed")
     return {k: str(v) if v is not None and not isinstance(v, int | str) else v for k, v in asdict(result).items()}

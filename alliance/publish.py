@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 
 BI_ROLE = "alliance_bi"
 BI_LOGIN = "alliance_bi_reader"
+# A BI session left idle inside a transaction keeps its locks on analytics tables, and the publish waits for them
+# (lock_timeout, 60 s by default): the server ends such sessions first. A runaway BI query is cut off too.
+BI_TIMEOUTS = {  # role setting -> (environment variable, default)
+    "idle_in_transaction_session_timeout": ("ALLIANCE_BI_IDLE_IN_TRANSACTION_TIMEOUT", "30s"),
+    "statement_timeout": ("ALLIANCE_BI_STATEMENT_TIMEOUT", "5min"),
+}
 GATE_STAMP = "alliance build of run {run_id}: quality gate passed"
 DEADLOCK_RETRIES = 5
 PUBLISH_LOCK_KEY = PUBLISH.key  # pg_advisory_xact_lock key shared by publish and alert recording (alliance/locks.py)
@@ -347,8 +353,10 @@ def bi_url(warehouse_url: str) -> str:
     """A read-only connection URL for BI tools: LOGIN role alliance_bi_reader, member of alliance_bi.
 
     The role inherits alliance_bi's SELECT on analytics (nothing else), every transaction is read-only, its
-    search_path is analytics, and the password is (re)set from `bi_password()` each time, so rotating it is
-    setting ALLIANCE_BI_PASSWORD (or deleting .alliance/bi_password) and running `alliance bi-url` again.
+    search_path is analytics, a session idle in a transaction or a statement running too long is ended
+    (`BI_TIMEOUTS`, so a forgotten BI transaction cannot hold up a publish), and the password is (re)set from
+    `bi_password()` each time, so rotating it is setting ALLIANCE_BI_PASSWORD (or deleting .alliance/bi_password)
+    and running `alliance bi-url` again.
     """
     password = bi_password()
     with connect(warehouse_url) as conn:
@@ -364,6 +372,9 @@ def bi_url(warehouse_url: str) -> str:
                              "connection limit 50 password {}").format(login, sql.Literal(password)))
         conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(BI_ROLE), login))
         conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(login))
+        for setting, (variable, default) in BI_TIMEOUTS.items():
+            conn.execute(sql.SQL("alter role {} set {} = {}").format(
+                login, sql.Identifier(setting), sql.Literal(os.environ.get(variable) or default)))
         conn.execute(sql.SQL("alter role {} set search_path = {}").format(login, sql.Identifier(PUBLISHED_SCHEMA)))
     parts = parse_url(warehouse_url)
     return (f"postgresql://{BI_LOGIN}:{quote(password, safe='')}@{parts.host}:{parts.port}/"

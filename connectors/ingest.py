@@ -24,6 +24,7 @@ from connectors.landing import (
     finish_load,
     land_clicks_page,
     land_orders_page,
+    read_bulk_operation,
     read_cursor,
     start_load,
     try_lock_source,
@@ -46,6 +47,7 @@ class IngestOptions:
     shopify_page_size: int = 250
     network_page_size: int = 1000
     woocommerce_page_size: int = 100
+    shopify_bulk_min_orders: int = 1000  # shopify_graphql: a long re-read of fewer orders is paged, not bulk
     http: HttpPolicy = field(default_factory=HttpPolicy)
     # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
     as_of: datetime | None = None
@@ -63,6 +65,7 @@ class IngestResult:
     quarantined: int = 0
     status: str = "succeeded"  # succeeded | failed | skipped
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the source hid from the pull (Shopify's 60-day window)
 
     @property
     def ok(self) -> bool:
@@ -73,8 +76,9 @@ class IngestResult:
             return f"FAILED {self.error}"
         if self.status == "skipped":
             return f"skipped {self.source_id}: {self.error}"
+        warned = "".join(f"; WARNING {w}" for w in self.warnings)
         return (f"{self.source_id}: {self.landed} {self.entity} landed, {self.quarantined} quarantined "
-                f"in {self.pages} page(s)")
+                f"in {self.pages} page(s){warned}")
 
 
 def _find_source(config: AllianceConfig, source_id: str) -> Partner | ReferralNetwork | None:
@@ -148,13 +152,18 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
     credentials = source_credentials(source, options.connections)
     ref = SourceRef(source.id, credentials_label(source))
     paginator = platform.paginator(getattr(options, platform.page_size_option))
+    if hasattr(paginator, "resume_bulk"):  # a bulk result the last run was landing when it stopped
+        paginator.resume_bulk = read_bulk_operation(conn, source.id, platform.entity)
+        paginator.bulk_min_orders = options.shopify_bulk_min_orders
     session = make_session(options.http, source.requests_per_second, origin_url=source.base_url)
     with session:
         pages = paginator.pages(session, source.base_url or "", credentials, ref, since)
         for page, prepared in _prefetched(pages, lambda p: prepare_page(platform.name, p.records, salt)):
             if platform.entity == "orders":
                 outcome = land_orders_page(conn, load_id, source.id, platform.name, prepared, salt=salt,
-                                           cursor_cap=cap, as_of=options.as_of)
+                                           cursor_cap=cap, as_of=options.as_of, move_cursor=not page.hold_cursor,
+                                           bulk_operation=(page.bulk_operation, page.bulk_done)
+                                           if page.bulk_operation else None)
             else:
                 outcome = land_clicks_page(conn, load_id, source.id, prepared, salt=salt, cursor_cap=cap,
                                            as_of=options.as_of)
@@ -165,6 +174,7 @@ def _pull(conn, source: Partner | ReferralNetwork, platform: Platform, since: da
             result.quarantined += outcome.quarantined
             log.info("%s: page %d from %s: %d landed, %d quarantined", source.id, page.number, page.url,
                      outcome.landed, outcome.quarantined)
+    result.warnings.extend(getattr(paginator, "warnings", ()))
 
 
 _DONE = object()

@@ -56,6 +56,19 @@ def read_cursor(conn: psycopg.Connection, source_id: str, entity: str) -> dateti
     return row[0] if row else None
 
 
+def read_bulk_operation(conn: psycopg.Connection, source_id: str, entity: str) -> str | None:
+    """The bulk operation whose result `source_id` was landing when its last run stopped (None: none)."""
+    row = conn.execute("select bulk_operation_id from raw.cursors where source_id = %s and entity = %s",
+                       (source_id, entity)).fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
+def _keep_bulk_operation(conn: psycopg.Connection, source_id: str, entity: str, operation: str | None) -> None:
+    conn.execute("update raw.cursors set bulk_operation_id = %s where source_id = %s and entity = %s",
+                 (operation, source_id, entity))
+
+
 def start_load(conn: psycopg.Connection, source_id: str, entity: str, platform: str,
                cursor_from: datetime | None) -> uuid.UUID:
     """A raw.loads row in status running, committed at once so a crash still leaves a trace."""
@@ -231,10 +244,14 @@ _STORED_PAYLOAD = (f"(case when {_ERASED_BEFORE} then replace(p.payload::text, p
 
 def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: str, platform: str,
                      records: list | PreparedPage, *, salt: str, cursor_cap: datetime,
-                     as_of: datetime | None = None) -> PageOutcome:
+                     as_of: datetime | None = None, move_cursor: bool = True,
+                     bulk_operation: tuple[str, bool] | None = None) -> PageOutcome:
     """One page of orders in one transaction: quarantine, COPY, upsert latest version, move cursor.
 
     `as_of` replaces the warehouse clock for the future-dated check (tests); production reads now() once per page.
+    `move_cursor=False` lands the page and leaves the cursor (a partial bulk result: not every change up to its newest).
+    `bulk_operation` (id, last page?) keeps a bulk operation's id with the cursor while its result lands, and clears
+    it with the last page, in this page's transaction.
     """
     page = records if isinstance(records, PreparedPage) else prepare_page(platform, records, salt)
     with conn.transaction():
@@ -287,8 +304,11 @@ def land_orders_page(conn: psycopg.Connection, load_id: uuid.UUID, partner_id: s
             ).rowcount, 0)
         landed = len(new) + updated
         held_from = _held_from(held)
-        cursor = _move_cursor(conn, partner_id, "orders", load_id, good,
+        cursor = _move_cursor(conn, partner_id, "orders", load_id, good if move_cursor else [],
                               cursor_cap if held_from is None else min(cursor_cap, held_from))
+        if bulk_operation is not None:
+            operation, last = bulk_operation
+            _keep_bulk_operation(conn, partner_id, "orders", None if last else operation)
         _count_page(conn, load_id, landed, quarantined)
     return PageOutcome(landed, quarantined, cursor, held_from)
 

@@ -23,6 +23,13 @@ class Page:
     number: int  # 1-based
     url: str  # without query, safe to log
     records: list  # raw records as received (may be malformed; landing validates)
+    # land the records but leave the cursor where it is: they are not every change up to their newest (a bulk
+    # operation's partial result), so a rerun must read from the same place again
+    hold_cursor: bool = False
+    # a bulk operation's page (connectors/shopify_bulk.py): its id is kept with the cursor while its result lands,
+    # and cleared with the last page (`bulk_done`), so a killed run resumes from the same result
+    bulk_operation: str | None = None
+    bulk_done: bool = False
 
 
 class Paginator(Protocol):

@@ -58,3 +58,6 @@ class Platform:
     token_credentials: bool = False  # the secret is one token: a connection's login is not part of it (Shopify)
     refund_lookup: RefundLookup | None = None  # fetches refunds the order body only lists (WooCommerce) ...
     refunds_key: str | None = None  # ... into this field of the order
+    # another platform whose webhook scheme delivers this one's webhooks (Shopify sends REST-shaped bodies whichever
+    # API an app reads: a shopify_graphql partner's webhooks are the shopify platform's)
+    webhooks_via: str | None = None

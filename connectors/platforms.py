@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from connectors import network, shopify, woocommerce
+from connectors import network, shopify, shopify_graphql, woocommerce
 from connectors.minimise import Spec, apply
 from connectors.platform import Platform, WebhookScheme
 from connectors.records import RecordError, ValidRecord
 
-PLATFORMS: dict[str, Platform] = {p.name: p for p in (shopify.PLATFORM, woocommerce.PLATFORM, network.PLATFORM)}
+PLATFORMS: dict[str, Platform] = {p.name: p for p in (shopify.PLATFORM, shopify_graphql.PLATFORM, woocommerce.PLATFORM,
+                                                      network.PLATFORM)}
 # the webhook route names a platform by its scheme (`/webhooks/network/<id>`): the same platform
 _BY_ROUTE: dict[str, Platform] = {p.webhooks.name: p for p in PLATFORMS.values() if p.webhooks is not None}
 
@@ -39,6 +40,15 @@ def get(name: str) -> Platform:
 def webhook_schemes() -> dict[str, WebhookScheme]:
     """Route name -> webhook scheme, for every platform that sends webhooks."""
     return {name: platform.webhooks for name, platform in _BY_ROUTE.items() if platform.webhooks is not None}
+
+
+def webhook_route(platform: str) -> str | None:
+    """The webhook route (`/webhooks/<route>/<id>`) of a partner on `platform`: its own scheme's, or that of the
+    platform its webhooks come through (`webhooks_via`); None when it sends none (or is unknown)."""
+    spec = PLATFORMS.get(platform)
+    if spec is not None and spec.webhooks is None and spec.webhooks_via:
+        spec = PLATFORMS.get(spec.webhooks_via)
+    return spec.webhooks.name if spec is not None and spec.webhooks is not None else None
 
 
 def allow_list(platform: str, entity: str) -> Spec:

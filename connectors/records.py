@@ -135,3 +135,14 @@ def objects(record: dict, key: str, where: str) -> list:
 def stored_json(spec: Spec, record: dict, salt: str) -> str:
     """The record as it may be kept: its allow-listed fields only (connectors/minimise.py), e-mails as keys."""
     return scrub_to_json(apply(spec, record), salt)
+
+
+def version_dates(record: dict, created: str, updated: str, refunds: str, refund_created: str
+                  ) -> tuple[tuple[str, datetime], ...]:
+    """A valid order version's dates that must not lie in the future (PRODUCT.md §7), by the platform's field
+    names: its creation, its update, each refund's creation; a missing one is skipped."""
+    fields = [(created, record.get(created)), (updated, record.get(updated))]
+    fields += [(f"{refunds}[{i}].{refund_created}", refund.get(refund_created))
+               for i, refund in enumerate(record.get(refunds) or [])]
+    return tuple((name, at) for name, value in fields if value is not None
+                 and (at := timestamp(value, name)) is not None)

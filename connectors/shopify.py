@@ -38,6 +38,7 @@ from connectors.records import (
     stored_json,
     timestamp,
 )
+from connectors.records import version_dates as dates_of
 
 API_VERSION = "2025-10"
 MAX_LIMIT = 250
@@ -189,11 +190,7 @@ def validate_order(record: object, position: int, salt: str) -> ValidRecord:
 
 def version_dates(record: dict) -> tuple[tuple[str, datetime], ...]:
     """A valid version's dates that must not lie in the future: created, updated, each refund's."""
-    fields = [("created_at", record.get("created_at")), ("updated_at", record.get("updated_at"))]
-    fields += [(f"refunds[{i}].created_at", refund.get("created_at"))
-               for i, refund in enumerate(record.get("refunds") or [])]
-    return tuple((name, at) for name, value in fields if value is not None
-                 and (at := timestamp(value, name)) is not None)
+    return dates_of(record, "created_at", "updated_at", "refunds", "created_at")
 
 
 def carries_cancelled_status(record: dict) -> bool:

@@ -23,10 +23,13 @@ import requests
 from alliance.airflow_policy import pool_spec
 from alliance.assets import table_uri
 from alliance.config import load_config
+from alliance.roles import URL_VARIABLES, component_url, ensure_airflow_owner
 from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import PROJECT_ROOT, parse_url, state_dir
 from alliance.webhooks.notify import AirflowClient, NotifyError
 from connectors.pii import PiiError, pii_salt
+from devstack.celery_broker import Broker, start_broker
+from devstack.ports import free_port
 from devstack.sandbox.env import is_demo_config, load_sandbox_env
 from devstack.sandbox.server import start_sandbox
 from devstack.sandbox.world import build_world
@@ -35,12 +38,12 @@ AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 
 
 def metadata_url(warehouse_url: str) -> str:
+    """AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else the database `airflow` on the warehouse server, owned by its own
+    login alliance_airflow (alliance/roles.py), which can touch nothing else."""
     configured = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     if configured:
         return configured
-    parts = parse_url(warehouse_url)
-    auth = parts.user + (f":{parts.password}" if parts.password else "")
-    return f"postgresql+psycopg://{auth}@{parts.host}:{parts.port}/airflow"
+    return ensure_airflow_owner(warehouse_url).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def airflow_env(warehouse_url: str, config_path: Path) -> dict[str, str]:
@@ -49,6 +52,9 @@ def airflow_env(warehouse_url: str, config_path: Path) -> dict[str, str]:
     install_local_settings(home)
     meta = metadata_url(warehouse_url)
     env = dict(os.environ)
+    if not os.environ.get("ALLIANCE_WAREHOUSE_URL", "").strip():  # the embedded warehouse: tasks log in as their roles
+        for component, variable in URL_VARIABLES.items():
+            env[variable] = env.get(variable) or component_url(component)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -110,6 +116,8 @@ LOCAL_SETTINGS = '''"""Written by devstack.airflow_local: alliance's cluster pol
 from alliance.airflow_policy import task_instance_mutation_hook  # noqa: F401
 '''
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+CELERY_WORKERS = ("celery-worker-1", "celery-worker-2")  # `airflow celery worker`, two of them on one machine
+EXECUTORS = ("local", "celery")
 DAG_IDS = ("alliance_ingest", "alliance_transform")
 
 
@@ -157,6 +165,22 @@ def server_env(base: dict[str, str], port: int) -> dict[str, str]:
     return env
 
 
+def celery_env(base: dict[str, str], broker: Broker) -> dict[str, str]:
+    """CeleryExecutor on top of `server_env`: Redis broker, result backend on the metadata database, this stack's
+    own queue (so stacks sharing one Redis never run each other's tasks), and worker records that name the worker
+    (`result_extended`: celery_taskmeta.worker, which tests read to see both workers ran tasks)."""
+    env = dict(base)
+    env.update({
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker.url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + base["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": os.environ.get("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2"),
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": '{"result_extended": true}',
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": broker.queue_name,
+    })
+    return env
+
+
 class LocalAirflow:
     """The four Airflow components as child processes (each in its own process group), logs under AIRFLOW_HOME."""
 
@@ -166,18 +190,42 @@ class LocalAirflow:
         self.components = components
         self.url = f"http://127.0.0.1:{port}"
         self.procs: dict[str, subprocess.Popen] = {}
+        self.started_at: dict[str, int] = {}  # each component's log offset at this start
         self.log_dir = Path(env["AIRFLOW_HOME"]) / "logs" / "components"
+
+    def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment of one component."""
+        if name in CELERY_WORKERS:  # each worker: its own Celery name, pid file and log-server port
+            home = Path(self.env["AIRFLOW_HOME"])
+            args = [str(AIRFLOW_BIN), "celery", "worker", "--celery-hostname", f"{name}@%h",
+                    "--queues", self.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--pid", str(home / f"{name}.pid")]
+            # INFO: the worker logs `<name>@<host> ready.` once it consumes (workers_ready reads it)
+            return args, {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                          "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+        args = [str(AIRFLOW_BIN), name]
+        if name == "api-server":
+            args += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+        return args, self.env
 
     def start(self) -> LocalAirflow:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in self.components:
-            args = [str(AIRFLOW_BIN), name]
-            if name == "api-server":
-                args += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+            args, env = self._command(name)
             out = (self.log_dir / f"{name}.log").open("a")
-            self.procs[name] = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            self.started_at[name] = out.tell()
+            self.procs[name] = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
                                                 start_new_session=True)
         return self
+
+    def workers_ready(self) -> bool:
+        """Whether every Celery worker of this start has logged `<name>@<host> ready.` (consuming its queue)."""
+        for name in self.components:
+            if name in CELERY_WORKERS:
+                with (self.log_dir / f"{name}.log").open() as log:
+                    log.seek(self.started_at[name])
+                    if not any(f"{name}@" in line and " ready." in line for line in log):
+                        return False
+        return True
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -220,13 +268,14 @@ class LocalAirflow:
         return AirflowClient(self.url, timeout=60.0)
 
     def wait_ready(self, timeout: float = 240) -> None:
-        """Until the API answers and both DAGs are parsed into the metadata DB."""
+        """Until the API answers, both DAGs are parsed into the metadata DB and every Celery worker consumes."""
         deadline = time.monotonic() + timeout
         client = self.api()
         while True:
             self.check_alive()
             try:
-                if all(client._call("GET", f"/api/v2/dags/{d}").status_code == 200 for d in DAG_IDS):
+                if (all(client._call("GET", f"/api/v2/dags/{d}").status_code == 200 for d in DAG_IDS)
+                        and self.workers_ready()):
                     return
             except requests.RequestException:
                 pass
@@ -274,10 +323,16 @@ class LocalAirflow:
                 raise RuntimeError(f"unpause {dag_id}: HTTP {resp.status_code} {resp.text[:200]}")
 
 
-def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=None) -> int:  # noqa: ANN001
+def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, executor: str = "local",
+          console=None) -> int:  # noqa: ANN001
     """`make airflow`: a real Airflow on the embedded warehouse until Ctrl-C, plus the sandbox partner APIs and their
-    documented credentials when `config_path` is a demo config (else ALLIANCE_PII_SALT must be set: exit 2)."""
+    documented credentials when `config_path` is a demo config (else ALLIANCE_PII_SALT must be set: exit 2).
+    `executor="celery"` (`make airflow EXECUTOR=celery`): CeleryExecutor with a Redis broker (`start_broker`) and
+    two `airflow celery worker` processes."""
     say = console.print if console else print
+    if executor not in EXECUTORS:
+        say(f"unknown executor `{executor}`: choose one of {', '.join(EXECUTORS)}")
+        return 2
     sandbox = None
     if is_demo_config(config_path):  # the demo alliance: the sandbox APIs and their documented credentials
         load_sandbox_env()
@@ -290,8 +345,14 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
             say(f"[red]{exc}[/]" if console else str(exc))
             return 2
     env = server_env(airflow_env(warehouse_url, config_path), port)
+    components, broker = COMPONENTS, None
+    if executor == "celery":
+        broker = start_broker(Path(env["AIRFLOW_HOME"]) / "redis")
+        env, components = celery_env(env, broker), COMPONENTS + CELERY_WORKERS
+        say(f"CeleryExecutor: broker {broker.url} ({'started here' if broker.private else 'already running'}), "
+            f"queue {broker.queue_name}, workers {', '.join(CELERY_WORKERS)}")
     ensure_metadata_db(env)
-    airflow = LocalAirflow(env, port).start()
+    airflow = LocalAirflow(env, port, components).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -315,6 +376,8 @@ def serve(warehouse_url: str, config_path: Path, *, port: int = 8080, console=No
         return 1
     finally:
         airflow.stop()
+        if broker is not None:
+            broker.stop()
         if sandbox is not None:
             sandbox.stop()
     return 0

@@ -20,7 +20,7 @@ from alliance.config import ConfigError, load_config
 from alliance.run import transform
 from alliance.schemas import PUBLISHED_TABLES
 from alliance.scorecard import write_scorecard
-from alliance.warehouse import connect, parse_url, redact, state_dir, warehouse_url
+from alliance.warehouse import PASSWORD_FILE, connect, parse_url, redact, state_dir, warehouse_url
 from connectors.ingest import ingest_all
 from devstack.airflow_local import airflow_env, dags_test, ensure_metadata_db
 from devstack.sandbox.env import load_sandbox_env
@@ -147,3 +147,5 @@ def print_summary(console: Console, url: str) -> None:
         f"\nQuery them: psql '{redact(url)}'  (BI tools: `alliance bi-url`, read-only, schema analytics)\n"
         f"  host {parts.host} port {parts.port} database {parts.dbname}; `make status` shows runs and counts."
     )
+    if not os.environ.get("ALLIANCE_WAREHOUSE_URL"):  # the embedded server: where its password is, never the password
+        console.print(f"  the password (***) is in {state_dir() / PASSWORD_FILE} (mode 0600)")

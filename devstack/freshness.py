@@ -7,7 +7,6 @@ number the benchmark reports is the path the test proves.
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import time
 import uuid
@@ -24,12 +23,10 @@ from alliance.assets import table_uri
 from alliance.config import load_config
 from alliance.webhooks import AirflowClient, WebhookServer, build_server, sign
 from devstack.airflow_local import COMPONENTS, LocalAirflow, airflow_env, ensure_metadata_db, server_env
+from devstack.ports import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["Stack", "free_port", "live_stack", "post_order", "published_order_ids", "shopify_order", "summarize",
+           "wait_published"]
 
 
 @dataclass

@@ -4,7 +4,8 @@ Why it exists: the published numbers are computed once, in dbt SQL. The end-to-e
 from the config file, the FX CSV and the partner payloads exactly as the APIs serve them, and compares every column
 of every row of every published table (tests/oracle_compare.py). This module must never read or mirror the dbt
 models, nor import `alliance`: independence is the point. It parses its own inputs (YAML config, contracts, FX CSV,
-alert rules; Shopify orders, WooCommerce orders and their `/orders/{id}/refunds` bodies, network click objects).
+alert rules; Shopify orders (REST, or GraphQL `Order` objects for shopify_graphql), WooCommerce orders and their
+`/orders/{id}/refunds` bodies, network click objects).
 
 Pure Python, no database: `compute(config, fx_rows, orders, clicks, as_of, refunds=..., deletions=...)`
 -> `OracleResult`; `OracleResult.tables(salt)` gives each published table as {key: {column: value}}.
@@ -120,7 +121,7 @@ class ReviewSpec:
 @dataclass(frozen=True)
 class PartnerSpec:
     id: str
-    platform: str  # shopify | woocommerce | none
+    platform: str  # shopify | shopify_graphql | woocommerce | none
     currency: str
     referral_codes: tuple[str, ...]
     commission: Terms | None
@@ -798,12 +799,16 @@ class _Order:
 
 
 def _modified(platform: str, order: Mapping, where: str) -> datetime:
+    if platform == "shopify_graphql":
+        return parse_utc(order.get("updatedAt") or order.get("createdAt"), f"{where}.updatedAt")
     if platform == "woocommerce":
         return parse_utc(order.get("date_modified_gmt") or order.get("date_created_gmt"), f"{where}.date_modified_gmt")
     return parse_utc(order.get("updated_at") or order.get("created_at"), f"{where}.updated_at")
 
 
 def _cancelled_status(platform: str, order: Mapping) -> bool:
+    if platform == "shopify_graphql":  # §3 GraphQL twins: cancelledAt, or displayFinancialStatus VOIDED
+        return bool(order.get("cancelledAt")) or str(order.get("displayFinancialStatus") or "").upper() == "VOIDED"
     if platform == "woocommerce":
         return str(order.get("status") or "").strip().lower() in WOO_CANCELLED
     return bool(order.get("cancelled_at")) or str(order.get("financial_status") or "").strip().lower() == "voided"
@@ -812,10 +817,11 @@ def _cancelled_status(platform: str, order: Mapping) -> bool:
 def _versions(partner_id: str, platform: str, payloads: Sequence[Mapping]) -> dict[str, list[tuple[datetime, Mapping]]]:
     """Every served version per order id, oldest first (arrival order breaks ties: the later one wins, §7)."""
     out: dict[str, list[tuple[datetime, int, Mapping]]] = defaultdict(list)
+    id_key = "legacyResourceId" if platform == "shopify_graphql" else "id"  # GraphQL: the REST id, as a string
     for i, order in enumerate(payloads):
-        if not isinstance(order, Mapping) or order.get("id") in (None, ""):
-            raise OracleError(f"orders[{partner_id}][{i}]: order without `id`")
-        oid = str(order["id"])
+        if not isinstance(order, Mapping) or order.get(id_key) in (None, ""):
+            raise OracleError(f"orders[{partner_id}][{i}]: order without `{id_key}`")
+        oid = str(order[id_key]).strip()
         out[oid].append((_modified(platform, order, f"order {partner_id}/{oid}"), i, order))
     return {oid: [(t, o) for t, _, o in sorted(v, key=lambda x: (x[0], x[1]))] for oid, v in out.items()}
 
@@ -856,6 +862,34 @@ def _woo_refunds(order: Mapping, bodies: Sequence[Mapping] | None, where: str) -
     return tuple(refunds)
 
 
+def _dig(value: object, *keys: str) -> object:
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _graphql_refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
+    """GraphQL `refunds` is a plain list; each refund's `refundLineItems` a connection (`nodes` or `edges[].node`)."""
+    refunds: list[Refund] = []
+    for r, refund in enumerate(order.get("refunds") or []):
+        connection = refund.get("refundLineItems") or {}
+        items = connection.get("nodes") if "nodes" in connection else [e.get("node") for e in
+                                                                         connection.get("edges") or []]
+        if not items:
+            continue  # shipping or fee only
+        total = sum((parse_money(_dig(item, "subtotalSet", "shopMoney", "amount"),
+                                 f"{where}.refunds[{r}].refundLineItems[{j}].subtotalSet.shopMoney.amount")
+                     for j, item in enumerate(items)), ZERO)
+        refunds.append(Refund(parse_utc(refund.get("createdAt"), f"{where}.refunds[{r}].createdAt"), total))
+    return tuple(refunds)
+
+
+def _graphql_landing(order: Mapping) -> object:
+    """§3: `customerJourneySummary.lastVisit.landingPage`, else the deprecated `landingPageUrl`."""
+    page = _dig(order, "customerJourneySummary", "lastVisit", "landingPage")
+    return page if isinstance(page, str) and page.strip() else order.get("landingPageUrl")
+
+
 def _shopify_email(order: Mapping) -> str | None:
     customer = order.get("customer") if isinstance(order.get("customer"), Mapping) else {}
     for value in (order.get("email"), order.get("contact_email"), customer.get("email")):
@@ -868,9 +902,21 @@ def _parse_order(config: OracleConfig, partner_id: str, versions: list[tuple[dat
                  refund_bodies: Mapping[str, Sequence[Mapping]], deleted_at: datetime | None) -> _Order:
     platform = config.partner(partner_id).platform
     updated_at, order = versions[-1]
-    oid = str(order["id"])
+    oid = str(order["legacyResourceId" if platform == "shopify_graphql" else "id"]).strip()
     where = f"order {partner_id}/{oid}"
-    if platform == "woocommerce":
+    if platform == "shopify_graphql":
+        ordered_at = parse_utc(order.get("createdAt"), f"{where}.createdAt")
+        is_test = bool(order.get("test"))
+        commissionable = parse_money(_dig(order, "subtotalPriceSet", "shopMoney", "amount"),
+                                     f"{where}.subtotalPriceSet.shopMoney.amount")
+        codes = order_codes({"discount_codes": [{"code": c} for c in order.get("discountCodes") or []],
+                             "landing_site": _graphql_landing(order)})
+        customer = normalize_email(order.get("email")) or normalize_email(
+            _dig(order, "customer", "defaultEmailAddress", "emailAddress"))
+        refunds = _graphql_refunds(order, where)
+        raw = order.get("cancelledAt")
+        platform_cancelled_at = parse_utc(raw, f"{where}.cancelledAt") if raw else None
+    elif platform == "woocommerce":
         ordered_at = parse_utc(order.get("date_created_gmt"), f"{where}.date_created_gmt")
         status = str(order.get("status") or "").strip().lower()
         is_test = status == "checkout-draft"
@@ -921,7 +967,10 @@ def _from_the_future(platform: str, order: Mapping, refund_bodies: Mapping[str, 
     """§7: a version with any date (created, updated, a refund's) more than 10 minutes after landing is quarantined."""
     limit = landed_at + FUTURE_TOLERANCE
     where = f"order {order.get('id')}"
-    if platform == "woocommerce":
+    if platform == "shopify_graphql":
+        stamps = [order.get("createdAt"), order.get("updatedAt")]
+        stamps += [r.get("createdAt") for r in order.get("refunds") or []]
+    elif platform == "woocommerce":
         stamps = [order.get("date_created_gmt"), order.get("date_modified_gmt")]
         if order.get("refunds"):
             stamps += [r.get("date_created_gmt") for r in refund_bodies.get(str(order.get("id")), [])]
@@ -1545,7 +1594,9 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     fct_orders = {}
     for key, o in result.orders.items():
         fct_orders[key] = {
-            "partner_id": o.partner_id, "order_id": o.order_id, "platform": o.platform,
+            "partner_id": o.partner_id, "order_id": o.order_id,
+            # the storefront is Shopify whichever API alliance reads it through: switching API changes no row
+            "platform": "shopify" if o.platform == "shopify_graphql" else o.platform,
             "ordered_at": o.ordered_at, "updated_at": o.updated_at, "order_date": o.ordered_at.date(),
             "customer_key": o.customer_key(salt), "currency": o.currency,
             "commissionable_amount": o.commissionable_amount, "refunded_amount": o.refunded_amount,

@@ -25,6 +25,7 @@ from oracle_compare import TABLE_KEYS, compare_published, summarize
 
 from alliance.config import load_config
 from devstack.sandbox.env import load_sandbox_env
+from devstack.sandbox.shopify_graphql import served_orders
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "config" / "demo.yml"
@@ -69,7 +70,7 @@ def oracle_truth(config_path: Path, world, as_of: date, alerts_as_of: date | Non
     """The oracle on what the sandbox serves now; `landed_at`: when the ingest started (records dated more than
     10 minutes after it are quarantined, §7)."""
     with world.lock:
-        return oracle.compute(oracle.load_config(config_path), None, world.orders, world.clicks, as_of,
+        return oracle.compute(oracle.load_config(config_path), None, served_orders(world), world.clicks, as_of,
                               refunds=world.refunds, alerts_as_of=alerts_as_of, landed_at=landed_at)
 
 
@@ -187,7 +188,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         landed = datetime.now(UTC)
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
-        versions = {p: list(orders) for p, orders in world.orders.items()}
+        versions = {p: list(orders) for p, orders in served_orders(world).items()}
         for ref, version in zip((restored, edited), earlier, strict=True):
             versions[ref["partner_id"]].append(version)
         with world.lock:

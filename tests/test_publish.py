@@ -365,3 +365,36 @@ def test_cli_rollback_and_bi_url(warehouse, tmp_path):
     assert url.returncode == 0 and url.stdout.strip().startswith(
         "postgresql://alliance_bi_reader:s3cret-from-the-vault@"), url.stdout
     assert not (tmp_path / "bi_password").exists()  # the deployment's secret wins; nothing written
+
+
+def test_a_forgotten_bi_transaction_cannot_block_a_publish_beyond_its_timeout(warehouse, monkeypatch, tmp_path):
+    """A BI session idle in a transaction holding a lock on analytics is ended by the server after the role's
+    idle_in_transaction_session_timeout, so the publish waiting for that lock goes through; BI statements are
+    bounded by the role's statement_timeout."""
+    monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path))
+    monkeypatch.setenv("ALLIANCE_BI_IDLE_IN_TRANSACTION_TIMEOUT", "2s")
+    monkeypatch.setenv("ALLIANCE_BI_STATEMENT_TIMEOUT", "1s")
+    make_build_schema(warehouse, rows=2)
+    publish(warehouse, run_id="r1")
+    url = bi_url(warehouse)
+    try:
+        with psycopg.connect(url, autocommit=True) as runaway:
+            assert runaway.execute("show statement_timeout").fetchone()[0] == "1s"
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                runaway.execute("select pg_sleep(5)")
+        forgotten = psycopg.connect(url)  # not autocommit: the first select opens a transaction and keeps its lock
+        assert forgotten.execute("select count(*) from fct_orders").fetchone()[0] == 2
+        with connect(warehouse) as conn:
+            held = conn.execute("select count(*) from pg_locks where pid = %s and relation = 'analytics.fct_orders'"
+                                "::regclass and granted", (forgotten.info.backend_pid,)).fetchone()[0]
+        assert held == 1, "the forgotten transaction holds its lock on analytics"
+        make_build_schema(warehouse, rows=4)
+        publish(warehouse, run_id="r2", lock_timeout_seconds=20)  # PublishError if the lock outlived 20 s
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            forgotten.execute("select 1")  # the server ended the idle transaction's session
+        forgotten.close()
+    finally:
+        monkeypatch.delenv("ALLIANCE_BI_IDLE_IN_TRANSACTION_TIMEOUT")
+        monkeypatch.delenv("ALLIANCE_BI_STATEMENT_TIMEOUT")
+        bi_url(warehouse)  # the role's settings back to the defaults
+    assert table_counts(warehouse, "analytics")["fct_orders"] == 4

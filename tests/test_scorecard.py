@@ -15,7 +15,7 @@ from alliance.publish import publish
 from alliance.scorecard import write_scorecard
 from alliance.warehouse import PROJECT_ROOT
 
-CHROMIUM = "/usr/bin/chromium"  # `make test` installs it (scripts/ensure_chromium.sh)
+CHROMIUM = "/usr/bin/chromium"  # `make test` installs it (scripts/ensure_debian_packages.sh)
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 RULES = "rules:\n  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical}\n"
 

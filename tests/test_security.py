@@ -20,7 +20,7 @@ import yaml
 from support.ingest import FAST
 
 from alliance.config import ConfigError, load_config
-from alliance.warehouse import _bundled_bin, parse_url
+from alliance.warehouse import _bundled_bin
 from connectors.http import make_session
 from connectors.ingest import ingest_source
 
@@ -51,9 +51,8 @@ def test_secrets_and_emails_never_reach_logs_or_tables(warehouse, tmp_path):
         run = subprocess.run([ALLIANCE, "-v", "run", "--config", str(DEMO)], capture_output=True, text=True,
                              env=env, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    parts = parse_url(warehouse)
-    dump = subprocess.run([str(_bundled_bin() / "pg_dump"), "-h", parts.host, "-p", str(parts.port), "-U", parts.user,
-                           "--data-only", parts.dbname], capture_output=True, text=True, timeout=120, check=True).stdout
+    dump = subprocess.run([str(_bundled_bin() / "pg_dump"), "--data-only", "--dbname", warehouse],  # URL: password
+                          capture_output=True, text=True, timeout=120, check=True).stdout
     with psycopg.connect(warehouse) as conn:
         orders = conn.execute("select count(*) from analytics.fct_orders").fetchone()[0]
     assert orders > 100 and "northwind" in dump  # the dump really holds the run's data

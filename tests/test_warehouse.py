@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,7 +20,60 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("ALLIANCE_WAREHOUSE_URL", raising=False)
     yield tmp_path / "state"
-    EmbeddedPostgres(tmp_path / "state").stop()
+    server = EmbeddedPostgres(tmp_path / "state")
+    server.stop()
+    if server.home != server.root:
+        shutil.rmtree(server.private, ignore_errors=True)
+
+
+def _modes(path: Path) -> dict[Path, int]:
+    return {p: stat.S_IMODE(p.stat().st_mode) for p in [path, *path.parents]}
+
+
+def test_every_login_needs_a_password_and_no_directory_is_widened(home, tmp_path):
+    """scram-sha-256 for every login (never trust); the superuser's password generated once, kept with mode 0600;
+    the modes of the state dir's parents (pytest's private /tmp/pytest-of-<user> included) stay as they were."""
+    before = _modes(tmp_path)
+    url = warehouse_url()
+    parts = parse_url(url)
+    server = EmbeddedPostgres(home)
+    assert parts.password and parts.password == server.password()
+    assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+    rules = [line.split() for line in (server.pgdata / "pg_hba.conf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
+    for password in (None, "wrong"):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(host=parts.host, port=parts.port, user=parts.user, password=password,
+                            dbname=parts.dbname, connect_timeout=5).close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = current_user"
+                            ).fetchone()[0]
+    assert _modes(tmp_path) == before, "no parent directory's permissions were widened"
+    assert warehouse_url() == url, "the password is generated once"
+
+
+def test_a_trust_data_directory_is_moved_to_passwords(home):
+    """A data directory that older code initialised with `trust` asks for passwords after the next start."""
+    url = warehouse_url()
+    server = EmbeddedPostgres(home)
+    hba = server.pgdata / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
+    server._pg_ctl("reload")
+    parts = parse_url(url)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the reload is asynchronous: until a login without password gets in
+        try:
+            psycopg.connect(host=parts.host, port=parts.port, user=parts.user, dbname="postgres").close()
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    assert warehouse_url() == url
+    methods = {line.split()[-1] for line in hba.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    assert methods == {"scram-sha-256"}
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(host=parts.host, port=parts.port, user=parts.user, dbname="postgres",
+                        connect_timeout=5).close()
 
 
 def test_started_on_demand_on_tcp_and_reused(home):
@@ -52,7 +108,7 @@ def test_stale_pid_is_recovered_and_data_kept(home):
     url = warehouse_url()
     with psycopg.connect(url) as conn:
         conn.execute("create table survivor (x int)")
-    pidfile = home / "pgdata" / "postmaster.pid"
+    pidfile = EmbeddedPostgres(home).pgdata / "postmaster.pid"
     pid = int(pidfile.read_text().splitlines()[0])
     stale = pidfile.read_text()
     os.kill(pid, signal.SIGKILL)

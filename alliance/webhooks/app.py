@@ -6,6 +6,9 @@ Routes (POST, body = the platform's JSON):
   /webhooks/network/<network_id>      X-Alliance-Signature, X-Alliance-Delivery-Id (one click or a list)
 GET /healthz: 200 when a pooled warehouse connection answers (no new connection per call).
 
+The HTTP side connects as its own role (alliance_webhook_receiver: INSERT on raw.webhook_inbox and nothing else;
+alliance/roles.py); the inbox processor and the outbox notifier, which land rows, use the loader's login.
+
 Answers: a verified delivery, a duplicate or an unknown topic included, is stored in the inbox and gets 200 (a 4xx
 makes Shopify retry and remove the subscription, and WooCommerce disable the webhook). Refused before anything is
 stored: unknown source 404, bad signature 401, body over the cap 413 (checked on Content-Length and while
@@ -136,9 +139,8 @@ def create_app(sources: dict[tuple[str, str], Source], warehouse_url: str, salt:
     async def healthz(request: Request) -> Response:
         try:
             async with state["pool"].connection(timeout=limits.db_timeout) as conn:
-                cur = await conn.execute(
-                    "select count(*) filter (where status = 'pending'), count(*) filter (where status = 'failed') "
-                    "from raw.webhook_inbox where status in ('pending', 'failed')")
+                # a SECURITY DEFINER function (alliance/migrations/0010): the HTTP side's role cannot read the inbox
+                cur = await conn.execute("select pending, failed from raw.webhook_inbox_health()")
                 pending, failed = await cur.fetchone()
         except (PoolTimeout, psycopg.Error) as exc:
             return answer(503, f"warehouse unavailable: {type(exc).__name__}")

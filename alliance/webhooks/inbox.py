@@ -84,8 +84,10 @@ async def store(pool: AsyncConnectionPool, source: Source, delivery_id: str, top
             "insert into raw.webhook_inbox (platform, source_id, delivery_id, topic, payload, body_error, status, "
             "  outcome, processed_at) "
             "values (%s, %s, %s, %s, %s, %s, %s, %s, case when %s::text = 'ignored' then now() end) "
-            "on conflict (platform, source_id, delivery_id) do nothing returning inbox_id",
+            # no conflict target and no RETURNING: both would need SELECT, and the HTTP side's role may only INSERT
+            # (the one conflict possible is the delivery's unique key; inbox_id is a fresh serial)
+            "on conflict do nothing",
             (source.platform.name, source.source_id, delivery_id, topic, payload, body_error, status, outcome,
              status),
         )
-        return (await cur.fetchone()) is not None
+        return cur.rowcount == 1

@@ -139,16 +139,19 @@ class WebhookServer:
 
 def build_server(config: AllianceConfig, warehouse_url: str, host: str = "127.0.0.1", port: int = 0,
                  client: AirflowClient | None = None, poll: float = 30.0, *, process: bool = True,
-                 limits: Limits | None = None, retry_base: float = 5.0, max_attempts: int = 20) -> WebhookServer:
-    """Receiver + inbox processor + outbox notifier wired together. `process=False` stores deliveries without
-    processing them (what a receiver stopped right after answering leaves behind)."""
+                 limits: Limits | None = None, retry_base: float = 5.0, max_attempts: int = 20,
+                 receiver_url: str | None = None) -> WebhookServer:
+    """Receiver + inbox processor + outbox notifier wired together. The processor and notifier connect with
+    `warehouse_url` (the loader's login), the HTTP side with `receiver_url` (its own role; default: the same URL).
+    `process=False` stores deliveries without processing them (what a receiver stopped right after answering
+    leaves behind)."""
     with connect(warehouse_url) as conn:
         ensure_webhook_schema(conn)
     notifier = OutboxNotifier(warehouse_url, client, poll=poll)
     processor = InboxProcessor(config, warehouse_url, on_landed=notifier.wake, retry_base=retry_base,
                                max_attempts=max_attempts, connections=airflow_connection) if process else None
-    return WebhookServer(resolve_sources(config), warehouse_url, host=host, port=port, limits=limits,
-                         processor=processor, notifier=notifier)
+    return WebhookServer(resolve_sources(config), receiver_url or warehouse_url, host=host, port=port,
+                         limits=limits, processor=processor, notifier=notifier)
 
 
 __all__ = ["HeadDeadlineH11Protocol", "WebhookServer", "build_server"]

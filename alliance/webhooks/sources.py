@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from alliance.config import AllianceConfig, Partner
 from connectors.platform import WebhookScheme
-from connectors.platforms import webhook_schemes
+from connectors.platforms import webhook_route, webhook_schemes
 
 log = logging.getLogger("alliance.webhooks")
 
@@ -51,11 +51,11 @@ def resolve_sources(config: AllianceConfig) -> dict[tuple[str, str], Source]:
     """(route platform, id) → source with its secret, for every partner/network with a webhook secret set."""
     sources: dict[tuple[str, str], Source] = {}
     for partner in config.storefronts:
-        if partner.webhook_secret_env and partner.platform in PLATFORMS:
+        route = webhook_route(partner.platform)  # shopify_graphql partners' webhooks come as Shopify's (REST bodies)
+        if partner.webhook_secret_env and route in PLATFORMS:
             secret = os.environ.get(partner.webhook_secret_env, "")
             if secret.strip():
-                sources[(partner.platform, partner.id)] = Source(PLATFORMS[partner.platform], partner.id,
-                                                                 secret.encode(), partner)
+                sources[(route, partner.id)] = Source(PLATFORMS[route], partner.id, secret.encode(), partner)
             else:
                 log.warning("%s: %s is not set; its webhooks are refused", partner.id, partner.webhook_secret_env)
     for network in config.referral_networks:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from alliance.config import load_config
 from connectors.clock import SYSTEM_CLOCK, Clock
+from devstack.sandbox.shopify_graphql import API_VERSION as GRAPHQL_API_VERSION
+from devstack.sandbox.shopify_graphql import GraphqlApi
 from devstack.sandbox.world import World, build_world, parse_ts
 
 SHOPIFY_API_VERSION = "2025-10"
@@ -83,6 +87,17 @@ class SandboxOptions:
     trash_share: float = 0.0  # on a WooCommerce storefront, the share of those edits that move the order to the trash
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False)  # what the Shopify bucket leaks by
     woo_total_headers: bool = True  # False: WooCommerce pages without X-WP-Total(Pages), as a stripping proxy would
+    # Shopify GraphQL Admin API (devstack/sandbox/shopify_graphql.py): the standard plan's cost bucket
+    graphql_maximum: int = 2000  # points the bucket holds
+    graphql_restore_rate: float = 100.0  # points restored per second (standard plan)
+    graphql_all_orders: bool = True  # the token has read_all_orders; False: orders older than 60 days are hidden
+    graphql_now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
+    bulk_polls: int = 2  # polls of a bulk operation until it completes
+    bulk_failure: str | None = None  # FAILED | EXPIRED | PARTIAL: how the next bulk operations end
+    bulk_corrupt: Callable[[bytes], bytes] | None = field(default=None, compare=False)  # edits the JSONL served
+    bulk_background: bool = False  # a bulk operation runs in a thread from its creation (benchmarks); polls read it
+    bulk_files_kept: int = 4  # result files kept in memory, newest first
+    static_world: bool = False  # the world never changes (benchmarks): orders are sorted (and converted) once
 
     @property
     def any_fault(self) -> bool:
@@ -103,6 +118,8 @@ class _State:
     injected: Counter = field(default_factory=Counter)  # fault name -> times injected
     throttled: Counter = field(default_factory=Counter)  # source -> 429s answered because its bucket was full
     edits: int = 0
+    graphql: GraphqlApi | None = None
+    sorted_orders: dict[tuple[str, str], tuple[list, list]] = field(default_factory=dict)  # static_world only
 
     def roll(self, rate: float) -> bool:
         if rate <= 0:
@@ -220,6 +237,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._woo_refunds(source, rest[4])
         else:
             self._send(404, {"errors": "Not Found"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        """Shopify's GraphQL Admin API: `POST /<partner>/admin/api/2025-10/graphql.json`, JSON body."""
+        segments = [s for s in urlsplit(self.path).path.split("/") if s]
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        world, state = self.state.world, self.state
+        if (len(segments) != 5 or segments[0] not in world.orders or segments[0] in world.refunds
+                or segments[1:] != ["admin", "api", GRAPHQL_API_VERSION, "graphql.json"]):
+            self._send(404, {"errors": "Not Found"})
+            return
+        partner_id = segments[0]
+        with state.lock:
+            state.requests[partner_id] += 1
+        if self.headers.get("X-Shopify-Access-Token") != world.tokens[partner_id]:
+            self._send(401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})
+            return
+        if self._fault(partner_id):
+            return
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            self._send(400, {"errors": {"query": "Required parameter missing or invalid"}})
+            return
+        assert state.graphql is not None
+        status, answer = state.graphql.answer(partner_id, body)
+        self._send(status, answer)
 
     def _fault(self, source: str) -> bool:
         """Scripted faults (fail_first_n) first, then the random ones of SandboxOptions."""
@@ -414,16 +458,21 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     self._send(400, {"errors": {"updated_at_min": ["Invalid value."]}}, headers)
                     return
-        with world.lock:
-            candidates = [(o, _order_key(o)) for o in world.orders[partner_id] if _status_matches(o, status)]
-            if minimum is not None:
-                candidates = [(o, k) for o, k in candidates if k[0] >= minimum]
-            if after is not None:
-                candidates = [(o, k) for o, k in candidates if k > after]
-            candidates.sort(key=lambda pair: pair[1])
-            page = candidates[:limit]
-            body = json.loads(json.dumps({"orders": self._with_malformed([o for o, _ in page])}))
-        if len(candidates) > limit:
+        if self.state.options.static_world:  # a benchmark's world never changes: sort it once, bisect per page
+            page, more = self._static_page(partner_id, status, minimum, after, limit)
+            body = {"orders": [o for o, _ in page]}
+        else:
+            with world.lock:
+                candidates = [(o, _order_key(o)) for o in world.orders[partner_id] if _status_matches(o, status)]
+                if minimum is not None:
+                    candidates = [(o, k) for o, k in candidates if k[0] >= minimum]
+                if after is not None:
+                    candidates = [(o, k) for o, k in candidates if k > after]
+                candidates.sort(key=lambda pair: pair[1])
+                page = candidates[:limit]
+                more = len(candidates) > limit
+                body = json.loads(json.dumps({"orders": self._with_malformed([o for o, _ in page])}))
+        if more:
             token = _encode_cursor({"min": minimum, "status": status, "after": page[-1][1]})
             host = self.headers.get("Host", f"{self.server.server_address[0]}:{self.server.server_address[1]}")
             link = (f"http://{host}/{partner_id}/admin/api/{SHOPIFY_API_VERSION}/orders.json?"
@@ -431,6 +480,24 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Link"] = f'<{link}>; rel="next"'
         self._send(200, body, headers)
         self._after_page(partner_id, page)
+
+    def _static_page(self, partner_id: str, status: str, minimum: int | None, after: list | None,
+                     limit: int) -> tuple[list[tuple[dict, list]], bool]:
+        """One page of a world that never changes, from a sorted copy made once (`SandboxOptions.static_world`)."""
+        state = self.state
+        with state.lock:
+            cached = state.sorted_orders.get((partner_id, status))
+            if cached is None:
+                pairs = sorted(((o, _order_key(o)) for o in state.world.orders[partner_id]
+                                if _status_matches(o, status)), key=lambda pair: pair[1])
+                cached = state.sorted_orders[(partner_id, status)] = ([k for _, k in pairs], pairs)
+        keys, pairs = cached
+        start = 0
+        if minimum is not None:
+            start = bisect.bisect_left(keys, [minimum])
+        if after is not None:
+            start = max(start, bisect.bisect_right(keys, after))
+        return pairs[start:start + limit], len(pairs) - start > limit
 
     # --- referral network ---------------------------------------------------------------------------
     def _network_clicks(self, network_id: str, query: dict[str, str]) -> None:
@@ -643,13 +710,46 @@ def _status_matches(order: dict, status: str) -> bool:
     return not order.get("cancelled_at") and not order.get("closed_at")  # open (the default)
 
 
+class _FileHandler(BaseHTTPRequestHandler):
+    """The presigned-URL host of bulk operation results (Shopify serves them from cloud storage, not the shop):
+    `GET /bulk/<token>.jsonl?...`. A request carrying a Shopify access token is refused: nothing of the shop's
+    credentials belongs on this host."""
+
+    server_version = "AllianceSandboxStorage/1.0"
+    protocol_version = "HTTP/1.1"
+    state: _State
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        path = urlsplit(self.path).path
+        data = None
+        if path.startswith("/bulk/") and path.endswith(".jsonl") and self.state.graphql is not None:
+            data = self.state.graphql.file(path[len("/bulk/"):-len(".jsonl")])
+        if self.headers.get("X-Shopify-Access-Token") or self.headers.get("Authorization"):
+            status, data = 400, b"<Error><Code>InvalidArgument</Code><Message>credentials are not accepted with a "
+            data += b"signed URL</Message></Error>"
+        elif data is None:
+            status, data = 404, b"<Error><Code>NoSuchKey</Code></Error>"
+        else:
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/jsonl" if status == 200 else "application/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class SandboxHandle:
     """A running sandbox: `.url`, `.port`, `.stop()`, plus test knobs."""
 
-    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, state: _State) -> None:
+    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, state: _State,
+                 files: tuple[ThreadingHTTPServer, threading.Thread] | None = None) -> None:
         self._server = server
         self._thread = thread
         self._state = state
+        self._files = files
         host, port = server.server_address[:2]
         self.port: int = port
         self.url: str = f"http://{host}:{port}"
@@ -677,10 +777,17 @@ class SandboxHandle:
         """How many times each random fault was injected (error, 429_burst, slow, drop, malformed, ...)."""
         return self._state.injected
 
+    @property
+    def graphql(self) -> GraphqlApi:
+        """The GraphQL Admin API's state: cost buckets, THROTTLED answers, bulk operations."""
+        assert self._state.graphql is not None
+        return self._state.graphql
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        for server, thread in [(self._server, self._thread), *([self._files] if self._files else [])]:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
     def __enter__(self) -> SandboxHandle:
         return self
@@ -704,28 +811,43 @@ def _make_server(world: World, host: str, port: int, options: SandboxOptions | N
                                                                                               _State]:
     options = options or SandboxOptions()
     state = _State(world=world, options=options, rng=random.Random(options.seed))
+    state.graphql = GraphqlApi(world, options)
     handler = type("SandboxHandler", (_Handler,), {"state": state})
     return _QuietServer((host, port), handler), state
+
+
+def _start_files(state: _State, host: str) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """The bulk results' storage host: another port, so the connector must fetch it without the shop's token."""
+    files = _QuietServer((host, 0), type("StorageHandler", (_FileHandler,), {"state": state}))
+    bound_host, bound_port = files.server_address[:2]
+    assert state.graphql is not None
+    state.graphql.file_base = f"http://{bound_host}:{bound_port}"
+    thread = threading.Thread(target=files.serve_forever, name=f"sandbox-files-{bound_port}", daemon=True)
+    thread.start()
+    return files, thread
 
 
 def start_sandbox(world: World, host: str = "127.0.0.1", port: int = 0,
                   options: SandboxOptions | None = None) -> SandboxHandle:
     """Serve `world` from a background thread; port 0 picks a free port."""
     server, state = _make_server(world, host, port, options)
+    files = _start_files(state, host)
     thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_address[1]}", daemon=True)
     thread.start()
-    return SandboxHandle(server, thread, state)
+    return SandboxHandle(server, thread, state, files)
 
 
 def serve_forever(world: World, host: str = "127.0.0.1", port: int = 8765,
                   options: SandboxOptions | None = None) -> None:
     """Serve `world` in the foreground until interrupted."""
-    server, _ = _make_server(world, host, port, options)
+    server, state = _make_server(world, host, port, options)
+    files, _ = _start_files(state, host)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        files.shutdown()
         server.server_close()
 
 
@@ -734,7 +856,8 @@ def run_sandbox(config_path: str | None, host: str, port: int, seed: int,
     """The `alliance sandbox` command: build the world for the config and serve it until Ctrl-C."""
     config = load_config(config_path, require_secrets=False)
     world = build_world(config, seed)
-    server, _ = _make_server(world, host, port, options)
+    server, state = _make_server(world, host, port, options)
+    _start_files(state, host)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host}:{bound_port}"
     orders = sum(len(v) for v in world.orders.values())

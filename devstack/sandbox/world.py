@@ -7,7 +7,8 @@ orders, refunds before and after the lock date), and the same seed must always g
 World API (other engineers build on these exact names and shapes; keep them stable):
 
 ``build_world(config: AllianceConfig, seed: int = 42) -> World``
-    Storefront partners (``shopify``, or ``woocommerce``: the same facts in WooCommerce REST v3's shape, see
+    Storefront partners (``shopify``, ``shopify_graphql``: REST-shaped here, served as GraphQL `Order` objects by
+    devstack/sandbox/shopify_graphql.py; or ``woocommerce``: the same facts in WooCommerce REST v3's shape, see
     ``to_woocommerce``) get orders; every partner (including platform
     ``none``) is a referrer; every configured referral network serves clicks. All timestamps lie in a
     FIXED window (orders and clicks between 2026-09-01 and 2026-11-15 UTC; refunds, cancellations and
@@ -388,7 +389,7 @@ class _Builder:
     def __init__(self, config: AllianceConfig, seed: int) -> None:
         self.rng = random.Random(seed)
         self.config = config
-        self.storefronts = [p for p in config.partners if p.platform in ("shopify", "woocommerce")]
+        self.storefronts = [p for p in config.partners if p.platform in ("shopify", "shopify_graphql", "woocommerce")]
         self.partner_ids = [p.id for p in config.partners]
         self.codes = {p.id: list(p.referral_codes) for p in config.partners}
         self.networks = [n.id for n in config.referral_networks]
@@ -851,7 +852,7 @@ def build_world(config: AllianceConfig, seed: int = 42) -> World:
             converted = [to_woocommerce(o) for o in orders[front.id]]
             orders[front.id] = [w for w, _ in converted]
             refunds[front.id] = {str(w["id"]): r for w, r in converted}
-    tokens = {p.id: shopify_token(p.id) if p.platform == "shopify" else woocommerce_credentials(p.id)
+    tokens = {p.id: shopify_token(p.id) if p.platform.startswith("shopify") else woocommerce_credentials(p.id)
               for p in builder.storefronts}
     tokens.update({n: NETWORK_TOKEN for n in builder.networks})
     partners = {p.id: {"platform": p.platform, "currency": p.currency, "referral_codes": list(p.referral_codes)}

@@ -211,7 +211,9 @@ def compare_with_oracle(url: str, world, as_of) -> tuple[int, int, int, int, int
     a missing fct_orders row is a lost order, a row published twice or an extra row in any table counts as doubled,
     every other difference (a changed cell, a missing row of another table) as a mismatch.
     """
-    truth = compute(oracle_config(WORLD_CONFIG), None, world.orders, world.clicks, as_of, refunds=world.refunds,
+    from devstack.sandbox.shopify_graphql import served_orders
+
+    truth = compute(oracle_config(WORLD_CONFIG), None, served_orders(world), world.clicks, as_of, refunds=world.refunds,
                     alerts_as_of=as_of)
     diffs = compare_published(url, truth, os.environ["ALLIANCE_PII_SALT"])
     lost = sum(1 for d in diffs if d.table == "fct_orders" and d.expected == "missing row")
@@ -308,6 +310,7 @@ def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=prin
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
     os.environ.update(_woocommerce_credentials())
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))
+    root.chmod(0o755)  # our own temp dir (mkdtemp makes it 0700): the servers' data stays in it, removed with it
     logdir = root / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     pending = list(range(runs))
@@ -399,6 +402,7 @@ def publish_load_report(cycles: int):
     from reliability.publish_load import publish_under_load
 
     root = Path(tempfile.mkdtemp(prefix="alliance-publish-load-"))
+    root.chmod(0o755)  # our own temp dir: the server's data stays in it (alliance/warehouse.py, service user)
     server = CampaignServer(root / "pg")
     try:
         return publish_under_load(server.fresh_database("publish_load"), cycles=cycles, readers=3)

@@ -9,5 +9,5 @@ from {{ source('raw', 'orders') }} as o
 cross join lateral jsonb_array_elements(
     case when jsonb_typeof(o.payload -> 'discount_codes') = 'array' then o.payload -> 'discount_codes' else '[]'::jsonb end
 ) with ordinality as d(discount, ord)
-where o.platform = 'shopify'
+where o.platform in ('shopify', 'shopify_graphql')
   and nullif(trim(d.discount ->> 'code'), '') is not null

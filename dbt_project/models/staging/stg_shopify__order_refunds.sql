@@ -10,7 +10,7 @@ with refunds as (
     cross join lateral jsonb_array_elements(
         case when jsonb_typeof(o.payload -> 'refunds') = 'array' then o.payload -> 'refunds' else '[]'::jsonb end
     ) with ordinality as r(refund, ord)
-    where o.platform = 'shopify'
+    where o.platform in ('shopify', 'shopify_graphql')
 )
 
 select

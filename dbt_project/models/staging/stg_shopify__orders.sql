@@ -1,10 +1,11 @@
--- One row per Shopify order (latest version), typed from the API payload.
+-- One row per Shopify order (latest version), typed from the API payload. Orders pulled through the GraphQL Admin API
+-- (platform shopify_graphql) land in the same REST-shaped record (connectors/shopify_graphql.py), so one model reads both.
 -- Cancellation (PRODUCT.md §3): `cancelled_at` where Shopify gives it, else the updated_at of the first landed version
 -- that was voided (raw.orders.cancelled_seen_at, set by landing), else the deletion time of an `orders/delete`
 -- webhook. A Shopify deletion is final: no later version can undo it.
 with source as (
     select * from {{ source('raw', 'orders') }}
-    where platform = 'shopify'
+    where platform in ('shopify', 'shopify_graphql')
 ),
 
 deletions as (

@@ -1,4 +1,4 @@
--- 0010: §8 partner programmes mirrored for dbt: the contract terms (tiers as a JSON list of {from_orders, rate},
+-- 0012: §8 partner programmes mirrored for dbt: the contract terms (tiers as a JSON list of {from_orders, rate},
 -- caps in the reporting currency, clawback) on the default commission and on each dated contract, and the
 -- adjustments and reviews CSVs, checked row by row by alliance/config.py before they land here.
 alter table raw.cfg_partners
@@ -43,3 +43,6 @@ $$;
 create or replace aggregate ops.capped_running_sum(numeric, numeric) (
     sfunc = ops.capped_running_sum_step, stype = numeric, initcond = '0'
 );
+
+-- the transformer keeps the config mirror (alliance/migrations/0010_component_roles.sql)
+grant insert, update, delete on raw.cfg_adjustments, raw.cfg_reviews to alliance_transformer;
