@@ -321,7 +321,11 @@ def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
         def num(key: str, r: Mapping = r) -> Decimal | None:
             return _decimal(r.get(key), f"rule {r.get('id')}.{key}")
         severity = str(r.get("severity") or "warning")
-        if r.get("pace_below") is not None:
+        if r.get("held_share_above") is not None:  # §8.5 holds: min_orders defaults to 10
+            rules.append(RuleSpec(id=r["id"], kind="held_share", kpi="held_share", comparison="above",
+                                  threshold=num("held_share_above"), severity=severity,
+                                  min_volume=Decimal(int(r.get("min_orders") or 10))))
+        elif r.get("pace_below") is not None:
             rules.append(RuleSpec(id=r["id"], kind="pace", kpi=r.get("kpi"), comparison="below",
                                   threshold=num("pace_below"), severity=severity,
                                   min_elapsed_days=int(r.get("min_elapsed_days") or 5)))
@@ -880,8 +884,16 @@ def _graphql_refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
         total = sum((parse_money(_dig(item, "subtotalSet", "shopMoney", "amount"),
                                  f"{where}.refunds[{r}].refundLineItems[{j}].subtotalSet.shopMoney.amount")
                      for j, item in enumerate(items)), ZERO)
-        refunds.append(Refund(parse_utc(refund.get("createdAt"), f"{where}.refunds[{r}].createdAt"), total))
+        refunds.append(Refund(parse_utc(refund.get("createdAt"), f"{where}.refunds[{r}].createdAt"), total,
+                              _legacy_id(refund)))
     return tuple(refunds)
+
+
+def _legacy_id(node: Mapping) -> str:
+    """A GraphQL object's REST id: `legacyResourceId`, else the number ending its global id (gid://shopify/T/<n>)."""
+    if node.get("legacyResourceId") is not None:
+        return str(node["legacyResourceId"])
+    return str(node.get("id") or "").rsplit("/", 1)[-1]
 
 
 def _graphql_landing(order: Mapping) -> object:
@@ -1233,7 +1245,7 @@ def compute(
     kpis = _kpis(config, truths, credits, click_rows)
     balance_rows = _balances(config, truths, credits, as_of, lines)
     objectives = _objectives(config, kpis)
-    observations = _observations(rules, kpis, objectives, alerts_as_of)
+    observations = _observations(rules, kpis, objectives, alerts_as_of, balance_rows)
     alerts = _alerts(rules, observations)
     return OracleResult(
         orders=truths, attribution=attribution, balances=dict(balances),
@@ -1510,10 +1522,12 @@ def _objectives(config: OracleConfig, kpis: Mapping[tuple[date, str], KpiTruth]
 
 
 def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTruth],
-                  objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None
+                  objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None,
+                  balances: Mapping[tuple[str, str, date], BalanceTruth] | None = None,
                   ) -> dict[tuple[str, str, str, date], ObservationTruth]:
     """Every period each rule judges: KPI days up to `as_of` (trailing baselines may use any earlier day); the pace
-    "today" is `as_of`, else the latest KPI day. Keyed (rule_id, partner_id, kpi, period)."""
+    "today" is `as_of`, else the latest KPI day; held-share rules judge a referrer's months up to `as_of`, across
+    destinations, from `min_orders` commissioned or held orders on. Keyed (rule_id, partner_id, kpi, period)."""
     out: dict[tuple[str, str, str, date], ObservationTruth] = {}
     kpis = {k: v for k, v in all_kpis.items() if as_of is None or k[0] <= as_of}
 
@@ -1527,8 +1541,19 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
     by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
     for (day, partner), k in all_kpis.items():
         by_partner[partner][day] = k
+    referrer_months: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])  # -> [held, commissioned+held]
+    for b in (balances or {}).values():
+        if as_of is None or b.month <= as_of:
+            counts = referrer_months[(b.referrer_partner_id, b.month)]
+            counts[0] += b.held_orders
+            counts[1] += b.commissioned_orders + b.held_orders
     for rule in rules:
-        if rule.kind == "threshold":
+        if rule.kind == "held_share":
+            for (partner, month), (held, orders) in referrer_months.items():
+                if orders and orders >= rule.min_volume:
+                    share = (Decimal(held) / Decimal(orders)).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+                    judge(rule, partner, "held_share", month, share, rule.threshold, None)
+        elif rule.kind == "threshold":
             for (day, partner), k in kpis.items():
                 value = getattr(k, rule.kpi)
                 judge(rule, partner, rule.kpi, day, None if value is None else Decimal(value), rule.threshold, None)

@@ -164,6 +164,8 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         assert_world_exercises_the_rules(world, truth)
         assert_woocommerce_cases(world, truth)
         assert_programme_terms_exercised(truth)
+        held_months = [o for o in truth.observations.values() if o.rule_kind == "held_share"]
+        assert held_months and any(o.value > 0 for o in held_months), "the held-share rule judges months with holds"
         assert_matches_oracle(warehouse, truth)
 
         count_sql = ("select (select count(*) from raw.orders), (select count(*) from raw.clicks),"
