@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import itertools
 import os
 import re
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,14 +34,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Tier(_Strict):
+    """§8.1: from the (from_orders + 1)-th commissioned order of a programme month on, `rate` applies."""
+
+    from_orders: int = Field(ge=1)
+    rate: Decimal = Field(ge=0, le=1)
+
+
 class Commission(_Strict):
     type: Literal["percent", "flat"]
     rate: Decimal | None = Field(default=None, ge=0, le=1)
     new_customer_rate: Decimal | None = Field(default=None, ge=0, le=1)
     amount: Decimal | None = Field(default=None, ge=0)
+    # §8 programme terms (optional): volume tiers, caps in the reporting currency, clawback after the lock date
+    tiers: list[Tier] = []
+    cap_per_order: Decimal | None = Field(default=None, ge=0)
+    cap_per_month: Decimal | None = Field(default=None, ge=0)
+    clawback: bool = False
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ascend(cls, tiers: list[Tier]) -> list[Tier]:
+        for before, after in itertools.pairwise(tiers):
+            if after.from_orders <= before.from_orders or after.rate <= before.rate:
+                raise ValueError(
+                    "tiers must ascend in both `from_orders` and `rate` (tier "
+                    f"{{from_orders: {after.from_orders}}} follows {{from_orders: {before.from_orders}}}); "
+                    "list them lowest first, each with more orders and a higher rate than the one before"
+                )
+        return tiers
+
+    @property
+    def has_monthly_terms(self) -> bool:
+        """Terms that make an order's commission depend on the other orders of its programme month."""
+        return bool(self.tiers) or self.cap_per_month is not None
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> Commission:
+        if self.type == "flat" and self.tiers:
+            raise ValueError("`tiers` apply to percent contracts only; remove them or use type: percent")
         if self.type == "percent" and self.rate is None:
             raise ValueError("a percent commission needs `rate` (e.g. rate: 0.10)")
         if self.type == "flat" and self.amount is None:
@@ -185,6 +218,13 @@ class Gate(_Strict):
     lock_timeout_seconds: int = Field(default=60, ge=1, le=3600)  # publish waits this long for BI readers
 
 
+class Holds(_Strict):
+    """§8.5 fraud signals: a click-credited row is held when its latest credited click trips one of these."""
+
+    min_seconds_click_to_order: int | None = Field(default=None, ge=0)
+    max_clicks_per_hour: int | None = Field(default=None, ge=1)
+
+
 class AllianceConfig(_Strict):
     reporting_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     attribution: Attribution = Attribution()
@@ -194,6 +234,9 @@ class AllianceConfig(_Strict):
     partners: list[Partner]
     referral_networks: list[ReferralNetwork] = []
     objectives: list[Objective] = []
+    adjustments: Path | None = None  # §8.4 CSV: month,referrer,destination,amount,reason
+    holds: Holds | None = None  # §8.5
+    reviews: Path | None = None  # §8.5 CSV: partner_id,order_id,decision,reviewed_at
     gate: Gate = Gate()
     source_file: Path | None = None
 
@@ -312,8 +355,10 @@ def _check_cross_references(cfg: AllianceConfig, where: str) -> None:
         )
     if cfg.fx_rates is not None and not cfg.fx_rates.is_file():
         problems.append(f"fx_rates: file {cfg.fx_rates} does not exist")
-    if cfg.alerts is not None and not cfg.alerts.is_file():
-        problems.append(f"alerts: file {cfg.alerts} does not exist")
+    for key in ("alerts", "adjustments", "reviews"):
+        path = getattr(cfg, key)
+        if path is not None and not path.is_file():
+            problems.append(f"{key}: file {path} does not exist")
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
 
@@ -344,7 +389,7 @@ def load_config(path: str | Path | None = None, *, require_secrets: bool = True)
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping with `partners:`")
     raw = _expand_env(raw)
-    for key in ("fx_rates", "alerts"):
+    for key in ("fx_rates", "alerts", "adjustments", "reviews"):
         if raw.get(key):
             raw[key] = str((file.parent / raw[key]).resolve())
     if "alerts" not in raw and (file.parent / "alerts.yml").is_file():
@@ -363,6 +408,8 @@ def load_config(path: str | Path | None = None, *, require_secrets: bool = True)
             messages.append(f"{key}: {msg}")
         raise ConfigError(f"{file}: " + "; ".join(messages)) from None
     _check_cross_references(cfg, str(file))
+    read_adjustments(cfg)  # the §8 CSVs fail fast too, before anything touches the warehouse
+    read_reviews(cfg)
     if require_secrets:
         missing = missing_secrets(cfg)
         problems = []
@@ -395,3 +442,121 @@ def read_fx_rates(cfg: AllianceConfig) -> list[tuple[date, str, Decimal]]:
                     f"{cfg.fx_rates}: line {line}: expected an ISO date, a currency and a positive rate, got {row}"
                 ) from None
     return rows
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """§8.4: one row of the adjustments CSV (positive = the destination owes the referrer)."""
+
+    line: int
+    month: date  # first day of the month
+    referrer: str
+    destination: str
+    amount: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class Review:
+    """§8.5: the decision on the held rows of one order."""
+
+    line: int
+    partner_id: str
+    order_id: str
+    decision: Literal["approve", "reject"]
+    reviewed_at: datetime  # UTC
+
+
+def _csv_rows(path: Path, key: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a config CSV whose header must hold `columns`."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not set(columns) <= {name.strip() for name in reader.fieldnames}:
+            raise ConfigError(f"{path}: {key}: the header must be {','.join(columns)}")
+        return [
+            (line, {(k or "").strip(): (v or "").strip() for k, v in row.items()})
+            for line, row in enumerate(reader, start=2)
+            if any((v or "").strip() for v in row.values())
+        ]
+
+
+def read_adjustments(cfg: AllianceConfig) -> list[Adjustment]:
+    """The adjustments CSV, checked row by row; every problem names its line and column."""
+    if cfg.adjustments is None:
+        return []
+    partner_ids = {p.id for p in cfg.partners}
+    rows, problems = [], []
+    for line, row in _csv_rows(cfg.adjustments, "adjustments", ("month", "referrer", "destination", "amount",
+                                                                "reason")):
+        where = f"adjustments line {line}"
+        month = re.fullmatch(r"(\d{4})-(0[1-9]|1[0-2])", row["month"])
+        if not month:
+            problems.append(f"{where}, column month: not a month; write YYYY-MM, e.g. 2026-10")
+        for column in ("referrer", "destination"):
+            if row[column] not in partner_ids:
+                problems.append(f"{where}, column {column}: `{row[column]}` is not a declared partner id")
+        if row["referrer"] == row["destination"]:
+            problems.append(f"{where}: referrer and destination are the same partner; a partner cannot pay itself")
+        try:
+            amount = Decimal(row["amount"])
+            if not amount.is_finite() or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+                raise InvalidOperation
+        except InvalidOperation:
+            amount = None
+            problems.append(f"{where}, column amount: not an amount in the reporting currency; write a number "
+                            "with at most 2 decimals, e.g. 150.00 or -25.50")
+        if not row["reason"]:
+            problems.append(f"{where}, column reason: empty; say why the adjustment is made")
+        if month and amount is not None:
+            rows.append(Adjustment(line, date(int(month.group(1)), int(month.group(2)), 1), row["referrer"],
+                                   row["destination"], amount, row["reason"]))
+    if problems:
+        raise ConfigError(f"{cfg.adjustments}: " + "; ".join(problems))
+    return rows
+
+
+def _utc_datetime(text: str) -> datetime:
+    """An ISO date or date-time; a date is its midnight UTC, a time without offset is UTC."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def read_reviews(cfg: AllianceConfig) -> list[Review]:
+    """The reviews CSV, checked row by row; one decision per order (the earliest row of a repeated one)."""
+    if cfg.reviews is None:
+        return []
+    storefronts = {p.id for p in cfg.storefronts}
+    chosen: dict[tuple[str, str], Review] = {}
+    problems = []
+    for line, row in _csv_rows(cfg.reviews, "reviews", ("partner_id", "order_id", "decision", "reviewed_at")):
+        where = f"reviews line {line}"
+        ok = True
+        if row["partner_id"] not in storefronts:
+            problems.append(f"{where}, column partner_id: `{row['partner_id']}` is not a declared storefront "
+                            "partner id (the destination whose order was held)")
+            ok = False
+        if not row["order_id"]:
+            problems.append(f"{where}, column order_id: empty; give the order's id at that storefront")
+            ok = False
+        if row["decision"] not in ("approve", "reject"):
+            problems.append(f"{where}, column decision: `{row['decision']}` is not approve or reject")
+            ok = False
+        try:
+            reviewed_at = _utc_datetime(row["reviewed_at"])
+        except ValueError:
+            problems.append(f"{where}, column reviewed_at: not an ISO date or date-time (UTC), "
+                            "e.g. 2026-11-03 or 2026-11-03T09:30:00Z")
+            ok = False
+        if not ok:
+            continue
+        review = Review(line, row["partner_id"], row["order_id"], row["decision"], reviewed_at)  # type: ignore[arg-type]
+        key = (review.partner_id, review.order_id)
+        earlier = chosen.get(key)
+        if earlier is not None and earlier.decision != review.decision:
+            problems.append(f"{where}: order {review.order_id} of {review.partner_id} already has decision "
+                            f"`{earlier.decision}` on line {earlier.line}; keep one decision per order")
+        elif earlier is None or review.reviewed_at < earlier.reviewed_at:
+            chosen[key] = review
+    if problems:
+        raise ConfigError(f"{cfg.reviews}: " + "; ".join(problems))
+    return sorted(chosen.values(), key=lambda r: r.line)

@@ -63,6 +63,7 @@ class DbtOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
     raw: Any = None
+    warnings: list[str] = field(default_factory=list)  # tests of severity warn that found rows (§8.5 reviews)
     exception: BaseException | None = None
 
 
@@ -87,7 +88,7 @@ def run_profile_dir(warehouse_url: str, build_schema: str = BUILD_SCHEMA) -> Ite
 
 def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None) -> dict:
     """The dbt vars the models read, from the parsed config (as_of_date pins pending/locked; None = today UTC)."""
-    return {
+    dbt_vars = {
         "reporting_currency": config.reporting_currency,
         "attribution_model": config.attribution.model,
         "lookback_days": config.attribution.lookback_days,
@@ -95,6 +96,10 @@ def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None)
         "as_of_date": as_of_date.isoformat() if as_of_date else "",
         "session_settings": SESSION_SETTINGS,
     }
+    if config.holds is not None:  # §8.5 hold thresholds; unset = that signal is off (dbt_project.yml's null)
+        dbt_vars["holds_min_seconds"] = config.holds.min_seconds_click_to_order
+        dbt_vars["holds_max_clicks_per_hour"] = config.holds.max_clicks_per_hour
+    return dbt_vars
 
 
 @contextmanager
@@ -129,6 +134,20 @@ def _sample_rows(warehouse_url: str, sql: str | None, limit: int = 3) -> str:
 def _artifact(name: str) -> dict:
     path = TARGET_DIR / name
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _warning_lines(run_results: dict, manifest: dict, warehouse_url: str) -> list[str]:
+    """One line per data test of severity warn that found rows, with a few of them (e.g. the ignored reviews)."""
+    nodes = manifest.get("nodes", {})
+    lines = []
+    for item in run_results.get("results", []):
+        if item.get("status") != "warn":
+            continue
+        node = nodes.get(item["unique_id"], {})
+        name = node.get("name") or item["unique_id"].split(".")[-1]
+        sample = _sample_rows(warehouse_url, item.get("compiled_code"), limit=10)
+        lines.append(f"test {name}: {item.get('failures', '?')} rows{sample}")
+    return lines
 
 
 def _failure_lines(run_results: dict, manifest: dict, warehouse_url: str) -> list[str]:
@@ -228,4 +247,5 @@ def run_dbt(
         failures.append(f"dbt could not run: {text[-2000:]}")
     if not result.success and not failures:
         failures.append("dbt reported failure without a failed node; see dbt_project/logs/dbt.log")
-    return DbtOutcome(success=result.success, failures=failures, raw=run_results, exception=exception)
+    return DbtOutcome(success=result.success, failures=failures, raw=run_results, exception=exception,
+                      warnings=_warning_lines(run_results, manifest, warehouse_url))

@@ -38,7 +38,7 @@ from alliance.warehouse import connect
 
 log = logging.getLogger(__name__)
 
-CONFIG_TABLES = ("cfg_partners", "cfg_referral_codes", "cfg_contracts", "cfg_fx_rates")
+CONFIG_TABLES = ("cfg_partners", "cfg_referral_codes", "cfg_contracts", "cfg_fx_rates", "cfg_reviews")
 
 
 @dataclass

@@ -109,7 +109,8 @@ def render_shopify_backfill(run: dict) -> list[str]:
 
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
-    "transform": render_transform, "gate": render_gate, "freshness": render_freshness, "webhooks": render_webhooks,
+    "transform": render_transform, "transform_programme": render_transform, "gate": render_gate,
+    "freshness": render_freshness, "webhooks": render_webhooks,
     "ingest": render_ingest, "shopify_backfill": render_shopify_backfill}
 
 

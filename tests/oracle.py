@@ -1,4 +1,4 @@
-"""An independent Python reading of PRODUCT.md §2-§7: every published number, recomputed from the partner payloads.
+"""An independent Python reading of PRODUCT.md §2-§8: every published number, recomputed from the partner payloads.
 
 Why it exists: the published numbers are computed once, in dbt SQL. The end-to-end test recomputes them here,
 from the config file, the FX CSV and the partner payloads exactly as the APIs serve them, and compares every column
@@ -29,6 +29,11 @@ column's meaning is a reading):
   for a first order): on every credited row of every model (the same terms whichever model credits the referrer),
   null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
 - partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
+- §8 partner programmes (README "Partner programmes"): a hold reason is "click less than N s before the order" and/or
+  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier counter
+  `earlier_commissioned_orders` is published where the row's contract has tiers or a monthly cap; held_rc on held,
+  rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
+  repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
   the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
   average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
@@ -45,7 +50,7 @@ import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -86,6 +91,31 @@ class Terms:
     referrer: str | None = None
     effective_from: date | None = None
     effective_to: date | None = None
+    # §8 programme terms
+    tiers: tuple[tuple[int, Decimal], ...] = ()  # (from_orders, rate), ascending
+    cap_per_order: Decimal | None = None
+    cap_per_month: Decimal | None = None
+    clawback: bool = False
+
+
+@dataclass(frozen=True)
+class AdjustmentSpec:
+    """§8.4 one row of the adjustments CSV."""
+
+    line: int
+    month: date  # first day
+    referrer: str
+    destination: str
+    amount: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReviewSpec:
+    """§8.5 the decision on one order's held rows."""
+
+    decision: str  # approve | reject
+    reviewed_at: datetime  # UTC
 
 
 @dataclass(frozen=True)
@@ -116,6 +146,10 @@ class OracleConfig:
     objectives: tuple[ObjectiveSpec, ...] = ()
     fx_rates: Path | None = None
     alerts: Path | None = None
+    holds_min_seconds: int | None = None  # §8.5
+    holds_max_clicks_per_hour: int | None = None
+    adjustments: tuple[AdjustmentSpec, ...] = ()
+    reviews: Mapping[tuple[str, str], ReviewSpec] = field(default_factory=dict)
 
     def partner(self, partner_id: str) -> PartnerSpec:
         for p in self.partners:
@@ -155,11 +189,52 @@ def _terms(raw: Mapping, where: str, source: str) -> Terms:
     kind = raw.get("type")
     if kind not in ("percent", "flat"):
         raise OracleError(f"{where}.type: expected percent or flat, got {kind!r}")
+    tiers = tuple((int(t["from_orders"]), _decimal(t["rate"], f"{where}.tiers[{i}].rate"))
+                  for i, t in enumerate(raw.get("tiers") or []))
     return Terms(type=kind, rate=_decimal(raw.get("rate"), f"{where}.rate"),
                  new_customer_rate=_decimal(raw.get("new_customer_rate"), f"{where}.new_customer_rate"),
                  amount=_decimal(raw.get("amount"), f"{where}.amount"), source=source, referrer=raw.get("referrer"),
                  effective_from=_date(raw.get("effective_from"), f"{where}.effective_from"),
-                 effective_to=_date(raw.get("effective_to"), f"{where}.effective_to"))
+                 effective_to=_date(raw.get("effective_to"), f"{where}.effective_to"), tiers=tiers,
+                 cap_per_order=_decimal(raw.get("cap_per_order"), f"{where}.cap_per_order"),
+                 cap_per_month=_decimal(raw.get("cap_per_month"), f"{where}.cap_per_month"),
+                 clawback=bool(raw.get("clawback", False)))
+
+
+def read_adjustments_csv(path: Path | None) -> tuple[AdjustmentSpec, ...]:
+    """§8.4 month,referrer,destination,amount,reason (positive = the destination owes the referrer)."""
+    if path is None:
+        return ()
+    rows = []
+    with path.open(newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            if not any((v or "").strip() for v in row.values()):
+                continue
+            rows.append(AdjustmentSpec(line=line, month=date.fromisoformat(row["month"].strip() + "-01"),
+                                       referrer=row["referrer"].strip(), destination=row["destination"].strip(),
+                                       amount=_decimal(row["amount"], f"{path}: line {line}"),
+                                       reason=row["reason"].strip()))
+    return tuple(rows)
+
+
+def read_reviews_csv(path: Path | None) -> dict[tuple[str, str], ReviewSpec]:
+    """§8.5 partner_id,order_id,decision,reviewed_at; a repeated decision counts from its earliest date."""
+    if path is None:
+        return {}
+    out: dict[tuple[str, str], ReviewSpec] = {}
+    with path.open(newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            if not any((v or "").strip() for v in row.values()):
+                continue
+            text = row["reviewed_at"].strip()
+            at = parse_utc(text + ("T00:00:00+00:00" if len(text) == 10 else ""), f"{path}: line {line}")
+            key = (row["partner_id"].strip(), row["order_id"].strip())
+            review = ReviewSpec(decision=row["decision"].strip(), reviewed_at=at)
+            if key in out and out[key].decision != review.decision:
+                raise OracleError(f"{path}: line {line}: a second decision for order {key[1]}")
+            if key not in out or at < out[key].reviewed_at:
+                out[key] = review
+    return out
 
 
 def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig:
@@ -192,12 +267,16 @@ def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig
         p = Path(str(value))
         return p if p.is_absolute() or base_dir is None else base_dir / p
 
+    holds = raw.get("holds") or {}
     return OracleConfig(
         reporting_currency=str(raw.get("reporting_currency") or "USD").upper(),
         model=str(attribution.get("model") or "last_click"),
         lookback_days=int(attribution.get("lookback_days") or 30),
         lock_days=int(raw.get("lock_days") if raw.get("lock_days") is not None else 30),
         partners=tuple(partners), objectives=tuple(objectives), fx_rates=path("fx_rates"), alerts=path("alerts"),
+        holds_min_seconds=holds.get("min_seconds_click_to_order"),
+        holds_max_clicks_per_hour=holds.get("max_clicks_per_hour"),
+        adjustments=read_adjustments_csv(path("adjustments")), reviews=read_reviews_csv(path("reviews")),
     )
 
 
@@ -242,7 +321,11 @@ def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
         def num(key: str, r: Mapping = r) -> Decimal | None:
             return _decimal(r.get(key), f"rule {r.get('id')}.{key}")
         severity = str(r.get("severity") or "warning")
-        if r.get("pace_below") is not None:
+        if r.get("held_share_above") is not None:  # §8.5 holds: min_orders defaults to 10
+            rules.append(RuleSpec(id=r["id"], kind="held_share", kpi="held_share", comparison="above",
+                                  threshold=num("held_share_above"), severity=severity,
+                                  min_volume=Decimal(int(r.get("min_orders") or 10))))
+        elif r.get("pace_below") is not None:
             rules.append(RuleSpec(id=r["id"], kind="pace", kpi=r.get("kpi"), comparison="below",
                                   threshold=num("pace_below"), severity=severity,
                                   min_elapsed_days=int(r.get("min_elapsed_days") or 5)))
@@ -274,6 +357,7 @@ def load_rules(path: str | Path | None) -> list[RuleSpec]:
 class Refund:
     refunded_at: datetime  # UTC
     amount: Decimal  # refunded line subtotals, storefront currency
+    refund_id: str = ""  # the platform's refund id (§8.3 orders a day's refunds by it)
 
 
 @dataclass(frozen=True)
@@ -354,6 +438,29 @@ class CreditTruth:
     referral_code: str | None = None
     contract: Terms | None = None  # the referrer's contract on the order date (credited rows)
     rate_applied: Decimal | None = None
+    # §8 (configured model's credited rows)
+    is_commissioned: bool = False
+    programme_state: str | None = None  # held | rejected | approved
+    held_rc: Decimal | None = None
+    hold_reason: str | None = None
+    reviewed_at: datetime | None = None
+    earlier_commissioned_orders: int | None = None
+    cap_room: Decimal | None = None  # monthly cap room (for clawbacks)
+
+
+@dataclass(frozen=True)
+class LineTruth:
+    """One commission_adjustments row (§8.6)."""
+
+    kind: str  # clawback | manual | approval
+    month: date
+    referrer_partner_id: str
+    destination_partner_id: str
+    order_id: str | None
+    amount_rc: Decimal
+    reason: str
+    line_date: date
+    line_key: str
 
 
 @dataclass(frozen=True)
@@ -406,6 +513,11 @@ class BalanceTruth:
     refund_leakage_rc: Decimal
     lock_date: date
     state: str
+    commissioned_orders: int = 0
+    held_orders: int = 0
+    clawback_rc: Decimal = ZERO
+    adjustments_rc: Decimal = ZERO
+    held_rc: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -468,6 +580,7 @@ class OracleResult:
     observations: dict[tuple[str, str, str, date], ObservationTruth] = field(default_factory=dict)
     configured_model: str = "last_click"
     platforms: dict[str, str] = field(default_factory=dict)
+    lines: dict[tuple[str, str, str], LineTruth] = field(default_factory=dict)  # (destination, referrer, line_key)
 
     def tables(self, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
         """Every published table as {key: {column: expected value}} (customer keys need the §4 salt)."""
@@ -729,7 +842,8 @@ def _shopify_refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
                 raise OracleError(f"{where}.refunds[{r}].refund_line_items[{j}].subtotal: missing (the oracle reads "
                                   "only API versions that send it)")
             total += parse_money(item.get("subtotal"), f"{where}.refunds[{r}].refund_line_items[{j}].subtotal")
-        refunds.append(Refund(parse_utc(refund.get("created_at"), f"{where}.refunds[{r}].created_at"), total))
+        refunds.append(Refund(parse_utc(refund.get("created_at"), f"{where}.refunds[{r}].created_at"), total,
+                              str(refund.get("id", ""))))
     return tuple(refunds)
 
 
@@ -748,7 +862,7 @@ def _woo_refunds(order: Mapping, bodies: Sequence[Mapping] | None, where: str) -
         for j, item in enumerate(items):
             total -= parse_money(item.get("total"), f"{where}/refunds[{r}].line_items[{j}].total")
         refunds.append(Refund(parse_utc(refund.get("date_created_gmt"), f"{where}/refunds[{r}].date_created_gmt"),
-                              total))
+                              total, str(refund.get("id", ""))))
     return tuple(refunds)
 
 
@@ -770,8 +884,16 @@ def _graphql_refunds(order: Mapping, where: str) -> tuple[Refund, ...]:
         total = sum((parse_money(_dig(item, "subtotalSet", "shopMoney", "amount"),
                                  f"{where}.refunds[{r}].refundLineItems[{j}].subtotalSet.shopMoney.amount")
                      for j, item in enumerate(items)), ZERO)
-        refunds.append(Refund(parse_utc(refund.get("createdAt"), f"{where}.refunds[{r}].createdAt"), total))
+        refunds.append(Refund(parse_utc(refund.get("createdAt"), f"{where}.refunds[{r}].createdAt"), total,
+                              _legacy_id(refund)))
     return tuple(refunds)
+
+
+def _legacy_id(node: Mapping) -> str:
+    """A GraphQL object's REST id: `legacyResourceId`, else the number ending its global id (gid://shopify/T/<n>)."""
+    if node.get("legacyResourceId") is not None:
+        return str(node["legacyResourceId"])
+    return str(node.get("id") or "").rsplit("/", 1)[-1]
 
 
 def _graphql_landing(order: Mapping) -> object:
@@ -988,6 +1110,7 @@ def compute(
     balances: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
     leakage: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
     credits: dict[tuple[str, str, str, str | None], CreditTruth] = {}
+    programme: list[_ProgrammeRow] = []  # the configured model's credited rows, priced by §8 after the loop
 
     for o in sorted(parsed, key=lambda x: (x.partner_id, x.ordered_at, x.order_id)):
         where = f"order {o.partner_id}/{o.order_id}"
@@ -1071,17 +1194,17 @@ def compute(
                 pct: Decimal | None = None
                 if ref is not None:
                     contract, pct, priced = commission_of(ref, credit)
+                row_reason = "organic" if ref is None else reason
+                click = latest_click.get(ref) if row_reason == "click" and ref is not None else None
                 if model == configured:
                     if ref is None:
                         commission = round_cents(ZERO)
                     else:
                         commission = priced
                         row_state = state
-                        month = o.ordered_at.strftime("%Y-%m")
-                        balances[(ref, o.partner_id, month)] += commission
-                        leakage[(ref, o.partner_id, month)] += leak[i]
-                row_reason = "organic" if ref is None else reason
-                click = latest_click.get(ref) if row_reason == "click" and ref is not None else None
+                        leakage[(ref, o.partner_id, o.ordered_at.strftime("%Y-%m"))] += leak[i]
+                        programme.append(_ProgrammeRow((o.partner_id, o.order_id, model, ref), o, credit, contract,
+                                                       first_order, left, rate, click))
                 credits[(o.partner_id, o.order_id, model, ref)] = CreditTruth(
                     partner_id=o.partner_id, order_id=o.order_id, model=model, referrer_partner_id=ref,
                     reason=row_reason, credit=credit,
@@ -1109,18 +1232,175 @@ def compute(
             contract=contract, lock_date=o.lock_date, eligible_click_ids=tuple(c.click_id for c in eligible),
         )
 
+    lines = _programme(config, programme, credits, click_rows, as_of)
+    for row in _commission_rows(credits, configured):
+        if row.is_commissioned:
+            month = truths[(row.partner_id, row.order_id)].ordered_at.strftime("%Y-%m")
+            balances[(row.referrer_partner_id, row.partner_id, month)] += row.commission_rc
+    for (partner_id, order_id), a in list(attribution.items()):
+        if a.referrer_partner_id is not None and configured == "last_click":  # the §8 price of the single row
+            row = credits[(partner_id, order_id, "last_click", a.referrer_partner_id)]
+            attribution[(partner_id, order_id)] = replace(a, commission_rc=row.commission_rc,
+                                                          commission_state=row.commission_state)
     kpis = _kpis(config, truths, credits, click_rows)
-    balance_rows = _balances(config, truths, credits, as_of)
+    balance_rows = _balances(config, truths, credits, as_of, lines)
     objectives = _objectives(config, kpis)
-    observations = _observations(rules, kpis, objectives, alerts_as_of)
+    observations = _observations(rules, kpis, objectives, alerts_as_of, balance_rows)
     alerts = _alerts(rules, observations)
     return OracleResult(
         orders=truths, attribution=attribution, balances=dict(balances),
         clicks={c.click_id: c for c in click_rows.values()}, credits=credits, leakage=dict(leakage), kpis=kpis,
         balance_rows=balance_rows, objectives=objectives, alerts=alerts, observations=observations,
         configured_model=configured,
-        platforms={p.id: p.platform for p in config.partners},
+        platforms={p.id: p.platform for p in config.partners}, lines=lines,
     )
+
+
+# --------------------------------------------------------------------------- §8 partner programmes
+
+
+@dataclass(frozen=True)
+class _ProgrammeRow:
+    key: tuple[str, str, str, str]  # (destination, order, model, referrer)
+    order: _Order
+    credit: Decimal
+    contract: Terms
+    first_order: bool
+    left: Decimal  # commissionable minus refunds on or before the lock date, floored at 0
+    fx: Decimal
+    click: ClickTruth | None  # the referrer's credited click (reason click)
+
+
+def _hold_reason(config: OracleConfig, row: _ProgrammeRow, clicks: Mapping[tuple[str, str], ClickTruth]
+                 ) -> str | None:
+    """§8.5: the credited click w came less than min seconds before the order, or the referrer sent more than max
+    clicks for the customer and destination with clicked_at in (w - 3600 s, w] (each click id once)."""
+    w = row.click
+    if w is None:
+        return None
+    reasons = []
+    minimum = config.holds_min_seconds
+    if minimum is not None and row.order.ordered_at - w.clicked_at < timedelta(seconds=minimum):
+        reasons.append(f"click less than {minimum} s before the order")
+    maximum = config.holds_max_clicks_per_hour
+    if maximum is not None:
+        burst = {c.click_id for c in clicks.values()
+                 if c.referrer_partner_id == w.referrer_partner_id and c.destination_partner_id == row.order.partner_id
+                 and c.customer_email == row.order.customer
+                 and w.clicked_at - timedelta(seconds=3600) < c.clicked_at <= w.clicked_at}
+        if len(burst) > maximum:
+            reasons.append(f"more than {maximum} clicks for this customer in the hour up to the click")
+    return "; ".join(reasons) or None
+
+
+def _rate(contract: Terms, first_order: bool, earlier: int) -> Decimal:
+    """§8.1: the last tier with from_orders <= earlier, else the base rate; a first order earns new_customer_rate
+    below the first tier and the higher of the two from a tier on."""
+    tier = None
+    for from_orders, rate in contract.tiers:
+        if from_orders <= earlier:
+            tier = rate
+    new = contract.new_customer_rate if first_order else None
+    if tier is None:
+        return new if new is not None else contract.rate
+    return max(tier, new) if new is not None else tier
+
+
+def _order_amount(row: _ProgrammeRow, rate: Decimal | None, late_refunds: Decimal = ZERO) -> Decimal:
+    """§8.2 the (order, referrer) amount after credit and cap_per_order, rounded to cents (before the monthly cap)."""
+    left = row.left - late_refunds
+    if row.contract.type == "percent":
+        amount = rate * max(ZERO, left) * row.fx * row.credit
+    else:
+        amount = row.contract.amount * row.credit if left > 0 else ZERO
+    if row.contract.cap_per_order is not None:
+        amount = min(amount, row.contract.cap_per_order)
+    return round_cents(amount)
+
+
+def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dict,
+               clicks: Mapping[tuple[str, str], ClickTruth], as_of: date) -> dict[tuple[str, str, str], LineTruth]:
+    """§8 on the configured model's credited rows, per programme month (destination, referrer, UTC month), earliest
+    order first by (ordered_at, order id in (length, text) order): holds and reviews, tiers, caps; then the lines
+    (clawbacks, approvals, manual adjustments)."""
+    months: dict[tuple[str, str, date], list[_ProgrammeRow]] = defaultdict(list)
+    for row in rows:
+        months[(row.order.partner_id, row.key[3], row.order.ordered_at.date().replace(day=1))].append(row)
+    lines: dict[tuple[str, str, str], LineTruth] = {}
+
+    def add(line: LineTruth) -> None:
+        lines[(line.destination_partner_id, line.referrer_partner_id, line.line_key)] = line
+
+    for month_rows in months.values():
+        month_rows.sort(key=lambda r: (r.order.ordered_at, len(r.order.order_id), r.order.order_id))
+        earlier, earned = 0, ZERO
+        for row in month_rows:
+            o = row.order
+            reason = _hold_reason(config, row, clicks)
+            review = config.reviews.get((o.partner_id, o.order_id)) if reason else None
+            state = None
+            if reason and review is None:
+                state = "held"
+            elif reason and review.decision == "reject":
+                state = "rejected"
+            elif reason and review.reviewed_at.date() > o.lock_date:
+                state = "approved"
+            rate = _rate(row.contract, row.first_order, earlier) if row.contract.type == "percent" else None
+            capped = _order_amount(row, rate)
+            cap = row.contract.cap_per_month
+            room = round_cents(max(ZERO, cap - earned)) if cap is not None else None
+            if state is None:
+                commission = min(capped, room) if room is not None else capped
+                earned += commission
+                earlier += 1
+            else:
+                commission = capped if state == "approved" else round_cents(ZERO)
+            credits[row.key] = replace(
+                credits[row.key], commission_rc=commission, rate_applied=rate,
+                commission_state=state or ("locked" if as_of > o.lock_date else "pending"),
+                is_commissioned=state is None, programme_state=state, held_rc=capped if state else None,
+                hold_reason=reason, reviewed_at=review.reviewed_at if review else None,
+                earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
+                or cap is not None else None, cap_room=room)
+            if state == "approved":
+                day = review.reviewed_at.date()
+                add(LineTruth("approval", day.replace(day=1), row.key[3], o.partner_id, o.order_id, capped,
+                              f"held ({reason}), approved on {day.isoformat()}, after the lock date "
+                              f"{o.lock_date.isoformat()}", day, f"approval:{o.order_id}"))
+            if state is None and row.contract.clawback:
+                for line in _clawbacks(row, rate, room, commission):
+                    add(line)
+    for a in config.adjustments:
+        add(LineTruth("manual", a.month, a.referrer, a.destination, None, round_cents(a.amount), a.reason, a.month,
+                      f"manual:{a.line}"))
+    return lines
+
+
+def _clawbacks(row: _ProgrammeRow, rate: Decimal | None, room: Decimal | None, commission: Decimal
+               ) -> list[LineTruth]:
+    """§8.3: each refund dated after the lock date and a cancellation after it, in (date, refund id) order with
+    the cancellation after its day's refunds (it ends the sequence): -(C_before - C_after), C recomputed with the
+    order's late events so far, its rate and monthly room as at the lock."""
+    o = row.order
+    events = [(r.refunded_at.date(), 0, r.refund_id, r.amount) for r in o.refunds if r.refunded_at.date() > o.lock_date]
+    if o.is_cancelled and not o.counts_as_cancelled and o.cancelled_at is not None:
+        events.append((o.cancelled_at.date(), 1, "cancellation", ZERO))
+    events.sort(key=lambda e: (e[0], e[1], len(e[2]), e[2]))
+    out, late, before = [], ZERO, commission
+    for day, rank, event_id, amount in events:
+        late += amount
+        after = round_cents(ZERO) if rank == 1 else _order_amount(row, rate, late)
+        if rank == 0 and room is not None:
+            after = min(after, room)
+        if after != before:
+            what = "cancellation" if rank == 1 else f"refund {event_id}"
+            out.append(LineTruth("clawback", day.replace(day=1), row.key[3], o.partner_id, o.order_id,
+                                 after - before, f"{what} on {day.isoformat()}, after the lock date "
+                                 f"{o.lock_date.isoformat()}", day, f"clawback:{o.order_id}:{event_id}"))
+        before = after
+        if rank == 1:
+            break
+    return out
 
 
 # --------------------------------------------------------------------------- KPIs, balances, objectives, alerts
@@ -1152,17 +1432,19 @@ def _kpis(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], cr
     for row in _commission_rows(credits, config.model):
         o = orders[(row.partner_id, row.order_id)]
         day = o.ordered_at.date()
-        a = acc[(day, row.referrer_partner_id)]
-        a["orders"].add(o.key)
-        if o.is_new_customer:
-            a["new"].add(o.key)
-        a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
-        a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
-        a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
-        a["earned"] += row.commission_rc
-        d = acc[(day, row.partner_id)]
-        d["owed"] += row.commission_rc
-        d["owes"] = True
+        if row.programme_state != "rejected":  # §8.6: orders and revenue include held rows, not rejected ones
+            a = acc[(day, row.referrer_partner_id)]
+            a["orders"].add(o.key)
+            if o.is_new_customer:
+                a["new"].add(o.key)
+            a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
+            a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
+            a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
+        if row.is_commissioned:  # §8.6: commission columns count commissioned orders only
+            acc[(day, row.referrer_partner_id)]["earned"] += row.commission_rc
+            d = acc[(day, row.partner_id)]
+            d["owed"] += row.commission_rc
+            d["owes"] = True
     out: dict[tuple[date, str], KpiTruth] = {}
     for (day, partner), a in acc.items():
         if partner not in partner_ids or not (a["clicks"] or a["orders"] or a["owes"]):
@@ -1184,28 +1466,45 @@ def _kpis(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], cr
 
 
 def _balances(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
-              as_of: date) -> dict[tuple[str, str, date], BalanceTruth]:
-    """partner_balances: every (referrer, destination, UTC month) with a credited order of the configured model,
-    zero commissions included; money columns add per-(order, referrer) cents as in partner_kpis_daily; one lock
-    date per month (its last day + lock_days), `locked` once today is after it."""
+              as_of: date, lines: Mapping[tuple[str, str, str], LineTruth] | None = None
+              ) -> dict[tuple[str, str, date], BalanceTruth]:
+    """partner_balances: every (referrer, destination, UTC month) with a commissioned or held order of the
+    configured model, or a §8 line, zero commissions included; orders and revenue count every credited row but the
+    rejected ones, the commission the commissioned ones; money columns add per-(order, referrer) cents as in
+    partner_kpis_daily; one lock date per month (its last day + lock_days), `locked` once today is after it."""
     acc: dict[tuple[str, str, date], dict[str, Any]] = defaultdict(lambda: {
-        "orders": set(), "revenue": ZERO, "net": ZERO, "commission": ZERO, "leak": ZERO})
+        "orders": set(), "revenue": ZERO, "net": ZERO, "commission": ZERO, "leak": ZERO, "commissioned": 0,
+        "held": 0, "held_rc": ZERO, "clawback": ZERO, "adjustments": ZERO, "lines": False})
     for row in _commission_rows(credits, config.model):
         o = orders[(row.partner_id, row.order_id)]
         month = o.ordered_at.date().replace(day=1)
         a = acc[(row.referrer_partner_id, row.partner_id, month)]
-        a["orders"].add(o.key)
-        a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
-        a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
-        a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
-        a["commission"] += row.commission_rc
+        if row.programme_state != "rejected":
+            a["orders"].add(o.key)
+            a["revenue"] += round_cents(row.credit * o.commissionable_amount * o.fx_rate)
+            a["net"] += round_cents(row.credit * (o.commissionable_amount - o.refunded_amount) * o.fx_rate)
+            a["leak"] += round_cents(row.credit * (o.refunded_amount - o.refunded_before_lock) * o.fx_rate)
+        if row.is_commissioned:
+            a["commission"] += row.commission_rc
+            a["commissioned"] += 1
+        if row.programme_state == "held":
+            a["held"] += 1
+            a["held_rc"] += row.held_rc
+    for line in (lines or {}).values():
+        a = acc[(line.referrer_partner_id, line.destination_partner_id, line.month)]
+        a["lines"] = True
+        a["clawback" if line.kind == "clawback" else "adjustments"] += line.amount_rc
     out = {}
     for (ref, dest, month), a in acc.items():
+        if not (a["commissioned"] or a["held"] or a["lines"]):
+            continue
         lock = lock_date_for(month, config.lock_days)
         out[(ref, dest, month)] = BalanceTruth(
             referrer_partner_id=ref, destination_partner_id=dest, month=month, attributed_orders=len(a["orders"]),
             attributed_revenue_rc=a["revenue"], net_attributed_revenue_rc=a["net"], commission_rc=a["commission"],
-            refund_leakage_rc=a["leak"], lock_date=lock, state="locked" if as_of > lock else "pending")
+            refund_leakage_rc=a["leak"], lock_date=lock, state="locked" if as_of > lock else "pending",
+            commissioned_orders=a["commissioned"], held_orders=a["held"], clawback_rc=a["clawback"],
+            adjustments_rc=a["adjustments"], held_rc=a["held_rc"])
     return out
 
 
@@ -1223,10 +1522,12 @@ def _objectives(config: OracleConfig, kpis: Mapping[tuple[date, str], KpiTruth]
 
 
 def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str], KpiTruth],
-                  objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None
+                  objectives: Mapping[tuple[str, date, str], ObjectiveTruth], as_of: date | None = None,
+                  balances: Mapping[tuple[str, str, date], BalanceTruth] | None = None,
                   ) -> dict[tuple[str, str, str, date], ObservationTruth]:
     """Every period each rule judges: KPI days up to `as_of` (trailing baselines may use any earlier day); the pace
-    "today" is `as_of`, else the latest KPI day. Keyed (rule_id, partner_id, kpi, period)."""
+    "today" is `as_of`, else the latest KPI day; held-share rules judge a referrer's months up to `as_of`, across
+    destinations, from `min_orders` commissioned or held orders on. Keyed (rule_id, partner_id, kpi, period)."""
     out: dict[tuple[str, str, str, date], ObservationTruth] = {}
     kpis = {k: v for k, v in all_kpis.items() if as_of is None or k[0] <= as_of}
 
@@ -1240,8 +1541,19 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
     by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
     for (day, partner), k in all_kpis.items():
         by_partner[partner][day] = k
+    referrer_months: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])  # -> [held, commissioned+held]
+    for b in (balances or {}).values():
+        if as_of is None or b.month <= as_of:
+            counts = referrer_months[(b.referrer_partner_id, b.month)]
+            counts[0] += b.held_orders
+            counts[1] += b.commissioned_orders + b.held_orders
     for rule in rules:
-        if rule.kind == "threshold":
+        if rule.kind == "held_share":
+            for (partner, month), (held, orders) in referrer_months.items():
+                if orders and orders >= rule.min_volume:
+                    share = (Decimal(held) / Decimal(orders)).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+                    judge(rule, partner, "held_share", month, share, rule.threshold, None)
+        elif rule.kind == "threshold":
             for (day, partner), k in kpis.items():
                 value = getattr(k, rule.kpi)
                 judge(rule, partner, rule.kpi, day, None if value is None else Decimal(value), rule.threshold, None)
@@ -1344,6 +1656,8 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
             "contract_source": t.source if t else None, "contract_type": t.type if t else None,
             "contract_effective_from": t.effective_from if t else None, "rate_applied": c.rate_applied,
             "flat_amount": t.amount if t and t.type == "flat" else None, "fx_rate": o.fx_rate,
+            "is_commissioned": c.is_commissioned, "held_rc": c.held_rc, "hold_reason": c.hold_reason,
+            "reviewed_at": c.reviewed_at, "earlier_commissioned_orders": c.earlier_commissioned_orders,
         }
     kpis = {key: {f: getattr(k, f) for f in KpiTruth.__dataclass_fields__} for key, k in result.kpis.items()}
     balances = {}
@@ -1357,7 +1671,12 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
             "commission_locked_rc": b.commission_rc if locked else round_cents(ZERO),
             "commission_pending_rc": round_cents(ZERO) if locked else b.commission_rc,
             "refund_leakage_rc": b.refund_leakage_rc, "lock_date": b.lock_date, "state": b.state,
+            "commissioned_orders": b.commissioned_orders, "held_orders": b.held_orders,
+            "commission_rc": b.commission_rc, "clawback_rc": b.clawback_rc, "adjustments_rc": b.adjustments_rc,
+            "held_rc": b.held_rc, "balance_rc": b.commission_rc + b.clawback_rc + b.adjustments_rc,
         }
+    adjustments = {key: {f: getattr(line, f) for f in LineTruth.__dataclass_fields__}
+                   for key, line in result.lines.items()}
     objectives = {key: {f: getattr(o, f) for f in ObjectiveTruth.__dataclass_fields__}
                   for key, o in result.objectives.items()}
     observations = {key: {f: getattr(o, f) for f in ObservationTruth.__dataclass_fields__}
@@ -1367,4 +1686,4 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
         alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
     return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
             "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
-            "kpi_alerts": alerts, "kpi_alert_observations": observations}
+            "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

@@ -20,9 +20,12 @@ RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
 
 def test_load_rules_reads_the_shipped_file():
     rules = {r.id: r for r in load_rules(RULES_FILE)}
-    assert set(rules) == {"high_refund_rate", "large_commission_bill", "conversion_halved", "objective_behind_pace"}
-    assert [rules[r].kind for r in ("high_refund_rate", "conversion_halved", "objective_behind_pace")] == [
-        "threshold", "trailing", "pace"]
+    assert set(rules) == {"high_refund_rate", "large_commission_bill", "conversion_halved", "objective_behind_pace",
+                          "many_orders_held"}
+    kinds = ("high_refund_rate", "conversion_halved", "objective_behind_pace", "many_orders_held")
+    assert [rules[r].kind for r in kinds] == ["threshold", "trailing", "pace", "held_share"]
+    held = rules["many_orders_held"]
+    assert (held.comparison, held.threshold, held.min_orders) == ("above", Decimal("0.2"), 10)
     assert (rules["high_refund_rate"].comparison, rules["high_refund_rate"].threshold) == ("above", Decimal("0.6"))
     assert rules["high_refund_rate"].severity == "critical"
 
@@ -46,6 +49,10 @@ def test_load_rules_reads_the_shipped_file():
          "min_volume.kpi: `aov_rc` is not a volume"),
         ("rules:\n  - {id: a, kpi: aov_rc, trailing_days: 7, below: 1}", "a trailing rule compares a relative change"),
         ("rules:\n  - {id: a, pace_below: 0.8, above: 3}", "a pace rule takes only"),
+        ("rules:\n  - {id: a, held_share_above: 0.2, kpi: refund_rate}", "a held-share rule takes only"),
+        ("rules:\n  - {id: a, held_share_above: 1.5}", "key `held_share_above`"),
+        ("rules:\n  - {id: a, held_share_above: 0.2, min_orders: 0}", "key `min_orders`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, min_orders: 5}", "only a held-share rule takes it"),
         ("rules:\n  - {id: a, kpi: aov_rc, above: 1, channels: [pager]}", "unknown channel `pager`"),
         ("channels:\n  x: {type: webhook, url_env: https://hooks.example/abc, secret_env: S}\nrules: []",
          "channel `x`: url_env: `https://hooks.example/abc` must be an environment variable NAME"),

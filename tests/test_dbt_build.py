@@ -286,7 +286,7 @@ def test_kpis_balances_objectives(built: str) -> None:
 def test_schemas_are_separate(built: str) -> None:
     tables = _rows(built, "select table_schema, table_type, count(*) from information_schema.tables"
                           " where table_schema like 'alliance_build%' group by 1, 2 order by 1, 2")
-    assert ("alliance_build", "BASE TABLE", 7) in tables
+    assert ("alliance_build", "BASE TABLE", 8) in tables  # the published marts and kpi_alert_observations
     assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
 
@@ -305,7 +305,7 @@ def test_descriptions_are_postgres_comments(built: str) -> None:
     tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
                           " and c.relkind = 'r'")
-    assert len(tables) == 7 and all(comment for _, comment in tables)
+    assert len(tables) == 8 and all(comment for _, comment in tables)
     comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
                            " (select attnum from pg_attribute where attrelid ="
                            " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")
@@ -471,3 +471,20 @@ def test_staged_rows_missing_a_key_fail_the_build_naming_the_column(built: str) 
     finally:
         with psycopg.connect(built) as conn:
             conn.execute("delete from raw.clicks where click_id = 'no-referrer'")
+
+
+def test_a_review_of_an_order_that_is_not_held_is_a_warning(built: str) -> None:
+    """§8.5: a review naming an order alliance does not know, or one with no held row, is ignored; the build goes on
+    and the run reports the reviews line and the order as a warning."""
+    with psycopg.connect(built) as conn:
+        conn.execute("insert into raw.cfg_reviews values ('northwind', '999', 'approve', '2026-11-01', 2),"
+                     " ('northwind', '101', 'reject', '2026-11-01', 3)")
+    try:
+        outcome = run_dbt(["test", "--select", "warn_reviews_of_orders_not_held"], built, "alliance_build", VARS)
+    finally:
+        with psycopg.connect(built) as conn:
+            conn.execute("delete from raw.cfg_reviews")
+    assert outcome.success and outcome.failures == []
+    [line] = outcome.warnings
+    assert line.startswith("test warn_reviews_of_orders_not_held: 2 rows")
+    assert "order_id=999, why_ignored=unknown order" in line and "order_id=101, why_ignored=order not held" in line

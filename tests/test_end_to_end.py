@@ -98,6 +98,18 @@ def assert_world_exercises_the_rules(world, truth: oracle.OracleResult) -> None:
     assert any(o.currency != "USD" for o in truth.orders.values()), "a non-USD storefront"
 
 
+def assert_programme_terms_exercised(truth: oracle.OracleResult) -> None:
+    """§8: the world's contracts use every term, and the data reaches each of them (tests/data/oracle_alliance.yml)."""
+    rows = [c for c in truth.credits.values() if c.model == truth.configured_model and c.referrer_partner_id]
+    assert {"held", "rejected", "approved", "locked", "pending"} <= {c.commission_state for c in rows}
+    assert any(c.contract.tiers and c.rate_applied in {t for _, t in c.contract.tiers} for c in rows), "a tier rate"
+    assert any(c.contract.cap_per_order is not None and c.commission_rc == c.contract.cap_per_order for c in rows)
+    assert any(c.cap_room is not None and c.is_commissioned and c.commission_rc == c.cap_room for c in rows)
+    assert {line.kind for line in truth.lines.values()} == {"clawback", "manual", "approval"}
+    assert any(line.order_id and "refund" in line.reason for line in truth.lines.values()), "a late refund"
+    assert any(b.held_rc > 0 for b in truth.balance_rows.values()), "a month with held rows"
+
+
 def assert_reconciles(url: str) -> None:
     """Per order and model, referrers + organic = the order's revenue; per month, earned = owed."""
     orders = published(url, """
@@ -111,7 +123,7 @@ def assert_reconciles(url: str) -> None:
             or sum(a.refund_leakage_rc) <> min(o.refund_leakage_rc)""")
     assert orders == [], f"{len(orders)} (order, model) do not reconcile: {orders[:5]}"
     months = published(url, """
-        select k.month, k.earned, k.owed, b.earned, b.owed from (
+        select month, coalesce(k.earned, 0), coalesce(k.owed, 0), coalesce(b.earned, 0), coalesce(b.owed, 0) from (
             select date_trunc('month', kpi_date)::date as month, sum(commission_earned_rc) as earned,
                    sum(commission_owed_rc) as owed
             from analytics.partner_kpis_daily group by 1) k
@@ -119,6 +131,13 @@ def assert_reconciles(url: str) -> None:
             select month, sum(commission_earned_rc) as earned, sum(commission_owed_rc) as owed
             from analytics.partner_balances group by 1) b using (month)""")
     assert months and all(len({ke, ko, be, bo}) == 1 for _, ke, ko, be, bo in months), months
+    lines = published(url, """
+        select b.referrer_partner_id, b.destination_partner_id, b.month from analytics.partner_balances b
+        left join (select referrer_partner_id, destination_partner_id, month, sum(amount_rc) as lines_rc
+                   from analytics.commission_adjustments group by 1, 2, 3) l
+            using (referrer_partner_id, destination_partner_id, month)
+        where b.balance_rc <> b.commission_rc + coalesce(l.lines_rc, 0)""")
+    assert lines == [], f"balances do not add up to commission + lines: {lines[:5]}"
 
 
 def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
@@ -144,6 +163,9 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         truth = oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed)
         assert_world_exercises_the_rules(world, truth)
         assert_woocommerce_cases(world, truth)
+        assert_programme_terms_exercised(truth)
+        held_months = [o for o in truth.observations.values() if o.rule_kind == "held_share"]
+        assert held_months and any(o.value > 0 for o in held_months), "the held-share rule judges months with holds"
         assert_matches_oracle(warehouse, truth)
 
         count_sql = ("select (select count(*) from raw.orders), (select count(*) from raw.clicks),"

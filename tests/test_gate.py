@@ -56,7 +56,8 @@ def test_bad_table_fails_the_gate_and_analytics_stays_as_it_was(warehouse):
     assert "fct_order_attribution: expect_column_values_to_be_between(credit, 0.0, 1.0) failed: 1 of " in text
     # key uniqueness of the fct_* marts is dbt's unique_combination test (the dbt failure above), not repeated in GX
     assert not any("to_be_unique" in line for line in gate.failures)
-    assert "fct_order_attribution: expect_column_values_to_be_in_set(commission_state, [pending, locked])" in text
+    assert ("fct_order_attribution: expect_column_values_to_be_in_set(commission_state, [pending, locked, held, "
+            "rejected, approved])") in text
     # the extra last-click row breaks both reconciliations: models disagree, commissions no longer add up
     assert "fct_order_attribution: expect_no_unexpected_rows(reconciliation) failed: 2 unreconciled total(s)" in text
     assert any(line.startswith("partner_balances: expect_no_unexpected_rows(reconciliation) failed: 1 ")

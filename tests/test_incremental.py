@@ -25,6 +25,7 @@ from alliance.schemas import PUBLISHED_TABLES
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.transform.generate import Generator  # noqa: E402
+from bench.transform.programme import with_programme_terms, with_reviews  # noqa: E402
 
 MARTS = PUBLISHED_TABLES
 SCHEMA = "inc_build"
@@ -173,6 +174,76 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     states = {row[11] for row in refreshed["fct_order_attribution"]} - {None}
     assert states == {"locked"}, "every commission is locked on 2027-01-15"
     assert "pending" in {row[11] for row in published["fct_order_attribution"]}, "some were pending on 2026-12-01"
+
+
+def _early_order(url: str, gen: Generator) -> dict[str, int]:
+    """A new order early in a busy programme month, credited by code to the referrer with the most orders there:
+    every later order of that (destination, referrer, month) moves one place, so tiers and monthly cap room change
+    for orders that did not change themselves (§8.1-2)."""
+    with psycopg.connect(url) as conn:
+        store, referrer, month = conn.execute("""
+            select partner_id, referrer_partner_id, date_trunc('month', order_date)
+            from analytics.fct_order_attribution where is_commission_model and is_commissioned
+              and earlier_commissioned_orders is not null and attribution_reason = 'code'
+            group by 1, 2, 3 order by count(*) desc, 1, 2 limit 1""").fetchone()
+        code = conn.execute("select code from raw.cfg_referral_codes where partner_id = %s limit 1",
+                            (referrer,)).fetchone()[0]
+        created = month + timedelta(hours=1)
+        payload = {**gen._order(store, created, None), "id": 999_999, "discount_codes": [{"code": code}],
+                   "cancelled_at": None, "financial_status": "paid", "test": False, "refunds": [],
+                   "subtotal_price": "300.00", "updated_at": created.isoformat()}
+        conn.execute("insert into raw.orders (partner_id, order_id, platform, updated_at, customer_key, payload,"
+                     " load_id) values (%s, '999999', 'shopify', %s, null, %s, gen_random_uuid())",
+                     (store, created, Jsonb(payload)))
+        return dict(conn.execute(
+            "select order_id, earlier_commissioned_orders from analytics.fct_order_attribution"
+            " where is_commissioned and partner_id = %s and referrer_partner_id = %s"
+            " and date_trunc('month', order_date) = %s", (store, referrer, month)).fetchall())
+
+
+def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory, tmp_path) -> None:
+    """§8 on half the contracts (tiers, caps, clawback), holds, reviews and adjustments: the monthly rules reach
+    across orders, so the incremental path recomputes whole programme months and still equals a full refresh."""
+    url = fresh_database_factory("inc8")
+    demo = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    config = with_programme_terms(demo, tmp_path)
+    gen = Generator(config, seed=5)
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+    gen.write(url, 1500, history_until=datetime.now(UTC) - timedelta(hours=1), step_seconds=60)
+    config = with_reviews(config, url, tmp_path)
+    with psycopg.connect(url) as conn:
+        sync_config(conn, config)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
+    first = dbt_build(url, SCHEMA, dbt_vars)
+    assert first.full_refresh and first.outcome.success, first.outcome.failures
+    publish(url, SCHEMA, run_id="p1")
+    with psycopg.connect(url) as conn:
+        states = dict(conn.execute("select commission_state, count(*) from analytics.fct_order_attribution"
+                                   " group by 1").fetchall())
+        kinds = {r[0] for r in conn.execute("select kind from analytics.commission_adjustments").fetchall()}
+        tiered = conn.execute("select count(*) from analytics.fct_order_attribution where is_commissioned"
+                              " and earlier_commissioned_orders >= 3 and rate_applied > 0.12").fetchone()[0]
+    assert {"held", "locked", "pending"} <= set(states) and tiered > 0, (states, tiered)
+    assert {"manual", "clawback"} <= kinds, kinds
+
+    before = _early_order(url, gen)
+    gen.write(url, 15, start=datetime(2026, 11, 2, tzinfo=UTC), span_seconds=3 * 86400)
+    assert gen.change(url, 10) == 10
+    later = {**dbt_vars, "as_of_date": "2027-01-15"}
+    second = dbt_build(url, SCHEMA, later)
+    assert not second.full_refresh and second.outcome.success, second.outcome.failures
+    incremental = snapshot(url)
+    with psycopg.connect(url) as conn:
+        moved = [order_id for order_id, n in conn.execute(
+            f"select order_id, earlier_commissioned_orders from {SCHEMA}.fct_order_attribution"
+            " where is_commissioned and order_id = any(%s)", (list(before),)).fetchall() if n == before[order_id] + 1]
+    assert len(moved) >= 3, "the early order moved the month's later orders one place up"
+    full = dbt_build(url, SCHEMA, later, full_refresh=True)
+    assert full.outcome.success, full.outcome.failures
+    refreshed = snapshot(url)
+    for table in (*MARTS, *WORK):
+        assert incremental[table] == refreshed[table], f"{table} differs between incremental and full refresh"
 
 
 def test_config_change_forces_full_refresh(fresh_database_factory) -> None:

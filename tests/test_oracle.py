@@ -629,3 +629,73 @@ def test_versions_and_clicks_from_the_future_are_not_landed():
     assert set(res.orders) == {("northwind", "1"), ("northwind", "3")}
     assert res.orders[("northwind", "1")].refunded_amount == 0
     assert set(res.clicks) == {"1"} and res.attribution[("northwind", "3")].click_id == "1"
+
+
+# --------------------------------------------------------------------------- §8 partner programmes
+
+
+def programme_config(tmp_path=None, **terms):
+    """northwind's default commission with §8 terms; holds and the CSVs as given."""
+    partners = base_partners()
+    partners[0]["commission"] = {"type": "percent", "rate": "0.10", **terms.pop("commission", {})}
+    partners[0]["contracts"] = terms.pop("contracts", [])
+    return config_from_dict({"reporting_currency": "USD", "attribution": {"model": "last_click", "lookback_days": 30},
+                             "lock_days": 30, "partners": partners, **terms}, tmp_path)
+
+
+def test_programme_tiers_count_earlier_commissioned_orders_and_same_second_ties():
+    cfg = programme_config(commission={"tiers": [{"from_orders": 2, "rate": "0.12"}]})
+    orders = [order(oid, at, email=f"c{oid}@example.com", codes=["TIDE20"]) for oid, at in
+              ((1, "2026-10-01T10:00:00Z"), (10, "2026-10-02T11:00:00Z"), (9, "2026-10-02T11:00:00Z"))]
+    res = run({"northwind": orders}, config=cfg)
+    got = {k[1]: (c.earlier_commissioned_orders, c.rate_applied, c.commission_rc) for k, c in res.credits.items()
+           if k[2] == "last_click"}
+    # order 9 before order 10 at the same second ((length, text) order): 10 is the third, and crosses the tier
+    assert got == {"1": (0, D("0.10"), D("10.00")), "9": (1, D("0.10"), D("10.00")), "10": (2, D("0.12"), D("12.00"))}
+
+
+def test_programme_caps_per_order_then_cents_then_month():
+    cfg = programme_config(commission={"cap_per_order": "12.00", "cap_per_month": "30.00"})
+    orders = [order(oid, f"2026-10-0{oid}T10:00:00Z", subtotal=amount, email=f"c{oid}@example.com",
+                    codes=["TIDE20"]) for oid, amount in ((1, "150.00"), (2, "120.00"), (3, "60.00"), (4, "50.00"))]
+    res = run({"northwind": orders}, config=cfg)
+    got = [res.credits[("northwind", str(i), "last_click", "tidewater")].commission_rc for i in range(1, 5)]
+    assert got == [D("12.00"), D("12.00"), D("6.00"), D("0.00")]
+    balance = res.balance_rows[("tidewater", "northwind", date(2026, 10, 1))]
+    assert (balance.commission_rc, balance.commissioned_orders, balance.attributed_orders) == (D("30.00"), 4, 4)
+
+
+def test_programme_holds_reviews_and_approval_lines(tmp_path):
+    (tmp_path / "reviews.csv").write_text("partner_id,order_id,decision,reviewed_at\nnorthwind,2,approve,2026-12-03\n"
+                                          "northwind,3,reject,2026-10-20\nnorthwind,4,approve,2026-11-02\n")
+    cfg = programme_config(tmp_path, holds={"min_seconds_click_to_order": 10}, reviews="reviews.csv")
+    orders = [order(oid, f"2026-10-0{oid}T10:00:05Z", email=f"c{oid}@example.com") for oid in (1, 2, 3, 4)]
+    clicks = [click(str(oid), f"2026-10-0{oid}T10:00:00Z", email=f"c{oid}@example.com") for oid in (1, 2, 3, 4)]
+    res = run({"northwind": orders}, clicks, config=cfg, as_of=date(2026, 12, 5))
+    rows = {k[1]: c for k, c in res.credits.items() if k[2] == "last_click"}
+    assert {k: (c.commission_state, c.commission_rc, c.held_rc) for k, c in rows.items()} == {
+        "1": ("held", D("0.00"), D("10.00")), "2": ("approved", D("10.00"), D("10.00")),
+        "3": ("rejected", D("0.00"), D("10.00")), "4": ("locked", D("10.00"), None)}
+    [line] = res.lines.values()
+    assert (line.kind, line.month, line.amount_rc, line.order_id) == ("approval", date(2026, 12, 1), D("10.00"), "2")
+    october = res.balance_rows[("tidewater", "northwind", date(2026, 10, 1))]
+    assert (october.commission_rc, october.held_rc, october.held_orders, october.attributed_orders) == (
+        D("10.00"), D("10.00"), 1, 3)  # the rejected order is not referred; the approved one is paid in December
+    assert res.balance_rows[("tidewater", "northwind", date(2026, 12, 1))].adjustments_rc == D("10.00")
+
+
+def test_programme_clawbacks_follow_late_refunds_and_stop_at_a_cancellation(tmp_path):
+    (tmp_path / "adjustments.csv").write_text("month,referrer,destination,amount,reason\n"
+                                              "2026-12,tidewater,northwind,-2.50,duplicate payout\n")
+    cfg = programme_config(tmp_path, commission={"clawback": True}, adjustments="adjustments.csv")
+    o = order(1, "2026-10-05T12:00:00Z", subtotal="200.00", codes=["TIDE20"], cancelled_at="2027-01-03T10:00:00Z",
+              refunds=[("2026-11-30T23:00:00Z", ["50.00"]),   # on the lock date: re-rates October instead
+                       ("2026-12-05T10:00:00Z", ["30.00"]),   # late: 15.00 -> 12.00
+                       ("2027-01-02T10:00:00Z", ["20.00"]),   # a second late refund: 12.00 -> 10.00
+                       ("2027-01-04T10:00:00Z", ["10.00"])])  # after the cancellation: ends nothing more
+    res = run({"northwind": [o]}, config=cfg, as_of=date(2027, 1, 10))
+    assert res.credits[("northwind", "1", "last_click", "tidewater")].commission_rc == D("15.00")
+    lines = sorted((line.line_date, line.kind, line.amount_rc) for line in res.lines.values())
+    assert lines == [(date(2026, 12, 1), "manual", D("-2.50")), (date(2026, 12, 5), "clawback", D("-3.00")),
+                     (date(2027, 1, 2), "clawback", D("-2.00")), (date(2027, 1, 3), "clawback", D("-10.00"))]
+    assert sum(line.amount_rc for line in res.lines.values() if line.kind == "clawback") == D("-15.00")

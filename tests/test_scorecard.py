@@ -46,7 +46,8 @@ def test_scorecard_is_self_contained_and_renders_in_chromium(warehouse, tmp_path
     assert not re.search(r"""(src|href)=["']https?://""", markup), "the scorecard must not load anything remotely"
     assert not re.search(r"<script[^>]+src=", page) and "<link" not in markup
     for text in ("Active alerts (1)", "high_refund_rate", "northwind owes lumen", "Attribution model spread", "linear",
-                 "last_click", "Objectives", "lumen: daily KPIs vs alert thresholds"):
+                 "last_click", "Objectives", "lumen: daily KPIs vs alert thresholds", "Partner programmes",
+                 "<th>clawbacks</th>", "<th>held orders</th>", "615.00"):
         assert text in page, text
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -47,8 +47,9 @@ def _config(tmp_path: Path, platform: str = "shopify_graphql") -> Path:
     for partner in raw["partners"]:
         if partner["id"] == PARTNER:
             partner["platform"] = platform
-    raw["fx_rates"] = str((WORLD_CONFIG.parent / raw["fx_rates"]).resolve())
-    raw["alerts"] = str((WORLD_CONFIG.parent / raw["alerts"]).resolve())
+    for key in ("fx_rates", "alerts", "adjustments", "reviews"):  # the files the world's config names
+        if raw.get(key):
+            raw[key] = str((WORLD_CONFIG.parent / raw[key]).resolve())
     path = tmp_path / f"alliance_{platform}.yml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -6,6 +6,7 @@ Three kinds of rule, told apart by their keys:
   trailing   `kpi` + `trailing_days` + `change_below|change_above` (+ `min_volume`)
                                                            the KPI on a day vs its average over the N days before
   pace       `pace_below` (+ `kpi`: the objective metric)  projected month-end attainment of an objective
+  held_share `held_share_above` (+ `min_orders`)           a referrer's share of held orders in a month (§8.5)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ VOLUME_COLUMNS = ("clicks_sent", "referred_orders", "attributed_revenue_rc", "co
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 RULE_KEYS = ("id", "kpi", "above", "below", "trailing_days", "change_below", "change_above", "min_volume",
-             "pace_below", "min_elapsed_days", "severity", "channels")
+             "pace_below", "min_elapsed_days", "held_share_above", "min_orders", "severity", "channels")
 CHANNEL_TYPES = ("log", "webhook", "slack", "email")
 
 
@@ -75,6 +76,8 @@ class AlertRule(BaseModel):
     min_volume: MinVolume | None = None
     pace_below: Decimal | None = Field(default=None, gt=0)
     min_elapsed_days: int = Field(default=5, ge=1, le=31)
+    held_share_above: Decimal | None = Field(default=None, gt=0, lt=1)
+    min_orders: int | None = Field(default=None, ge=1)
     severity: Literal["info", "warning", "critical"] = "warning"
     channels: tuple[str, ...] | None = None
 
@@ -85,6 +88,13 @@ class AlertRule(BaseModel):
         if self.kpi is not None and self.kpi not in KPI_COLUMNS:
             raise ValueError(f"kpi: unknown KPI `{self.kpi}`; use one of {', '.join(KPI_COLUMNS)}")
         trailing = (self.trailing_days, self.change_below, self.change_above, self.min_volume)
+        if self.held_share_above is not None:
+            if any(v is not None for v in (self.kpi, self.above, self.below, self.pace_below, *trailing)):
+                raise ValueError("held_share_above: a held-share rule takes only `held_share_above`, `min_orders`, "
+                                 "`severity` and `channels` (it watches held orders, not a KPI column)")
+            return self
+        if self.min_orders is not None:
+            raise ValueError("min_orders: only a held-share rule takes it; add `held_share_above: <0..1>`")
         if self.pace_below is not None:
             if any(v is not None for v in (self.above, self.below, *trailing)):
                 raise ValueError("pace_below: a pace rule takes only `kpi` (the objective metric, optional), "
@@ -107,19 +117,23 @@ class AlertRule(BaseModel):
         return self
 
     @property
-    def kind(self) -> Literal["threshold", "trailing", "pace"]:
+    def kind(self) -> Literal["threshold", "trailing", "pace", "held_share"]:
+        if self.held_share_above is not None:
+            return "held_share"
         if self.pace_below is not None:
             return "pace"
         return "trailing" if self.trailing_days is not None else "threshold"
 
     @property
     def comparison(self) -> Literal["above", "below"]:
-        return "above" if (self.above is not None or self.change_above is not None) else "below"
+        above = (self.above, self.change_above, self.held_share_above)
+        return "above" if any(v is not None for v in above) else "below"
 
     @property
     def threshold(self) -> Decimal:
         """The number the rule compares with: absolute value, relative change, or attainment share."""
-        for value in (self.above, self.below, self.change_above, self.change_below, self.pace_below):
+        for value in (self.above, self.below, self.change_above, self.change_below, self.pace_below,
+                      self.held_share_above):
             if value is not None:
                 return value
         raise AssertionError("validated rule without a threshold")

@@ -4,11 +4,22 @@ reads the verdicts and keeps the episodes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import psycopg
 
 from alliance.alerts.rules import AlertRule
 from alliance.migrate import migrate
+
+HELD_SHARE_KPI = "held_share"  # the name a held-share rule's observations carry in the kpi column
+DEFAULT_MIN_ORDERS = 10  # a held-share rule judges a referrer's month from this many orders on
+
+
+def _min_volume(rule: AlertRule) -> Decimal:
+    """What the rule's window must reach: min_volume for trailing rules, min_orders for held-share rules."""
+    if rule.kind == "held_share":
+        return Decimal(rule.min_orders or DEFAULT_MIN_ORDERS)
+    return rule.min_volume.at_least if rule.min_volume else Decimal(0)
 
 
 def sync_alert_rules(conn: psycopg.Connection, rules: Sequence[AlertRule]) -> None:
@@ -19,8 +30,8 @@ def sync_alert_rules(conn: psycopg.Connection, rules: Sequence[AlertRule]) -> No
         cur.executemany(
             "insert into raw.cfg_alert_rules values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
-                (r.id, r.kind, r.kpi, r.comparison, r.threshold, r.trailing_days,
-                 r.min_volume.kpi if r.min_volume else None, r.min_volume.at_least if r.min_volume else 0,
+                (r.id, r.kind, HELD_SHARE_KPI if r.kind == "held_share" else r.kpi, r.comparison, r.threshold,
+                 r.trailing_days, r.min_volume.kpi if r.min_volume else None, _min_volume(r),
                  r.min_elapsed_days if r.kind == "pace" else None)
                 for r in rules
             ],

@@ -103,6 +103,14 @@ def build_scorecard(warehouse_url: str, rules: list[AlertRule] | None = None) ->
                        coalesce(sum(commission_owed_rc) filter (where state is distinct from 'locked'), 0)
                 from {K}.partner_balances group by 1, 2 order by 3 desc"""
         ).fetchall()
+        # §8 partner programmes per partner, as referrer: what it earned, what came back, what waits for review
+        programmes = conn.execute(
+            f"""select referrer_partner_id, sum(commission_rc), sum(clawback_rc), sum(adjustments_rc),
+                       sum(balance_rc), sum(held_rc), sum(held_orders)::bigint
+                from {K}.partner_balances group by 1
+                having sum(clawback_rc) <> 0 or sum(adjustments_rc) <> 0 or sum(held_orders) > 0
+                order by 1"""
+        ).fetchall()
         alerts = conn.execute(
             f"""select severity, rule_id, partner_id, kpi, period, value, threshold, fired_at
                 from {K}.kpi_alerts where coalesce(state, 'firing') = 'firing'
@@ -156,6 +164,10 @@ def build_scorecard(warehouse_url: str, rules: list[AlertRule] | None = None) ->
         plot(balance_fig),
         _table(["destination pays", "referrer", "owed", "in locked months", "in pending months"], balances,
                numeric={2, 3, 4}),
+        "<h2>Partner programmes</h2>",
+        _table(["referrer", "commission", "clawbacks", "adjustments", "balance", "held", "held orders"], programmes,
+               numeric={1, 2, 3, 4, 5, 6}) if programmes else
+        "<p>No clawbacks, adjustments or held orders.</p>",
         "<h2>Attribution model spread</h2>",
         plot(spread_fig),
         _table(["referrer", "lowest model", "highest model", "spread"], spread_rows, numeric={1, 2, 3}),

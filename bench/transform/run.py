@@ -7,7 +7,9 @@ raw.*, then timed side by side in one run: (1) `dbt build --full-refresh` (model
 (2) 1% new orders with their clicks + 0.1% changed orders land, and the incremental `dbt build` in production's
 steady state (the full build and two incremental runs published first, so the build schema is a recycled
 snapshot three runs old whose fact tables are updated in place), (3) the
-hand-written last-click statement (reference_last_click.sql). Ratios are printed against the targets
+hand-written last-click statement (reference_last_click.sql). `--programme` switches every §8 term on for half the
+contracts (bench/transform/programme.py: tiers, caps, clawback; holds, reviews, adjustments) and records the rounds
+as bench `transform_programme`. Ratios are printed against the targets
 (incremental <= 10% of full, full <= 3x hand-written). `--rounds` (default 3) repeats every size round-robin (a
 noisy minute hits each size); every round is appended to bench/results/transform.json (bench/results.py) with the
 commit, UTC time and load average, and the median, best and worst round of each figure.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -40,6 +43,7 @@ from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import quote, run_sized_rounds
 from bench.transform.generate import Generated, Generator
+from bench.transform.programme import with_programme_terms, with_reviews
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "bench_build"
@@ -113,16 +117,22 @@ def _quiesce(url: str, timeout: float = 300.0) -> float:
     return time.perf_counter() - t0
 
 
-def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:
+def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False, programme: bool = False) -> dict:
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    folder = Path(tempfile.mkdtemp(prefix="alliance_bench_programme_"))
+    if programme:
+        config = with_programme_terms(config, folder)
     url = _database(server, f"alliance_bench_{orders}_{uuid.uuid4().hex[:6]}")
     with psycopg.connect(url) as conn:
         migrate(conn)
-        sync_config(conn, config)
-    dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
     gen = Generator(config, seed=orders)
     t0 = time.perf_counter()
     base = gen.write(url, orders, clicks_per_order, history_until=datetime.now(UTC) - timedelta(hours=1))
+    if programme:
+        config = with_reviews(config, url, folder, count=max(12, orders // 1000))
+    with psycopg.connect(url) as conn:
+        sync_config(conn, config)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("vacuum analyze")  # planner statistics for raw.* and the config tables, as a DBA would
     generated = time.perf_counter() - t0
@@ -190,7 +200,8 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
         with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
     return {
-        "orders": orders, "clicks": base.clicks, "new_orders": delta.orders, "new_clicks": delta.clicks,
+        "orders": orders, "programme_terms": programme, "clicks": base.clicks, "new_orders": delta.orders,
+        "new_clicks": delta.clicks,
         "changed_orders": changed, "recomputed_orders": recomputed,
         "full_build_s": round(full_s, 1), "full_phases_s": full_phases, "full_slowest_nodes_s": full_nodes,
         "incremental_s": round(inc_s, 1), "incremental_phases_s": inc_phases,
@@ -209,12 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks-per-order", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per size (median, best and worst reported)")
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling)")
+    parser.add_argument("--programme", action="store_true",
+                        help="every §8 programme term on for half the contracts (bench transform_programme)")
     args = parser.parse_args(argv)
     server = warehouse_url()
     import dbt.cli.main  # noqa: F401 - imported once, outside both timed builds
     sizes = args.orders or [100_000]
-    summary, _ = run_sized_rounds("transform", sizes, args.rounds,
-                                  lambda n: bench_size(server, n, args.clicks_per_order, args.keep), TIMED,
+    bench = "transform_programme" if args.programme else "transform"
+    summary, _ = run_sized_rounds(bench, sizes, args.rounds,
+                                  lambda n: bench_size(server, n, args.clicks_per_order, args.keep, args.programme),
+                                  TIMED,
                                   clicks_per_order=args.clicks_per_order)
     print("| orders | full build | incremental (1%) | hand SQL | incr/full (target <= 0.10) |"
           " full/hand (target <= 3) |")

@@ -307,6 +307,16 @@ def campaign(runs: int, base_seed: int = 20261123, quick: bool = False, out=prin
     `jobs` > 1 runs that many runs at once, each worker on its own embedded PostgreSQL (a crash restart in one
     run must not disturb another), so waiting on backoff, kills and the sandbox's slow answers overlaps.
     """
+    saved_environ = dict(os.environ)  # the world's credentials are put back afterwards: its storefronts' variables
+    try:  # name other platforms' tokens in the demo world (lumen is WooCommerce here, Shopify there)
+        return _campaign(runs, base_seed, quick, out, workdir, sabotage, jobs)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+
+
+def _campaign(runs: int, base_seed: int, quick: bool, out, workdir: Path | None,  # noqa: ANN001
+              sabotage: dict[int, Callable[[str], None]] | None, jobs: int) -> list[RunReport]:
     load_sandbox_env()  # the oracle reads the config with its (documented, sandbox-only) credentials
     os.environ.update(_woocommerce_credentials())
     root = workdir or Path(tempfile.mkdtemp(prefix="alliance-reliability-"))

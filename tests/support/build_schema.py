@@ -1,7 +1,8 @@
 """Helpers (no tests) shared by the gate/publish/alerts tests: a tiny build schema with the §5 columns.
 
 The rows reconcile as the gate demands: every attribution model credits the same orders with the same revenue,
-and commission earned = owed = 610.00 in attribution (configured model), balances and daily KPIs.
+and commission earned = owed = 610.00 in attribution (configured model), balances and daily KPIs; one manual §8
+adjustment of 5.00 makes the month's balance 615.00.
 
 dbt owns the real marts; these hand-written tables carry only the contract's minimum columns, so the gate and
 publish are tested against the contract rather than against one dbt implementation.
@@ -31,7 +32,7 @@ create table {s}.fct_order_attribution (
     partner_id text, order_id text, attribution_model text, referrer_partner_id text, attribution_reason text,
     credit numeric, attributed_revenue_rc numeric, commission_rc numeric, commission_state text,
     net_attributed_revenue_rc numeric default 0, refund_leakage_rc numeric default 0,
-    is_commission_model boolean default true
+    is_commission_model boolean default true, is_commissioned boolean default true, held_rc numeric
 );
 create table {s}.partner_kpis_daily (
     kpi_date date, partner_id text, clicks_sent bigint, referred_orders bigint, conversion_rate numeric,
@@ -42,7 +43,13 @@ create table {s}.partner_kpis_daily (
 create table {s}.partner_balances (
     referrer_partner_id text, destination_partner_id text, month date, commission_earned_rc numeric,
     commission_owed_rc numeric, state text, net_attributed_revenue_rc numeric default 0,
-    refund_leakage_rc numeric default 0
+    refund_leakage_rc numeric default 0, commissioned_orders bigint default 1, held_orders bigint default 0,
+    commission_rc numeric default 610.00, clawback_rc numeric default 0, adjustments_rc numeric default 5.00,
+    held_rc numeric default 0, balance_rc numeric default 615.00
+);
+create table {s}.commission_adjustments (
+    kind text, month date, referrer_partner_id text, destination_partner_id text, order_id text, amount_rc numeric,
+    reason text, line_date date, line_key text
 );
 create table {s}.objective_progress (
     partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric
@@ -74,6 +81,8 @@ insert into {s}.partner_kpis_daily values
     ('2026-10-02', 'lumen', 10, 1, 0.10, 100.00, 100.00, 100.00, 0, 0, 10.00, 10.00, 0),
     ('2026-10-02', 'northwind', 0, 0, null, 0, 0, null, 0, 0, 0, 0, 10.00);
 insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 610.00, 610.00, 'pending');
+insert into {s}.commission_adjustments values
+    ('manual', '2026-10-01', 'lumen', 'northwind', null, 5.00, 'launch bonus', '2026-10-01', 'manual:2');
 insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
 """
 

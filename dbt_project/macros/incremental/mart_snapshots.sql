@@ -60,12 +60,13 @@
 
 {#- post_hook of fct_order_attribution: commission_state depends on the run date (as_of_date), so when that date
     differs from the one the table was last brought up to (ops.mart_as_of_dates, written in the same transaction),
-    rows the run did not recompute move between pending and locked; rows without a state stay without one. On the
+    rows the run did not recompute move between pending and locked; rows without a state, and §8 held, rejected and
+    approved rows, stay as they are. On the
     same date nothing is scanned. -#}
 {% macro refresh_commission_state() -%}
     {%- if is_incremental() %}
     update {{ this }} set commission_state = {{ commission_state('lock_date') }}
-    where commission_state is not null and commission_state <> {{ commission_state('lock_date') }}
+    where commission_state in ('pending', 'locked') and commission_state <> {{ commission_state('lock_date') }}
       and (select d.as_of_date from ops.mart_as_of_dates as d where d.table_oid = '{{ this }}'::regclass)
           is distinct from {{ as_of_date() }};
     {%- endif %}

@@ -7,7 +7,8 @@
 -- depends_on: {{ ref('int_orders__changed') }}
 with orders as (
     select
-        o.partner_id, o.order_id, o.order_date, o.lock_date, o.currency, o.fx_rate, o.is_new_customer,
+        o.partner_id, o.order_id, o.ordered_at, o.customer_key, o.order_date, o.lock_date, o.currency, o.fx_rate,
+        o.is_new_customer,
         o.commissionable_amount, o.refunded_amount, o.refunded_before_lock_amount, o.refunded_after_lock_amount,
         a.referrer_partner_id as code_referrer, a.referral_code,
         {{ cents('o.commissionable_amount * o.fx_rate') }}                       as revenue_rc,
@@ -34,6 +35,8 @@ select
     c.network_id,
     c.click_id,
     o.referral_code,
+    o.ordered_at,
+    o.customer_key,
     o.order_date,
     o.lock_date,
     o.currency,

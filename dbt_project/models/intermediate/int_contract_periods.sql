@@ -24,7 +24,8 @@ ranges as (
 select r.destination_partner_id, r.referrer_partner_id, r.starts, r.ends, k.*
 from ranges as r
 cross join lateral (
-    select k.contract_type, k.rate, k.new_customer_rate, k.amount, k.effective_from
+    select k.contract_type, k.rate, k.new_customer_rate, k.amount, k.effective_from,
+           k.tiers, k.cap_per_order, k.cap_per_month, k.clawback
     from {{ ref('stg_cfg__contracts') }} as k
     where k.destination_partner_id = r.destination_partner_id
       and k.referrer_partner_id = r.referrer_partner_id

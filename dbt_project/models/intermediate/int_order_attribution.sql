@@ -6,7 +6,10 @@
 --   int_attribution__credits            code beats click, else click credits, else organic
 --   int_contract_periods                dated contracts cut into disjoint periods
 --   int_attribution__commission_terms   the contract (or default) and rate in effect for each row
--- Here: cent allocation and the commission of the configured model (§6 Commission).
+--   int_attribution__holds              §8.5 holds and reviews of the configured model's click-credited rows
+--   int_attribution__programme          §8.1-2 tiers and caps per programme month
+-- Here: cent allocation and the commission of the configured model (§6 Commission, §8): a commissioned row earns
+-- its programme commission, a held or rejected row 0, a row approved after its lock date its held_rc.
 --   attributed_revenue_rc, net_attributed_revenue_rc, refund_leakage_rc are allocated cumulatively in referrer
 --   order (allocated_cents), so the rows of each (order, model) add up to the order's rounded amounts; a row
 --   crediting the whole order takes them as they are. own_* are each row's amounts rounded on their own (§6 KPI
@@ -32,6 +35,7 @@ select
     network_id,
     click_id,
     referral_code,
+    ordered_at,
     order_date,
     lock_date,
     currency,
@@ -41,7 +45,8 @@ select
     case when referrer_partner_id is not null then contract_source end as contract_source,
     case when referrer_partner_id is not null then contract_type end   as contract_type,
     case when referrer_partner_id is not null then contract_effective_from end as contract_effective_from,
-    case when referrer_partner_id is not null then rate_applied end    as rate_applied,
+    case when referrer_partner_id is not null and attribution_model = '{{ var("attribution_model") }}' then programme_rate
+         when referrer_partner_id is not null then rate_applied end    as rate_applied,
     case when referrer_partner_id is not null and contract_type = 'flat' then flat_amount end as flat_amount,
     case when cum_credit = 1 and prev_credit = 0 then revenue_rc
          else {{ allocated_cents('commissionable_amount * fx_rate') }} end                     as attributed_revenue_rc,
@@ -55,9 +60,27 @@ select
     case
         when attribution_model <> '{{ var("attribution_model") }}' then null::numeric
         when referrer_partner_id is null then 0::numeric
-        when contract_type = 'percent'
-            then {{ cents('rate_applied * net_commissionable_amount * fx_rate * credit') }}
-        when contract_type = 'flat'
-            then case when net_commissionable_amount <= 0 then 0::numeric else {{ cents('flat_amount * credit') }} end
-    end                                                                         as commission_rc
-from {{ ref('int_attribution__commission_terms') }}
+        when is_commissioned then programme_commission_rc
+        when programme_state = 'approved' then held_rc
+        else 0::numeric
+    end                                                                         as commission_rc,
+    -- §8: the programme's view of the row (null on other models' and organic rows)
+    coalesce(is_commissioned, false)                                            as is_commissioned,
+    programme_state,
+    hold_reason,
+    held_rc,
+    review_decision,
+    reviewed_at,
+    -- the tier counter, where the row's contract has monthly terms (elsewhere nothing depends on it, and
+    -- int_orders__changed does not recompute whole months for it)
+    case when tiers is not null or cap_per_month is not null then earlier_commissioned_orders end
+        as earlier_commissioned_orders,
+    order_capped_rc,
+    cap_per_order,
+    cap_per_month,
+    cap_room,
+    coalesce(clawback and is_commissioned, false)                              as clawback,
+    net_commissionable_amount,
+    commissionable_amount,
+    refunded_before_lock_amount
+from {{ ref('int_attribution__programme') }}

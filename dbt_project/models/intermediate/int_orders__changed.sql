@@ -5,6 +5,8 @@
 -- Analysed once built: every incremental model deletes and reads by this set, and without statistics the planner
 -- hashes the whole large table instead of looking the few changed orders up in its index.
 {{ config(post_hook="analyze {{ this }}") }}
+-- depends_on: {{ ref('stg_cfg__partners') }}
+-- depends_on: {{ ref('stg_cfg__contracts') }}
 {%- if flags.FULL_REFRESH %}
 -- --full-refresh rebuilds every incremental model, so every order is (re)computed: no need to look for changes.
 select partner_id, order_id from {{ ref('int_orders__unioned') }}
@@ -47,12 +49,56 @@ reach as (
               and not o.is_test and not {{ is_cancelled_effective('o.') }}
         )) as through
     from change_points as c
+),
+
+reached as (
+    select partner_id, order_id from changed
+    union
+    select o.partner_id, o.order_id
+    from {{ ref('int_orders__unioned') }} as o
+    inner join reach as r on r.partner_id = o.partner_id and r.customer_key = o.customer_key
+    where o.ordered_at >= r.since and (r.through is null or o.ordered_at <= r.through)
+    {%- if var('holds_max_clicks_per_hour', none) is not none %}
+    -- §8.5: a new click counts toward the click burst of every later click within the hour, so it reaches the
+    -- customer's orders up to an hour past its lookback, past later purchases too
+    union
+    select o.partner_id, o.order_id
+    from {{ ref('int_network__clicks') }} as k
+    inner join {{ ref('int_orders__unioned') }} as o
+        on o.partner_id = k.destination_partner_id and o.customer_key = k.customer_key
+    where k._dbt_run_at = {{ dbt_run_at() }}
+      and o.ordered_at >= k.clicked_at
+      and o.ordered_at <= k.clicked_at + {{ lookback_interval() }} + interval '3600 seconds'
+    {%- endif %}
+),
+
+-- §8 tiers and monthly caps reach across a programme month: where a destination has such terms, the UTC months its
+-- reached orders fall in (and a changed order's previous month) are recomputed whole
+programme_destinations as (
+    select partner_id from {{ ref('stg_cfg__partners') }}
+    where commission_tiers is not null or commission_cap_per_month is not null
+    union
+    select destination_partner_id from {{ ref('stg_cfg__contracts') }}
+    where tiers is not null or cap_per_month is not null
+),
+
+programme_months as (
+    select o.partner_id, date_trunc('month', o.ordered_at at time zone 'UTC') as month_start
+    from reached as r
+    inner join {{ ref('int_orders__unioned') }} as o on o.partner_id = r.partner_id and o.order_id = r.order_id
+    where o.partner_id in (select partner_id from programme_destinations)
+    union
+    select c.partner_id, date_trunc('month', c._previous_ordered_at at time zone 'UTC')
+    from changed as c
+    where c._previous_ordered_at is not null and c.partner_id in (select partner_id from programme_destinations)
 )
 
-select partner_id, order_id from changed
+select partner_id, order_id from reached
 union
 select o.partner_id, o.order_id
-from {{ ref('int_orders__unioned') }} as o
-inner join reach as r on r.partner_id = o.partner_id and r.customer_key = o.customer_key
-where o.ordered_at >= r.since and (r.through is null or o.ordered_at <= r.through)
+from programme_months as m
+inner join {{ ref('int_orders__unioned') }} as o
+    on o.partner_id = m.partner_id
+   and o.ordered_at >= m.month_start at time zone 'UTC'
+   and o.ordered_at < (m.month_start + interval '1 month') at time zone 'UTC'
 {%- endif %}

@@ -7,7 +7,7 @@
           incremental_strategy='delete+insert') }}
 -- depends_on: {{ ref('int_orders__changed') }}
 {%- set measures = ['attributed_orders', 'attributed_revenue_rc', 'net_attributed_revenue_rc', 'commission_rc',
-                    'refund_leakage_rc'] %}
+                    'refund_leakage_rc', 'commissioned_orders', 'held_orders', 'held_rc'] %}
 with contributions as (
 {%- if is_incremental() %}
     {{ monthly_order_contributions('(select a.* from ' ~ changed_orders_of(ref('int_order_attribution'), 'a') ~ ') as now_credited', 1) }}

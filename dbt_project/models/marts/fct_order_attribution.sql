@@ -1,5 +1,6 @@
 -- One row per (order, attribution model, credited referrer), all five models side by side; organic orders have one
--- row per model with a null referrer. Only the configured model carries commission_rc / commission_state.
+-- row per model with a null referrer. Only the configured model carries commission_rc / commission_state (§8: held,
+-- rejected and approved rows keep that state whatever the date).
 -- Incremental: the orders recomputed since this schema's snapshot are replaced, and commission_state, which moves
 -- with the run date, is brought up to date on the other rows (macros/incremental/mart_snapshots.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
@@ -19,7 +20,8 @@ select
     refund_leakage_rc,
     is_commission_model,
     commission_rc,
-    case when is_commission_model and referrer_partner_id is not null then {{ commission_state('lock_date') }} end
+    case when is_commission_model and referrer_partner_id is not null
+         then coalesce(programme_state, {{ commission_state('lock_date') }}) end
         as commission_state,
     network_id,
     click_id,
@@ -32,5 +34,10 @@ select
     contract_effective_from,
     rate_applied,
     flat_amount,
-    fx_rate
+    fx_rate,
+    is_commissioned,
+    held_rc,
+    hold_reason,
+    reviewed_at,
+    earlier_commissioned_orders
 from (select a.* from {{ recomputed_since_snapshot_of(ref('int_order_attribution'), 'a') }}) as a

@@ -18,6 +18,10 @@ objectives as (
     select * from {{ ref('objective_progress') }}
 ),
 
+balances as (
+    select * from {{ ref('partner_balances') }}
+),
+
 -- One row per partner, day and KPI.
 kpi_values as (
     select kpis.partner_id, kpis.kpi_date, v.kpi, v.value
@@ -114,12 +118,36 @@ pace_observations as (
     where r.rule_kind = 'pace' and o.elapsed_days >= r.min_elapsed_days
 ),
 
+-- Held-share rules (§8.5 holds): per referrer and month, its held orders over its commissioned and held orders,
+-- across destinations, once the month holds `min_orders` of them.
+referrer_months as (
+    select
+        referrer_partner_id as partner_id, month,
+        sum(held_orders)::numeric as held_orders,
+        sum(commissioned_orders + held_orders)::numeric as orders
+    from balances
+    {% if as_of %}where month <= '{{ as_of }}'::date{% endif %}
+    group by 1, 2
+),
+
+held_share_observations as (
+    select
+        r.rule_id, r.rule_kind, m.partner_id, r.kpi, m.month as period,
+        round(m.held_orders / m.orders, 4) as value,
+        r.threshold as limit_value, null::numeric as baseline, r.comparison
+    from rules as r
+    inner join referrer_months as m on m.orders >= r.min_volume and m.orders > 0
+    where r.rule_kind = 'held_share'
+),
+
 observations as (
     select * from threshold_observations
     union all
     select * from trailing_observations
     union all
     select * from pace_observations
+    union all
+    select * from held_share_observations
 )
 
 select

@@ -7,5 +7,9 @@ select
     new_customer_rate,
     amount,
     effective_from,
-    effective_to
+    effective_to,
+    tiers,
+    cap_per_order,
+    cap_per_month,
+    clawback
 from {{ source('raw', 'cfg_contracts') }}

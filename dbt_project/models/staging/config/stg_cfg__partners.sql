@@ -7,5 +7,9 @@ select
     commission_type,
     commission_rate,
     commission_new_customer_rate,
-    commission_amount
+    commission_amount,
+    commission_tiers,
+    commission_cap_per_order,
+    commission_cap_per_month,
+    commission_clawback
 from {{ source('raw', 'cfg_partners') }}
