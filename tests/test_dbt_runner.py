@@ -78,17 +78,22 @@ def test_the_run_profile_is_private_and_names_the_run_warehouse() -> None:
 
 
 def test_dbt_connections_run_with_the_session_settings(fresh_database_factory) -> None:
-    """Each model's connection executes the settings (the pre-hook): read from the SQL dbt logged as it ran it."""
+    """Each model's connection executes the settings (the pre-hook), and so does each data test's query (its own
+    connection, no hook: macros/session_settings.sql): read from the SQL dbt logged as it ran it."""
     url = fresh_database_factory("dbtsettings")
     config = _demo_config_in(url)
     log_file = DBT_PROJECT_DIR / "logs" / "dbt.log"
     start = log_file.stat().st_size if log_file.is_file() else 0
-    outcome = run_dbt(["run", "--select", "stg_cfg__partners stg_cfg__contracts"], url, "alliance_build",
-                      dbt_vars_from_config(config))
+    outcome = run_dbt(["build", "--select", "stg_cfg__partners stg_cfg__contracts", "--indirect-selection", "cautious"],
+                      url, "alliance_build", dbt_vars_from_config(config))
     assert outcome.success, outcome.failures
     with log_file.open("rb") as handle:
         handle.seek(start)
         logged = handle.read().decode(errors="replace")
     assert logged.count("set_config('work_mem'") >= 2, "each model's connection runs the session settings"
+    test_queries = [chunk for chunk in logged.split("On test.")[1:] if "dbt_internal_test" in chunk]
+    assert test_queries, "the build ran data tests"
+    assert all("set_config('work_mem'" in query.split("dbt_internal_test")[0] for query in test_queries), \
+        "each data test's query applies the session settings before it scans"
     for name, value in SESSION_SETTINGS.items():
         assert f"set_config('{name}', '{value}', false)" in logged
