@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, SSLError
 from urllib3.util.retry import Retry
 
 from connectors.clock import SYSTEM_CLOCK, Clock
@@ -75,6 +76,19 @@ class ForeignOriginError(requests.exceptions.InvalidURL):
         self.target, self.allowed, self.via = target, allowed, via
 
 
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether a TLS failure (or what caused it) is the peer's certificate failing verification."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or any(
+                isinstance(arg, ssl.SSLCertVerificationError) for arg in getattr(seen, "args", ())):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class AllianceRetry(Retry):
     """urllib3 Retry that also accepts fractional `Retry-After` and the network's `X-RateLimit-Reset`, and waits
     on the injected clock."""
@@ -86,6 +100,13 @@ class AllianceRetry(Retry):
     def new(self, **kw) -> AllianceRetry:  # noqa: ANN003 - Retry's keywords
         kw.setdefault("clock", self.clock)
         return super().new(**kw)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # noqa: ANN001, ANN201, PLR0913 - Retry's
+        """As Retry, except that a certificate the server cannot prove is final: no retry, no backoff (the
+        certificate will not be valid in a second; the run fails at once with the TLS error)."""
+        if isinstance(error, SSLError) and _certificate_rejected(error):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response=None) -> None:  # noqa: ANN001 - urllib3's BaseHTTPResponse
         """The server's Retry-After when it gave one, else the exponential backoff; on the injected clock."""
