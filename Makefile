@@ -6,6 +6,8 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
+# the suite's pytest-xdist workers (tests/conftest.py keeps the live-Airflow and fault-campaign modules on one)
+TEST_WORKERS ?= -n 2 --dist loadgroup
 AIRFLOW_PORT ?= 8080
 EXECUTOR ?= local
 # Every alliance step is a fresh Python process (CLI, Airflow tasks, tests' subprocesses): without bytecode caches
@@ -49,8 +51,8 @@ demo: install
 test: install
 	$(BIN)/lint-imports --no-cache
 	bash scripts/ensure_debian_packages.sh
-	$(BIN)/pytest -q -p no:cacheprovider --durations=12
-	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh -m "dates and not dates_pinned"
+	$(BIN)/pytest -q -p no:cacheprovider --durations=12 $(TEST_WORKERS)
+	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh $(TEST_WORKERS) -m "dates and not dates_pinned"
 
 test-clocks: install
 	bash scripts/test_clocks.sh

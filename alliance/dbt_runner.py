@@ -45,7 +45,24 @@ from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
-TARGET_DIR = DBT_PROJECT_DIR / "target"
+# Where dbt writes target/ and logs/: the project by default; ALLIANCE_DBT_ARTIFACTS_DIR gives a process tree its
+# own (parallel test workers), so two of them run dbt at once without sharing run_results.json or the parse state.
+ARTIFACTS_VARIABLE = "ALLIANCE_DBT_ARTIFACTS_DIR"
+
+
+def artifacts_dir() -> Path:
+    """The directory holding dbt's target/ and logs/ for this process (see ARTIFACTS_VARIABLE)."""
+    configured = os.environ.get(ARTIFACTS_VARIABLE, "").strip()
+    return Path(configured).resolve() if configured else DBT_PROJECT_DIR
+
+
+def target_dir() -> Path:
+    return artifacts_dir() / "target"
+
+
+def log_dir() -> Path:
+    return artifacts_dir() / "logs"
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Session settings of dbt's connections: the attribution models sort and hash a few hundred thousand rows per million
 # orders, which spills to disk at PostgreSQL's 4MB default; JIT compilation costs more than it saves on these one-shot
@@ -104,9 +121,9 @@ def dbt_vars_from_config(config: AllianceConfig, as_of_date: date | None = None)
 
 @contextmanager
 def _project_lock() -> Iterator[None]:
-    """dbt_project/target is shared by every process (CLI, Airflow tasks): one dbt run at a time."""
-    DBT_PROJECT_DIR.joinpath("target").mkdir(exist_ok=True)
-    with open(DBT_PROJECT_DIR / "target" / ".alliance.lock", "w") as handle:
+    """dbt's target directory is shared by every process using it (CLI, Airflow tasks): one dbt run at a time."""
+    target_dir().mkdir(parents=True, exist_ok=True)
+    with open(target_dir() / ".alliance.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -132,7 +149,7 @@ def _sample_rows(warehouse_url: str, sql: str | None, limit: int = 3) -> str:
 
 
 def _artifact(name: str) -> dict:
-    path = TARGET_DIR / name
+    path = target_dir() / name
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -187,8 +204,8 @@ def dbt_args(args: list[str], profiles_dir: Path, vars: dict | None = None) -> l
         *args,
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(profiles_dir),
-        "--target-path", str(TARGET_DIR),
-        "--log-path", str(DBT_PROJECT_DIR / "logs"),
+        "--target-path", str(target_dir()),
+        "--log-path", str(log_dir()),
         "--no-use-colors",
         *([] if os.environ.get("ALLIANCE_DBT_VERBOSE") else ["--quiet"]),
     ]
@@ -204,16 +221,16 @@ def _parse_state(warehouse_url: str, build_schema: str) -> Path:
     """Where this warehouse's copy of dbt's partial-parse file is kept (keyed by what dbt's profile check reads)."""
     parts = parse_url(warehouse_url)
     key = f"{parts.host}:{parts.port}/{parts.dbname}/{build_schema}/{parts.user}"
-    return TARGET_DIR / "partial_parse" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.msgpack"
+    return target_dir() / "partial_parse" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.msgpack"
 
 
 def _restore_parse_state(saved: Path) -> None:
     if saved.is_file():
-        shutil.copyfile(saved, TARGET_DIR / "partial_parse.msgpack")
+        shutil.copyfile(saved, target_dir() / "partial_parse.msgpack")
 
 
 def _keep_parse_state(saved: Path) -> None:
-    current = TARGET_DIR / "partial_parse.msgpack"
+    current = target_dir() / "partial_parse.msgpack"
     if not current.is_file():
         return
     saved.parent.mkdir(exist_ok=True)
@@ -233,7 +250,7 @@ def run_dbt(
 
     saved = _parse_state(warehouse_url, build_schema)
     with _project_lock(), run_profile_dir(warehouse_url, build_schema) as profiles_dir:
-        (TARGET_DIR / "run_results.json").unlink(missing_ok=True)  # a run that stops early must not read the last one
+        (target_dir() / "run_results.json").unlink(missing_ok=True)  # a run that stops early must not read the last one
         _restore_parse_state(saved)
         result = dbtRunner().invoke(dbt_args(args, profiles_dir, vars))
         _keep_parse_state(saved)
@@ -246,6 +263,6 @@ def run_dbt(
         text = _ANSI.sub("", str(exception)).strip() or type(exception).__name__
         failures.append(f"dbt could not run: {text[-2000:]}")
     if not result.success and not failures:
-        failures.append("dbt reported failure without a failed node; see dbt_project/logs/dbt.log")
+        failures.append(f"dbt reported failure without a failed node; see {log_dir() / 'dbt.log'}")
     return DbtOutcome(success=result.success, failures=failures, raw=run_results, exception=exception,
                       warnings=_warning_lines(run_results, manifest, warehouse_url))

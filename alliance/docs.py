@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from alliance.config import AllianceConfig
-from alliance.dbt_runner import DBT_PROJECT_DIR, dbt_vars_from_config, run_dbt
+from alliance.dbt_runner import dbt_vars_from_config, run_dbt, target_dir
 
-DOCS_FILE = DBT_PROJECT_DIR / "target" / "static_index.html"
+DOCS_FILE_NAME = "static_index.html"  # in dbt's target directory (alliance.dbt_runner.target_dir)
 OFFLINE_URL = "postgresql://docs:docs@127.0.0.1:9/docs"  # never connected to: the catalog is left empty
 
 
@@ -20,6 +20,7 @@ def build_docs(config: AllianceConfig) -> Path:
     """dbt docs generate --static --empty-catalog; returns the self-contained HTML file."""
     outcome = run_dbt(["docs", "generate", "--static", "--empty-catalog", "--no-compile"], OFFLINE_URL,
                       vars=dbt_vars_from_config(config))
-    if not outcome.success or not DOCS_FILE.exists():
+    docs_file = target_dir() / DOCS_FILE_NAME
+    if not outcome.success or not docs_file.exists():
         raise RuntimeError("dbt docs generate failed: " + "; ".join(outcome.failures))
-    return DOCS_FILE
+    return docs_file

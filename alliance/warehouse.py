@@ -23,6 +23,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,16 +176,22 @@ def _reachable(root: Path) -> bool:
 
 
 def read_or_create_secret(path: Path) -> str:
-    """A random secret generated once and kept at `path` with mode 0600 (created exclusively: no race, no umask)."""
+    """A random secret generated once and kept at `path` with mode 0600. Written whole to a private temporary file
+    first, then linked into place (link fails if the name exists): a process racing this one reads either nothing
+    or the complete secret, never an empty file, and both end with the same one."""
     if path.is_file():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32) + "\n")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            pass  # another process published its secret first: use that one
+    finally:
+        os.unlink(scratch)
     return path.read_text().strip()
 
 

@@ -49,7 +49,8 @@ class IngestOptions:
     woocommerce_page_size: int = 100
     shopify_bulk_min_orders: int = 1000  # shopify_graphql: a long re-read of fewer orders is paged, not bulk
     http: HttpPolicy = field(default_factory=HttpPolicy)
-    # the warehouse clock for the future-dated check (PRODUCT.md §7); None = PostgreSQL's now() per page. Tests only.
+    # "now" for the run: the sync start the cursor is capped by (minus skew) and the warehouse clock of the
+    # future-dated check (PRODUCT.md §7); None = the real clock (datetime.now, PostgreSQL's now() per page). Tests only.
     as_of: datetime | None = None
     # where `credentials_conn` secrets are looked up (alliance.airflow_credentials); None: environment only
     connections: ConnectionLookup | None = field(default=None, compare=False)
@@ -127,7 +128,7 @@ def ingest_source(config: AllianceConfig, source_id: str, warehouse_url: str | N
             conn.commit()
             cursor = read_cursor(conn, source_id, entity)
             since = cursor - options.lookback if cursor else None
-            sync_start = datetime.now(UTC)  # before raw.loads.started_at: the cursor never passes it - skew
+            sync_start = options.as_of or datetime.now(UTC)  # before raw.loads.started_at: cursor <= it - skew
             load_id = start_load(conn, source_id, entity, platform.name, since)
             result.load_id = str(load_id)
             try:

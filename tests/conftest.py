@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from alliance.dbt_runner import ARTIFACTS_VARIABLE
 from alliance.warehouse import parse_url, warehouse_url
 
 
@@ -114,7 +115,25 @@ DATES_PINNED = (
 )
 
 
+# Modules that run a live Airflow (its metadata database and AIRFLOW_HOME are per checkout) or time crashes and
+# restarts (the fault campaign): under pytest-xdist (`make test` runs two workers) they share one worker, one at a
+# time, so no two of them overlap; everything else spreads over the workers.
+SERIAL_GROUP = "live_stack"
+SERIAL_MODULES = (
+    "tests/test_airflow_live.py",
+    "tests/test_airflow_auth.py",
+    "tests/test_celery_live.py",
+    "tests/test_end_to_end.py",
+    "tests/test_reliability_campaign.py",
+)
+
+
 def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ.get(ARTIFACTS_VARIABLE):
+        # each worker's dbt (and the CLI, Airflow tasks it starts) gets its own target/ and logs/
+        os.environ[ARTIFACTS_VARIABLE] = str(Path(__file__).resolve().parents[1] / "dbt_project" / "target" /
+                                             f"xdist-{worker}")
     config.addinivalue_line("markers", "dates: the outcome could depend on the date; also run under shifted clocks")
     config.addinivalue_line("markers", "dates_pinned: a costly dates test with pinned dates (make test-clocks only)")
 
@@ -125,3 +144,5 @@ def pytest_collection_modifyitems(items) -> None:  # noqa: ANN001 - pytest's hoo
         for names, marker in ((DATE_TOUCHING, pytest.mark.dates), (DATES_PINNED, pytest.mark.dates_pinned)):
             if node.split("::")[0] in names or node in names:
                 item.add_marker(marker)
+        if node.split("::")[0] in SERIAL_MODULES:
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alliance.dbt_runner import SESSION_SETTINGS, dbt_vars_from_config, run_dbt
+from alliance.dbt_runner import SESSION_SETTINGS, dbt_vars_from_config, run_dbt, target_dir
 from alliance.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -382,7 +382,7 @@ def test_attribution_consistency_names_each_problem(built: str) -> None:
         assert line.startswith("test assert_attribution_consistent failed"), line
         assert ": 4 rows" in line, line
         with psycopg.connect(built) as conn:
-            sql = (ROOT / "dbt_project/target/compiled/alliance/tests/assert_attribution_consistent.sql").read_text()
+            sql = (target_dir() / "compiled/alliance/tests/assert_attribution_consistent.sql").read_text()
             problems = dict(conn.execute(f"select order_id, problems from ({sql}) as t").fetchall())
         assert problems == {
             "101": "first_click credits sum to 0",

@@ -13,9 +13,9 @@ import yaml
 from alliance.config import AllianceConfig, load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import (
-    DBT_PROJECT_DIR,
     SESSION_SETTINGS,
     dbt_vars_from_config,
+    log_dir,
     run_dbt,
     run_profile_dir,
 )
@@ -82,7 +82,7 @@ def test_dbt_connections_run_with_the_session_settings(fresh_database_factory) -
     connection, no hook: macros/session_settings.sql): read from the SQL dbt logged as it ran it."""
     url = fresh_database_factory("dbtsettings")
     config = _demo_config_in(url)
-    log_file = DBT_PROJECT_DIR / "logs" / "dbt.log"
+    log_file = log_dir() / "dbt.log"
     start = log_file.stat().st_size if log_file.is_file() else 0
     outcome = run_dbt(["build", "--select", "stg_cfg__partners stg_cfg__contracts", "--indirect-selection", "cautious"],
                       url, "alliance_build", dbt_vars_from_config(config))

@@ -29,6 +29,8 @@ from bench.transform.programme import with_programme_terms, with_reviews  # noqa
 
 MARTS = PUBLISHED_TABLES
 SCHEMA = "inc_build"
+# the generated history ends the evening before the runs' as_of_date (2026-12-01), whatever the machine's clock says
+HISTORY_UNTIL = datetime(2026, 11, 30, 23, tzinfo=UTC)
 # work tables compared too: an incremental run must rewrite exactly the changed orders' rows (no duplicates)
 WORK = ("int_order_attribution",)
 
@@ -124,7 +126,7 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
         sync_config(conn, config)
     dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
     gen = Generator(config, seed=11)
-    gen.write(url, 3000, history_until=datetime.now(UTC) - timedelta(hours=1), step_seconds=60)
+    gen.write(url, 3000, history_until=HISTORY_UNTIL, step_seconds=60)
 
     first = dbt_build(url, SCHEMA, dbt_vars)
     assert first.full_refresh and first.outcome.success, first.outcome.failures
@@ -210,7 +212,7 @@ def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory,
     gen = Generator(config, seed=5)
     with psycopg.connect(url) as conn:
         migrate(conn)
-    gen.write(url, 1500, history_until=datetime.now(UTC) - timedelta(hours=1), step_seconds=60)
+    gen.write(url, 1500, history_until=HISTORY_UNTIL, step_seconds=60)
     config = with_reviews(config, url, tmp_path)
     with psycopg.connect(url) as conn:
         sync_config(conn, config)

@@ -35,7 +35,7 @@ import psycopg
 
 from alliance.config import load_config
 from alliance.config_sync import sync_config
-from alliance.dbt_runner import DBT_PROJECT_DIR, SESSION_OPTIONS, dbt_vars_from_config
+from alliance.dbt_runner import SESSION_OPTIONS, dbt_vars_from_config, target_dir
 from alliance.incremental import dbt_build
 from alliance.migrate import migrate
 from alliance.publish import publish
@@ -79,8 +79,8 @@ def _slowest_nodes(count: int = 12) -> dict[str, float]:
 
 
 def _run_results() -> list[dict]:
-    """The nodes of the last dbt invocation (dbt_project/target/run_results.json)."""
-    return json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())["results"]
+    """The nodes of the last dbt invocation (run_results.json in dbt's target directory)."""
+    return json.loads((target_dir() / "run_results.json").read_text())["results"]
 
 
 def _is_test(unique_id: str) -> bool:
