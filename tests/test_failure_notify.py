@@ -167,8 +167,13 @@ def test_no_password_in_clear_unless_opted_out_for_a_loopback_relay(mail_server,
     remote = {**_mail_env(port, ALLIANCE_SMTP_PLAINTEXT_LOOPBACK="true"), "ALLIANCE_SMTP_HOST": "smtp.example.com"}
     with pytest.raises(SmtpSecurityError, match="smtp.example.com"):  # the opt-out is for loopback only
         send_email_text("s", "t", remote)
-    with caplog.at_level(logging.WARNING, logger="alliance.failures"):
-        assert notify_failure(Failure("d", "t", "r", "boom"), env=_mail_env(port)) == ["log"]
+    failures_log = logging.getLogger("alliance.failures")  # on the logger itself: Airflow may drop caplog's root one
+    failures_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="alliance.failures"):
+            assert notify_failure(Failure("d", "t", "r", "boom"), env=_mail_env(port)) == ["log"]
+    finally:
+        failures_log.removeHandler(caplog.handler)
     assert f"refused: SMTP server 127.0.0.1:{port}" in caplog.text and "pw-never-in-clear" not in caplog.text
     assert auths == [] and mails == []
 
