@@ -6,12 +6,15 @@ import logging
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
+import psycopg
 import pytest
-from support.build_schema import make_build_schema
+from support.build_schema import judge_alert_rules, make_build_schema
 
-from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate_alerts, load_rules
+from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate, evaluate_alerts, load_rules
 from alliance.alerts.evaluate import AlertError
+from alliance.alerts.store import ALERT_COLUMNS
 from alliance.publish import publish
 from alliance.warehouse import PROJECT_ROOT, connect
 
@@ -149,3 +152,60 @@ def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse, test
     assert len(fired) == 3 and collector.sent == fired
     with connect(warehouse) as conn:
         assert conn.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 3
+
+
+LOCK_RULES = """
+rules:
+  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical}
+  - {id: low_refund_rate, kpi: refund_rate, below: 0.15, severity: info}
+  - {id: big_commission_day, kpi: commission_owed_rc, above: 500, severity: info}
+"""
+
+
+def _publish_lumen_refund_rate(url: str, run_id: str, rate: str, rules) -> None:
+    make_build_schema(url)
+    with connect(url) as conn:
+        conn.execute("update alliance_build.partner_kpis_daily set refund_rate = %s "
+                     "where partner_id = 'lumen' and kpi_date = '2026-10-01'", (Decimal(rate),))
+    judge_alert_rules(url, rules)
+    publish(url, run_id=run_id)
+
+
+def _alert_rows(conn: psycopg.Connection, table: str) -> list[tuple]:
+    return conn.execute(f"select {', '.join(ALERT_COLUMNS)} from {table} order by alert_id").fetchall()
+
+
+def test_alert_evaluation_never_waits_for_a_bi_reader_nor_makes_one_wait(warehouse, tmp_path):
+    """§5's one exception: recording alerts in the live analytics.kpi_alerts takes no lock a reader conflicts with.
+
+    A BI session reads the table inside a transaction and stays idle in it (holding ACCESS SHARE). Any ACCESS
+    EXCLUSIVE request (an ALTER TABLE, even a no-op one) would wait behind it, and every later reader behind that:
+    the evaluation's session runs with lock_timeout 2 s, so such a regression fails here instead of hanging."""
+    path = tmp_path / "rules.yml"
+    path.write_text(LOCK_RULES)
+    rules = load_rules(path)
+    _publish_lumen_refund_rate(warehouse, "r1", "0.30", rules)
+    assert len(evaluate_alerts(warehouse, rules, run_id="r1")) == 5
+    _publish_lumen_refund_rate(warehouse, "r2", "0.10", rules)  # lumen recovers, and falls under the low bound
+    with connect(warehouse) as conn:
+        written_by_publish = dict(conn.execute("select alert_id, xmin::text from analytics.kpi_alerts").fetchall())
+
+    bounded = warehouse + "?options=" + quote("-c lock_timeout=2s")
+    with psycopg.connect(warehouse) as reader, psycopg.connect(warehouse, autocommit=True) as monitor:
+        assert reader.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 5  # now idle in txn
+        outcome = evaluate(bounded, rules, "r2")
+        assert [a.alert_id for a in outcome.resolved] == ["high_refund_rate:lumen:2026-10-01:1"]
+        assert [a.alert_id for a in outcome.fired] == ["low_refund_rate:lumen:2026-10-01:1"]
+        held = monitor.execute(
+            "select granted from pg_locks where pid = %s and relation = 'analytics.kpi_alerts'::regclass "
+            "and mode = 'AccessShareLock'", (reader.info.backend_pid,)).fetchall()
+        assert held == [(True,)] and reader.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with psycopg.connect(bounded) as second_reader:  # a later reader does not queue either
+            assert second_reader.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 6
+        reader.rollback()
+
+    with connect(warehouse) as conn:
+        assert _alert_rows(conn, "analytics.kpi_alerts") == _alert_rows(conn, "ops.kpi_alerts")  # an exact copy
+        after = dict(conn.execute("select alert_id, xmin::text from analytics.kpi_alerts").fetchall())
+    changed = {"high_refund_rate:lumen:2026-10-01:1", "low_refund_rate:lumen:2026-10-01:1"}
+    assert {a for a in after if after[a] != written_by_publish.get(a)} == changed  # the others were not rewritten

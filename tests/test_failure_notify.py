@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
-from alliance.failure_notify import Failure, notify_failure
+from alliance.failure_notify import Failure, SmtpSecurityError, notify_failure, send_email_text
 from alliance.run import StepFailed
 from devstack.freshness import free_port
 
@@ -91,3 +94,88 @@ def test_log_only_when_nothing_configured_and_broken_channels_do_not_raise(monke
             "ALLIANCE_SMTP_HOST": "127.0.0.1", "ALLIANCE_SMTP_PORT": str(free_port()), "ALLIANCE_SMTP_TO": "a@b.c"}
     assert notify_failure(failure, env=dead) == ["log"]
     assert failure.kind == "task failed"
+
+
+@pytest.fixture()
+def loopback_cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (SAN included, as host name checks need) and its key."""
+    key, cert = tmp_path / "smtp-key.pem", tmp_path / "smtp-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture()
+def mail_server():
+    """Start aiosmtpd servers on loopback that record every AUTH attempt and every mail; stopped at teardown."""
+    started: list[Controller] = []
+
+    def start(tls: ssl.SSLContext | None = None, auth_require_tls: bool = True) -> tuple[int, list, list]:
+        mails: list = []
+        auths: list[str] = []
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802 - aiosmtpd's API
+                mails.append(envelope)
+                return "250 OK"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+            auths.append(mechanism)
+            return AuthResult(success=True)
+
+        controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), tls_context=tls,
+                                authenticator=authenticator, auth_require_tls=auth_require_tls)
+        controller.start()
+        started.append(controller)
+        return controller.port, mails, auths
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def _mail_env(port: int, **extra: str) -> dict[str, str]:
+    return {"ALLIANCE_SMTP_HOST": "127.0.0.1", "ALLIANCE_SMTP_PORT": str(port), "ALLIANCE_SMTP_TO": "ops@alliance.test",
+            "ALLIANCE_SMTP_USER": "alliance", "ALLIANCE_SMTP_PASSWORD": "pw-never-in-clear", **extra}
+
+
+def test_starttls_verifies_the_server_certificate_before_the_password(mail_server, loopback_cert):
+    cert, key = loopback_cert
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    port, mails, auths = mail_server(tls=tls)
+    env = _mail_env(port, ALLIANCE_SMTP_STARTTLS="true")
+
+    with pytest.raises(SmtpSecurityError) as refused:
+        send_email_text("s", "t", env)
+    message = str(refused.value)
+    assert f"SMTP server 127.0.0.1:{port}" in message and "certificate" in message
+    assert "ALLIANCE_SMTP_CA_FILE" in message and "pw-never-in-clear" not in message
+    assert auths == [] and mails == []  # the password never left: the handshake failed first
+
+    send_email_text("s", "t", {**env, "ALLIANCE_SMTP_CA_FILE": str(cert)})  # the operator trusts this CA
+    assert len(auths) == 1 and len(mails) == 1 and mails[0].rcpt_tos == ["ops@alliance.test"]
+
+
+def test_no_password_in_clear_unless_opted_out_for_a_loopback_relay(mail_server, caplog):
+    port, mails, auths = mail_server(auth_require_tls=False)  # a server that would take AUTH without TLS
+    with pytest.raises(SmtpSecurityError, match=f"SMTP server 127.0.0.1:{port}: refusing to send the password"):
+        send_email_text("s", "t", _mail_env(port))
+    with pytest.raises(SmtpSecurityError, match="does not offer STARTTLS"):
+        send_email_text("s", "t", _mail_env(port, ALLIANCE_SMTP_STARTTLS="true"))
+    remote = {**_mail_env(port, ALLIANCE_SMTP_PLAINTEXT_LOOPBACK="true"), "ALLIANCE_SMTP_HOST": "smtp.example.com"}
+    with pytest.raises(SmtpSecurityError, match="smtp.example.com"):  # the opt-out is for loopback only
+        send_email_text("s", "t", remote)
+    failures_log = logging.getLogger("alliance.failures")  # on the logger itself: Airflow may drop caplog's root one
+    failures_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="alliance.failures"):
+            assert notify_failure(Failure("d", "t", "r", "boom"), env=_mail_env(port)) == ["log"]
+    finally:
+        failures_log.removeHandler(caplog.handler)
+    assert f"refused: SMTP server 127.0.0.1:{port}" in caplog.text and "pw-never-in-clear" not in caplog.text
+    assert auths == [] and mails == []
+
+    send_email_text("s", "t", _mail_env(port, ALLIANCE_SMTP_PLAINTEXT_LOOPBACK="true"))
+    assert len(auths) == 1 and len(mails) == 1

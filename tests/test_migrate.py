@@ -45,6 +45,11 @@ def test_a_warehouse_created_by_older_code_upgrades_in_place(warehouse):
                      " value numeric, threshold numeric not null, comparison text not null,"
                      " fired_at timestamptz not null default now(), run_id text not null,"
                      " unique (rule_id, partner_id, period))")
+        conn.execute("create schema analytics")  # a published copy of that shape (older code altered it per run)
+        conn.execute("create table analytics.kpi_alerts (like ops.kpi_alerts including all)")
+        conn.execute("insert into analytics.kpi_alerts (alert_id, rule_id, severity, partner_id, kpi, period,"
+                     " threshold, comparison, run_id) values ('a:p:2026-10-01', 'a', 'info', 'p', 'aov_rc',"
+                     " '2026-10-01', 1, 'above', 'r')")
         conn.execute("create table ops.alert_deliveries (delivery_id bigserial primary key, alert_id text not null,"
                      " event text not null, channel text not null,"
                      " status text not null check (status in ('sent', 'failed', 'skipped')),"
@@ -55,6 +60,8 @@ def test_a_warehouse_created_by_older_code_upgrades_in_place(warehouse):
         assert "cancelled_seen_at" in _columns(conn, "raw.orders")
         assert conn.execute("select count(*) from raw.orders").fetchone()[0] == 1  # data kept
         assert {"state", "resolved_at", "kind", "baseline"} <= _columns(conn, "ops.kpi_alerts")
+        assert _columns(conn, "analytics.kpi_alerts") == _columns(conn, "ops.kpi_alerts")  # 0013: the copy too
+        assert conn.execute("select state, kind from analytics.kpi_alerts").fetchall() == [("firing", "threshold")]
         conn.execute("insert into ops.alert_deliveries (alert_id, event, channel, status, attempts, run_id)"
                      " values ('a', 'fired', 'log', 'pending', 0, 'r')")  # the outbox status is allowed now
 

@@ -18,6 +18,7 @@ from psycopg import sql
 from alliance.alerts.channels import Channel, ChannelNotConfigured
 from alliance.alerts.episode import FiredAlert
 from alliance.alerts.store import ALERT_COLUMNS
+from alliance.failure_notify import SmtpSecurityError
 from alliance.locks import ALERT_DELIVERY
 from alliance.warehouse import connect
 
@@ -40,6 +41,8 @@ def _short(exc: BaseException) -> str:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, ChannelNotConfigured):
         return str(exc)
+    if isinstance(exc, SmtpSecurityError):  # names the mail server and the setting to fix (no secret, no recipient)
+        return f"{type(exc).__name__}: {exc}"
     return type(exc).__name__ + (f" (HTTP {status})" if status else "")
 
 
@@ -61,6 +64,8 @@ def _send_with_retries(channel: Channel, alert: FiredAlert) -> Delivery:
             error = _short(exc)
             log.warning("alert channel %s failed for %s (attempt %d/%d): %s",
                         channel.name, alert.alert_id, attempts, retries + 1, error)
+            if isinstance(exc, SmtpSecurityError):
+                break  # final: the same certificate (or missing STARTTLS) is met again on a retry
             if attempts <= retries:
                 time.sleep(backoff * 2 ** (attempts - 1))
     return Delivery(alert.alert_id, event, channel.name, "failed", attempts, error)

@@ -18,7 +18,7 @@ from alliance.alerts.channels import Channel, LogChannel, build_channel
 from alliance.alerts.deliver import Delivery, deliver_pending, enqueue
 from alliance.alerts.episode import FiredAlert
 from alliance.alerts.rules import AlertRule, AlertsFile, ChannelConfig
-from alliance.alerts.store import ALERT_COLUMNS, copy_alerts, ensure_ops_alerts
+from alliance.alerts.store import ALERT_COLUMNS, ensure_ops_alerts, sync_alerts
 from alliance.locks import PUBLISH
 from alliance.schemas import PUBLISHED_SCHEMA
 from alliance.warehouse import connect
@@ -106,9 +106,10 @@ def evaluate(
     """Judge every rule on published data (up to `as_of`), record new and resolved episodes, then deliver them.
 
     Recording happens in one transaction under the publish lock, so a concurrent publish cannot drop an alert
-    between ops.kpi_alerts and analytics.kpi_alerts; the same transaction queues one outbox row per routed
-    channel, and channels are called only after the commit (with any rows a killed run left); a failing channel
-    never raises here. `channels` (objects) overrides the file's routing and gets every event.
+    between ops.kpi_alerts and analytics.kpi_alerts; it takes no table lock a BI reader waits for (store.py). The
+    same transaction queues one outbox row per routed channel, and channels are called only after the commit (with
+    any rows a killed run left); a failing channel never raises here. `channels` (objects) overrides the file's
+    routing and gets every event.
     """
     spec = rules if isinstance(rules, AlertsFile) else AlertsFile(
         rules=list(rules), channels={"log": ChannelConfig(type="log")})
@@ -121,6 +122,7 @@ def evaluate(
         by_rule = {r.id: tuple(spec.channels_for(r)) for r in spec.rules}
     outcome = AlertOutcome()
     with connect(warehouse_url) as conn:
+        ensure_ops_alerts(conn)  # pending migrations commit on their own, before the recording transaction
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
             published = conn.execute(
@@ -131,7 +133,6 @@ def evaluate(
                     f"{K}.{OBSERVATIONS} does not exist: alerts run on published data only (dbt judges the rules in "
                     "the build); publish a build first"
                 )
-            ensure_ops_alerts(conn)
             for rule in spec.rules:
                 result = _apply_rule(conn, rule, run_id, as_of)
                 outcome.fired += result.fired
@@ -145,7 +146,7 @@ def evaluate(
                            for a in outcome.fired + outcome.resolved for name in by_rule.get(a.rule_id, ())
                            if name in objects], run_id)
             if published[1] is not None:
-                copy_alerts(conn, K)
+                sync_alerts(conn, K)  # row locks only: BI readers of analytics.kpi_alerts never wait (§5)
     outcome.deliveries = deliver_pending(warehouse_url, objects, run_id)
     log.info("alerts: %d rule(s) evaluated, %d newly fired, %d resolved", len(spec.rules), len(outcome.fired),
              len(outcome.resolved))

@@ -1,5 +1,5 @@
 """Where alerts are kept: `ops.kpi_alerts` is the source of truth (outside the swapped schema);
-`analytics.kpi_alerts` is its published copy, re-materialised by every publish and refreshed on evaluation.
+`analytics.kpi_alerts` is its published copy, created with every publish and kept in step on evaluation.
 
 One row per alert episode: it fires (state `firing`) when a rule, partner and period breaches, and is
 `resolved` (resolved_at set) when the KPI recovers; a later breach of the same period starts a new episode.
@@ -7,11 +7,21 @@ One row per alert episode: it fires (state `firing`) when a rule, partner and pe
 transaction that records the episode, and becomes `sent`, `failed` or `skipped` once the channel was tried. A run
 killed between the two leaves `pending` rows that the next evaluation delivers (at least once: receivers dedupe on
 alert_id and event).
+
+Why two functions with different locks (PRODUCT.md §5: alert evaluation appends "without a lock that would block a
+reader"): the table's shape is set in one place, alliance/migrations/0006_alerts.sql for ops.kpi_alerts, and the
+published copy is created `like` it, by `materialise_alerts` on the build schema only (no reader sees that schema
+before the swap). On the live `analytics`, `sync_alerts` runs DML only (ROW EXCLUSIVE, which no reader's ACCESS
+SHARE waits for): it upserts the episodes that are new or changed and leaves the others' rows untouched. Any
+ALTER TABLE, even a no-op `add column if not exists`, takes ACCESS EXCLUSIVE and queues every BI read behind the
+oldest open one; a change to the shape is therefore a migration that alters ops.kpi_alerts and the published copies
+(as 0013 does).
 """
 
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from alliance.migrate import migrate
 
@@ -19,46 +29,9 @@ ALERT_COLUMNS = (
     "alert_id", "rule_id", "severity", "partner_id", "kpi", "period", "value", "threshold", "comparison",
     "fired_at", "run_id", "state", "resolved_at", "resolved_run_id", "resolved_value", "kind", "baseline",
 )
-
-# A published copy of ops.kpi_alerts (build schema, analytics): created with the snapshot it belongs to, not by a
-# migration; alliance/migrations/0006_alerts.sql holds the same columns for ops.kpi_alerts.
-KPI_ALERTS_DDL = """
-create table if not exists {table} (
-    alert_id    text primary key,                 -- rule_id:partner_id:period:episode, deterministic
-    rule_id     text not null,
-    severity    text not null,
-    partner_id  text not null,
-    kpi         text not null,
-    period      date not null,                    -- the KPI day (kpi_date), or the month for pace rules
-    value       numeric,                          -- the KPI (trailing: the day's value; pace: projected attainment)
-    threshold   numeric not null,                 -- what it was compared with (trailing: baseline x (1 + change))
-    comparison  text not null check (comparison in ('above', 'below')),
-    fired_at    timestamptz not null default now(),
-    run_id      text not null,
-    state       text not null default 'firing' check (state in ('firing', 'resolved')),
-    resolved_at timestamptz,
-    resolved_run_id text,
-    resolved_value numeric,
-    kind        text not null default 'threshold',  -- threshold | trailing | pace
-    baseline    numeric                            -- trailing rules: the N-day average compared with
-)
-"""
-COPY_UPGRADES = (
-    # Copies created before episodes: one row per (rule, partner, period), always firing.
-    "alter table {table} drop constraint if exists kpi_alerts_rule_id_partner_id_period_key",
-    "alter table {table} add column if not exists state text not null default 'firing'",
-    "alter table {table} add column if not exists resolved_at timestamptz",
-    "alter table {table} add column if not exists resolved_run_id text",
-    "alter table {table} add column if not exists resolved_value numeric",
-    "alter table {table} add column if not exists kind text not null default 'threshold'",
-    "alter table {table} add column if not exists baseline numeric",
-)
-
-
-def _ensure_table(conn: psycopg.Connection, table: str) -> None:
-    conn.execute(KPI_ALERTS_DDL.format(table=table))
-    for statement in COPY_UPGRADES:
-        conn.execute(statement.format(table=table))
+KEY = "alert_id"
+TABLE_COMMENT = ("Every KPI alert episode: fired once per rule, partner and period, resolved when the KPI recovered; "
+                 "copy of ops.kpi_alerts.")
 
 
 def ensure_ops_alerts(conn: psycopg.Connection) -> None:
@@ -66,20 +39,53 @@ def ensure_ops_alerts(conn: psycopg.Connection) -> None:
     migrate(conn)
 
 
-def copy_alerts(conn: psycopg.Connection, schema: str) -> None:
-    """Make `<schema>.kpi_alerts` an exact copy of ops.kpi_alerts (column by column, whatever their order)."""
-    _ensure_table(conn, f"{schema}.kpi_alerts")
-    columns = ", ".join(ALERT_COLUMNS)
-    conn.execute(f"delete from {schema}.kpi_alerts")
-    conn.execute(f"insert into {schema}.kpi_alerts ({columns}) select {columns} from ops.kpi_alerts")
+def _copy(schema: str) -> sql.Identifier:
+    return sql.Identifier(schema, "kpi_alerts")
+
+
+def _columns(prefix: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.Identifier(prefix, c) if prefix else sql.Identifier(c) for c in ALERT_COLUMNS)
+
+
+def create_alerts_copy(conn: psycopg.Connection, schema: str) -> None:
+    """DDL, for a schema no reader sees yet (the build schema): an empty `<schema>.kpi_alerts` shaped like
+    ops.kpi_alerts, keyed by alert_id. Only the primary key is copied, not the one-firing-episode index: the copy
+    follows ops, it does not judge."""
+    table = _copy(schema)
+    conn.execute(sql.SQL("drop table if exists {}").format(table))
+    conn.execute(sql.SQL("create table {} (like ops.kpi_alerts including defaults including constraints)")
+                 .format(table))
+    conn.execute(sql.SQL("alter table {} add primary key ({})").format(table, sql.Identifier(KEY)))
+    conn.execute(sql.SQL("comment on table {} is {}").format(table, sql.Literal(TABLE_COMMENT)))
+
+
+def sync_alerts(conn: psycopg.Connection, schema: str) -> None:
+    """DML only (ROW EXCLUSIVE): make `<schema>.kpi_alerts` an exact copy of ops.kpi_alerts again.
+
+    Only rows that differ are written: a new episode is inserted, a resolved (or otherwise changed) one updated by
+    alert_id, one that ops no longer has (a copy restored by a rollback can be ahead) deleted; unchanged rows are
+    not touched, so the table is not rewritten and readers holding it never wait.
+    """
+    table = _copy(schema)
+    set_clause = sql.SQL(", ").join(
+        sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in ALERT_COLUMNS if c != KEY)
+    changed = sql.SQL(
+        "insert into {table} ({cols}) select {o_cols} from ops.kpi_alerts o"
+        " where not exists (select from {table} a where a.{key} = o.{key}"
+        " and ({a_cols}) is not distinct from ({o_cols}))"
+        " on conflict ({key}) do update set {set_clause}"
+    ).format(table=table, cols=_columns(), o_cols=_columns("o"), a_cols=_columns("a"), key=sql.Identifier(KEY),
+             set_clause=set_clause)
+    conn.execute(changed)
+    conn.execute(sql.SQL(
+        "delete from {table} a where not exists (select from ops.kpi_alerts o where o.{key} = a.{key})"
+    ).format(table=table, key=sql.Identifier(KEY)))
 
 
 def materialise_alerts(conn: psycopg.Connection, schema: str) -> None:
-    """Create `<schema>.kpi_alerts` and fill it with every alert of ops.kpi_alerts (used on the build schema)."""
+    """Create `<schema>.kpi_alerts` and fill it with every alert of ops.kpi_alerts (the build schema, at publish)."""
     ensure_ops_alerts(conn)
-    copy_alerts(conn, schema)
-    conn.execute(
-        f"comment on table {schema}.kpi_alerts is "
-        "'Every KPI alert episode: fired once per rule, partner and period, resolved when the KPI recovered; "
-        "copy of ops.kpi_alerts.'"
-    )
+    create_alerts_copy(conn, schema)
+    conn.execute(sql.SQL("insert into {} ({cols}) select {cols} from ops.kpi_alerts")
+                 .format(_copy(schema), cols=_columns()))
