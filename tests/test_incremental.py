@@ -205,7 +205,8 @@ def _early_order(url: str, gen: Generator) -> dict[str, int]:
 
 def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory, tmp_path) -> None:
     """§8 on half the contracts (tiers, caps, clawback), holds, reviews and adjustments: the monthly rules reach
-    across orders, so the incremental path recomputes whole programme months and still equals a full refresh."""
+    across orders: the incremental path recomputes the changed orders, re-rates the rest of the months they touch
+    from the stored rows, and still equals a full refresh."""
     url = fresh_database_factory("inc8")
     demo = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     config = with_programme_terms(demo, tmp_path)
@@ -241,6 +242,13 @@ def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory,
             f"select order_id, earlier_commissioned_orders from {SCHEMA}.fct_order_attribution"
             " where is_commissioned and order_id = any(%s)", (list(before),)).fetchall() if n == before[order_id] + 1]
     assert len(moved) >= 3, "the early order moved the month's later orders one place up"
+    with psycopg.connect(url) as conn:
+        recomputed = conn.execute(f"select count(*) from {SCHEMA}_work.int_orders__changed").fetchone()[0]
+        total = conn.execute("select count(*) from raw.orders").fetchone()[0]
+        rerated = {r[0] for r in conn.execute(
+            f"select order_id from {SCHEMA}_work.int_order_attribution__rerated").fetchall()}
+    assert recomputed < total * 0.1, "only the changed orders' attribution is recomputed, not whole months"
+    assert set(moved) <= rerated, "the orders the early one moved were re-rated in place"
     full = dbt_build(url, SCHEMA, later, full_refresh=True)
     assert full.outcome.success, full.outcome.failures
     refreshed = snapshot(url)
