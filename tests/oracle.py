@@ -30,8 +30,8 @@ column's meaning is a reading):
   null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
 - partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
 - §8 partner programmes (README "Partner programmes"): a hold reason is "click less than N s before the order" and/or
-  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier counter
-  `earlier_commissioned_orders` is published where the row's contract has tiers or a monthly cap; held_rc on held,
+  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier a row earned is
+  published as its `from_orders` (`tier_from_orders`, percent contracts, null below the first tier); held_rc on held,
   rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
   repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
@@ -445,6 +445,7 @@ class CreditTruth:
     hold_reason: str | None = None
     reviewed_at: datetime | None = None
     earlier_commissioned_orders: int | None = None
+    tier_from_orders: int | None = None  # the tier earned, by its from_orders (percent contracts)
     cap_room: Decimal | None = None  # monthly cap room (for clawbacks)
 
 
@@ -1361,7 +1362,9 @@ def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dic
                 is_commissioned=state is None, programme_state=state, held_rc=capped if state else None,
                 hold_reason=reason, reviewed_at=review.reviewed_at if review else None,
                 earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
-                or cap is not None else None, cap_room=room)
+                or cap is not None else None, cap_room=room,
+                tier_from_orders=max((f for f, _ in row.contract.tiers if f <= earlier - (1 if state is None else 0)),
+                                     default=None) if row.contract.type == "percent" else None)
             if state == "approved":
                 day = review.reviewed_at.date()
                 add(LineTruth("approval", day.replace(day=1), row.key[3], o.partner_id, o.order_id, capped,
@@ -1657,7 +1660,7 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
             "contract_effective_from": t.effective_from if t else None, "rate_applied": c.rate_applied,
             "flat_amount": t.amount if t and t.type == "flat" else None, "fx_rate": o.fx_rate,
             "is_commissioned": c.is_commissioned, "held_rc": c.held_rc, "hold_reason": c.hold_reason,
-            "reviewed_at": c.reviewed_at, "earlier_commissioned_orders": c.earlier_commissioned_orders,
+            "reviewed_at": c.reviewed_at, "tier_from_orders": c.tier_from_orders,
         }
     kpis = {key: {f: getattr(k, f) for f in KpiTruth.__dataclass_fields__} for key, k in result.kpis.items()}
     balances = {}

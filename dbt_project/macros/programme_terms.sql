@@ -25,14 +25,16 @@ with programme_rows as (
 tiered as (
     select
         p.*,
-        (
-            select (t.tier ->> 'rate')::numeric
-            from jsonb_array_elements(p.tiers) as t (tier)
-            where (t.tier ->> 'from_orders')::bigint <= p.earlier_commissioned_orders
-            order by (t.tier ->> 'from_orders')::bigint desc
-            limit 1
-        ) as tier_rate
+        reached.rate        as tier_rate,
+        reached.from_orders as tier_from_orders
     from programme_rows as p
+    left join lateral (
+        select (t.tier ->> 'rate')::numeric as rate, (t.tier ->> 'from_orders')::bigint as from_orders
+        from jsonb_array_elements(p.tiers) as t (tier)
+        where (t.tier ->> 'from_orders')::bigint <= p.earlier_commissioned_orders
+        order by (t.tier ->> 'from_orders')::bigint desc
+        limit 1
+    ) as reached on p.contract_type = 'percent'
 ),
 
 order_amounts as (
@@ -105,18 +107,13 @@ from earned as e
          else 0::numeric end
 {%- endmacro %}
 
-{#- The tier counter, kept where the row's contract has monthly terms (elsewhere nothing depends on it). -#}
-{% macro tier_counter(p) -%}
-    case when {{ p }}.tiers is not null or {{ p }}.cap_per_month is not null then {{ p }}.earlier_commissioned_orders end
-{%- endmacro %}
-
 {#- The programme columns int_order_attribution stores for a configured-model credited row, in the order
-    rerate_programme_months compares and rewrites them. -#}
+    rerate_programme_months compares and rewrites them. None is cumulative (no running count or cap room): a change
+    early in a month then rewrites only the rows whose tier or pay moved, not every later row of the month. -#}
 {% macro programme_columns(p) -%}
     {{ p }}.programme_rate as rate_applied,
-    {{ tier_counter(p) }} as earlier_commissioned_orders,
+    {{ p }}.tier_from_orders,
     {{ p }}.order_capped_rc,
-    {{ p }}.cap_room,
     {{ programme_commission(p) }} as commission_rc,
     {{ p }}.held_rc
 {%- endmacro %}

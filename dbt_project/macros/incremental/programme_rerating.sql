@@ -12,8 +12,7 @@
 {% macro rerate_programme_months() -%}
     {%- set log = rerated_orders(this) -%}
     {%- set retired = retired_commissions(this) -%}
-    {%- set stored = ['rate_applied', 'earlier_commissioned_orders', 'order_capped_rc', 'cap_room', 'commission_rc',
-                      'held_rc'] -%}
+    {%- set stored = ['rate_applied', 'tier_from_orders', 'order_capped_rc', 'commission_rc', 'held_rc'] -%}
     {%- if is_incremental() %}
     create table if not exists {{ log }} (partner_id text not null, order_id text not null, rerated_at timestamptz not null);
     drop table if exists pg_temp.programme_rerated;

@@ -9,7 +9,7 @@
 --   then cap_per_order, then rounded to cents (= held_rc for a held row), then the row's own cap_per_month less
 --   what the earlier commissioned orders of the month finally earned (ops.capped_running_sum, alliance/migrations/
 --   0010: each row earns min(amount, max(0, cap - earlier earnings)); no cap = the whole amount).
---   cap_room is that monthly room, kept for the clawbacks (int_commission_clawbacks), which use it as at the lock.
+--   cap_room is that monthly room. tier_from_orders names the tier a row earned.
 -- Rows of the other models and organic rows pass through with null programme columns. The rules themselves are the
 -- macro programme_terms (macros/programme_terms.sql).
 -- Ephemeral: compiled into int_order_attribution's statement. A full build sees every row of each programme month;
@@ -24,7 +24,7 @@ select * from programme
 union all
 select
     h.*,
-    null::date, null::boolean, null::bigint, null::numeric, null::numeric, null::numeric, null::numeric,
-    null::numeric, null::numeric, null::numeric, null::numeric, null::numeric
+    null::date, null::boolean, null::bigint, null::numeric, null::bigint, null::numeric, null::numeric,
+    null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::numeric
 from {{ ref('int_attribution__holds') }} as h
 where not (h.is_commission_model and h.referrer_partner_id is not null)

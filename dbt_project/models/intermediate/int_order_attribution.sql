@@ -69,13 +69,11 @@ select
     held_rc,
     review_decision,
     reviewed_at,
-    -- the tier counter, where the row's contract has monthly terms (elsewhere nothing depends on it, so an order
-    -- earlier in the month does not re-rate the row: rerate_programme_months)
-    {{ tier_counter('p') }} as earlier_commissioned_orders,
+    -- §8.1 the tier the row earned (its from_orders), null below the first tier or without tiers
+    tier_from_orders,
     order_capped_rc,
     cap_per_order,
     cap_per_month,
-    cap_room,
     -- the programme's other inputs, kept so that a later run can re-rate the row's month without recomputing it
     case when referrer_partner_id is not null then tiers end                as tiers,
     case when referrer_partner_id is not null then base_rate end            as base_rate,

@@ -39,5 +39,5 @@ select
     held_rc,
     hold_reason,
     reviewed_at,
-    earlier_commissioned_orders
+    tier_from_orders
 from (select a.* from {{ recomputed_since_snapshot_of(ref('int_order_attribution'), 'a', with_rerated=true) }}) as a
