@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from support.build_schema import make_build_schema
 from test_dbt_build import VARS, _load
 
 from alliance.config import load_config
@@ -170,6 +171,9 @@ def test_each_partner_sees_only_its_rows_and_bi_everything(world):
 
 def test_a_partner_login_cannot_write_or_read_anything_else(world):
     url = world.logins["lumen"]
+    with psycopg.connect(world.owner, autocommit=True) as conn:  # as deploy/postgres-roles.sh does
+        conn.execute(sql.SQL("revoke connect on database {} from public").format(
+            sql.Identifier(conn.info.dbname)))
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
         conn.execute("set default_transaction_read_only = off")  # what stops it is privileges, not the default
@@ -252,3 +256,23 @@ def test_scoping_survives_publish_rollback_and_full_refresh(world):
     _build_and_publish(world.owner, "r4", full_refresh=True)
     assert_scoped(world)
     assert_bi_sees_everything(world)
+
+
+def test_a_rollback_to_a_snapshot_without_policies_gives_it_them(warehouse):
+    """A snapshot published before partner access existed gets its grants and policies when rolled back to."""
+    for run_id, rows in (("r1", 3), ("r2", 5)):
+        make_build_schema(warehouse, rows=rows)
+        publish(warehouse, run_id=run_id)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        for table in PUBLISHED_TABLES:
+            target = sql.Identifier("analytics_prev", table)
+            conn.execute(sql.SQL("alter table {} disable row level security").format(target))
+            conn.execute(sql.SQL("drop policy partner_rows on {}").format(target))
+            conn.execute(sql.SQL("revoke all on {} from alliance_partner").format(target))
+    rollback(warehouse)
+    with psycopg.connect(warehouse) as conn:
+        guarded = conn.execute(
+            "select count(*) from pg_class c join pg_policy p on p.polrelid = c.oid and p.polname = 'partner_rows'"
+            " where c.relnamespace = 'analytics'::regnamespace and c.relrowsecurity"
+            " and has_table_privilege('alliance_partner', c.oid, 'select')").fetchone()[0]
+    assert guarded == len(PUBLISHED_TABLES)

@@ -31,3 +31,10 @@ as $$
 $$;
 revoke all on function ops.current_partner_id() from public;
 grant execute on function ops.current_partner_id() to alliance_partner;
+
+-- a deployment that revoked CONNECT from public (deploy/postgres-roles.sh) lets partner logins in explicitly
+do $$
+begin
+    execute format('grant connect on database %I to alliance_partner', current_database());
+end
+$$;
