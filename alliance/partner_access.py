@@ -24,7 +24,7 @@ from alliance.partner_scope import PARTNER_ROLE
 from alliance.publish import BI_TIMEOUTS
 from alliance.roles import role_password, with_login
 from alliance.schemas import PUBLISHED_SCHEMA
-from alliance.warehouse import connect
+from alliance.warehouse import connect, parse_url
 
 LOGIN_PREFIX = f"{PARTNER_ROLE}_"
 CONNECTION_LIMIT = 10
@@ -75,6 +75,17 @@ def partner_access(owner_url: str, partner_id: str, config: AllianceConfig) -> P
     login = login_name(partner_id)
     password = role_password(login)
     url = with_login(owner_url, login, password)
+    try:
+        changed = _ensure_login(owner_url, partner_id, login, password, url)
+    except errors.InsufficientPrivilege:
+        raise PartnerAccessError(
+            f"warehouse login {parse_url(owner_url).user} may not set up partner logins: use the warehouse owner "
+            f"(it applies the migrations and may create roles and grant {PARTNER_ROLE})") from None
+    return PartnerLogin(partner_id=partner_id, login=login, url=url, changed=changed)
+
+
+def _ensure_login(owner_url: str, partner_id: str, login: str, password: str, url: str) -> bool:
+    """The login, its settings, membership, mapping and password as they should be; whether anything changed."""
     changed = False
     with connect(owner_url, autocommit=True) as conn:
         migrate(conn)  # alliance_partner, ops.partner_logins, ops.current_partner_id() (0016)
@@ -121,4 +132,4 @@ def partner_access(owner_url: str, partner_id: str, config: AllianceConfig) -> P
         if not _can_log_in(url):  # new, or its password was set elsewhere: the stored one becomes it
             conn.execute(sql.SQL("alter role {} password {}").format(role, sql.Literal(password)))
             changed = True
-    return PartnerLogin(partner_id=partner_id, login=login, url=url, changed=changed)
+    return changed

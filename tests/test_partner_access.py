@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,10 @@ from test_dbt_build import VARS, _load
 
 from alliance.config import load_config
 from alliance.incremental import dbt_build
-from alliance.partner_access import login_name, partner_access
+from alliance.partner_access import PartnerAccessError, login_name, partner_access
 from alliance.partner_scope import declared_scopes, missing_scopes, published_scopes
 from alliance.publish import publish, rollback, stamp_build
+from alliance.roles import with_login
 from alliance.schemas import BUILD_SCHEMA, PUBLISHED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,3 +278,16 @@ def test_a_rollback_to_a_snapshot_without_policies_gives_it_them(warehouse):
             " where c.relnamespace = 'analytics'::regnamespace and c.relrowsecurity"
             " and has_table_privilege('alliance_partner', c.oid, 'select')").fetchone()[0]
     assert guarded == len(PUBLISHED_TABLES)
+
+
+def test_a_login_that_may_not_create_roles_is_refused_clearly(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path))
+    name, password = f"alliance_test_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login password {}").format(sql.Identifier(name), sql.Literal(password)))
+    try:
+        with pytest.raises(PartnerAccessError, match=f"warehouse login {name} may not set up partner logins"):
+            partner_access(with_login(warehouse, name, password), "lumen", load_config(DEMO, require_secrets=False))
+    finally:
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
