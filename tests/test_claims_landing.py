@@ -126,7 +126,8 @@ def test_a_file_with_a_wrong_header_is_quarantined_whole(conn, tmp_path: Path) -
     [(key, reason, _)] = _quarantine(conn)
     assert key is None
     assert reason.startswith("claims.csv:1: the header must be claim_id,referrer_partner_id,destination_partner_id,"
-                             "order_id,claimed_at (missing referrer_partner_id, destination_partner_id, order_id, claimed_at)")
+                             "order_id,claimed_at (missing referrer_partner_id, destination_partner_id, order_id, "
+                             "claimed_at)")
 
 
 def test_config_claims_path_is_relative_to_the_config_and_must_exist(tmp_path: Path) -> None:
