@@ -81,4 +81,5 @@ def test_demo_in_process_prints_where_and_what(warehouse, tmp_path):
     out = result.stdout
     assert "Top partners" in out and "Who owes whom" in out and "analytics.fct_order_attribution" in out
     assert "locked:" in out and "pending:" in out
+    assert "Partner claims (analytics.partner_claims): " in out and "credited_to_other: " in out  # demo_claims.csv
     assert "scorecard" in out.lower() and (tmp_path / "home" / "scorecard.html").is_file()
