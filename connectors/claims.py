@@ -110,6 +110,8 @@ def _check_row(row: dict[str, str], where: str, partner_ids: set[str]) -> tuple[
     for column in ("claim_id", "order_id"):
         if not row[column]:
             problem(column, "empty; every claim needs one")
+        elif mask_addresses(row[column]) != row[column]:  # published as is: no customer's address may ride along
+            problem(column, "holds an e-mail address; a claim names partners and an order, never a customer")
     for column in ("referrer_partner_id", "destination_partner_id"):
         if not row[column]:
             problem(column, "empty; give a declared partner id")

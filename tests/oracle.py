@@ -38,11 +38,12 @@ column's meaning is a reading):
   the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
   average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
   actual x days in month / days elapsed / target, per objective month", "today" the latest published KPI day.
-- §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id, declared partners, a claimant other than
-  the destination and a claimed_at with a time and a zone; a claim_id with two contents is dropped in every version;
-  the reason texts and `credited_referrers` (every credited referrer of the configured model, held/approved/rejected
-  rows included, by credit descending then id) as the README shows; outside_window counts each of the claimant's
-  clicks under the first of: after the order, before the lookback, at or before the customer's previous order.
+- §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
+  declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
+  two contents is dropped in every version; the reason texts and `credited_referrers` (every credited referrer of
+  the configured model, held/approved/rejected rows included, by credit descending then id) as the README shows;
+  outside_window counts each of the claimant's clicks under the first of: after the order, before the lookback, at
+  or before the customer's previous order.
 """
 
 from __future__ import annotations
@@ -256,6 +257,7 @@ def read_reviews_csv(path: Path | None) -> dict[tuple[str, str], ReviewSpec]:
     return out
 
 
+_ADDRESS = re.compile(r"[^\s@,]+(@|%40)[^\s@,]+\.[A-Za-z]{2,}")  # an e-mail address: such a claim is refused
 _CLAIM_COLUMNS = ("claim_id", "referrer_partner_id", "destination_partner_id", "order_id", "claimed_at")
 
 
@@ -291,6 +293,7 @@ def read_claims(path: Path | None, partner_ids: set[str]) -> tuple[ClaimSpec, ..
             row = {c: values.get(c, "") for c in _CLAIM_COLUMNS}
             at = _claim_time(row["claimed_at"])
             if (not row["claim_id"] or not row["order_id"] or at is None
+                    or any(_ADDRESS.search(row[c]) for c in ("claim_id", "order_id"))
                     or row["referrer_partner_id"] not in partner_ids
                     or row["destination_partner_id"] not in partner_ids
                     or row["referrer_partner_id"] == row["destination_partner_id"]):

@@ -3,6 +3,7 @@ with a reason naming file:line and never the value, good rows landed once, re-la
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from alliance.config import ConfigError, load_config
 from alliance.migrate import migrate
+from alliance.roles import ROLES, enable_login, with_login
 from connectors.claims import land_claims, parse_claimed_at
 
 PARTNERS = {"northwind", "lumen", "brightpath"}
@@ -58,9 +60,10 @@ def test_good_rows_land_bad_rows_are_quarantined_with_where_and_why(conn, tmp_pa
         "c6,lumen,bob@example.com,1006,2026-11-03T09:30:00Z",        # unknown destination that is an e-mail
         "",                                                          # blank line: skipped
         "c7,brightpath,northwind,1007,2026-11-03T12:00:00+02:00",    # good, offset converted to UTC
+        "c8,lumen,northwind,carol@example.com,2026-11-03T09:30:00Z",  # an order id that is an e-mail address
     )
     outcome = land_claims(conn, file, PARTNERS)
-    assert (outcome.kept, outcome.landed, outcome.quarantined) == (2, 2, 5)
+    assert (outcome.kept, outcome.landed, outcome.quarantined) == (2, 2, 6)
     assert _claims(conn) == [
         ("c1", "lumen", "northwind", "1001", datetime(2026, 11, 3, 9, 30, tzinfo=UTC), "claims.csv", 2),
         ("c7", "brightpath", "northwind", "1007", datetime(2026, 11, 3, 10, 0, tzinfo=UTC), "claims.csv", 9),
@@ -72,8 +75,10 @@ def test_good_rows_land_bad_rows_are_quarantined_with_where_and_why(conn, tmp_pa
     assert reasons["c4"].startswith("claims.csv:5: column claimed_at: not an ISO 8601 date-time with a zone")
     assert reasons[None] == "claims.csv:6: column claim_id: empty; every claim needs one"
     assert reasons["c6"] == "claims.csv:7: column destination_partner_id: not a declared partner id (unknown partner)"
+    assert reasons["c8"] == ("claims.csv:10: column order_id: holds an e-mail address; a claim names partners and an "
+                             "order, never a customer")
     everything = " ".join(f"{key} {reason} {payload}" for key, reason, payload in bad)
-    assert "bob@example.com" not in everything and "ghost" not in everything  # never the value that broke a rule
+    assert "@example.com" not in everything and "ghost" not in everything  # never the value that broke a rule
     assert '"destination_partner_id": "<text>"' in dict((k, p) for k, _, p in bad)["c6"]
 
 
@@ -139,3 +144,15 @@ def test_config_claims_path_is_relative_to_the_config_and_must_exist(tmp_path: P
     config.write_text(base + "claims: missing.csv\n")
     with pytest.raises(ConfigError, match="claims: .*missing.csv is neither a CSV file nor a folder of CSV files"):
         load_config(config, require_secrets=False)
+
+
+def test_the_transformer_lands_claims_as_the_transform_does(conn, warehouse: str, tmp_path: Path) -> None:
+    """alliance/run.py prepare lands the claims as the transformer's login: migration 0015 grants what it needs."""
+    password = secrets.token_urlsafe(16)
+    enable_login(warehouse, ROLES["transformer"], password)
+    file = _write(tmp_path / "claims.csv", "c1,lumen,northwind,1001,2026-11-03T09:30:00Z",
+                  "c2,ghost,northwind,1002,2026-11-03T09:30:00Z")
+    with psycopg.connect(with_login(warehouse, ROLES["transformer"], password)) as transformer:
+        outcome = land_claims(transformer, file, PARTNERS)
+    assert (outcome.kept, outcome.quarantined) == (1, 1)
+    assert [row[0] for row in _claims(conn)] == ["c1"] and len(_quarantine(conn)) == 1
