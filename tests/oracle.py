@@ -38,6 +38,12 @@ column's meaning is a reading):
   the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
   average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
   actual x days in month / days elapsed / target, per objective month", "today" the latest published KPI day.
+- §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
+  declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
+  two contents is dropped in every version; the reason texts and `credited_referrers` (every credited referrer of
+  the configured model, held/approved/rejected rows included, by credit descending then id) as the README shows;
+  outside_window counts each of the claimant's clicks under the first of: after the order, before the lookback, at
+  or before the customer's previous order.
 """
 
 from __future__ import annotations
@@ -119,6 +125,19 @@ class ReviewSpec:
 
 
 @dataclass(frozen=True)
+class ClaimSpec:
+    """§9.2 one valid claim of the claims files (first occurrence of identical rows)."""
+
+    claim_id: str
+    referrer: str
+    destination: str
+    order_id: str
+    claimed_at: datetime  # UTC
+    source_file: str
+    source_line: int
+
+
+@dataclass(frozen=True)
 class PartnerSpec:
     id: str
     platform: str  # shopify | shopify_graphql | woocommerce | none
@@ -150,6 +169,7 @@ class OracleConfig:
     holds_max_clicks_per_hour: int | None = None
     adjustments: tuple[AdjustmentSpec, ...] = ()
     reviews: Mapping[tuple[str, str], ReviewSpec] = field(default_factory=dict)
+    claims: tuple[ClaimSpec, ...] = ()
 
     def partner(self, partner_id: str) -> PartnerSpec:
         for p in self.partners:
@@ -237,6 +257,57 @@ def read_reviews_csv(path: Path | None) -> dict[tuple[str, str], ReviewSpec]:
     return out
 
 
+_ADDRESS = re.compile(r"[^\s@,]+(@|%40)[^\s@,]+\.[A-Za-z]{2,}")  # an e-mail address: such a claim is refused
+_CLAIM_COLUMNS = ("claim_id", "referrer_partner_id", "destination_partner_id", "order_id", "claimed_at")
+
+
+def _claim_time(text: str) -> datetime | None:
+    """A date-time with a zone, as UTC; None for anything else (a bare date, no zone, not a time)."""
+    if "T" not in text and " " not in text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else None
+
+
+def read_claims(path: Path | None, partner_ids: set[str]) -> tuple[ClaimSpec, ...]:
+    """§9.2 the claims file or folder (its *.csv files by name): the rows that are not quarantined, one per claim_id."""
+    if path is None:
+        return ()
+    files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".csv"), key=lambda f: f.name) \
+        if path.is_dir() else [path]
+    found: dict[str, list[ClaimSpec]] = defaultdict(list)
+    for file in files:
+        lines = file.read_text(encoding="utf-8-sig").splitlines()
+        if not lines:
+            continue
+        header = [h.strip() for h in next(csv.reader([lines[0]]))]
+        if not set(_CLAIM_COLUMNS) <= set(header):
+            continue
+        for number, text in enumerate(lines[1:], start=2):
+            if not text.strip():
+                continue
+            values = dict(zip(header, (v.strip() for v in next(csv.reader([text]))), strict=False))
+            row = {c: values.get(c, "") for c in _CLAIM_COLUMNS}
+            at = _claim_time(row["claimed_at"])
+            if (not row["claim_id"] or not row["order_id"] or at is None
+                    or any(_ADDRESS.search(row[c]) for c in ("claim_id", "order_id"))
+                    or row["referrer_partner_id"] not in partner_ids
+                    or row["destination_partner_id"] not in partner_ids
+                    or row["referrer_partner_id"] == row["destination_partner_id"]):
+                continue
+            found[row["claim_id"]].append(ClaimSpec(row["claim_id"], row["referrer_partner_id"],
+                                                    row["destination_partner_id"], row["order_id"], at, file.name,
+                                                    number))
+    kept = []
+    for versions in found.values():
+        if len({(v.referrer, v.destination, v.order_id, v.claimed_at) for v in versions}) == 1:
+            kept.append(versions[0])
+    return tuple(kept)
+
+
 def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig:
     """The alliance as PRODUCT.md §2 declares it (only what the numbers depend on; connection keys are ignored)."""
     attribution = raw.get("attribution") or {}
@@ -277,6 +348,7 @@ def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig
         holds_min_seconds=holds.get("min_seconds_click_to_order"),
         holds_max_clicks_per_hour=holds.get("max_clicks_per_hour"),
         adjustments=read_adjustments_csv(path("adjustments")), reviews=read_reviews_csv(path("reviews")),
+        claims=read_claims(path("claims"), {str(p["id"]) for p in raw.get("partners") or []}),
     )
 
 
@@ -565,6 +637,17 @@ class AlertTruth:
 
 
 @dataclass(frozen=True)
+class ClaimTruth:
+    """One partner_claims row (§9.2)."""
+
+    claim: ClaimSpec
+    status: str
+    reason: str
+    claimant_credit: Decimal | None
+    credited_referrers: str | None
+
+
+@dataclass(frozen=True)
 class OracleResult:
     orders: dict[tuple[str, str], OrderTruth]
     # §6 rules 2-4 per eligible order (code, else the last eligible click, else organic) priced at credit 1: the
@@ -582,6 +665,7 @@ class OracleResult:
     configured_model: str = "last_click"
     platforms: dict[str, str] = field(default_factory=dict)
     lines: dict[tuple[str, str, str], LineTruth] = field(default_factory=dict)  # (destination, referrer, line_key)
+    claims: dict[str, ClaimTruth] = field(default_factory=dict)  # claim_id -> judged claim (§9.2)
 
     def tables(self, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
         """Every published table as {key: {column: expected value}} (customer keys need the §4 salt)."""
@@ -1254,7 +1338,70 @@ def compute(
         balance_rows=balance_rows, objectives=objectives, alerts=alerts, observations=observations,
         configured_model=configured,
         platforms={p.id: p.platform for p in config.partners}, lines=lines,
+        claims=_claims(config, truths, credits, click_rows),
     )
+
+
+# --------------------------------------------------------------------------- §9.2 claims
+
+
+def _credit_text(credit: Decimal) -> str:
+    """A credit as the reason shows it: no trailing zeros (1, 0.6, 0.3333333333)."""
+    text = format(credit, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _claims(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
+            clicks: Mapping[tuple[str, str], ClickTruth]) -> dict[str, ClaimTruth]:
+    """Each claim's status: the first of unknown_order, not_commissionable, rejected, credited, credited_to_other,
+    outside_window, no_click, judged on the configured model's rows."""
+    out: dict[str, ClaimTruth] = {}
+    lookback = timedelta(days=config.lookback_days)
+    for claim in config.claims:
+        order = orders.get((claim.destination, claim.order_id))
+        rows = sorted((c for (dest, oid, model, ref), c in credits.items()
+                       if dest == claim.destination and oid == claim.order_id and model == config.model
+                       and ref is not None and c.credit > 0),
+                      key=lambda c: (-c.credit, c.referrer_partner_id))
+        mine = next((c for c in rows if c.referrer_partner_id == claim.referrer), None)
+        credited = ",".join(c.referrer_partner_id for c in rows) or None
+        credit: Decimal | None = None
+        if order is None:
+            status, reason = "unknown_order", f"no order {claim.order_id} at {claim.destination}"
+        elif order.is_test or order.counts_as_cancelled:
+            status = "not_commissionable"
+            reason = ("a test order" if order.is_test else "the order is cancelled") + ": no commission"
+        elif mine is not None and mine.programme_state == "rejected":
+            status, credit = "rejected", mine.credit
+            reason = f"the credit of {claim.referrer} ({_credit_text(mine.credit)}) was rejected in review"
+        elif mine is not None:
+            status, credit = "credited", mine.credit
+            reason = (f"credited to {claim.referrer} ({_credit_text(mine.credit)}) by {mine.reason}"
+                      + (", held for review" if mine.programme_state == "held" else ""))
+        elif rows:
+            status = "credited_to_other"
+            reason = "credited to " + ", ".join(f"{c.referrer_partner_id} ({_credit_text(c.credit)})" for c in rows)
+        else:
+            theirs = [c for c in clicks.values()
+                      if order.customer_email is not None and c.customer_email == order.customer_email
+                      and c.destination_partner_id == claim.destination and c.referrer_partner_id == claim.referrer]
+            if theirs:
+                after = sum(1 for c in theirs if c.clicked_at > order.ordered_at)
+                early = sum(1 for c in theirs if c.clicked_at <= order.ordered_at
+                            and c.clicked_at < order.ordered_at - lookback)
+                reset = sum(1 for c in theirs if order.ordered_at - lookback <= c.clicked_at <= order.ordered_at
+                            and order.previous_order_at is not None and c.clicked_at <= order.previous_order_at)
+                parts = [f"{after} after the order"] if after else []
+                parts += [f"{early} before the {config.lookback_days}-day lookback"] if early else []
+                parts += [f"{reset} before the customer's previous order"] if reset else []
+                status = "outside_window"
+                reason = f"{claim.referrer} clicked for this customer, but outside the window: " + ", ".join(parts)
+            elif order.customer_email is None:
+                status, reason = "no_click", "a guest order: no customer to match clicks to"
+            else:
+                status, reason = "no_click", f"no click from {claim.referrer} for this customer at {claim.destination}"
+        out[claim.claim_id] = ClaimTruth(claim, status, reason, credit, credited)
+    return out
 
 
 # --------------------------------------------------------------------------- §8 partner programmes
@@ -1687,6 +1834,13 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     alerts = {}
     for alert_id, a in result.alerts.items():
         alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
-    return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
+    claims = {(claim_id,): {
+        "claim_id": claim_id, "referrer_partner_id": t.claim.referrer, "destination_partner_id": t.claim.destination,
+        "order_id": t.claim.order_id, "claimed_at": t.claim.claimed_at, "status": t.status, "reason": t.reason,
+        "claimant_credit": t.claimant_credit, "credited_referrers": t.credited_referrers,
+        "source_file": t.claim.source_file, "source_line": t.claim.source_line,
+    } for claim_id, t in result.claims.items()}
+    return {"partner_claims": claims,
+            "fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
             "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
             "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

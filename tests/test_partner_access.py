@@ -42,6 +42,7 @@ NAMING = {
     "partner_balances": ("referrer_partner_id", "destination_partner_id"),
     "commission_adjustments": ("referrer_partner_id", "destination_partner_id"),
     "objective_progress": ("partner_id",),
+    "partner_claims": ("referrer_partner_id", "destination_partner_id"),  # the claimant and the storefront
 }
 
 
