@@ -72,6 +72,11 @@ def world(fresh_database_factory, tmp_path_factory) -> World:
     with psycopg.connect(url, autocommit=True) as conn:  # §8.4 manual lines, so commission_adjustments has rows
         conn.execute("insert into raw.cfg_adjustments values (1, '2026-10-01', 'lumen', 'northwind', 5.00, 'goodwill'),"
                      " (2, '2026-10-01', 'brightpath', 'tidewater', -2.00, 'correction')")
+        # §9.2 claims of two claimants at two storefronts, so partner_claims has rows some partners may not see
+        conn.execute("insert into raw.claims (claim_id, referrer_partner_id, destination_partner_id, order_id,"
+                     " claimed_at, source_file, source_line) values"
+                     " ('c1', 'lumen', 'northwind', '1001', '2026-10-05T00:00Z', 'claims.csv', 2),"
+                     " ('c2', 'brightpath', 'tidewater', '2001', '2026-10-05T00:00Z', 'claims.csv', 3)")
     _build_and_publish(url, "r1", full_refresh=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ALLIANCE_HOME", str(home))  # the logins' passwords go here
