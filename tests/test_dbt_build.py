@@ -286,7 +286,7 @@ def test_kpis_balances_objectives(built: str) -> None:
 def test_schemas_are_separate(built: str) -> None:
     tables = _rows(built, "select table_schema, table_type, count(*) from information_schema.tables"
                           " where table_schema like 'alliance_build%' group by 1, 2 order by 1, 2")
-    assert ("alliance_build", "BASE TABLE", 8) in tables  # the published marts and kpi_alert_observations
+    assert ("alliance_build", "BASE TABLE", 10) in tables  # the published marts and 2 outside BI
     assert all(kind == "BASE TABLE" for schema, kind, _ in tables if schema == "alliance_build")
     assert any(schema == "alliance_build_work" for schema, _, _ in tables)
 
