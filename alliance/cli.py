@@ -1,7 +1,7 @@
 """The `alliance` command: every step a data engineer runs by hand, the same calls the DAGs make.
 
 Each command imports what it runs inside its body, so `alliance --help` or `alliance status` does not load the
-gate, plotly or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
+gate, Jinja2 or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
 imports of devstack from the product (contract `product-without-devstack`, docs/architecture.md).
 """
 
