@@ -305,7 +305,7 @@ def test_descriptions_are_postgres_comments(built: str) -> None:
     tables = _rows(built, "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c"
                           " join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'alliance_build'"
                           " and c.relkind = 'r'")
-    assert len(tables) == 8 and all(comment for _, comment in tables)
+    assert len(tables) == 10 and all(comment for _, comment in tables)
     comment = _rows(built, "select col_description('alliance_build.fct_order_attribution'::regclass,"
                            " (select attnum from pg_attribute where attrelid ="
                            " 'alliance_build.fct_order_attribution'::regclass and attname = 'credit'))")

@@ -182,3 +182,17 @@ def test_a_month_without_data_says_so(published):
     assert "No partner activity in February 2027 or March 2027." in html
     assert "No objectives for February 2027 or March 2027." in html
     assert "<circle" not in html and "No alerts up to 2027-03-05." not in html  # the alerts are still listed
+
+
+def test_cli_writes_the_scorecard_for_its_as_of_date(published, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from alliance.cli import app
+
+    monkeypatch.setenv("ALLIANCE_WAREHOUSE_URL", published)
+    out = tmp_path / "card.html"
+    result = CliRunner().invoke(app, ["scorecard", "--as-of", "2026-10-31", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "The alliance: October 2026 vs September 2026" in out.read_text()
+    bad = CliRunner().invoke(app, ["scorecard", "--as-of", "31/10/2026", "--out", str(out)])
+    assert bad.exit_code == 2 and "--as-of" in bad.output
