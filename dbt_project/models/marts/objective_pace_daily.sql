@@ -2,8 +2,7 @@
 -- summed from the month's first day to that day, the share of the target reached, the share of the month elapsed
 -- (where an even pace would be) and the month-end attainment projected from the days elapsed. The scorecard picks
 -- the row of its as-of date (the month's last day for a past month) and draws the days as a chart.
-{%- set metrics = ['clicks_sent', 'referred_orders', 'attributed_revenue_rc', 'net_attributed_revenue_rc',
-                   'commission_earned_rc', 'commission_owed_rc'] %}
+{%- set metrics = objective_metrics() %}
 
 with objectives as (
     select
