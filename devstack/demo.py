@@ -24,7 +24,7 @@ from connectors.ingest import ingest_all
 from devstack.airflow_local import airflow_env, dags_test, ensure_metadata_db
 from devstack.sandbox.env import load_sandbox_env
 from devstack.sandbox.server import start_sandbox
-from devstack.sandbox.world import build_world
+from devstack.sandbox.world import WINDOW_END, build_world
 
 
 def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Console, as_of: date | None = None) -> int:
@@ -50,7 +50,8 @@ def run_demo(config_path: Path, *, seed: int, use_airflow: bool, console: Consol
             return code
         console.print(f"[bold]4/4[/] done in {time.monotonic() - started:.0f}s\n")
         print_summary(console, url)
-        print_scorecard(console, url, as_of or datetime.now(UTC).date())
+        # the world has no orders after WINDOW_END: its scorecard compares the world's last month with the one before
+        print_scorecard(console, url, min(as_of or datetime.now(UTC).date(), WINDOW_END.date()))
         return 0
     finally:
         sandbox.stop()
