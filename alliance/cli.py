@@ -269,11 +269,15 @@ def scorecard(
     ] = None,
 ) -> None:
     """One self-contained HTML scorecard: each partner this month vs last, objectives and pace, trends, alerts."""
-    from alliance.scorecard import write_scorecard
+    from alliance.scorecard import ScorecardError, write_scorecard
     from alliance.warehouse import state_dir
 
     day = _as_of(as_of) or datetime.now(UTC).date()
-    path = write_scorecard(_url(), out or state_dir() / "scorecard.html", day)
+    try:
+        path = write_scorecard(_url(), out or state_dir() / "scorecard.html", day)
+    except ScorecardError as exc:
+        err.print(f"[bold red]scorecard:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"scorecard: {path}")
 
 

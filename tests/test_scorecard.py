@@ -196,3 +196,14 @@ def test_cli_writes_the_scorecard_for_its_as_of_date(published, tmp_path, monkey
     assert "The alliance: October 2026 vs September 2026" in out.read_text()
     bad = CliRunner().invoke(app, ["scorecard", "--as-of", "31/10/2026", "--out", str(out)])
     assert bad.exit_code == 2 and "--as-of" in bad.output
+
+
+def test_cli_names_what_is_missing_before_anything_was_published(warehouse, tmp_path):
+    from typer.testing import CliRunner
+
+    from alliance.cli import app
+
+    out = tmp_path / "card.html"
+    result = CliRunner().invoke(app, ["scorecard", "--as-of", "2026-10-31", "--out", str(out)])
+    assert result.exit_code == 1 and not out.exists()
+    assert "no published analytics table" in result.output and "alliance run" in result.output

@@ -22,8 +22,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from alliance.scorecard.charts import Chart, line_chart
 from alliance.scorecard.format import FILTERS
-from alliance.scorecard.queries import TREND_DAYS, ScorecardData, read_scorecard
+from alliance.scorecard.queries import TREND_DAYS, ScorecardData, ScorecardError, read_scorecard
 from alliance.warehouse import connect
+
+__all__ = ["ScorecardError", "build_scorecard", "write_scorecard"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MONTH_ROWS = (  # partner_kpis_monthly column, label, filter, row style

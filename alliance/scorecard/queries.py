@@ -76,6 +76,10 @@ PAIRS = """
 SNAPSHOT = "select obj_description(oid, 'pg_namespace') as note from pg_namespace where nspname = %(schema)s"
 
 
+class ScorecardError(RuntimeError):
+    """The published schema lacks what the scorecard reads (nothing published yet, or by an older version)."""
+
+
 @dataclass(frozen=True)
 class ScorecardData:
     """Everything the template shows, as the warehouse returned it."""
@@ -94,8 +98,13 @@ class ScorecardData:
 
 def _rows(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     statement = sql.SQL(query).format(schema=sql.Identifier(PUBLISHED_SCHEMA))  # type: ignore[arg-type]
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(statement, params).fetchall()
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(statement, params).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+        raise ScorecardError(
+            f"the warehouse has no published {PUBLISHED_SCHEMA} table the scorecard reads ({exc.diag.message_primary});"
+            " publish a run of this version first (`alliance run`)") from None
 
 
 def read_scorecard(conn: psycopg.Connection, as_of: date) -> ScorecardData:
