@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _objectives(data: ScorecardData) -> list[dict[str, Any]]:
             [("attained", "actual", [(d["day"], d["attainment_to_date"]) for d in series]),
              ("even pace", "expected", [(d["day"], d["expected_attainment"]) for d in series])],
             first=row["month"], last=series[-1]["day"] if series else row["month"],
-            references=[(1, "target")])
+            references=[(Decimal(1), "target")])
         objectives.append({**row, "chart": chart})
     return objectives
 
