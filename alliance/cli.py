@@ -1,7 +1,7 @@
 """The `alliance` command: every step a data engineer runs by hand, the same calls the DAGs make.
 
 Each command imports what it runs inside its body, so `alliance --help` or `alliance status` does not load the
-gate, plotly or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
+gate, Jinja2 or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
 imports of devstack from the product (contract `product-without-devstack`, docs/architecture.md).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -285,15 +285,20 @@ def status(config: ConfigOption = None) -> None:
 def scorecard(
     config: ConfigOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: .alliance/scorecard.html)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="UTC date whose month is 'this month' (default: today)")
+    ] = None,
 ) -> None:
-    """One self-contained HTML scorecard: KPIs vs thresholds and objectives, balances, alerts, model spread."""
-    from alliance.alerts import load_rules
-    from alliance.scorecard import write_scorecard
+    """One self-contained HTML scorecard: each partner this month vs last, objectives and pace, trends, alerts."""
+    from alliance.scorecard import ScorecardError, write_scorecard
     from alliance.warehouse import state_dir
 
-    cfg = _config(config, require_secrets=False)
-    rules = load_rules(cfg.alerts) if cfg.alerts is not None else []
-    path = write_scorecard(_url(), out or state_dir() / "scorecard.html", rules)
+    day = _as_of(as_of) or datetime.now(UTC).date()
+    try:
+        path = write_scorecard(_url(), out or state_dir() / "scorecard.html", day)
+    except ScorecardError as exc:
+        err.print(f"[bold red]scorecard:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"scorecard: {path}")
 
 

@@ -1763,6 +1763,45 @@ def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str
 # --------------------------------------------------------------------------- the published tables
 
 
+def partner_months(result: OracleResult) -> dict[tuple[str, date], dict[str, Any]]:
+    """partner_kpis_monthly: per partner and UTC month, its KPI days summed (conversion over the sums), and its
+    partner_balances rows summed on each side (referrer: earned, clawbacks, adjustments, held; destination: owed)."""
+    rows: dict[tuple[str, date], dict[str, Any]] = {}
+    zero = round_cents(ZERO)
+
+    def row(partner: str, month: date) -> dict[str, Any]:
+        return rows.setdefault((partner, month), {
+            "partner_id": partner, "month": month, "clicks_sent": 0, "referred_orders": 0,
+            "attributed_revenue_rc": zero, "net_attributed_revenue_rc": zero, "commission_earned_rc": zero,
+            "commission_owed_rc": zero, "clawback_rc": zero, "adjustments_rc": zero, "held_rc": zero,
+            "held_orders": 0, "balance_earned_rc": zero, "balance_owed_rc": zero})
+
+    for k in result.kpis.values():
+        r = row(k.partner_id, k.kpi_date.replace(day=1))
+        r["clicks_sent"] += k.clicks_sent
+        r["referred_orders"] += k.referred_orders
+        r["attributed_revenue_rc"] += k.attributed_revenue_rc
+        r["net_attributed_revenue_rc"] += k.net_attributed_revenue_rc
+    for b in result.balance_rows.values():
+        balance = b.commission_rc + b.clawback_rc + b.adjustments_rc
+        earned = row(b.referrer_partner_id, b.month)
+        earned["commission_earned_rc"] += b.commission_rc
+        earned["clawback_rc"] += b.clawback_rc
+        earned["adjustments_rc"] += b.adjustments_rc
+        earned["held_rc"] += b.held_rc
+        earned["held_orders"] += b.held_orders
+        earned["balance_earned_rc"] += balance
+        owed = row(b.destination_partner_id, b.month)
+        owed["commission_owed_rc"] += b.commission_rc
+        owed["balance_owed_rc"] += balance
+    for r in rows.values():
+        r["conversion_rate"] = ratio(r["referred_orders"], r["clicks_sent"], RATE_PLACES)
+        r["net_balance_rc"] = r["balance_earned_rc"] - r["balance_owed_rc"]
+    return rows
+
+
+
+
 def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
     """Each published table's rows as the contract defines them, keyed by the table's key columns."""
     configured = result.configured_model
@@ -1842,5 +1881,6 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     } for claim_id, t in result.claims.items()}
     return {"partner_claims": claims,
             "fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
-            "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
+            "partner_kpis_daily": kpis, "partner_kpis_monthly": partner_months(result),
+            "partner_balances": balances, "objective_progress": objectives,
             "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

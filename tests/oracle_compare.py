@@ -21,6 +21,7 @@ TABLE_KEYS = {
     "fct_referrals": ("network_id", "click_id"),
     "fct_order_attribution": ("partner_id", "order_id", "attribution_model", "referrer_partner_id"),
     "partner_kpis_daily": ("kpi_date", "partner_id"),
+    "partner_kpis_monthly": ("partner_id", "month"),
     "partner_balances": ("referrer_partner_id", "destination_partner_id", "month"),
     "objective_progress": ("partner_id", "month", "metric"),
     "commission_adjustments": ("destination_partner_id", "referrer_partner_id", "line_key"),

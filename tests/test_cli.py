@@ -83,3 +83,5 @@ def test_demo_in_process_prints_where_and_what(warehouse, tmp_path):
     assert "locked:" in out and "pending:" in out
     assert "Partner claims (analytics.partner_claims): " in out and "credited_to_other: " in out  # demo_claims.csv
     assert "scorecard" in out.lower() and (tmp_path / "home" / "scorecard.html").is_file()
+    # the world's orders end in November: its scorecard compares November with October, not an empty December
+    assert "The alliance: November 2026 vs October 2026" in (tmp_path / "home" / "scorecard.html").read_text()

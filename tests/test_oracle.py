@@ -435,6 +435,24 @@ def test_partner_balances_include_zero_commission_months_and_state():
             row["commission_pending_rc"]) == (D("18.00"), D("18.00"), D("18.00"), D("0.00"))
 
 
+def test_partner_kpis_monthly_sum_the_days_and_both_sides_of_the_balances():
+    orders, clicks, config = kpi_world()
+    table = run(orders, clicks, config=config).tables("salt")["partner_kpis_monthly"]
+    october = date(2026, 10, 1)
+    assert set(table) == {(p, october) for p in ("tidewater", "lumen", "northwind", "brightpath")}
+    got = {p: (r["clicks_sent"], r["referred_orders"], r["conversion_rate"], r["attributed_revenue_rc"],
+               r["commission_earned_rc"], r["commission_owed_rc"], r["net_balance_rc"])
+           for (p, _), r in table.items()}
+    assert got == {
+        # c1 on the 4th, c2 and c3 on the 5th; orders 1 (code) and 2 (click): 2 / 3, not the days' 0 and 1.0
+        "tidewater": (3, 2, D("0.6667"), D("150.00"), D("18.00"), D("0.00"), D("18.00")),
+        "lumen": (1, 1, D("1.0000"), D("40.00"), D("5.00"), D("0.00"), D("5.00")),
+        # the destination: owes 10.50 + 7.50 + 5.00 + 0.00 and sent no click but its own (c4, a self-referral)
+        "northwind": (0, 0, None, D("0.00"), D("0.00"), D("23.00"), D("-23.00")),
+        "brightpath": (0, 1, None, D("20.00"), D("0.00"), D("0.00"), D("0.00")),
+    }
+
+
 def test_objective_progress_sums_the_month_and_rounds_attainment():
     orders, clicks, config = kpi_world()
     res = run(orders, clicks, config=config)

@@ -39,6 +39,7 @@ NAMING = {
     "fct_referrals": ("referrer_partner_id", "destination_partner_id"),  # both ends of a click
     "fct_order_attribution": ("partner_id", "referrer_partner_id"),  # storefront; a referrer its own credit only
     "partner_kpis_daily": ("partner_id",),
+    "partner_kpis_monthly": ("partner_id",),
     "partner_balances": ("referrer_partner_id", "destination_partner_id"),
     "commission_adjustments": ("referrer_partner_id", "destination_partner_id"),
     "objective_progress": ("partner_id",),

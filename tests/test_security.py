@@ -115,7 +115,6 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/dbt_runner.py", "sql"), ("alliance/dbt_runner.py", "limit"),  # dbt-compiled test SQL, an int
     # fixed column lists and the published schema's constant name
     ("alliance/alerts/store.py", "columns"), ("alliance/alerts/evaluate.py", "columns"),
-    ("alliance/scorecard/__init__.py", "', '.join(PLOTTED_KPIS)"), ("alliance/scorecard/__init__.py", "K"),
     # erasure: fixed SQL fragments (the customer fields dropped, the erased-key test of a newer version)
     ("connectors/erasure.py", "_WITHOUT_CUSTOMER_FIELDS"), ("connectors/landing.py", "_ERASED_BEFORE"),
     ("connectors/landing.py", "_STORED_PAYLOAD"),
