@@ -62,6 +62,21 @@ def test_load_rules_reads_the_shipped_file():
         ("channels:\n  x: {type: webhook, url_env: URL}\nrules: []", "channel `x`: secret_env: a webhook channel"),
         ("channels:\n  x: {type: pager}\nrules: []", "channel `x`: key `type`"),
         ("rules: [", "not valid YAML"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3}", "a z-score rule needs both"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3, direction: up}", "key `direction`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 0, direction: above}",
+         "key `sensitivity`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3, direction: above, change_above: 1}",
+         "drop `change_below`/`change_above`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 5, sensitivity: 3, direction: above, "
+         "min_training_days: 6}", "min_training_days: 6 is more than the 5 trailing_days"),
+        ("rules:\n  - {id: a, kpi: refund_rate, sensitivity: 3, direction: above}", "needs `trailing_days"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, detection_days: 0}", "key `detection_days`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, delivery: weekly}", "key `delivery`"),
+        ("rules:\n  - {id: a, kpi: conversion_rate, below: 1, min_day_volume: {kpi: conversion_rate, at_least: 3}}",
+         "min_day_volume.kpi: `conversion_rate` is not a volume"),
+        ("rules:\n  - {id: a, pace_below: 0.8, min_day_volume: {kpi: clicks_sent, at_least: 3}}",
+         "a pace rule takes only"),
     ],
 )
 def test_bad_rules_name_file_rule_and_key(tmp_path: Path, body: str, expected: str):
@@ -108,12 +123,13 @@ def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_r
         ("high_refund_rate", "lumen", date(2026, 10, 1), Decimal("0.30")),
         ("big_commission_day", "northwind", date(2026, 10, 1), Decimal("600.00")),
     }
-    lines = [r.getMessage() for r in caplog.records if r.name == "alliance.alerts"]
-    assert len(lines) == 3
-    assert any(
-        "high_refund_rate" in line and "lumen" in line and "refund_rate" in line and "0.30" in line and "0.25" in line
-        for line in lines
-    )
+    records = [r for r in caplog.records if r.name == "alliance.alerts"]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR  # one message per channel, most severe level
+    lines = records[0].getMessage().splitlines()
+    assert lines[0] == "[alliance] critical alerts: 3 firing for lumen, northwind (run r1)"
+    assert lines[1] == ("- CRITICAL high_refund_rate for lumen, refund_rate: 1 period (2026-10-01), "
+                        "worst 0.30 above limit 0.25")
+    assert len(lines) == 4
 
     caplog.clear()
     assert evaluate_alerts(warehouse, rules, run_id="r1-rerun") == []
@@ -149,7 +165,7 @@ def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse, test
     publish(warehouse, run_id="r1")
     assert evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 9, 30), channels=[collector]) == []
     fired = evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 10, 1), channels=[collector])
-    assert len(fired) == 3 and collector.sent == fired
+    assert len(fired) == 3 and len(collector.sent) == 1 and collector.sent[0].alerts == fired
     with connect(warehouse) as conn:
         assert conn.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 3
 
