@@ -12,7 +12,15 @@ import psycopg
 import pytest
 from support.build_schema import judge_alert_rules, make_build_schema
 
-from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate, evaluate_alerts, load_rules
+from alliance.alerts import (
+    AlertRulesError,
+    Channel,
+    LogChannel,
+    evaluate,
+    evaluate_alerts,
+    load_alerts_file,
+    load_rules,
+)
 from alliance.alerts.evaluate import AlertError
 from alliance.alerts.store import ALERT_COLUMNS
 from alliance.publish import publish
@@ -22,15 +30,22 @@ RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
 
 
 def test_load_rules_reads_the_shipped_file():
-    rules = {r.id: r for r in load_rules(RULES_FILE)}
-    assert set(rules) == {"high_refund_rate", "large_commission_bill", "conversion_halved", "objective_behind_pace",
+    spec = load_alerts_file(RULES_FILE)
+    rules = {r.id: r for r in spec.rules}
+    assert set(rules) == {"refund_rate_jump", "conversion_drop", "large_commission_bill", "objective_behind_pace",
                           "many_orders_held"}
-    kinds = ("high_refund_rate", "conversion_halved", "objective_behind_pace", "many_orders_held")
-    assert [rules[r].kind for r in kinds] == ["threshold", "trailing", "pace", "held_share"]
+    assert {r: rules[r].kind for r in rules} == {
+        "refund_rate_jump": "trailing", "conversion_drop": "trailing", "large_commission_bill": "threshold",
+        "objective_behind_pace": "pace", "many_orders_held": "held_share"}
+    jump = rules["refund_rate_jump"]
+    assert (jump.method, jump.comparison, jump.threshold, jump.trailing_days, jump.training_days_needed) == (
+        "zscore", "above", Decimal("3"), 28, 10)
+    assert jump.min_day_volume is not None and jump.min_day_volume.kpi == "referred_orders"
+    assert {r.id: r.detection_days for r in spec.rules} == dict.fromkeys(rules, 2)
+    assert {r.id for r in spec.rules if r.delivery == "digest"} == {"large_commission_bill", "many_orders_held"}
     held = rules["many_orders_held"]
     assert (held.comparison, held.threshold, held.min_orders) == ("above", Decimal("0.2"), 10)
-    assert (rules["high_refund_rate"].comparison, rules["high_refund_rate"].threshold) == ("above", Decimal("0.6"))
-    assert rules["high_refund_rate"].severity == "critical"
+    assert rules["refund_rate_jump"].severity == "critical"
 
 
 @pytest.mark.parametrize(

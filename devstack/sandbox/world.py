@@ -78,7 +78,7 @@ import json
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -88,6 +88,7 @@ from alliance.config import AllianceConfig
 WINDOW_START = datetime(2026, 9, 1, tzinfo=UTC)
 WINDOW_END = datetime(2026, 11, 15, tzinfo=UTC)
 LATEST_CHANGE = datetime(2026, 11, 20, tzinfo=UTC)  # no refund, cancellation or update is later
+WORLD_AS_OF = date(2026, 11, 15)  # the world's own "today": its data ends at midnight (the demo's alerts pin to it)
 NETWORK_TOKEN = "ACsandbox:sandbox-network-token"
 ORDERS_PER_STOREFRONT = 120
 CUSTOMERS = 150
@@ -593,6 +594,27 @@ class _Builder:
         self.tag("only_order_of_month_refunded", self.spec(w, at("2026-08-20"), c, discounts=[self.code_of(s1)],
                                                            refunds=[("over", at("2026-08-25"))]))
 
+    def alert_cases(self) -> None:
+        """What the demo's alert rules are there to catch, on the world's last day (WORLD_AS_OF; issue 23): a
+        referrer whose refund rate jumps - four orders it referred on 14 November (its usual day has one or two),
+        three of them returned line by line within days. Before the bulk, so a storefront keeps its order count.
+        """
+        fronts = [p.id for p in self.storefronts]
+        with_codes = [p for p in self.config.partners if p.referral_codes]
+        if not fronts or not with_codes:
+            return
+        referrer = next((p.id for p in reversed(with_codes) if p.id not in fronts), with_codes[-1].id)
+        destination = next((f for f in fronts if f != referrer), None)
+        if destination is None:
+            return
+        code = self.codes[referrer][0].upper()
+        last_day = WINDOW_END - timedelta(days=1)
+        for i in range(4):
+            created = last_day.replace(hour=10 + 2 * i)
+            returns = [("line", created + timedelta(days=2, hours=h)) for h in range(3)] if i < 3 else []
+            self.tag("refund_rate_jump", self.spec(destination, created, self.scenario_customer(), discounts=[code],
+                                                   refunds=returns))
+
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
         rng = self.rng
@@ -843,6 +865,7 @@ def build_world(config: AllianceConfig, seed: int = 42) -> World:
     """Generate the alliance world for `config`; the same config and seed give byte-identical JSON."""
     builder = _Builder(config, seed)
     builder.hand_made()
+    builder.alert_cases()
     builder.bulk()
     orders, zones = builder.render_orders()
     clicks = builder.render_clicks()
