@@ -64,6 +64,6 @@ def test_demo_rules_fire_the_meaningful_alerts_and_nothing_else(warehouse, demo_
     lines = messages[0].splitlines()
     assert lines[0].startswith("[alliance] critical alerts: 2 firing for brightpath, tidewater")
     assert lines[1].startswith("- CRITICAL refund_rate_jump for brightpath, refund_rate: 1 period (2026-11-14), "
-                               "worst 0.8092 above limit ")
+                               "worst 0.3644 above limit ")
     assert lines[2].startswith("- CRITICAL objective_behind_pace for tidewater, referred_orders: 1 period (2026-11), "
-                               "worst projected month-end attainment 0.7200 below limit 0.8")
+                               "worst projected month-end attainment 0.6400 below limit 0.8")

@@ -596,24 +596,30 @@ class _Builder:
 
     def alert_cases(self) -> None:
         """What the demo's alert rules are there to catch, on the world's last day (WORLD_AS_OF; issue 23): a
-        referrer whose refund rate jumps - four orders it referred on 14 November (its usual day has one or two),
-        three of them returned line by line within days. Before the bulk, so a storefront keeps its order count.
-        """
-        fronts = [p.id for p in self.storefronts]
+        referrer whose refund rate jumps - the last four orders of a storefront are moved to 14 November, carry the
+        referrer's code and three of them are returned line by line within days.
+
+        Only those four specs change (their time keeps them last, and rendering draws the same random numbers for
+        any discount or refund), so every other order, id and click of the world is what it was before."""
         with_codes = [p for p in self.config.partners if p.referral_codes]
-        if not fronts or not with_codes:
+        fronts = [p.id for p in self.storefronts]
+        if not with_codes or not fronts:
             return
         referrer = next((p.id for p in reversed(with_codes) if p.id not in fronts), with_codes[-1].id)
-        destination = next((f for f in fronts if f != referrer), None)
-        if destination is None:
-            return
         code = self.codes[referrer][0].upper()
         last_day = WINDOW_END - timedelta(days=1)
-        for i in range(4):
-            created = last_day.replace(hour=10 + 2 * i)
-            returns = [("line", created + timedelta(days=2, hours=h)) for h in range(3)] if i < 3 else []
-            self.tag("refund_rate_jump", self.spec(destination, created, self.scenario_customer(), discounts=[code],
-                                                   refunds=returns))
+        for destination in (f for f in fronts if f != referrer):
+            tail = sorted(self.specs[destination], key=lambda sp: sp["created"])[-4:]
+            if len(tail) < 4 or any(sp.get("_tags") or sp["cancelled_at"] or sp["test"] or sp["voided"]
+                                    for sp in tail):
+                continue
+            earlier = last_day
+            for i, spec in enumerate(tail):
+                earlier = max(spec["created"], last_day + timedelta(hours=8 + 2 * i), earlier + timedelta(minutes=1))
+                spec.update(created=earlier, discounts=[code], ref=None, late_update=None,
+                            refunds=[("line", earlier + timedelta(days=2, hours=h)) for h in range(3)] if i < 3 else [])
+                self.tag("refund_rate_jump", spec)
+            return
 
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
@@ -865,8 +871,8 @@ def build_world(config: AllianceConfig, seed: int = 42) -> World:
     """Generate the alliance world for `config`; the same config and seed give byte-identical JSON."""
     builder = _Builder(config, seed)
     builder.hand_made()
-    builder.alert_cases()
     builder.bulk()
+    builder.alert_cases()
     orders, zones = builder.render_orders()
     clicks = builder.render_clicks()
     refunds: dict[str, dict[str, list[dict]]] = {}
