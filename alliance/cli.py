@@ -252,6 +252,27 @@ def bi_url() -> None:
     console.print(make_bi_url(_url()), highlight=False, soft_wrap=True)
 
 
+@app.command("partner-access")
+def partner_access(
+    partner: Annotated[str, typer.Argument(help="partner id from the config's partners:")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a read-only connection URL for PARTNER: row-level security shows it only rows naming it (§9.3).
+
+    Creates the login alliance_partner_<id> once; running it again prints the same URL and changes nothing.
+    """
+    from alliance.partner_access import PartnerAccessError
+    from alliance.partner_access import partner_access as make_partner_login
+
+    cfg = _config(config, require_secrets=False)
+    try:
+        login = make_partner_login(_url(), partner, cfg)
+    except PartnerAccessError as exc:
+        err.print(f"[bold red]partner-access refused:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(login.url, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Last runs, row counts and where the warehouse is."""

@@ -121,6 +121,9 @@ def print_summary(console: Console, url: str) -> None:
             "select commission_state, count(*), sum(commission_rc) from analytics.fct_order_attribution"
             " where referrer_partner_id is not null and is_commission_model group by 1 order by 1"
         ).fetchall()
+        claims = conn.execute(
+            "select status, count(*) from analytics.partner_claims group by 1 order by 2 desc, 1"
+        ).fetchall()
     table = Table(title="Top partners as referrers (published analytics.partner_kpis_daily)")
     for column in ("partner", "referred orders", "attributed revenue", "commission earned", "commission owed"):
         table.add_column(column, justify="right" if column != "partner" else "left")
@@ -141,6 +144,8 @@ def print_summary(console: Console, url: str) -> None:
         "Commissions: " + ", ".join(f"{s}: {n} orders, {total:,.2f}" for s, n, total in state)
         + " (reporting currency)"
     )
+    if claims:  # §9.2: the claims file of the config, judged on this run's data
+        console.print("Partner claims (analytics.partner_claims): " + ", ".join(f"{s}: {n}" for s, n in claims))
     console.print("Published tables: " + ", ".join(f"analytics.{t} ({n} rows)" for t, n in counts.items()))
     parts = parse_url(url)
     console.print(

@@ -30,8 +30,8 @@ column's meaning is a reading):
   null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
 - partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
 - §8 partner programmes (README "Partner programmes"): a hold reason is "click less than N s before the order" and/or
-  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier counter
-  `earlier_commissioned_orders` is published where the row's contract has tiers or a monthly cap; held_rc on held,
+  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier a row earned is
+  published as its `from_orders` (`tier_from_orders`, percent contracts, null below the first tier); held_rc on held,
   rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
   repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
@@ -41,6 +41,12 @@ column's meaning is a reading):
   day alone; pace "projected month-end attainment = actual x days in month / days elapsed / target, per objective
   month", "today" the latest published KPI day; an alert opens only for a period ending within `detection_days` of
   the as-of date (else the latest KPI day).
+- §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
+  declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
+  two contents is dropped in every version; the reason texts and `credited_referrers` (every credited referrer of
+  the configured model, held/approved/rejected rows included, by credit descending then id) as the README shows;
+  outside_window counts each of the claimant's clicks under the first of: after the order, before the lookback, at
+  or before the customer's previous order.
 """
 
 from __future__ import annotations
@@ -122,6 +128,19 @@ class ReviewSpec:
 
 
 @dataclass(frozen=True)
+class ClaimSpec:
+    """§9.2 one valid claim of the claims files (first occurrence of identical rows)."""
+
+    claim_id: str
+    referrer: str
+    destination: str
+    order_id: str
+    claimed_at: datetime  # UTC
+    source_file: str
+    source_line: int
+
+
+@dataclass(frozen=True)
 class PartnerSpec:
     id: str
     platform: str  # shopify | shopify_graphql | woocommerce | none
@@ -153,6 +172,7 @@ class OracleConfig:
     holds_max_clicks_per_hour: int | None = None
     adjustments: tuple[AdjustmentSpec, ...] = ()
     reviews: Mapping[tuple[str, str], ReviewSpec] = field(default_factory=dict)
+    claims: tuple[ClaimSpec, ...] = ()
 
     def partner(self, partner_id: str) -> PartnerSpec:
         for p in self.partners:
@@ -240,6 +260,57 @@ def read_reviews_csv(path: Path | None) -> dict[tuple[str, str], ReviewSpec]:
     return out
 
 
+_ADDRESS = re.compile(r"[^\s@,]+(@|%40)[^\s@,]+\.[A-Za-z]{2,}")  # an e-mail address: such a claim is refused
+_CLAIM_COLUMNS = ("claim_id", "referrer_partner_id", "destination_partner_id", "order_id", "claimed_at")
+
+
+def _claim_time(text: str) -> datetime | None:
+    """A date-time with a zone, as UTC; None for anything else (a bare date, no zone, not a time)."""
+    if "T" not in text and " " not in text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else None
+
+
+def read_claims(path: Path | None, partner_ids: set[str]) -> tuple[ClaimSpec, ...]:
+    """§9.2 the claims file or folder (its *.csv files by name): the rows that are not quarantined, one per claim_id."""
+    if path is None:
+        return ()
+    files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".csv"), key=lambda f: f.name) \
+        if path.is_dir() else [path]
+    found: dict[str, list[ClaimSpec]] = defaultdict(list)
+    for file in files:
+        lines = file.read_text(encoding="utf-8-sig").splitlines()
+        if not lines:
+            continue
+        header = [h.strip() for h in next(csv.reader([lines[0]]))]
+        if not set(_CLAIM_COLUMNS) <= set(header):
+            continue
+        for number, text in enumerate(lines[1:], start=2):
+            if not text.strip():
+                continue
+            values = dict(zip(header, (v.strip() for v in next(csv.reader([text]))), strict=False))
+            row = {c: values.get(c, "") for c in _CLAIM_COLUMNS}
+            at = _claim_time(row["claimed_at"])
+            if (not row["claim_id"] or not row["order_id"] or at is None
+                    or any(_ADDRESS.search(row[c]) for c in ("claim_id", "order_id"))
+                    or row["referrer_partner_id"] not in partner_ids
+                    or row["destination_partner_id"] not in partner_ids
+                    or row["referrer_partner_id"] == row["destination_partner_id"]):
+                continue
+            found[row["claim_id"]].append(ClaimSpec(row["claim_id"], row["referrer_partner_id"],
+                                                    row["destination_partner_id"], row["order_id"], at, file.name,
+                                                    number))
+    kept = []
+    for versions in found.values():
+        if len({(v.referrer, v.destination, v.order_id, v.claimed_at) for v in versions}) == 1:
+            kept.append(versions[0])
+    return tuple(kept)
+
+
 def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig:
     """The alliance as PRODUCT.md §2 declares it (only what the numbers depend on; connection keys are ignored)."""
     attribution = raw.get("attribution") or {}
@@ -280,6 +351,7 @@ def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig
         holds_min_seconds=holds.get("min_seconds_click_to_order"),
         holds_max_clicks_per_hour=holds.get("max_clicks_per_hour"),
         adjustments=read_adjustments_csv(path("adjustments")), reviews=read_reviews_csv(path("reviews")),
+        claims=read_claims(path("claims"), {str(p["id"]) for p in raw.get("partners") or []}),
     )
 
 
@@ -464,6 +536,7 @@ class CreditTruth:
     hold_reason: str | None = None
     reviewed_at: datetime | None = None
     earlier_commissioned_orders: int | None = None
+    tier_from_orders: int | None = None  # the tier earned, by its from_orders (percent contracts)
     cap_room: Decimal | None = None  # monthly cap room (for clawbacks)
 
 
@@ -583,6 +656,17 @@ class AlertTruth:
 
 
 @dataclass(frozen=True)
+class ClaimTruth:
+    """One partner_claims row (§9.2)."""
+
+    claim: ClaimSpec
+    status: str
+    reason: str
+    claimant_credit: Decimal | None
+    credited_referrers: str | None
+
+
+@dataclass(frozen=True)
 class OracleResult:
     orders: dict[tuple[str, str], OrderTruth]
     # §6 rules 2-4 per eligible order (code, else the last eligible click, else organic) priced at credit 1: the
@@ -600,6 +684,7 @@ class OracleResult:
     configured_model: str = "last_click"
     platforms: dict[str, str] = field(default_factory=dict)
     lines: dict[tuple[str, str, str], LineTruth] = field(default_factory=dict)  # (destination, referrer, line_key)
+    claims: dict[str, ClaimTruth] = field(default_factory=dict)  # claim_id -> judged claim (§9.2)
 
     def tables(self, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
         """Every published table as {key: {column: expected value}} (customer keys need the §4 salt)."""
@@ -1272,7 +1357,70 @@ def compute(
         balance_rows=balance_rows, objectives=objectives, alerts=alerts, observations=observations,
         configured_model=configured,
         platforms={p.id: p.platform for p in config.partners}, lines=lines,
+        claims=_claims(config, truths, credits, click_rows),
     )
+
+
+# --------------------------------------------------------------------------- §9.2 claims
+
+
+def _credit_text(credit: Decimal) -> str:
+    """A credit as the reason shows it: no trailing zeros (1, 0.6, 0.3333333333)."""
+    text = format(credit, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _claims(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
+            clicks: Mapping[tuple[str, str], ClickTruth]) -> dict[str, ClaimTruth]:
+    """Each claim's status: the first of unknown_order, not_commissionable, rejected, credited, credited_to_other,
+    outside_window, no_click, judged on the configured model's rows."""
+    out: dict[str, ClaimTruth] = {}
+    lookback = timedelta(days=config.lookback_days)
+    for claim in config.claims:
+        order = orders.get((claim.destination, claim.order_id))
+        rows = sorted((c for (dest, oid, model, ref), c in credits.items()
+                       if dest == claim.destination and oid == claim.order_id and model == config.model
+                       and ref is not None and c.credit > 0),
+                      key=lambda c: (-c.credit, c.referrer_partner_id))
+        mine = next((c for c in rows if c.referrer_partner_id == claim.referrer), None)
+        credited = ",".join(c.referrer_partner_id for c in rows) or None
+        credit: Decimal | None = None
+        if order is None:
+            status, reason = "unknown_order", f"no order {claim.order_id} at {claim.destination}"
+        elif order.is_test or order.counts_as_cancelled:
+            status = "not_commissionable"
+            reason = ("a test order" if order.is_test else "the order is cancelled") + ": no commission"
+        elif mine is not None and mine.programme_state == "rejected":
+            status, credit = "rejected", mine.credit
+            reason = f"the credit of {claim.referrer} ({_credit_text(mine.credit)}) was rejected in review"
+        elif mine is not None:
+            status, credit = "credited", mine.credit
+            reason = (f"credited to {claim.referrer} ({_credit_text(mine.credit)}) by {mine.reason}"
+                      + (", held for review" if mine.programme_state == "held" else ""))
+        elif rows:
+            status = "credited_to_other"
+            reason = "credited to " + ", ".join(f"{c.referrer_partner_id} ({_credit_text(c.credit)})" for c in rows)
+        else:
+            theirs = [c for c in clicks.values()
+                      if order.customer_email is not None and c.customer_email == order.customer_email
+                      and c.destination_partner_id == claim.destination and c.referrer_partner_id == claim.referrer]
+            if theirs:
+                after = sum(1 for c in theirs if c.clicked_at > order.ordered_at)
+                early = sum(1 for c in theirs if c.clicked_at <= order.ordered_at
+                            and c.clicked_at < order.ordered_at - lookback)
+                reset = sum(1 for c in theirs if order.ordered_at - lookback <= c.clicked_at <= order.ordered_at
+                            and order.previous_order_at is not None and c.clicked_at <= order.previous_order_at)
+                parts = [f"{after} after the order"] if after else []
+                parts += [f"{early} before the {config.lookback_days}-day lookback"] if early else []
+                parts += [f"{reset} before the customer's previous order"] if reset else []
+                status = "outside_window"
+                reason = f"{claim.referrer} clicked for this customer, but outside the window: " + ", ".join(parts)
+            elif order.customer_email is None:
+                status, reason = "no_click", "a guest order: no customer to match clicks to"
+            else:
+                status, reason = "no_click", f"no click from {claim.referrer} for this customer at {claim.destination}"
+        out[claim.claim_id] = ClaimTruth(claim, status, reason, credit, credited)
+    return out
 
 
 # --------------------------------------------------------------------------- §8 partner programmes
@@ -1380,7 +1528,9 @@ def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dic
                 is_commissioned=state is None, programme_state=state, held_rc=capped if state else None,
                 hold_reason=reason, reviewed_at=review.reviewed_at if review else None,
                 earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
-                or cap is not None else None, cap_room=room)
+                or cap is not None else None, cap_room=room,
+                tier_from_orders=max((f for f, _ in row.contract.tiers if f <= earlier - (1 if state is None else 0)),
+                                     default=None) if row.contract.type == "percent" else None)
             if state == "approved":
                 day = review.reviewed_at.date()
                 add(LineTruth("approval", day.replace(day=1), row.key[3], o.partner_id, o.order_id, capped,
@@ -1696,7 +1846,7 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
             "contract_effective_from": t.effective_from if t else None, "rate_applied": c.rate_applied,
             "flat_amount": t.amount if t and t.type == "flat" else None, "fx_rate": o.fx_rate,
             "is_commissioned": c.is_commissioned, "held_rc": c.held_rc, "hold_reason": c.hold_reason,
-            "reviewed_at": c.reviewed_at, "earlier_commissioned_orders": c.earlier_commissioned_orders,
+            "reviewed_at": c.reviewed_at, "tier_from_orders": c.tier_from_orders,
         }
     kpis = {key: {f: getattr(k, f) for f in KpiTruth.__dataclass_fields__} for key, k in result.kpis.items()}
     balances = {}
@@ -1723,6 +1873,13 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     alerts = {}
     for alert_id, a in result.alerts.items():
         alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
-    return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
+    claims = {(claim_id,): {
+        "claim_id": claim_id, "referrer_partner_id": t.claim.referrer, "destination_partner_id": t.claim.destination,
+        "order_id": t.claim.order_id, "claimed_at": t.claim.claimed_at, "status": t.status, "reason": t.reason,
+        "claimant_credit": t.claimant_credit, "credited_referrers": t.credited_referrers,
+        "source_file": t.claim.source_file, "source_line": t.claim.source_line,
+    } for claim_id, t in result.claims.items()}
+    return {"partner_claims": claims,
+            "fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
             "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
             "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

@@ -26,6 +26,7 @@ TABLE_KEYS = {
     "commission_adjustments": ("destination_partner_id", "referrer_partner_id", "line_key"),
     "kpi_alerts": ("alert_id",),
     "kpi_alert_observations": ("rule_id", "partner_id", "kpi", "period"),
+    "partner_claims": ("claim_id",),
 }
 # Run metadata, not numbers: when and by which run an alert fired.
 NOT_COMPUTED = {"kpi_alerts": {"fired_at", "run_id", "resolved_at", "resolved_run_id", "resolved_value"}}

@@ -91,6 +91,7 @@ def test_hostile_partner_id_is_rejected_by_config(tmp_path, monkeypatch, hostile
     data = yaml.safe_load(DEMO.read_text())
     data["partners"][0]["id"] = hostile
     data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["claims"] = str(ROOT / "config" / "demo_claims.csv")
     data.pop("alerts", None)
     path = tmp_path / "hostile.yml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
@@ -171,6 +172,7 @@ def test_ingest_against_self_signed_partner_fails_with_a_clear_tls_error(self_si
     northwind = next(p for p in data["partners"] if p["id"] == "northwind")
     northwind["base_url"] = self_signed_https + "/northwind"
     data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["claims"] = str(ROOT / "config" / "demo_claims.csv")
     data.pop("alerts", None)
     data.pop("objectives", None)
     path = tmp_path / "tls.yml"

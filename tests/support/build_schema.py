@@ -54,6 +54,10 @@ create table {s}.commission_adjustments (
 create table {s}.objective_progress (
     partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric
 );
+create table {s}.partner_claims (
+    claim_id text, referrer_partner_id text, destination_partner_id text, order_id text, claimed_at timestamptz,
+    status text, reason text, claimant_credit numeric, credited_referrers text, source_file text, source_line integer
+);
 """
 
 GOOD_ROWS = """
@@ -84,6 +88,8 @@ insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 610
 insert into {s}.commission_adjustments values
     ('manual', '2026-10-01', 'lumen', 'northwind', null, 5.00, 'launch bonus', '2026-10-01', 'manual:2');
 insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
+insert into {s}.partner_claims values ('claim-1', 'lumen', 'northwind', 'o1', '2026-11-01 00:00+00', 'credited',
+    'credited to lumen (1) by click', 1, 'lumen', 'claims.csv', 2);
 """
 
 
