@@ -35,9 +35,12 @@ column's meaning is a reading):
   rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
   repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
-  the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
-  average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
-  actual x days in month / days elapsed / target, per objective month", "today" the latest published KPI day.
+  the rows of the N days before it (days without a row do not count as zero)", quiet when their mean is zero
+  (relative change) or when they do not vary or number fewer than `min_training_days` (z-score: "beyond mean +
+  sensitivity x sample standard deviation"), `min_volume` "summed over the N days and the day", `min_day_volume` the
+  day alone; pace "projected month-end attainment = actual x days in month / days elapsed / target, per objective
+  month", "today" the latest published KPI day; an alert opens only for a period ending within `detection_days` of
+  the as-of date (else the latest KPI day).
 - §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
   declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
   two contents is dropped in every version; the reason texts and `credited_referrers` (every credited referrer of
@@ -385,6 +388,11 @@ class RuleSpec:
     min_volume_kpi: str | None = None
     min_volume: Decimal = ZERO
     min_elapsed_days: int = 5
+    zscore: bool = False  # trailing: threshold is a number of sample standard deviations from the window's mean
+    min_training_days: int = 1  # trailing: days of the window holding a value
+    min_day_volume_kpi: str | None = None  # threshold, trailing: the day's own volume floor
+    min_day_volume: Decimal = ZERO
+    detection_days: int = 2  # an alert opens only for a period ending within this many days of the as-of date
 
 
 def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
@@ -392,26 +400,37 @@ def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
     for r in raw_rules:
         def num(key: str, r: Mapping = r) -> Decimal | None:
             return _decimal(r.get(key), f"rule {r.get('id')}.{key}")
-        severity = str(r.get("severity") or "warning")
+        day_volume = r.get("min_day_volume") or {}
+        common = {"severity": str(r.get("severity") or "warning"), "detection_days": int(r.get("detection_days") or 2)}
+        floor = {"min_day_volume_kpi": day_volume.get("kpi"),
+                 "min_day_volume": _decimal(day_volume.get("at_least"), "min_day_volume") or ZERO}
         if r.get("held_share_above") is not None:  # §8.5 holds: min_orders defaults to 10
             rules.append(RuleSpec(id=r["id"], kind="held_share", kpi="held_share", comparison="above",
-                                  threshold=num("held_share_above"), severity=severity,
+                                  threshold=num("held_share_above"), **common,
                                   min_volume=Decimal(int(r.get("min_orders") or 10))))
         elif r.get("pace_below") is not None:
             rules.append(RuleSpec(id=r["id"], kind="pace", kpi=r.get("kpi"), comparison="below",
-                                  threshold=num("pace_below"), severity=severity,
+                                  threshold=num("pace_below"), **common,
                                   min_elapsed_days=int(r.get("min_elapsed_days") or 5)))
         elif r.get("trailing_days") is not None:
-            above = r.get("change_above") is not None
             volume = r.get("min_volume") or {}
-            rules.append(RuleSpec(id=r["id"], kind="trailing", kpi=r["kpi"], comparison="above" if above else "below",
-                                  threshold=num("change_above" if above else "change_below"), severity=severity,
-                                  trailing_days=int(r["trailing_days"]), min_volume_kpi=volume.get("kpi"),
-                                  min_volume=_decimal(volume.get("at_least"), "min_volume") or ZERO))
+            n = int(r["trailing_days"])
+            if r.get("sensitivity") is not None:  # z-score: needs min_training_days (default 7, at most the window)
+                comparison, threshold, zscore = str(r["direction"]), num("sensitivity"), True
+                training = int(r.get("min_training_days") or min(7, n))
+            else:
+                above = r.get("change_above") is not None
+                comparison, zscore = ("above" if above else "below"), False
+                threshold = num("change_above" if above else "change_below")
+                training = int(r.get("min_training_days") or 1)
+            rules.append(RuleSpec(id=r["id"], kind="trailing", kpi=r["kpi"], comparison=comparison,
+                                  threshold=threshold, **common, trailing_days=n, min_volume_kpi=volume.get("kpi"),
+                                  min_volume=_decimal(volume.get("at_least"), "min_volume") or ZERO,
+                                  zscore=zscore, min_training_days=training, **floor))
         else:
             above = r.get("above") is not None
             rules.append(RuleSpec(id=r["id"], kind="threshold", kpi=r["kpi"], comparison="above" if above else "below",
-                                  threshold=num("above" if above else "below"), severity=severity))
+                                  threshold=num("above" if above else "below"), **common, **floor))
     return rules
 
 
@@ -1331,7 +1350,7 @@ def compute(
     balance_rows = _balances(config, truths, credits, as_of, lines)
     objectives = _objectives(config, kpis)
     observations = _observations(rules, kpis, objectives, alerts_as_of, balance_rows)
-    alerts = _alerts(rules, observations)
+    alerts = _alerts(rules, observations, alerts_as_of or max((day for day, _ in kpis), default=None))
     return OracleResult(
         orders=truths, attribution=attribution, balances=dict(balances),
         clicks={c.click_id: c for c in click_rows.values()}, credits=credits, leakage=dict(leakage), kpis=kpis,
@@ -1688,6 +1707,9 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
             rule_id=rule.id, rule_kind=rule.kind, partner_id=partner, kpi=kpi, period=period, value=value,
             threshold=threshold, baseline=baseline, comparison=rule.comparison, breached=breached)
 
+    def day_volume(rule: RuleSpec, k: KpiTruth) -> Decimal:
+        return Decimal(getattr(k, rule.min_day_volume_kpi) or 0) if rule.min_day_volume_kpi else ZERO
+
     by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
     for (day, partner), k in all_kpis.items():
         by_partner[partner][day] = k
@@ -1705,10 +1727,13 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
                     judge(rule, partner, "held_share", month, share, rule.threshold, None)
         elif rule.kind == "threshold":
             for (day, partner), k in kpis.items():
+                if day_volume(rule, k) < rule.min_day_volume:
+                    continue
                 value = getattr(k, rule.kpi)
                 judge(rule, partner, rule.kpi, day, None if value is None else Decimal(value), rule.threshold, None)
         elif rule.kind == "trailing":
             n = rule.trailing_days
+            six = Decimal("1e-6")
             for partner, days in by_partner.items():
                 for day, k in days.items():
                     if as_of is not None and day > as_of:
@@ -1716,16 +1741,27 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
                     value = getattr(k, rule.kpi)
                     before = [getattr(days[d], rule.kpi) for d in days if day - timedelta(days=n) <= d < day]
                     before = [Decimal(v) for v in before if v is not None]
-                    if value is None or not before:
+                    if value is None or not before or len(before) < rule.min_training_days:
                         continue
                     baseline = sum(before, ZERO) / len(before)
                     volume = sum((Decimal(getattr(days[d], rule.min_volume_kpi) or 0) for d in days
                                   if day - timedelta(days=n) <= d <= day), ZERO) if rule.min_volume_kpi else ZERO
-                    if baseline <= 0 or volume < rule.min_volume:
+                    if volume < rule.min_volume or day_volume(rule, k) < rule.min_day_volume:
                         continue
-                    limit = (baseline * (1 + rule.threshold)).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP)
+                    if rule.zscore:  # sample standard deviation; a flat window has nothing to learn from
+                        if len(before) < 2:
+                            continue
+                        spread = (sum(((v - baseline) ** 2 for v in before), ZERO) / (len(before) - 1)).sqrt()
+                        if spread <= 0:
+                            continue
+                        sign = 1 if rule.comparison == "above" else -1
+                        limit = (baseline + sign * rule.threshold * spread).quantize(six, rounding=ROUND_HALF_UP)
+                    else:
+                        if baseline <= 0:
+                            continue
+                        limit = (baseline * (1 + rule.threshold)).quantize(six, rounding=ROUND_HALF_UP)
                     judge(rule, partner, rule.kpi, day, Decimal(value), limit,
-                          baseline.quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
+                          baseline.quantize(six, rounding=ROUND_HALF_UP))
         else:
             if not all_kpis and as_of is None:
                 continue
@@ -1742,15 +1778,18 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
     return out
 
 
-def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str, date], ObservationTruth]
-            ) -> dict[str, AlertTruth]:
-    """Which alerts fire on the first evaluation of this data: one per breached observation."""
+def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str, date], ObservationTruth],
+            reference: date | None) -> dict[str, AlertTruth]:
+    """Which alerts fire on the first evaluation of this data: one per breached observation whose period (its last
+    day: month end for pace and held-share rules) falls in the rule's detection window, the `detection_days` up to
+    the reference day (the as-of date, else the latest KPI day)."""
     by_id = {rule.id: rule for rule in rules}
     out: dict[str, AlertTruth] = {}
     for o in observations.values():
-        if not o.breached:
-            continue
         rule = by_id[o.rule_id]
+        last_day = month_end(o.period) if rule.kind in ("pace", "held_share") else o.period
+        if not o.breached or reference is None or last_day <= reference - timedelta(days=rule.detection_days):
+            continue
         alert_id = f"{o.rule_id}:{o.partner_id}:{o.period.isoformat()}" + (
             f":{o.kpi}" if rule.kind == "pace" else "") + ":1"
         out[alert_id] = AlertTruth(alert_id=alert_id, rule_id=o.rule_id, severity=rule.severity,

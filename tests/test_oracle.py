@@ -478,9 +478,10 @@ def test_threshold_and_pace_alerts_fire_as_the_rules_say():
     ])
     res = compute(config, FX, orders, {"n": clicks}, AS_OF, rules=rules)
     got = {a.alert_id: (a.value, a.threshold, a.comparison, a.kind) for a in res.alerts.values()}
+    # the detection window (2 days up to the latest KPI day, 10-06) opens 10-05 and 10-06; 10-04 is breached too
+    assert res.observations[("low_conv", "tidewater", "conversion_rate", date(2026, 10, 4))].breached
     assert got == {
         "big_bill:northwind:2026-10-05:1": (D("23.00"), D(20), "above", "threshold"),
-        "low_conv:tidewater:2026-10-04:1": (D("0.0000"), D("0.5"), "below", "threshold"),
         "low_conv:lumen:2026-10-06:1": (D("0.0000"), D("0.5"), "below", "threshold"),
         # brightpath: 20.00 x 31 days / 6 elapsed / 1000 = 0.1033; tidewater 3.4444 and northwind 5.9417 are on pace
         "pace:brightpath:2026-10-01:attributed_revenue_rc:1": (D("0.1033"), D("0.8"), "below", "pace"),
@@ -514,7 +515,7 @@ def test_trailing_alert_compares_with_the_average_of_the_rows_before():
     rule = rules_from_dicts([{"id": "halved", "kpi": "conversion_rate", "trailing_days": 3, "change_below": -0.5,
                               "min_volume": {"kpi": "clicks_sent", "at_least": 30}}])
     observed = _observations(rule, kpis, {})
-    fired = _alerts(rule, observed)
+    fired = _alerts(rule, observed, date(2026, 10, 4))
     # judged: only p's day 4 (day 1 has no baseline, day 3's window holds 20 clicks); q's window never reaches 30
     # clicks; z's baseline is 0
     assert {(key[1], key[3].day, o.breached) for key, o in observed.items()} == {("p", 4, True)}
