@@ -26,9 +26,10 @@ from alliance.scorecard import build_scorecard, write_scorecard
 from alliance.scorecard.format import attainment, money, rate
 
 AS_OF = date(2026, 11, 20)
+# detection_days covers the two months: the scorecard groups a history of alerts, not just the last two days'
 RULES = """rules:
-  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical}
-  - {id: low_conversion, kpi: conversion_rate, below: 0.05, severity: warning}
+  - {id: high_refund_rate, kpi: refund_rate, above: 0.25, severity: critical, detection_days: 90}
+  - {id: low_conversion, kpi: conversion_rate, below: 0.05, severity: warning, detection_days: 90}
 """
 NOVEMBER = """
 insert into alliance_build.partner_kpis_daily
