@@ -107,6 +107,7 @@ REVIEWED_SQL_INTERPOLATIONS = {
     ("alliance/publish.py", "int(lock_timeout_seconds)"), ("alliance/publish.py", "build_schema"),
     ("alliance/publish.py", "table"), ("devstack/demo.py", "table"), ("alliance/run.py", "BUILD_SCHEMA"),
     ("alliance/publish.py", "PREVIOUS_SCHEMA"), ("alliance/publish.py", "SWAP_SCHEMA"),  # module constants
+    ("alliance/publish.py", "PARTNER_ROLE"),  # alliance/partner_scope.py constant
     ("alliance/run.py", "int(wait_seconds * 1000)"),  # an int
     ("alliance/status.py", "schema"), ("alliance/status.py", "table"),
     ("alliance/alerts/store.py", "schema"), ("alliance/alerts/evaluate.py", "PUBLISHED_SCHEMA"),
