@@ -31,10 +31,12 @@ tiered as (
     left join lateral (
         select (t.tier ->> 'rate')::numeric as rate, (t.tier ->> 'from_orders')::bigint as from_orders
         from jsonb_array_elements(p.tiers) as t (tier)
-        where (t.tier ->> 'from_orders')::bigint <= p.earlier_commissioned_orders
+        -- p's columns alone: a per-row gate, so rows without tiers (or not percent) never expand a jsonb array
+        where p.contract_type = 'percent' and p.tiers is not null
+          and (t.tier ->> 'from_orders')::bigint <= p.earlier_commissioned_orders
         order by (t.tier ->> 'from_orders')::bigint desc
         limit 1
-    ) as reached on p.contract_type = 'percent'
+    ) as reached on true
 ),
 
 order_amounts as (

@@ -27,11 +27,15 @@
         from {{ retired }} as r
     ),
 
+    -- the stored rows of those months, with the programme columns as stored (compared below without a second read)
     month_rows as (
         select
             a.partner_id, a.order_id, a.referrer_partner_id, a.is_commission_model, a.order_date, a.ordered_at,
             a.programme_state, a.tiers, a.contract_type, a.is_new_customer, a.new_customer_rate, a.base_rate,
-            a.net_commissionable_amount, a.fx_rate, a.credit, a.flat_amount, a.cap_per_order, a.cap_per_month
+            a.net_commissionable_amount, a.fx_rate, a.credit, a.flat_amount, a.cap_per_order, a.cap_per_month,
+            {%- for column in stored %}
+            a.{{ column }} as stored_{{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
         from touched_months as t
         inner join {{ this }} as a
             on a.partner_id = t.partner_id and a.referrer_partner_id = t.referrer_partner_id
@@ -39,26 +43,46 @@
         where a.is_commission_model
     ),
 
+    -- a month none of whose rows has tiers or a monthly cap: no row depends on another, nothing to re-rate
+    termed_months as (
+        select partner_id, referrer_partner_id, date_trunc('month', order_date::timestamp)::date as programme_month
+        from month_rows
+        group by 1, 2, 3
+        having bool_or(tiers is not null or cap_per_month is not null)
+    ),
+
+    termed_rows as (
+        select m.*
+        from month_rows as m
+        inner join termed_months as t
+            on t.partner_id = m.partner_id and t.referrer_partner_id = m.referrer_partner_id
+           and t.programme_month = date_trunc('month', m.order_date::timestamp)::date
+    ),
+
     programme as (
-        {{ programme_terms('month_rows') }}
+        {{ programme_terms('termed_rows') }}
     ),
 
     recomputed as (
-        select p.partner_id, p.order_id, p.referrer_partner_id, {{ programme_columns('p') }}
+        select
+            p.partner_id, p.order_id, p.referrer_partner_id, {{ programme_columns('p') }},
+            {%- for column in stored %}
+            p.stored_{{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
         from programme as p
     )
 
     select
-        n.*,
+        {%- for column in stored %}
+        n.{{ column }},
+        {%- endfor %}
+        n.partner_id, n.order_id, n.referrer_partner_id,
         not exists (
             select 1 from {{ ref('int_orders__changed') }} as c
             where c.partner_id = n.partner_id and c.order_id = n.order_id
         ) as is_rerated
     from recomputed as n
-    inner join {{ this }} as a
-        on a.partner_id = n.partner_id and a.order_id = n.order_id and a.referrer_partner_id = n.referrer_partner_id
-       and a.is_commission_model
-    where (a.{{ stored | join(', a.') }}) is distinct from (n.{{ stored | join(', n.') }});
+    where (n.{{ stored | join(', n.') }}) is distinct from (n.stored_{{ stored | join(', n.stored_') }});
 
     insert into {{ retired }}
     select a.* from {{ this }} as a
