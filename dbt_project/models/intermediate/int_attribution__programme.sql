@@ -9,7 +9,8 @@
 --   then cap_per_order, then rounded to cents (= held_rc for a held row), then the row's own cap_per_month less
 --   what the earlier commissioned orders of the month finally earned (ops.capped_running_sum, alliance/migrations/
 --   0010: each row earns min(amount, max(0, cap - earlier earnings)); no cap = the whole amount).
---   cap_room is that monthly room, kept for the clawbacks (int_commission_clawbacks), which use it as at the lock.
+--   cap_room is that monthly room, kept for the clawbacks (int_commission_clawbacks), which use it as at the lock;
+--   is_capped says a cap took something off (the statements' capped flag).
 -- Rows of the other models and organic rows pass through with null programme columns.
 -- Ephemeral: compiled into int_order_attribution's statement; int_orders__changed puts every order of a changed
 -- order's (destination, month) in scope when that destination has monthly terms, so each window here is whole.
@@ -100,12 +101,15 @@ select
     e.*,
     case when e.cap_per_month is not null then {{ cents('greatest(0, e.cap_per_month - e.earned_before)') }} end as cap_room,
     case when e.is_commissioned then e.earned_through - e.earned_before end                   as programme_commission_rc,
-    case when e.programme_state is not null then e.order_capped_rc end                        as held_rc
+    case when e.programme_state is not null then e.order_capped_rc end                        as held_rc,
+    -- §9.1 the statement's capped flag: what the row earns (or would earn, held) is below its amount uncapped
+    case when e.is_commissioned then e.earned_through - e.earned_before else e.order_capped_rc end
+        < {{ cents('e.uncapped_amount') }}                                                     as is_capped
 from earned as e
 union all
 select
     h.*,
     null::date, null::boolean, null::bigint, null::numeric, null::numeric, null::numeric, null::numeric,
-    null::numeric, null::numeric, null::numeric, null::numeric, null::numeric
+    null::numeric, null::numeric, null::numeric, null::numeric, null::numeric, null::boolean
 from {{ ref('int_attribution__holds') }} as h
 where not (h.is_commission_model and h.referrer_partner_id is not null)

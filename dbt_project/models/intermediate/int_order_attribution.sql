@@ -79,6 +79,7 @@ select
     cap_per_order,
     cap_per_month,
     cap_room,
+    is_capped,
     coalesce(clawback and is_commissioned, false)                              as clawback,
     net_commissionable_amount,
     commissionable_amount,
