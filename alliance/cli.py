@@ -277,6 +277,41 @@ def scorecard(
 
 
 @app.command()
+def statements(
+    month: Annotated[str, typer.Option("--month", help="the statement month, YYYY-MM")],
+    partner: Annotated[str | None, typer.Option("--partner", help="one partner's statement (default: every partner)")]
+    = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder (default: $ALLIANCE_STATEMENTS_DIR or "
+                                                          ".alliance/statements)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Partner statements (§9.1): per partner a CSV and a self-contained HTML file in <out>/<YYYY-MM>/."""
+    from alliance.statements import StatementError, parse_month, write_statements
+
+    cfg = _config(config, require_secrets=False)
+    try:
+        first_day = parse_month(month)
+    except StatementError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    known = {p.id: p.name or p.id for p in cfg.partners}
+    if partner is not None and partner not in known:
+        from alliance.config import resolve_config_path
+
+        err.print(f"[red]--partner: no partner `{partner}` in {resolve_config_path(config)} (partners[].id); "
+                  f"known: {', '.join(sorted(known))}[/]", highlight=False)
+        raise typer.Exit(2)
+    try:
+        files = write_statements(_url(), first_day, out_dir=out, partner=partner, currency=cfg.reporting_currency,
+                                 names=known)
+    except StatementError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    for path in files:
+        console.print(str(path), highlight=False)
+
+
+@app.command()
 def docs(config: ConfigOption = None) -> None:
     """Build the dbt docs (models, columns, contracts, exposure) as one offline HTML file."""
     from alliance.docs import build_docs
