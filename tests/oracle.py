@@ -1640,7 +1640,7 @@ def statement_lines(result: OracleResult) -> dict[tuple, dict[str, Any]]:
             "commissionable_amount_rc": o.commissionable_amount_rc,
             "refunded_before_lock_rc": round_cents(o.refunded_before_lock * o.fx_rate), "rate_applied": c.rate_applied,
             "is_capped": c.is_capped, "amount_rc": c.commission_rc, "held_rc": c.held_rc, "state": c.commission_state,
-            "reason": c.hold_reason})
+            "reason": None if c.is_commissioned else c.hold_reason})
     for line in result.lines.values():
         month_state = result.balance_rows[(line.referrer_partner_id, line.destination_partner_id, line.month)].state
         lines.append({

@@ -27,7 +27,7 @@ with order_rows as (
         a.commission_rc                                              as amount_rc,
         a.held_rc,
         case when a.is_commissioned then {{ commission_state('a.lock_date') }} else a.programme_state end as state,
-        a.hold_reason                                                as reason
+        case when not a.is_commissioned then a.hold_reason end       as reason
     from {{ ref('int_order_attribution') }} as a
     where a.is_commission_model
       and a.referrer_partner_id is not null
