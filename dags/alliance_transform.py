@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from alliance.airflow_support import (
     PUBLISHED,

@@ -52,8 +52,8 @@ create table {s}.commission_adjustments (
     reason text, line_date date, line_key text
 );
 create table {s}.partner_statement_lines (
-    partner_id text, month date, direction text, counterparty_partner_id text, referrer_partner_id text,
-    destination_partner_id text, line_kind text, in_totals boolean, line_key text, order_id text, line_date date,
+    partner_id text, direction text, counterparty_partner_id text, line_key text, month date, referrer_partner_id text,
+    destination_partner_id text, line_kind text, in_totals boolean, order_id text, line_date date,
     attribution_model text, credit numeric, commissionable_amount_rc numeric, refunded_before_lock_rc numeric,
     rate_applied numeric, is_capped boolean, amount_rc numeric, held_rc numeric, state text, reason text
 );
@@ -90,8 +90,8 @@ insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 610
 insert into {s}.commission_adjustments values
     ('manual', '2026-10-01', 'lumen', 'northwind', null, 5.00, 'launch bonus', '2026-10-01', 'manual:2');
 insert into {s}.partner_statement_lines
-select case when d = 'earned' then 'lumen' else 'northwind' end, '2026-10-01', d,
-       case when d = 'earned' then 'northwind' else 'lumen' end, 'lumen', 'northwind', kind, true, key, oid, day,
+select case when d = 'earned' then 'lumen' else 'northwind' end, d, case when d = 'earned' then 'northwind' else
+       'lumen' end, key, '2026-10-01', 'lumen', 'northwind', kind, true, oid, day,
        model, credit, amount, 0, null, false, rc, null, 'pending', reason
 from (values ('order', 'order:o1', 'o1', date '2026-10-01', 'last_click', 1, 100.00, 610.00, null),
              ('manual', 'manual:2', null, date '2026-10-01', null, null, null, 5.00, 'launch bonus'))

@@ -64,49 +64,28 @@ lines as (
 )
 
 select
-    referrer_partner_id                                          as partner_id,
-    month,
-    'earned'                                                     as direction,
-    destination_partner_id                                       as counterparty_partner_id,
-    referrer_partner_id,
-    destination_partner_id,
-    line_kind,
-    in_totals,
-    line_key,
-    order_id,
-    line_date,
-    attribution_model,
-    credit,
-    commissionable_amount_rc,
-    refunded_before_lock_rc,
-    rate_applied,
-    is_capped,
-    amount_rc,
-    held_rc,
-    state,
-    reason
-from lines
-union all
-select
-    destination_partner_id,
-    month,
-    'owed',
-    referrer_partner_id,
-    referrer_partner_id,
-    destination_partner_id,
-    line_kind,
-    in_totals,
-    line_key,
-    order_id,
-    line_date,
-    attribution_model,
-    credit,
-    commissionable_amount_rc,
-    refunded_before_lock_rc,
-    rate_applied,
-    is_capped,
-    amount_rc,
-    held_rc,
-    state,
-    reason
-from lines
+    -- the key first: (partner_id, direction, counterparty_partner_id, line_key) is unique
+    case when d.direction = 'earned' then l.referrer_partner_id else l.destination_partner_id end as partner_id,
+    d.direction,
+    case when d.direction = 'earned' then l.destination_partner_id else l.referrer_partner_id end
+        as counterparty_partner_id,
+    l.line_key,
+    l.month,
+    l.referrer_partner_id,
+    l.destination_partner_id,
+    l.line_kind,
+    l.in_totals,
+    l.order_id,
+    l.line_date,
+    l.attribution_model,
+    l.credit,
+    l.commissionable_amount_rc,
+    l.refunded_before_lock_rc,
+    l.rate_applied,
+    l.is_capped,
+    l.amount_rc,
+    l.held_rc,
+    l.state,
+    l.reason
+from lines as l
+cross join (values ('earned'), ('owed')) as d (direction)
