@@ -203,6 +203,10 @@ def _transform(cfg: AllianceConfig, as_of: date | None, wait: float = 0) -> None
             err.print(f"  [red]{line.strip()}[/]", highlight=False)
         raise typer.Exit(1)
     console.print(f"run {result.run_id}: published analytics, {result.alerts_fired} new alert(s)")
+    issued = result.statements
+    if issued is not None and issued.written:
+        console.print(f"statements: {len(issued.first)} issued, {len(issued.revised)} revised "
+                      f"({len(issued.files)} files)", highlight=False)
 
 
 @app.command()

@@ -167,6 +167,12 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         held_months = [o for o in truth.observations.values() if o.rule_kind == "held_share"]
         assert held_months and any(o.value > 0 for o in held_months), "the held-share rule judges months with holds"
         assert_matches_oracle(warehouse, truth)
+        # §9.1 the DAG's statements task issued every locked month (October's lock date, 2026-11-30, is past)
+        issues_sql = "select month, partner_id, revision, revised_at from ops.statement_issues order by 1, 2"
+        issued = published(warehouse, issues_sql)
+        assert date(2026, 10, 1) in {m for m, _, _, _ in issued}
+        assert all(revision == 0 and revised_at is None for _, _, revision, revised_at in issued)
+        assert all((tmp_path / "home" / "statements" / f"{m:%Y-%m}" / f"{p}.html").is_file() for m, p, _, _ in issued)
 
         count_sql = ("select (select count(*) from raw.orders), (select count(*) from raw.clicks),"
                      " (select count(*) from analytics.fct_order_attribution),"
@@ -176,6 +182,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
         assert published(warehouse, count_sql) == counts_before, "a second run duplicates nothing"
+        assert published(warehouse, issues_sql) == issued, "a run that changes nothing revises no statement"
         assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed))
 
         # The storefront changes after a publish: a trashed order is restored (no longer cancelled, so it resets the
