@@ -65,6 +65,21 @@ def model_variant(config_path: Path, model: str, rules: Path, directory: Path) -
     return path
 
 
+def ingest_and_transform(config_path: Path, url: str, as_of: date):
+    """Ingest everything the sandbox serves and transform in-process at `as_of`; the run and when the ingest began
+    (for the oracle's future-dated cut, §7)."""
+    from alliance.run import transform
+    from connectors.ingest import ingest_all
+
+    cfg = load_config(config_path)
+    landed = datetime.now(UTC)
+    results = ingest_all(cfg, url)
+    assert all(getattr(r, "ok", True) for r in results), results
+    outcome = transform(cfg, url, as_of=as_of)
+    assert outcome.published, outcome.failures
+    return outcome, landed
+
+
 def oracle_truth(config_path: Path, world, as_of: date, alerts_as_of: date | None = None,
                  landed_at: datetime | None = None) -> oracle.OracleResult:
     """The oracle on what the sandbox serves now; `landed_at`: when the ingest started (records dated more than
@@ -256,18 +271,10 @@ def assert_woocommerce_cases(world, truth: oracle.OracleResult) -> None:
 def test_time_decay_variant_in_process_matches_oracle(warehouse, tmp_path, monkeypatch):
     """config/demo.yml (Shopify storefronts, lumen in EUR) with time_decay driving commissions, a rules file with
     every kind of rule, and an injected "today" (AS_OF), run in-process (ingest, transform)."""
-    from alliance.run import transform
-    from connectors.ingest import ingest_all
-
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
     config_path = model_variant(DEMO, "time_decay", RULES, tmp_path)
     with sandbox_for(config_path, monkeypatch) as world:
-        cfg = load_config(config_path)
-        landed = datetime.now(UTC)
-        results = ingest_all(cfg, warehouse)
-        assert all(getattr(r, "ok", True) for r in results), results
-        outcome = transform(cfg, warehouse, as_of=AS_OF)
-        assert outcome.published, outcome.failures
+        _, landed = ingest_and_transform(config_path, warehouse, AS_OF)
         truth = oracle_truth(config_path, world, AS_OF, alerts_as_of=AS_OF, landed_at=landed)
     assert truth.configured_model == "time_decay"
     assert_world_exercises_the_rules(world, truth)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from oracle_compare import compare_published, summarize
 from support.browser import open_html
-from test_end_to_end import WORLD_CONFIG, oracle_truth, sandbox_for
+from test_end_to_end import WORLD_CONFIG, ingest_and_transform, oracle_truth, sandbox_for
 
 from alliance.config import load_config
 
@@ -59,9 +59,6 @@ def csv_totals(path: Path) -> dict[str, Decimal]:
 @pytest.fixture(scope="module")
 def world(fresh_database_factory, tmp_path_factory):
     """The oracle world ingested and transformed once at AS_OF; statements go to a folder of this module."""
-    from alliance.run import transform
-    from connectors.ingest import ingest_all
-
     home = tmp_path_factory.mktemp("statements_home")
     mp = pytest.MonkeyPatch()
     url = fresh_database_factory("stmt")
@@ -69,12 +66,7 @@ def world(fresh_database_factory, tmp_path_factory):
     mp.setenv("ALLIANCE_HOME", str(home / "home"))
     mp.setenv("ALLIANCE_STATEMENTS_DIR", str(home / "statements"))
     with sandbox_for(WORLD_CONFIG, mp) as sandbox:
-        cfg = load_config(WORLD_CONFIG)
-        landed = datetime.now(UTC)
-        results = ingest_all(cfg, url)
-        assert all(getattr(r, "ok", True) for r in results), results
-        outcome = transform(cfg, url, as_of=AS_OF)
-        assert outcome.published, outcome.failures
+        outcome, landed = ingest_and_transform(WORLD_CONFIG, url, AS_OF)
         truth = oracle_truth(WORLD_CONFIG, sandbox, AS_OF, landed_at=landed)
         yield {"url": url, "out": home / "statements", "truth": truth, "outcome": outcome, "home": home, "mp": mp}
     mp.undo()
