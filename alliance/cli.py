@@ -1,7 +1,7 @@
 """The `alliance` command: every step a data engineer runs by hand, the same calls the DAGs make.
 
 Each command imports what it runs inside its body, so `alliance --help` or `alliance status` does not load the
-gate, plotly or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
+gate, Jinja2 or uvicorn. `demo`, `sandbox` and `airflow` run the dev stack (`devstack/`, not in the wheel): the only
 imports of devstack from the product (contract `product-without-devstack`, docs/architecture.md).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -256,6 +256,27 @@ def bi_url() -> None:
     console.print(make_bi_url(_url()), highlight=False, soft_wrap=True)
 
 
+@app.command("partner-access")
+def partner_access(
+    partner: Annotated[str, typer.Argument(help="partner id from the config's partners:")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a read-only connection URL for PARTNER: row-level security shows it only rows naming it (§9.3).
+
+    Creates the login alliance_partner_<id> once; running it again prints the same URL and changes nothing.
+    """
+    from alliance.partner_access import PartnerAccessError
+    from alliance.partner_access import partner_access as make_partner_login
+
+    cfg = _config(config, require_secrets=False)
+    try:
+        login = make_partner_login(_url(), partner, cfg)
+    except PartnerAccessError as exc:
+        err.print(f"[bold red]partner-access refused:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(login.url, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Last runs, row counts and where the warehouse is."""
@@ -268,15 +289,20 @@ def status(config: ConfigOption = None) -> None:
 def scorecard(
     config: ConfigOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: .alliance/scorecard.html)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="UTC date whose month is 'this month' (default: today)")
+    ] = None,
 ) -> None:
-    """One self-contained HTML scorecard: KPIs vs thresholds and objectives, balances, alerts, model spread."""
-    from alliance.alerts import load_rules
-    from alliance.scorecard import write_scorecard
+    """One self-contained HTML scorecard: each partner this month vs last, objectives and pace, trends, alerts."""
+    from alliance.scorecard import ScorecardError, write_scorecard
     from alliance.warehouse import state_dir
 
-    cfg = _config(config, require_secrets=False)
-    rules = load_rules(cfg.alerts) if cfg.alerts is not None else []
-    path = write_scorecard(_url(), out or state_dir() / "scorecard.html", rules)
+    day = _as_of(as_of) or datetime.now(UTC).date()
+    try:
+        path = write_scorecard(_url(), out or state_dir() / "scorecard.html", day)
+    except ScorecardError as exc:
+        err.print(f"[bold red]scorecard:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"scorecard: {path}")
 
 

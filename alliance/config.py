@@ -237,6 +237,7 @@ class AllianceConfig(_Strict):
     adjustments: Path | None = None  # §8.4 CSV: month,referrer,destination,amount,reason
     holds: Holds | None = None  # §8.5
     reviews: Path | None = None  # §8.5 CSV: partner_id,order_id,decision,reviewed_at
+    claims: Path | None = None  # §9.2 a CSV file or a folder of them: claim_id,referrer_partner_id,...,claimed_at
     gate: Gate = Gate()
     source_file: Path | None = None
 
@@ -359,6 +360,8 @@ def _check_cross_references(cfg: AllianceConfig, where: str) -> None:
         path = getattr(cfg, key)
         if path is not None and not path.is_file():
             problems.append(f"{key}: file {path} does not exist")
+    if cfg.claims is not None and not (cfg.claims.is_file() or cfg.claims.is_dir()):
+        problems.append(f"claims: {cfg.claims} is neither a CSV file nor a folder of CSV files")
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
 
@@ -389,7 +392,7 @@ def load_config(path: str | Path | None = None, *, require_secrets: bool = True)
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping with `partners:`")
     raw = _expand_env(raw)
-    for key in ("fx_rates", "alerts", "adjustments", "reviews"):
+    for key in ("fx_rates", "alerts", "adjustments", "reviews", "claims"):
         if raw.get(key):
             raw[key] = str((file.parent / raw[key]).resolve())
     if "alerts" not in raw and (file.parent / "alerts.yml").is_file():

@@ -5,8 +5,10 @@ One transaction, with `lock_timeout` set, under an advisory lock: the build sche
 the run log `ops.runs`, this one included), `analytics` is renamed to `analytics_prev` (kept for `alliance rollback`),
 the build is renamed to `analytics`, the snapshot that was `analytics_prev` becomes the next build schema (its
 fact tables are brought up to date incrementally by the next build) and `alliance_bi` gets read access to the new
-tables only. Readers therefore see the previous complete snapshot or the next one. Tables (and
-any views) move with their schema, not copied, so dbt's persisted column comments stay.
+tables only. Before the swap every published table of the build gets the partners' row-level security
+(alliance/partner_scope.py), so partner logins see only their rows in whichever snapshot is live. Readers
+therefore see the previous complete snapshot or the next one. Tables (and any views) move with their schema, not
+copied, so dbt's persisted column comments stay.
 
 `rollback()` swaps `analytics` and `analytics_prev` the same way, in one transaction. `bi_url()` gives BI tools a
 LOGIN role that is a member of `alliance_bi` and reads `analytics` only.
@@ -30,6 +32,7 @@ from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
 from alliance.locks import PUBLISH
 from alliance.manifest import PUBLISHED_COLUMNS, new_run_id, record_checks, record_run  # noqa: F401 - record_run: callers
 from alliance.migrate import migrate
+from alliance.partner_scope import PARTNER_ROLE, apply_row_security
 from alliance.schemas import (
     BUILD_SCHEMA,
     PREVIOUS_SCHEMA,
@@ -81,18 +84,22 @@ def _ensure_bi_role(conn: psycopg.Connection) -> None:
 
 
 def _grant_bi(conn: psycopg.Connection, build_schema: str) -> None:
-    """alliance_bi reads analytics and nothing else: explicit revokes on the other schemas we own."""
+    """alliance_bi reads analytics and nothing else: explicit revokes on the other schemas we own.
+
+    Partners (alliance_partner) may enter analytics only; which tables and rows they read is the tables' own
+    grants and row-level security (alliance/partner_scope.py), which travel with the tables.
+    """
     _ensure_bi_role(conn)
-    conn.execute(f"grant usage on schema {PUBLISHED_SCHEMA} to {BI_ROLE}")
+    conn.execute(f"grant usage on schema {PUBLISHED_SCHEMA} to {BI_ROLE}, {PARTNER_ROLE}")
     conn.execute(f"grant select on all tables in schema {PUBLISHED_SCHEMA} to {BI_ROLE}")
     others = conn.execute(
         "select nspname from pg_namespace where nspname = any(%s)",
         (["raw", "ops", PREVIOUS_SCHEMA, build_schema, f"{build_schema}_work"],),
     ).fetchall()
     for (schema,) in others:
-        conn.execute(f"revoke all on schema {schema} from public, {BI_ROLE}")
+        conn.execute(f"revoke all on schema {schema} from public, {BI_ROLE}, {PARTNER_ROLE}")
         conn.execute(f"revoke all on all tables in schema {schema} from public, {BI_ROLE}")
-    conn.execute(f"revoke all on all tables in schema public from {BI_ROLE}")
+    conn.execute(f"revoke all on all tables in schema public from {BI_ROLE}, {PARTNER_ROLE}")
 
 
 def stamp_build(warehouse_url: str, run_id: str, build_schema: str = BUILD_SCHEMA) -> None:
@@ -201,6 +208,7 @@ def _publish_txn(
                     "analytics was left as it was"
                 )
             migrate(conn)
+            apply_row_security(conn, build_schema)  # partners' row-level security rides the swap with the tables
             materialise_alerts(conn, build_schema)
             if row_counts is None:
                 row_counts = {
@@ -321,8 +329,9 @@ def rollback(warehouse_url: str, *, lock_timeout_seconds: int = 60, run_id: str 
             conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {SWAP_SCHEMA}")
             conn.execute(f"alter schema {PREVIOUS_SCHEMA} rename to {PUBLISHED_SCHEMA}")
             conn.execute(f"alter schema {SWAP_SCHEMA} rename to {PREVIOUS_SCHEMA}")
-            _grant_bi(conn, BUILD_SCHEMA)
             migrate(conn)
+            apply_row_security(conn, PUBLISHED_SCHEMA)  # a no-op unless the snapshot predates partner access
+            _grant_bi(conn, BUILD_SCHEMA)
             conn.execute(
                 "insert into ops.runs (run_id, kind, status, finished_at, message)"
                 " values (%s, 'rollback', 'rolled_back', now(), %s)",

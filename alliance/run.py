@@ -32,6 +32,7 @@ from alliance.roles import component_url
 from alliance.schemas import BUILD_SCHEMA
 from alliance.statements import IssueResult, issue_statements
 from alliance.warehouse import connect
+from connectors.claims import land_claims
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def ensure_no_run_in_progress(url: str, run_id: str) -> None:
 
 
 def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, locked: bool = False) -> None:
-    """Open the run in the run log, mirror the config and alert rules into the warehouse, clear the build's stamp.
+    """Open the run in the run log, mirror the config and alert rules into the warehouse, land the claims files,
+    clear the build's stamp.
 
     `locked`: the caller holds the run lock (in-process run); otherwise refuse while another run holds it.
     """
@@ -127,6 +129,7 @@ def prepare(config: AllianceConfig, run_id: str, url: str | None = None, *, lock
     with connect(url) as conn:
         migrate(conn)  # a transform before the first ingest still builds
         sync_config(conn, config)
+        land_claims(conn, config.claims, {p.id for p in config.partners})  # §9.2, judged by this run's build
         sync_alert_rules(conn, load_alerts_file(config.alerts).rules if config.alerts is not None else [])
         # The build schema is kept (a recycled snapshot the incremental marts start from, or a failed build kept
         # for inspection), but never with an earlier run's gate stamp: only this run's gate can stamp it.

@@ -30,14 +30,23 @@ column's meaning is a reading):
   null on organic rows. The contract is silent on the other models' rows; this is the product's reading.
 - partner_balances "locked when every commission of the month is locked, else pending": one lock date per month.
 - §8 partner programmes (README "Partner programmes"): a hold reason is "click less than N s before the order" and/or
-  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier counter
-  `earlier_commissioned_orders` is published where the row's contract has tiers or a monthly cap; held_rc on held,
+  "more than N clicks for this customer in the hour up to the click" ("; "-joined); the tier a row earned is
+  published as its `from_orders` (`tier_from_orders`, percent contracts, null below the first tier); held_rc on held,
   rejected and approved rows (null otherwise); a clawback line of 0 (a refund the caps absorb) is not written; a
   repeated review with the same decision counts from its earliest date; line reasons and keys as the README shows.
 - Alerts (README "Alerts and the scorecard", "Decisions"): threshold per partner and KPI day; trailing "the day vs
-  the average of the rows of the N days before it (days without a row do not count as zero) and stay quiet when that
-  average is zero", `min_volume` "summed over the N days and the day"; pace "projected month-end attainment =
-  actual x days in month / days elapsed / target, per objective month", "today" the latest published KPI day.
+  the rows of the N days before it (days without a row do not count as zero)", quiet when their mean is zero
+  (relative change) or when they do not vary or number fewer than `min_training_days` (z-score: "beyond mean +
+  sensitivity x sample standard deviation"), `min_volume` "summed over the N days and the day", `min_day_volume` the
+  day alone; pace "projected month-end attainment = actual x days in month / days elapsed / target, per objective
+  month", "today" the latest published KPI day; an alert opens only for a period ending within `detection_days` of
+  the as-of date (else the latest KPI day).
+- §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
+  declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
+  two contents is dropped in every version; the reason texts and `credited_referrers` (every credited referrer of
+  the configured model, held/approved/rejected rows included, by credit descending then id) as the README shows;
+  outside_window counts each of the claimant's clicks under the first of: after the order, before the lookback, at
+  or before the customer's previous order.
 """
 
 from __future__ import annotations
@@ -119,6 +128,19 @@ class ReviewSpec:
 
 
 @dataclass(frozen=True)
+class ClaimSpec:
+    """§9.2 one valid claim of the claims files (first occurrence of identical rows)."""
+
+    claim_id: str
+    referrer: str
+    destination: str
+    order_id: str
+    claimed_at: datetime  # UTC
+    source_file: str
+    source_line: int
+
+
+@dataclass(frozen=True)
 class PartnerSpec:
     id: str
     platform: str  # shopify | shopify_graphql | woocommerce | none
@@ -150,6 +172,7 @@ class OracleConfig:
     holds_max_clicks_per_hour: int | None = None
     adjustments: tuple[AdjustmentSpec, ...] = ()
     reviews: Mapping[tuple[str, str], ReviewSpec] = field(default_factory=dict)
+    claims: tuple[ClaimSpec, ...] = ()
 
     def partner(self, partner_id: str) -> PartnerSpec:
         for p in self.partners:
@@ -237,6 +260,57 @@ def read_reviews_csv(path: Path | None) -> dict[tuple[str, str], ReviewSpec]:
     return out
 
 
+_ADDRESS = re.compile(r"[^\s@,]+(@|%40)[^\s@,]+\.[A-Za-z]{2,}")  # an e-mail address: such a claim is refused
+_CLAIM_COLUMNS = ("claim_id", "referrer_partner_id", "destination_partner_id", "order_id", "claimed_at")
+
+
+def _claim_time(text: str) -> datetime | None:
+    """A date-time with a zone, as UTC; None for anything else (a bare date, no zone, not a time)."""
+    if "T" not in text and " " not in text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else None
+
+
+def read_claims(path: Path | None, partner_ids: set[str]) -> tuple[ClaimSpec, ...]:
+    """§9.2 the claims file or folder (its *.csv files by name): the rows that are not quarantined, one per claim_id."""
+    if path is None:
+        return ()
+    files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".csv"), key=lambda f: f.name) \
+        if path.is_dir() else [path]
+    found: dict[str, list[ClaimSpec]] = defaultdict(list)
+    for file in files:
+        lines = file.read_text(encoding="utf-8-sig").splitlines()
+        if not lines:
+            continue
+        header = [h.strip() for h in next(csv.reader([lines[0]]))]
+        if not set(_CLAIM_COLUMNS) <= set(header):
+            continue
+        for number, text in enumerate(lines[1:], start=2):
+            if not text.strip():
+                continue
+            values = dict(zip(header, (v.strip() for v in next(csv.reader([text]))), strict=False))
+            row = {c: values.get(c, "") for c in _CLAIM_COLUMNS}
+            at = _claim_time(row["claimed_at"])
+            if (not row["claim_id"] or not row["order_id"] or at is None
+                    or any(_ADDRESS.search(row[c]) for c in ("claim_id", "order_id"))
+                    or row["referrer_partner_id"] not in partner_ids
+                    or row["destination_partner_id"] not in partner_ids
+                    or row["referrer_partner_id"] == row["destination_partner_id"]):
+                continue
+            found[row["claim_id"]].append(ClaimSpec(row["claim_id"], row["referrer_partner_id"],
+                                                    row["destination_partner_id"], row["order_id"], at, file.name,
+                                                    number))
+    kept = []
+    for versions in found.values():
+        if len({(v.referrer, v.destination, v.order_id, v.claimed_at) for v in versions}) == 1:
+            kept.append(versions[0])
+    return tuple(kept)
+
+
 def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig:
     """The alliance as PRODUCT.md §2 declares it (only what the numbers depend on; connection keys are ignored)."""
     attribution = raw.get("attribution") or {}
@@ -277,6 +351,7 @@ def config_from_dict(raw: Mapping, base_dir: Path | None = None) -> OracleConfig
         holds_min_seconds=holds.get("min_seconds_click_to_order"),
         holds_max_clicks_per_hour=holds.get("max_clicks_per_hour"),
         adjustments=read_adjustments_csv(path("adjustments")), reviews=read_reviews_csv(path("reviews")),
+        claims=read_claims(path("claims"), {str(p["id"]) for p in raw.get("partners") or []}),
     )
 
 
@@ -313,6 +388,11 @@ class RuleSpec:
     min_volume_kpi: str | None = None
     min_volume: Decimal = ZERO
     min_elapsed_days: int = 5
+    zscore: bool = False  # trailing: threshold is a number of sample standard deviations from the window's mean
+    min_training_days: int = 1  # trailing: days of the window holding a value
+    min_day_volume_kpi: str | None = None  # threshold, trailing: the day's own volume floor
+    min_day_volume: Decimal = ZERO
+    detection_days: int = 2  # an alert opens only for a period ending within this many days of the as-of date
 
 
 def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
@@ -320,26 +400,37 @@ def rules_from_dicts(raw_rules: Sequence[Mapping]) -> list[RuleSpec]:
     for r in raw_rules:
         def num(key: str, r: Mapping = r) -> Decimal | None:
             return _decimal(r.get(key), f"rule {r.get('id')}.{key}")
-        severity = str(r.get("severity") or "warning")
+        day_volume = r.get("min_day_volume") or {}
+        common = {"severity": str(r.get("severity") or "warning"), "detection_days": int(r.get("detection_days") or 2)}
+        floor = {"min_day_volume_kpi": day_volume.get("kpi"),
+                 "min_day_volume": _decimal(day_volume.get("at_least"), "min_day_volume") or ZERO}
         if r.get("held_share_above") is not None:  # §8.5 holds: min_orders defaults to 10
             rules.append(RuleSpec(id=r["id"], kind="held_share", kpi="held_share", comparison="above",
-                                  threshold=num("held_share_above"), severity=severity,
+                                  threshold=num("held_share_above"), **common,
                                   min_volume=Decimal(int(r.get("min_orders") or 10))))
         elif r.get("pace_below") is not None:
             rules.append(RuleSpec(id=r["id"], kind="pace", kpi=r.get("kpi"), comparison="below",
-                                  threshold=num("pace_below"), severity=severity,
+                                  threshold=num("pace_below"), **common,
                                   min_elapsed_days=int(r.get("min_elapsed_days") or 5)))
         elif r.get("trailing_days") is not None:
-            above = r.get("change_above") is not None
             volume = r.get("min_volume") or {}
-            rules.append(RuleSpec(id=r["id"], kind="trailing", kpi=r["kpi"], comparison="above" if above else "below",
-                                  threshold=num("change_above" if above else "change_below"), severity=severity,
-                                  trailing_days=int(r["trailing_days"]), min_volume_kpi=volume.get("kpi"),
-                                  min_volume=_decimal(volume.get("at_least"), "min_volume") or ZERO))
+            n = int(r["trailing_days"])
+            if r.get("sensitivity") is not None:  # z-score: needs min_training_days (default 7, at most the window)
+                comparison, threshold, zscore = str(r["direction"]), num("sensitivity"), True
+                training = int(r.get("min_training_days") or min(7, n))
+            else:
+                above = r.get("change_above") is not None
+                comparison, zscore = ("above" if above else "below"), False
+                threshold = num("change_above" if above else "change_below")
+                training = int(r.get("min_training_days") or 1)
+            rules.append(RuleSpec(id=r["id"], kind="trailing", kpi=r["kpi"], comparison=comparison,
+                                  threshold=threshold, **common, trailing_days=n, min_volume_kpi=volume.get("kpi"),
+                                  min_volume=_decimal(volume.get("at_least"), "min_volume") or ZERO,
+                                  zscore=zscore, min_training_days=training, **floor))
         else:
             above = r.get("above") is not None
             rules.append(RuleSpec(id=r["id"], kind="threshold", kpi=r["kpi"], comparison="above" if above else "below",
-                                  threshold=num("above" if above else "below"), severity=severity))
+                                  threshold=num("above" if above else "below"), **common, **floor))
     return rules
 
 
@@ -445,6 +536,7 @@ class CreditTruth:
     hold_reason: str | None = None
     reviewed_at: datetime | None = None
     earlier_commissioned_orders: int | None = None
+    tier_from_orders: int | None = None  # the tier earned, by its from_orders (percent contracts)
     cap_room: Decimal | None = None  # monthly cap room (for clawbacks)
     is_capped: bool | None = None  # §9.1 a cap took something off what the row earns (or would earn, held)
 
@@ -565,6 +657,17 @@ class AlertTruth:
 
 
 @dataclass(frozen=True)
+class ClaimTruth:
+    """One partner_claims row (§9.2)."""
+
+    claim: ClaimSpec
+    status: str
+    reason: str
+    claimant_credit: Decimal | None
+    credited_referrers: str | None
+
+
+@dataclass(frozen=True)
 class OracleResult:
     orders: dict[tuple[str, str], OrderTruth]
     # §6 rules 2-4 per eligible order (code, else the last eligible click, else organic) priced at credit 1: the
@@ -582,6 +685,7 @@ class OracleResult:
     configured_model: str = "last_click"
     platforms: dict[str, str] = field(default_factory=dict)
     lines: dict[tuple[str, str, str], LineTruth] = field(default_factory=dict)  # (destination, referrer, line_key)
+    claims: dict[str, ClaimTruth] = field(default_factory=dict)  # claim_id -> judged claim (§9.2)
 
     def tables(self, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
         """Every published table as {key: {column: expected value}} (customer keys need the §4 salt)."""
@@ -1247,14 +1351,77 @@ def compute(
     balance_rows = _balances(config, truths, credits, as_of, lines)
     objectives = _objectives(config, kpis)
     observations = _observations(rules, kpis, objectives, alerts_as_of, balance_rows)
-    alerts = _alerts(rules, observations)
+    alerts = _alerts(rules, observations, alerts_as_of or max((day for day, _ in kpis), default=None))
     return OracleResult(
         orders=truths, attribution=attribution, balances=dict(balances),
         clicks={c.click_id: c for c in click_rows.values()}, credits=credits, leakage=dict(leakage), kpis=kpis,
         balance_rows=balance_rows, objectives=objectives, alerts=alerts, observations=observations,
         configured_model=configured,
         platforms={p.id: p.platform for p in config.partners}, lines=lines,
+        claims=_claims(config, truths, credits, click_rows),
     )
+
+
+# --------------------------------------------------------------------------- §9.2 claims
+
+
+def _credit_text(credit: Decimal) -> str:
+    """A credit as the reason shows it: no trailing zeros (1, 0.6, 0.3333333333)."""
+    text = format(credit, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _claims(config: OracleConfig, orders: Mapping[tuple[str, str], OrderTruth], credits: Mapping,
+            clicks: Mapping[tuple[str, str], ClickTruth]) -> dict[str, ClaimTruth]:
+    """Each claim's status: the first of unknown_order, not_commissionable, rejected, credited, credited_to_other,
+    outside_window, no_click, judged on the configured model's rows."""
+    out: dict[str, ClaimTruth] = {}
+    lookback = timedelta(days=config.lookback_days)
+    for claim in config.claims:
+        order = orders.get((claim.destination, claim.order_id))
+        rows = sorted((c for (dest, oid, model, ref), c in credits.items()
+                       if dest == claim.destination and oid == claim.order_id and model == config.model
+                       and ref is not None and c.credit > 0),
+                      key=lambda c: (-c.credit, c.referrer_partner_id))
+        mine = next((c for c in rows if c.referrer_partner_id == claim.referrer), None)
+        credited = ",".join(c.referrer_partner_id for c in rows) or None
+        credit: Decimal | None = None
+        if order is None:
+            status, reason = "unknown_order", f"no order {claim.order_id} at {claim.destination}"
+        elif order.is_test or order.counts_as_cancelled:
+            status = "not_commissionable"
+            reason = ("a test order" if order.is_test else "the order is cancelled") + ": no commission"
+        elif mine is not None and mine.programme_state == "rejected":
+            status, credit = "rejected", mine.credit
+            reason = f"the credit of {claim.referrer} ({_credit_text(mine.credit)}) was rejected in review"
+        elif mine is not None:
+            status, credit = "credited", mine.credit
+            reason = (f"credited to {claim.referrer} ({_credit_text(mine.credit)}) by {mine.reason}"
+                      + (", held for review" if mine.programme_state == "held" else ""))
+        elif rows:
+            status = "credited_to_other"
+            reason = "credited to " + ", ".join(f"{c.referrer_partner_id} ({_credit_text(c.credit)})" for c in rows)
+        else:
+            theirs = [c for c in clicks.values()
+                      if order.customer_email is not None and c.customer_email == order.customer_email
+                      and c.destination_partner_id == claim.destination and c.referrer_partner_id == claim.referrer]
+            if theirs:
+                after = sum(1 for c in theirs if c.clicked_at > order.ordered_at)
+                early = sum(1 for c in theirs if c.clicked_at <= order.ordered_at
+                            and c.clicked_at < order.ordered_at - lookback)
+                reset = sum(1 for c in theirs if order.ordered_at - lookback <= c.clicked_at <= order.ordered_at
+                            and order.previous_order_at is not None and c.clicked_at <= order.previous_order_at)
+                parts = [f"{after} after the order"] if after else []
+                parts += [f"{early} before the {config.lookback_days}-day lookback"] if early else []
+                parts += [f"{reset} before the customer's previous order"] if reset else []
+                status = "outside_window"
+                reason = f"{claim.referrer} clicked for this customer, but outside the window: " + ", ".join(parts)
+            elif order.customer_email is None:
+                status, reason = "no_click", "a guest order: no customer to match clicks to"
+            else:
+                status, reason = "no_click", f"no click from {claim.referrer} for this customer at {claim.destination}"
+        out[claim.claim_id] = ClaimTruth(claim, status, reason, credit, credited)
+    return out
 
 
 # --------------------------------------------------------------------------- §8 partner programmes
@@ -1370,6 +1537,8 @@ def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dic
                 hold_reason=reason, reviewed_at=review.reviewed_at if review else None,
                 earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
                 or cap is not None else None, cap_room=room,
+                tier_from_orders=max((f for f, _ in row.contract.tiers if f <= earlier - (1 if state is None else 0)),
+                                     default=None) if row.contract.type == "percent" else None,
                 is_capped=(commission if state is None else capped) < _uncapped(row, rate))
             if state == "approved":
                 day = review.reviewed_at.date()
@@ -1547,6 +1716,9 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
             rule_id=rule.id, rule_kind=rule.kind, partner_id=partner, kpi=kpi, period=period, value=value,
             threshold=threshold, baseline=baseline, comparison=rule.comparison, breached=breached)
 
+    def day_volume(rule: RuleSpec, k: KpiTruth) -> Decimal:
+        return Decimal(getattr(k, rule.min_day_volume_kpi) or 0) if rule.min_day_volume_kpi else ZERO
+
     by_partner: dict[str, dict[date, KpiTruth]] = defaultdict(dict)
     for (day, partner), k in all_kpis.items():
         by_partner[partner][day] = k
@@ -1564,10 +1736,13 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
                     judge(rule, partner, "held_share", month, share, rule.threshold, None)
         elif rule.kind == "threshold":
             for (day, partner), k in kpis.items():
+                if day_volume(rule, k) < rule.min_day_volume:
+                    continue
                 value = getattr(k, rule.kpi)
                 judge(rule, partner, rule.kpi, day, None if value is None else Decimal(value), rule.threshold, None)
         elif rule.kind == "trailing":
             n = rule.trailing_days
+            six = Decimal("1e-6")
             for partner, days in by_partner.items():
                 for day, k in days.items():
                     if as_of is not None and day > as_of:
@@ -1575,16 +1750,27 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
                     value = getattr(k, rule.kpi)
                     before = [getattr(days[d], rule.kpi) for d in days if day - timedelta(days=n) <= d < day]
                     before = [Decimal(v) for v in before if v is not None]
-                    if value is None or not before:
+                    if value is None or not before or len(before) < rule.min_training_days:
                         continue
                     baseline = sum(before, ZERO) / len(before)
                     volume = sum((Decimal(getattr(days[d], rule.min_volume_kpi) or 0) for d in days
                                   if day - timedelta(days=n) <= d <= day), ZERO) if rule.min_volume_kpi else ZERO
-                    if baseline <= 0 or volume < rule.min_volume:
+                    if volume < rule.min_volume or day_volume(rule, k) < rule.min_day_volume:
                         continue
-                    limit = (baseline * (1 + rule.threshold)).quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP)
+                    if rule.zscore:  # sample standard deviation; a flat window has nothing to learn from
+                        if len(before) < 2:
+                            continue
+                        spread = (sum(((v - baseline) ** 2 for v in before), ZERO) / (len(before) - 1)).sqrt()
+                        if spread <= 0:
+                            continue
+                        sign = 1 if rule.comparison == "above" else -1
+                        limit = (baseline + sign * rule.threshold * spread).quantize(six, rounding=ROUND_HALF_UP)
+                    else:
+                        if baseline <= 0:
+                            continue
+                        limit = (baseline * (1 + rule.threshold)).quantize(six, rounding=ROUND_HALF_UP)
                     judge(rule, partner, rule.kpi, day, Decimal(value), limit,
-                          baseline.quantize(Decimal("1e-6"), rounding=ROUND_HALF_UP))
+                          baseline.quantize(six, rounding=ROUND_HALF_UP))
         else:
             if not all_kpis and as_of is None:
                 continue
@@ -1601,15 +1787,18 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
     return out
 
 
-def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str, date], ObservationTruth]
-            ) -> dict[str, AlertTruth]:
-    """Which alerts fire on the first evaluation of this data: one per breached observation."""
+def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str, date], ObservationTruth],
+            reference: date | None) -> dict[str, AlertTruth]:
+    """Which alerts fire on the first evaluation of this data: one per breached observation whose period (its last
+    day: month end for pace and held-share rules) falls in the rule's detection window, the `detection_days` up to
+    the reference day (the as-of date, else the latest KPI day)."""
     by_id = {rule.id: rule for rule in rules}
     out: dict[str, AlertTruth] = {}
     for o in observations.values():
-        if not o.breached:
-            continue
         rule = by_id[o.rule_id]
+        last_day = month_end(o.period) if rule.kind in ("pace", "held_share") else o.period
+        if not o.breached or reference is None or last_day <= reference - timedelta(days=rule.detection_days):
+            continue
         alert_id = f"{o.rule_id}:{o.partner_id}:{o.period.isoformat()}" + (
             f":{o.kpi}" if rule.kind == "pace" else "") + ":1"
         out[alert_id] = AlertTruth(alert_id=alert_id, rule_id=o.rule_id, severity=rule.severity,
@@ -1620,6 +1809,43 @@ def _alerts(rules: Sequence[RuleSpec], observations: Mapping[tuple[str, str, str
 
 
 # --------------------------------------------------------------------------- the published tables
+
+
+def partner_months(result: OracleResult) -> dict[tuple[str, date], dict[str, Any]]:
+    """partner_kpis_monthly: per partner and UTC month, its KPI days summed (conversion over the sums), and its
+    partner_balances rows summed on each side (referrer: earned, clawbacks, adjustments, held; destination: owed)."""
+    rows: dict[tuple[str, date], dict[str, Any]] = {}
+    zero = round_cents(ZERO)
+
+    def row(partner: str, month: date) -> dict[str, Any]:
+        return rows.setdefault((partner, month), {
+            "partner_id": partner, "month": month, "clicks_sent": 0, "referred_orders": 0,
+            "attributed_revenue_rc": zero, "net_attributed_revenue_rc": zero, "commission_earned_rc": zero,
+            "commission_owed_rc": zero, "clawback_rc": zero, "adjustments_rc": zero, "held_rc": zero,
+            "held_orders": 0, "balance_earned_rc": zero, "balance_owed_rc": zero})
+
+    for k in result.kpis.values():
+        r = row(k.partner_id, k.kpi_date.replace(day=1))
+        r["clicks_sent"] += k.clicks_sent
+        r["referred_orders"] += k.referred_orders
+        r["attributed_revenue_rc"] += k.attributed_revenue_rc
+        r["net_attributed_revenue_rc"] += k.net_attributed_revenue_rc
+    for b in result.balance_rows.values():
+        balance = b.commission_rc + b.clawback_rc + b.adjustments_rc
+        earned = row(b.referrer_partner_id, b.month)
+        earned["commission_earned_rc"] += b.commission_rc
+        earned["clawback_rc"] += b.clawback_rc
+        earned["adjustments_rc"] += b.adjustments_rc
+        earned["held_rc"] += b.held_rc
+        earned["held_orders"] += b.held_orders
+        earned["balance_earned_rc"] += balance
+        owed = row(b.destination_partner_id, b.month)
+        owed["commission_owed_rc"] += b.commission_rc
+        owed["balance_owed_rc"] += balance
+    for r in rows.values():
+        r["conversion_rate"] = ratio(r["referred_orders"], r["clicks_sent"], RATE_PLACES)
+        r["net_balance_rc"] = r["balance_earned_rc"] - r["balance_owed_rc"]
+    return rows
 
 
 def statement_lines(result: OracleResult) -> dict[tuple, dict[str, Any]]:
@@ -1702,7 +1928,7 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
             "contract_effective_from": t.effective_from if t else None, "rate_applied": c.rate_applied,
             "flat_amount": t.amount if t and t.type == "flat" else None, "fx_rate": o.fx_rate,
             "is_commissioned": c.is_commissioned, "held_rc": c.held_rc, "hold_reason": c.hold_reason,
-            "reviewed_at": c.reviewed_at, "earlier_commissioned_orders": c.earlier_commissioned_orders,
+            "reviewed_at": c.reviewed_at, "tier_from_orders": c.tier_from_orders,
         }
     kpis = {key: {f: getattr(k, f) for f in KpiTruth.__dataclass_fields__} for key, k in result.kpis.items()}
     balances = {}
@@ -1729,7 +1955,15 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     alerts = {}
     for alert_id, a in result.alerts.items():
         alerts[(alert_id,)] = {**{f: getattr(a, f) for f in AlertTruth.__dataclass_fields__}, "state": "firing"}
-    return {"fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
+    claims = {(claim_id,): {
+        "claim_id": claim_id, "referrer_partner_id": t.claim.referrer, "destination_partner_id": t.claim.destination,
+        "order_id": t.claim.order_id, "claimed_at": t.claim.claimed_at, "status": t.status, "reason": t.reason,
+        "claimant_credit": t.claimant_credit, "credited_referrers": t.credited_referrers,
+        "source_file": t.claim.source_file, "source_line": t.claim.source_line,
+    } for claim_id, t in result.claims.items()}
+    return {"partner_claims": claims,
+            "fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
             "partner_statement_lines": statement_lines(result),
-            "partner_kpis_daily": kpis, "partner_balances": balances, "objective_progress": objectives,
+            "partner_kpis_daily": kpis, "partner_kpis_monthly": partner_months(result),
+            "partner_balances": balances, "objective_progress": objectives,
             "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

@@ -21,12 +21,14 @@ TABLE_KEYS = {
     "fct_referrals": ("network_id", "click_id"),
     "fct_order_attribution": ("partner_id", "order_id", "attribution_model", "referrer_partner_id"),
     "partner_kpis_daily": ("kpi_date", "partner_id"),
+    "partner_kpis_monthly": ("partner_id", "month"),
     "partner_balances": ("referrer_partner_id", "destination_partner_id", "month"),
     "objective_progress": ("partner_id", "month", "metric"),
     "commission_adjustments": ("destination_partner_id", "referrer_partner_id", "line_key"),
     "partner_statement_lines": ("partner_id", "direction", "counterparty_partner_id", "line_key"),
     "kpi_alerts": ("alert_id",),
     "kpi_alert_observations": ("rule_id", "partner_id", "kpi", "period"),
+    "partner_claims": ("claim_id",),
 }
 # Run metadata, not numbers: when and by which run an alert fired.
 NOT_COMPUTED = {"kpi_alerts": {"fired_at", "run_id", "resolved_at", "resolved_run_id", "resolved_value"}}

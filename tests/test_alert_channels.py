@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -85,6 +85,11 @@ rules:
 """
 
 
+def _events(post: dict) -> list[str]:
+    """The events one webhook call carried (one call per channel per run)."""
+    return [a["event"] for a in post["alerts"]]
+
+
 def _publish(url: str, run_id: str, lumen_refund_rate: str, spec: AlertsFile) -> None:
     make_build_schema(url)
     with connect(url) as conn:
@@ -107,10 +112,11 @@ def test_delivered_once_again_after_recovery_and_dead_channel_stops_nothing(ware
     first = evaluate(warehouse, spec, "r1", env=env)
     assert [a.alert_id for a in first.fired] == ["high_refund_rate:lumen:2026-10-01:1",
                                                  "big_commission_day:northwind:2026-10-01:1"]
-    assert [p["event"] for p in posts] == ["alert.fired"]
-    assert posts[0]["alert"]["partner_id"] == "lumen" and posts[0]["alert"]["value"] == "0.30"
+    assert [_events(p) for p in posts] == [["fired"]]
+    assert posts[0]["alerts"][0]["alert"]["partner_id"] == "lumen" and posts[0]["alerts"][0]["alert"]["value"] == "0.30"
     assert len(mails) == 1 and mails[0].rcpt_tos == ["managers@alliance.test"]
-    assert b"critical alert: high_refund_rate for lumen" in mails[0].content
+    assert b"Subject: [alliance] critical alerts: 1 firing for lumen" in mails[0].content
+    assert b"- CRITICAL high_refund_rate for lumen, refund_rate: 1 period (2026-10-01)" in mails[0].content
     outcome = {(d.channel, d.status, d.attempts) for d in first.deliveries}
     assert outcome == {("dead", "failed", 3), ("hook", "sent", 1), ("mail", "sent", 1), ("unset", "skipped", 1),
                        ("log", "sent", 1)}
@@ -122,13 +128,13 @@ def test_delivered_once_again_after_recovery_and_dead_channel_stops_nothing(ware
     _publish(warehouse, "r2", "0.10", spec)  # the KPI recovers
     recovered = evaluate(warehouse, spec, "r2", env=env)
     assert recovered.fired == [] and [a.alert_id for a in recovered.resolved] == ["high_refund_rate:lumen:2026-10-01:1"]
-    assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved"]
-    assert posts[1]["alert"]["resolved_value"] == "0.10" and len(mails) == 2
+    assert [_events(p) for p in posts] == [["fired"], ["resolved"]]
+    assert posts[1]["alerts"][0]["alert"]["resolved_value"] == "0.10" and len(mails) == 2
 
     _publish(warehouse, "r3", "0.40", spec)  # a new breach of the same period fires again
     rebreach = evaluate(warehouse, spec, "r3", env=env)
     assert [a.alert_id for a in rebreach.fired] == ["high_refund_rate:lumen:2026-10-01:2"]
-    assert [p["event"] for p in posts] == ["alert.fired", "alert.resolved", "alert.fired"]
+    assert [_events(p) for p in posts] == [["fired"], ["resolved"], ["fired"]]
     assert len(mails) == 3
 
     with connect(warehouse) as conn:
@@ -238,8 +244,8 @@ def test_alert_recorded_by_a_killed_run_is_delivered_by_the_next(warehouse, tmp_
         assert nxt.fired == []  # recorded once, by the killed run
         assert [(d.alert_id, d.event, d.channel, d.status) for d in nxt.deliveries] == [
             ("high_refund_rate:lumen:2026-10-01:1", "fired", "hook", "sent")]
-        assert [(p["event"], p["alert"]["run_id"]) for p in received] == [
-            ("alert.fired", "run-killed-while-sending")]
+        assert [(_events(p), p["alerts"][0]["alert"]["run_id"]) for p in received] == [
+            (["fired"], "run-killed-while-sending")]
         again = evaluate(warehouse, load_alerts_file(rules), "third-run", env=env)
         assert again.deliveries == [] and len(received) == 1
         with connect(warehouse) as conn:
@@ -248,3 +254,74 @@ def test_alert_recorded_by_a_killed_run_is_delivered_by_the_next(warehouse, tmp_
     finally:
         release.set()
         server.shutdown()
+
+
+GROUPED_RULES = """
+channels:
+  hook: {type: webhook, url_env: HOOK_URL, secret_env: HOOK_SECRET, retries: 0}
+default_channels: [hook]
+rules:
+  - {id: refunds_high, kpi: refund_rate, above: 0.25, severity: critical, detection_days: 7}
+  - {id: bills_big, kpi: commission_owed_rc, above: 500, severity: info, delivery: digest, detection_days: 7}
+"""
+
+
+def _publish_days(url: str, run_id: str, rows: list[tuple], spec: AlertsFile) -> None:
+    """Publish partner_kpis_daily = rows of (day, partner, refund_rate, commission_owed_rc)."""
+    make_build_schema(url)
+    with connect(url) as conn:
+        conn.execute("delete from alliance_build.partner_kpis_daily")
+        with conn.cursor() as cur:
+            cur.executemany("insert into alliance_build.partner_kpis_daily (kpi_date, partner_id, refund_rate, "
+                            "commission_owed_rc) values (%s, %s, %s, %s)", rows)
+    judge_alert_rules(url, spec.rules)
+    publish(url, run_id=run_id)
+
+
+def test_one_grouped_message_per_channel_per_run_and_a_daily_digest(warehouse, tmp_path, receiver):
+    """Four breached days of refunds reach the channel as one call with one line per (partner, rule): count, worst
+    value, periods. A digest rule's events ride along with the first delivery of a day, then wait for the next."""
+    hook_url, posts = receiver
+    env = {"HOOK_URL": hook_url, "HOOK_SECRET": SECRET}
+    path = tmp_path / "alerts.yml"
+    path.write_text(GROUPED_RULES)
+    spec = load_alerts_file(path)
+    days = [(date(2026, 10, d), p, Decimal(rate), Decimal(owed)) for d, p, rate, owed in [
+        (1, "lumen", "0.30", "0"), (2, "lumen", "0.50", "0"), (3, "lumen", "0.40", "0"),
+        (1, "northwind", "0.10", "0"), (2, "northwind", "0.10", "600"), (3, "northwind", "0.35", "0")]]
+    _publish_days(warehouse, "r1", days, spec)
+
+    first = evaluate(warehouse, spec, "r1", env=env, now=datetime(2026, 10, 4, 7, 0, tzinfo=UTC))
+    assert len(first.fired) == 5 and len(posts) == 1  # one call for five episodes
+    assert posts[0]["event"] == "alerts.digest" and posts[0]["run_id"] == "r1"
+    groups = [(g["rule_id"], g["partner_id"], g["count"], g["worst_value"], g["periods"]) for g in posts[0]["groups"]]
+    assert groups == [
+        ("refunds_high", "lumen", 3, "0.50", ["2026-10-01", "2026-10-02", "2026-10-03"]),
+        ("refunds_high", "northwind", 1, "0.35", ["2026-10-03"]),
+        ("bills_big", "northwind", 1, "600", ["2026-10-02"]),
+    ]
+    assert {(d.alert_id, d.status) for d in first.deliveries} == {(a.alert_id, "sent") for a in first.fired}
+
+    # Later the same day: the immediate rule's new breach goes out at once; the digest rule's waits.
+    _publish_days(warehouse, "r2", [*days, (date(2026, 10, 4), "lumen", Decimal("0.60"), Decimal("0")),
+                                    (date(2026, 10, 4), "northwind", Decimal("0.10"), Decimal("700"))], spec)
+    second = evaluate(warehouse, spec, "r2", env=env, now=datetime(2026, 10, 4, 12, 0, tzinfo=UTC))
+    assert sorted(a.alert_id for a in second.fired) == ["bills_big:northwind:2026-10-04:1",
+                                                        "refunds_high:lumen:2026-10-04:1"]
+    assert len(posts) == 2 and posts[1]["event"] == "alerts"
+    assert [(g["rule_id"], g["partner_id"], g["count"]) for g in posts[1]["groups"]] == [("refunds_high", "lumen", 1)]
+    with connect(warehouse) as conn:
+        waiting = conn.execute("select alert_id from ops.alert_deliveries where status = 'pending'").fetchall()
+    assert waiting == [("bills_big:northwind:2026-10-04:1",)]
+
+    # The next day's first delivery is the digest, sent once.
+    third = evaluate(warehouse, spec, "r3", env=env, now=datetime(2026, 10, 5, 6, 0, tzinfo=UTC))
+    assert third.fired == [] and len(posts) == 3 and posts[2]["event"] == "alerts.digest"
+    assert [(a["event"], a["alert"]["alert_id"]) for a in posts[2]["alerts"]] == [
+        ("fired", "bills_big:northwind:2026-10-04:1")]
+    assert evaluate(warehouse, spec, "r4", env=env, now=datetime(2026, 10, 5, 9, 0, tzinfo=UTC)).deliveries == []
+    assert len(posts) == 3
+    with connect(warehouse) as conn:
+        digests = conn.execute("select channel, digest_day, run_id, events from ops.alert_digests order by 2")
+        digests = digests.fetchall()
+    assert digests == [("hook", date(2026, 10, 4), "r1", 1), ("hook", date(2026, 10, 5), "r3", 1)]

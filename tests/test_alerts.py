@@ -12,7 +12,15 @@ import psycopg
 import pytest
 from support.build_schema import judge_alert_rules, make_build_schema
 
-from alliance.alerts import AlertRulesError, Channel, LogChannel, evaluate, evaluate_alerts, load_rules
+from alliance.alerts import (
+    AlertRulesError,
+    Channel,
+    LogChannel,
+    evaluate,
+    evaluate_alerts,
+    load_alerts_file,
+    load_rules,
+)
 from alliance.alerts.evaluate import AlertError
 from alliance.alerts.store import ALERT_COLUMNS
 from alliance.publish import publish
@@ -22,15 +30,22 @@ RULES_FILE = PROJECT_ROOT / "config" / "alerts.yml"
 
 
 def test_load_rules_reads_the_shipped_file():
-    rules = {r.id: r for r in load_rules(RULES_FILE)}
-    assert set(rules) == {"high_refund_rate", "large_commission_bill", "conversion_halved", "objective_behind_pace",
+    spec = load_alerts_file(RULES_FILE)
+    rules = {r.id: r for r in spec.rules}
+    assert set(rules) == {"refund_rate_jump", "conversion_drop", "large_commission_bill", "objective_behind_pace",
                           "many_orders_held"}
-    kinds = ("high_refund_rate", "conversion_halved", "objective_behind_pace", "many_orders_held")
-    assert [rules[r].kind for r in kinds] == ["threshold", "trailing", "pace", "held_share"]
+    assert {r: rules[r].kind for r in rules} == {
+        "refund_rate_jump": "trailing", "conversion_drop": "trailing", "large_commission_bill": "threshold",
+        "objective_behind_pace": "pace", "many_orders_held": "held_share"}
+    jump = rules["refund_rate_jump"]
+    assert (jump.method, jump.comparison, jump.threshold, jump.trailing_days, jump.training_days_needed) == (
+        "zscore", "above", Decimal("3"), 28, 10)
+    assert jump.min_day_volume is not None and jump.min_day_volume.kpi == "referred_orders"
+    assert {r.id: r.detection_days for r in spec.rules} == dict.fromkeys(rules, 2)
+    assert {r.id for r in spec.rules if r.delivery == "digest"} == {"large_commission_bill", "many_orders_held"}
     held = rules["many_orders_held"]
     assert (held.comparison, held.threshold, held.min_orders) == ("above", Decimal("0.2"), 10)
-    assert (rules["high_refund_rate"].comparison, rules["high_refund_rate"].threshold) == ("above", Decimal("0.6"))
-    assert rules["high_refund_rate"].severity == "critical"
+    assert rules["refund_rate_jump"].severity == "critical"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +77,21 @@ def test_load_rules_reads_the_shipped_file():
         ("channels:\n  x: {type: webhook, url_env: URL}\nrules: []", "channel `x`: secret_env: a webhook channel"),
         ("channels:\n  x: {type: pager}\nrules: []", "channel `x`: key `type`"),
         ("rules: [", "not valid YAML"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3}", "a z-score rule needs both"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3, direction: up}", "key `direction`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 0, direction: above}",
+         "key `sensitivity`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 7, sensitivity: 3, direction: above, change_above: 1}",
+         "drop `change_below`/`change_above`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, trailing_days: 5, sensitivity: 3, direction: above, "
+         "min_training_days: 6}", "min_training_days: 6 is more than the 5 trailing_days"),
+        ("rules:\n  - {id: a, kpi: refund_rate, sensitivity: 3, direction: above}", "needs `trailing_days"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, detection_days: 0}", "key `detection_days`"),
+        ("rules:\n  - {id: a, kpi: refund_rate, above: 1, delivery: weekly}", "key `delivery`"),
+        ("rules:\n  - {id: a, kpi: conversion_rate, below: 1, min_day_volume: {kpi: conversion_rate, at_least: 3}}",
+         "min_day_volume.kpi: `conversion_rate` is not a volume"),
+        ("rules:\n  - {id: a, pace_below: 0.8, min_day_volume: {kpi: clicks_sent, at_least: 3}}",
+         "a pace rule takes only"),
     ],
 )
 def test_bad_rules_name_file_rule_and_key(tmp_path: Path, body: str, expected: str):
@@ -108,12 +138,13 @@ def test_alerts_fire_once_and_survive_the_next_publish(warehouse, caplog, test_r
         ("high_refund_rate", "lumen", date(2026, 10, 1), Decimal("0.30")),
         ("big_commission_day", "northwind", date(2026, 10, 1), Decimal("600.00")),
     }
-    lines = [r.getMessage() for r in caplog.records if r.name == "alliance.alerts"]
-    assert len(lines) == 3
-    assert any(
-        "high_refund_rate" in line and "lumen" in line and "refund_rate" in line and "0.30" in line and "0.25" in line
-        for line in lines
-    )
+    records = [r for r in caplog.records if r.name == "alliance.alerts"]
+    assert len(records) == 1 and records[0].levelno == logging.ERROR  # one message per channel, most severe level
+    lines = records[0].getMessage().splitlines()
+    assert lines[0] == "[alliance] critical alerts: 3 firing for lumen, northwind (run r1)"
+    assert lines[1] == ("- CRITICAL high_refund_rate for lumen, refund_rate: 1 period (2026-10-01), "
+                        "worst 0.30 above limit 0.25")
+    assert len(lines) == 4
 
     caplog.clear()
     assert evaluate_alerts(warehouse, rules, run_id="r1-rerun") == []
@@ -149,7 +180,7 @@ def test_as_of_limits_periods_and_custom_channels_receive_alerts(warehouse, test
     publish(warehouse, run_id="r1")
     assert evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 9, 30), channels=[collector]) == []
     fired = evaluate_alerts(warehouse, rules, run_id="r1", as_of=date(2026, 10, 1), channels=[collector])
-    assert len(fired) == 3 and collector.sent == fired
+    assert len(fired) == 3 and len(collector.sent) == 1 and collector.sent[0].alerts == fired
     with connect(warehouse) as conn:
         assert conn.execute("select count(*) from analytics.kpi_alerts").fetchone()[0] == 3
 

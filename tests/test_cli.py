@@ -37,6 +37,7 @@ def test_unreachable_partner_is_one_clear_line(warehouse, sandbox_url, tmp_path)
     data = yaml.safe_load(DEMO.read_text())
     data["partners"][2]["base_url"] = "http://127.0.0.1:9/tidewater"  # nothing listens on port 9
     data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["claims"] = str(ROOT / "config" / "demo_claims.csv")
     data["alerts"] = str(ROOT / "config" / "alerts.yml")
     config = tmp_path / "alliance.yml"
     config.write_text(yaml.safe_dump(data))
@@ -51,6 +52,7 @@ def test_unknown_platform_fails_before_touching_the_warehouse(tmp_path):
     data = yaml.safe_load(DEMO.read_text())
     data["partners"][0]["platform"] = "magento"
     data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["claims"] = str(ROOT / "config" / "demo_claims.csv")
     config = tmp_path / "alliance.yml"
     config.write_text(yaml.safe_dump(data))
     result = cli("ingest", "--config", str(config), env={"ALLIANCE_WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:9/x"})
@@ -79,4 +81,7 @@ def test_demo_in_process_prints_where_and_what(warehouse, tmp_path):
     out = result.stdout
     assert "Top partners" in out and "Who owes whom" in out and "analytics.fct_order_attribution" in out
     assert "locked:" in out and "pending:" in out
+    assert "Partner claims (analytics.partner_claims): " in out and "credited_to_other: " in out  # demo_claims.csv
     assert "scorecard" in out.lower() and (tmp_path / "home" / "scorecard.html").is_file()
+    # the world's orders end in November: its scorecard compares November with October, not an empty December
+    assert "The alliance: November 2026 vs October 2026" in (tmp_path / "home" / "scorecard.html").read_text()

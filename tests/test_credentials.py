@@ -156,6 +156,7 @@ def test_redirect_within_the_origin_is_followed(warehouse):
 def _write_config(tmp_path: Path, edit) -> Path:  # noqa: ANN001
     data = yaml.safe_load(DEMO.read_text())
     data["fx_rates"] = str(ROOT / "config" / "demo_fx_rates.csv")
+    data["claims"] = str(ROOT / "config" / "demo_claims.csv")
     data.pop("alerts", None)
     edit(data)
     path = tmp_path / "alliance.yml"

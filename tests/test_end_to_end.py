@@ -60,6 +60,7 @@ def model_variant(config_path: Path, model: str, rules: Path, directory: Path) -
     text = text.replace("model: last_click", f"model: {model}")
     text = text.replace("fx_rates: demo_fx_rates.csv", f"fx_rates: {config_path.parent / 'demo_fx_rates.csv'}")
     text = text.replace("alerts: alerts.yml", f"alerts: {rules}")
+    text = text.replace("claims: demo_claims.csv", f"claims: {config_path.parent / 'demo_claims.csv'}")
     path = directory / f"{config_path.stem}_{model}.yml"
     path.write_text(text)
     return path
@@ -278,6 +279,8 @@ def test_time_decay_variant_in_process_matches_oracle(warehouse, tmp_path, monke
         truth = oracle_truth(config_path, world, AS_OF, alerts_as_of=AS_OF, landed_at=landed)
     assert truth.configured_model == "time_decay"
     assert_world_exercises_the_rules(world, truth)
+    claims = {t.status for t in truth.claims.values()}  # config/demo_claims.csv, judged under time_decay
+    assert len(claims) >= 5 and {"credited", "credited_to_other", "outside_window", "no_click"} <= claims, claims
     assert {a.kind for a in truth.alerts.values()} == {"threshold", "trailing", "pace"}
     assert {b.state for b in truth.balance_rows.values()} == {"locked", "pending"}
     assert_matches_oracle(warehouse, truth)

@@ -178,16 +178,18 @@ def test_incremental_equals_full_refresh(fresh_database_factory) -> None:
     assert "pending" in {row[11] for row in published["fct_order_attribution"]}, "some were pending on 2026-12-01"
 
 
-def _early_order(url: str, gen: Generator) -> dict[str, int]:
-    """A new order early in a busy programme month, credited by code to the referrer with the most orders there:
-    every later order of that (destination, referrer, month) moves one place, so tiers and monthly cap room change
-    for orders that did not change themselves (§8.1-2)."""
+def _early_order(url: str, gen: Generator) -> tuple[tuple, dict[str, tuple]]:
+    """A new order early in a busy programme month, credited by code to the referrer with the most orders there that
+    reached a tier: every later order of that (destination, referrer, month) moves one place, so the order just
+    below each tier boundary now earns the tier, though it did not change itself (§8.1-2). Returns the month and
+    its commissioned orders' (rate, tier, commission) before."""
     with psycopg.connect(url) as conn:
         store, referrer, month = conn.execute("""
             select partner_id, referrer_partner_id, date_trunc('month', order_date)
             from analytics.fct_order_attribution where is_commission_model and is_commissioned
-              and earlier_commissioned_orders is not null and attribution_reason = 'code'
-            group by 1, 2, 3 order by count(*) desc, 1, 2 limit 1""").fetchone()
+              and attribution_reason = 'code'
+            group by 1, 2, 3 having bool_or(tier_from_orders is not null)
+            order by count(*) desc, 1, 2 limit 1""").fetchone()
         code = conn.execute("select code from raw.cfg_referral_codes where partner_id = %s limit 1",
                             (referrer,)).fetchone()[0]
         created = month + timedelta(hours=1)
@@ -197,15 +199,20 @@ def _early_order(url: str, gen: Generator) -> dict[str, int]:
         conn.execute("insert into raw.orders (partner_id, order_id, platform, updated_at, customer_key, payload,"
                      " load_id) values (%s, '999999', 'shopify', %s, null, %s, gen_random_uuid())",
                      (store, created, Jsonb(payload)))
-        return dict(conn.execute(
-            "select order_id, earlier_commissioned_orders from analytics.fct_order_attribution"
-            " where is_commissioned and partner_id = %s and referrer_partner_id = %s"
-            " and date_trunc('month', order_date) = %s", (store, referrer, month)).fetchall())
+        return (store, referrer, month), _month_rates(conn, "analytics", (store, referrer, month))
+
+
+def _month_rates(conn: psycopg.Connection, schema: str, month: tuple) -> dict[str, tuple]:
+    return {order_id: rest for order_id, *rest in conn.execute(
+        f"select order_id, rate_applied, tier_from_orders, commission_rc from {schema}.fct_order_attribution"
+        " where is_commissioned and partner_id = %s and referrer_partner_id = %s"
+        " and date_trunc('month', order_date) = %s", month).fetchall()}
 
 
 def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory, tmp_path) -> None:
     """§8 on half the contracts (tiers, caps, clawback), holds, reviews and adjustments: the monthly rules reach
-    across orders, so the incremental path recomputes whole programme months and still equals a full refresh."""
+    across orders: the incremental path recomputes the changed orders, re-rates the rest of the months they touch
+    from the stored rows, and still equals a full refresh."""
     url = fresh_database_factory("inc8")
     demo = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     config = with_programme_terms(demo, tmp_path)
@@ -225,11 +232,11 @@ def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory,
                                    " group by 1").fetchall())
         kinds = {r[0] for r in conn.execute("select kind from analytics.commission_adjustments").fetchall()}
         tiered = conn.execute("select count(*) from analytics.fct_order_attribution where is_commissioned"
-                              " and earlier_commissioned_orders >= 3 and rate_applied > 0.12").fetchone()[0]
+                              " and tier_from_orders >= 3 and rate_applied > 0.12").fetchone()[0]
     assert {"held", "locked", "pending"} <= set(states) and tiered > 0, (states, tiered)
     assert {"manual", "clawback"} <= kinds, kinds
 
-    before = _early_order(url, gen)
+    month, before = _early_order(url, gen)
     gen.write(url, 15, start=datetime(2026, 11, 2, tzinfo=UTC), span_seconds=3 * 86400)
     assert gen.change(url, 10) == 10
     later = {**dbt_vars, "as_of_date": "2027-01-15"}
@@ -237,10 +244,15 @@ def test_programme_terms_incremental_equals_full_refresh(fresh_database_factory,
     assert not second.full_refresh and second.outcome.success, second.outcome.failures
     incremental = snapshot(url)
     with psycopg.connect(url) as conn:
-        moved = [order_id for order_id, n in conn.execute(
-            f"select order_id, earlier_commissioned_orders from {SCHEMA}.fct_order_attribution"
-            " where is_commissioned and order_id = any(%s)", (list(before),)).fetchall() if n == before[order_id] + 1]
-    assert len(moved) >= 3, "the early order moved the month's later orders one place up"
+        after = _month_rates(conn, SCHEMA, month)
+    moved = {order_id for order_id, values in before.items() if after.get(order_id) != values}
+    assert moved, "the early order moved an order of its month into the next tier"
+    with psycopg.connect(url) as conn:
+        recomputed = {r[0] for r in conn.execute(f"select order_id from {SCHEMA}_work.int_orders__changed")}
+        total = conn.execute("select count(*) from raw.orders").fetchone()[0]
+        rerated = {r[0] for r in conn.execute(f"select order_id from {SCHEMA}_work.int_order_attribution__rerated")}
+    assert len(recomputed) < total * 0.1, "only the changed orders' attribution is recomputed, not whole months"
+    assert moved & rerated and moved <= rerated | recomputed, "the orders the early one moved were re-rated in place"
     full = dbt_build(url, SCHEMA, later, full_refresh=True)
     assert full.outcome.success, full.outcome.failures
     refreshed = snapshot(url)

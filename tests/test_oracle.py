@@ -435,6 +435,24 @@ def test_partner_balances_include_zero_commission_months_and_state():
             row["commission_pending_rc"]) == (D("18.00"), D("18.00"), D("18.00"), D("0.00"))
 
 
+def test_partner_kpis_monthly_sum_the_days_and_both_sides_of_the_balances():
+    orders, clicks, config = kpi_world()
+    table = run(orders, clicks, config=config).tables("salt")["partner_kpis_monthly"]
+    october = date(2026, 10, 1)
+    assert set(table) == {(p, october) for p in ("tidewater", "lumen", "northwind", "brightpath")}
+    got = {p: (r["clicks_sent"], r["referred_orders"], r["conversion_rate"], r["attributed_revenue_rc"],
+               r["commission_earned_rc"], r["commission_owed_rc"], r["net_balance_rc"])
+           for (p, _), r in table.items()}
+    assert got == {
+        # c1 on the 4th, c2 and c3 on the 5th; orders 1 (code) and 2 (click): 2 / 3, not the days' 0 and 1.0
+        "tidewater": (3, 2, D("0.6667"), D("150.00"), D("18.00"), D("0.00"), D("18.00")),
+        "lumen": (1, 1, D("1.0000"), D("40.00"), D("5.00"), D("0.00"), D("5.00")),
+        # the destination: owes 10.50 + 7.50 + 5.00 + 0.00 and sent no click but its own (c4, a self-referral)
+        "northwind": (0, 0, None, D("0.00"), D("0.00"), D("23.00"), D("-23.00")),
+        "brightpath": (0, 1, None, D("20.00"), D("0.00"), D("0.00"), D("0.00")),
+    }
+
+
 def test_objective_progress_sums_the_month_and_rounds_attainment():
     orders, clicks, config = kpi_world()
     res = run(orders, clicks, config=config)
@@ -460,9 +478,10 @@ def test_threshold_and_pace_alerts_fire_as_the_rules_say():
     ])
     res = compute(config, FX, orders, {"n": clicks}, AS_OF, rules=rules)
     got = {a.alert_id: (a.value, a.threshold, a.comparison, a.kind) for a in res.alerts.values()}
+    # the detection window (2 days up to the latest KPI day, 10-06) opens 10-05 and 10-06; 10-04 is breached too
+    assert res.observations[("low_conv", "tidewater", "conversion_rate", date(2026, 10, 4))].breached
     assert got == {
         "big_bill:northwind:2026-10-05:1": (D("23.00"), D(20), "above", "threshold"),
-        "low_conv:tidewater:2026-10-04:1": (D("0.0000"), D("0.5"), "below", "threshold"),
         "low_conv:lumen:2026-10-06:1": (D("0.0000"), D("0.5"), "below", "threshold"),
         # brightpath: 20.00 x 31 days / 6 elapsed / 1000 = 0.1033; tidewater 3.4444 and northwind 5.9417 are on pace
         "pace:brightpath:2026-10-01:attributed_revenue_rc:1": (D("0.1033"), D("0.8"), "below", "pace"),
@@ -496,7 +515,7 @@ def test_trailing_alert_compares_with_the_average_of_the_rows_before():
     rule = rules_from_dicts([{"id": "halved", "kpi": "conversion_rate", "trailing_days": 3, "change_below": -0.5,
                               "min_volume": {"kpi": "clicks_sent", "at_least": 30}}])
     observed = _observations(rule, kpis, {})
-    fired = _alerts(rule, observed)
+    fired = _alerts(rule, observed, date(2026, 10, 4))
     # judged: only p's day 4 (day 1 has no baseline, day 3's window holds 20 clicks); q's window never reaches 30
     # clicks; z's baseline is 0
     assert {(key[1], key[3].day, o.breached) for key, o in observed.items()} == {("p", 4, True)}

@@ -224,6 +224,7 @@ def test_forget_arguments_are_checked_before_the_warehouse(args, message):
 MARTS_WITHOUT_KEYS = {
     "fct_order_attribution": "select * from analytics.fct_order_attribution order by 1, 2, 3, 4",
     "partner_kpis_daily": "select * from analytics.partner_kpis_daily order by 1, 2",
+    "partner_kpis_monthly": "select * from analytics.partner_kpis_monthly order by 1, 2",
     "partner_balances": "select * from analytics.partner_balances order by 1, 2, 3",
     "objective_progress": "select * from analytics.objective_progress order by 1, 2, 3",
 }

@@ -1,4 +1,5 @@
-"""Where alert events go: log, generic webhook (JSON, HMAC-SHA256 signed), Slack incoming webhook, e-mail (SMTP).
+"""Where alert notifications go: log, generic webhook (JSON, HMAC-SHA256 signed), Slack incoming webhook, e-mail
+(SMTP). Each gets one message per run (alliance/alerts/message.py), never one per alert.
 
 Slack and e-mail go through the same senders as the Airflow failure notifier (alliance/failure_notify.py).
 A channel's `send` raises on failure; alliance/alerts/deliver.py retries it with backoff and records the attempt.
@@ -18,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import requests
 
-from alliance.alerts.episode import FiredAlert
+from alliance.alerts.message import AlertMessage
 from alliance.alerts.rules import ChannelConfig
 from alliance.failure_notify import post_slack_text, send_email_text
 
@@ -34,34 +35,12 @@ class ChannelNotConfigured(RuntimeError):
 
 @runtime_checkable
 class Channel(Protocol):
-    """A destination for alert events; `send` gets the alert row (state firing or resolved), raises on failure."""
+    """A destination for alert notifications: `send` gets the run's message for this channel (its events grouped
+    by partner and rule), raises on failure."""
 
     name: str
 
-    def send(self, alert: FiredAlert) -> None: ...
-
-
-def describe(alert: FiredAlert) -> tuple[str, str]:
-    """Subject and one-paragraph text for humans (Slack, e-mail); ids and numbers only, no customer data."""
-    where = f"{alert.partner_id} {alert.kpi} " + (
-        f"for {alert.period:%Y-%m} (projected month-end attainment)" if alert.kind == "pace" else f"on {alert.period}"
-    )
-    if alert.state == "resolved":
-        subject = f"[alliance] resolved: {alert.rule_id} for {alert.partner_id}"
-        text = f"RESOLVED {alert.rule_id} [{alert.severity}]: {where} is now {alert.resolved_value} " \
-               f"(threshold {alert.threshold}); fired {alert.fired_at:%Y-%m-%d %H:%M} UTC with {alert.value}."
-    else:
-        subject = f"[alliance] {alert.severity} alert: {alert.rule_id} for {alert.partner_id}"
-        text = f"{alert.severity.upper()} {alert.rule_id}: {where} = {alert.value}, {alert.comparison} " \
-               f"threshold {alert.threshold}" + (f" (trailing average {alert.baseline})" if alert.baseline else "") \
-               + f" (run {alert.run_id})."
-    return subject, text
-
-
-def payload(alert: FiredAlert) -> dict:
-    """The webhook body: event name plus every column of the alert row."""
-    return {"event": f"alert.{'resolved' if alert.state == 'resolved' else 'fired'}",
-            "alert": alert.model_dump(mode="json")}
+    def send(self, message: AlertMessage) -> None: ...
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -71,7 +50,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class LogChannel:
-    """One log line per event on logger `alliance.alerts`, level from the rule's severity."""
+    """One log record per message on logger `alliance.alerts`, level from its most severe firing group."""
 
     name = "log"
     retries = 0
@@ -80,9 +59,10 @@ class LogChannel:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger(LOGGER_NAME)
 
-    def send(self, alert: FiredAlert) -> None:
-        level = logging.INFO if alert.state == "resolved" else _LEVELS.get(alert.severity, logging.WARNING)
-        self.logger.log(level, "alert %s", describe(alert)[1])
+    def send(self, message: AlertMessage) -> None:
+        fired = any(e.event == "fired" for e in message.events)
+        level = _LEVELS.get(message.severity, logging.WARNING) if fired else logging.INFO
+        self.logger.log(level, "%s", message.text())
 
 
 class _EnvChannel:
@@ -101,11 +81,11 @@ class _EnvChannel:
 
 
 class WebhookChannel(_EnvChannel):
-    """POST the alert as JSON, signed with HMAC-SHA256 over timestamp and body; any non-2xx is a failure."""
+    """POST the message as JSON, signed with HMAC-SHA256 over timestamp and body; any non-2xx is a failure."""
 
-    def send(self, alert: FiredAlert) -> None:
+    def send(self, message: AlertMessage) -> None:
         url, secret = self._need(self.config.url_env), self._need(self.config.secret_env)
-        body = json.dumps(payload(alert), sort_keys=True).encode()
+        body = json.dumps(message.payload(), sort_keys=True).encode()
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp,
                    SIGNATURE_HEADER: sign(secret, stamp, body)}
@@ -116,18 +96,18 @@ class WebhookChannel(_EnvChannel):
 class SlackChannel(_EnvChannel):
     """Slack incoming webhook, through the failure notifier's sender."""
 
-    def send(self, alert: FiredAlert) -> None:
-        post_slack_text(self._need(self.config.url_env), describe(alert)[1], timeout=self.config.timeout_seconds)
+    def send(self, message: AlertMessage) -> None:
+        post_slack_text(self._need(self.config.url_env), message.text(), timeout=self.config.timeout_seconds)
 
 
 class EmailChannel(_EnvChannel):
     """Plain-text e-mail through ALLIANCE_SMTP_* (the failure notifier's sender); recipients from `to_env`."""
 
-    def send(self, alert: FiredAlert) -> None:
+    def send(self, message: AlertMessage) -> None:
         self._need("ALLIANCE_SMTP_HOST")
         to = self._need(self.config.to_env or "ALLIANCE_SMTP_TO")
-        subject, text = describe(alert)
-        send_email_text(subject, text, dict(self.env), to=to, timeout=self.config.timeout_seconds)
+        send_email_text(message.subject(), message.text(), dict(self.env), to=to,
+                        timeout=self.config.timeout_seconds)
 
 
 def build_channel(name: str, config: ChannelConfig, env: Mapping[str, str] | None = None) -> Channel:

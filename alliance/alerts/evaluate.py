@@ -1,5 +1,12 @@
-"""Keep alert episodes from what dbt judged: open an episode for each new breach, resolve episodes whose KPI
-recovered, then tell the routed channels (after the commit, with retries, recorded in ops.alert_deliveries).
+"""Keep alert episodes from what dbt judged: open an episode for each new breach inside the rule's detection window,
+resolve episodes whose KPI recovered, then tell the routed channels (after the commit, one message per channel,
+with retries, recorded in ops.alert_deliveries).
+
+The detection window (`detection_days`, default 2) is counted back from the run's as-of date (`as_of`, else the
+latest published KPI day, the same reference the pace projection uses): only a period ending inside it may OPEN an
+episode, so the first run on a long history fires about the last days, not about September. It never closes one:
+an open episode resolves when dbt judges its period within bounds again, whenever that is, and otherwise stays
+firing (a period no longer judged at all, e.g. a day that lost its volume, keeps its episode as it is).
 
 The rules themselves (baselines, pace projections, breaches) are business rules and live in dbt:
 `analytics.kpi_alert_observations`, built from the rules the transform mirrored into raw.cfg_alert_rules
@@ -10,13 +17,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import psycopg
 
 from alliance.alerts.channels import Channel, LogChannel, build_channel
 from alliance.alerts.deliver import Delivery, deliver_pending, enqueue
 from alliance.alerts.episode import FiredAlert
+from alliance.alerts.message import MONTHLY_KINDS
 from alliance.alerts.rules import AlertRule, AlertsFile, ChannelConfig
 from alliance.alerts.store import ALERT_COLUMNS, ensure_ops_alerts, sync_alerts
 from alliance.locks import PUBLISH
@@ -52,7 +60,28 @@ def _observed(conn: psycopg.Connection, rule: AlertRule, as_of: date | None) -> 
     return {(r[0], r[1], r[2]): r[3:] for r in rows}
 
 
-def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: date | None) -> AlertOutcome:
+def reference_day(conn: psycopg.Connection, as_of: date | None) -> date | None:
+    """The run's as-of date: `as_of`, else the latest published KPI day (None when nothing is published)."""
+    if as_of is not None:
+        return as_of
+    return conn.execute(f"select max(kpi_date) from {K}.partner_kpis_daily").fetchone()[0]
+
+
+def _period_end(rule: AlertRule, period: date) -> date:
+    if rule.kind not in MONTHLY_KINDS:
+        return period
+    return (period.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def in_detection_window(rule: AlertRule, period: date, reference: date | None) -> bool:
+    """Whether the period ends within the rule's last `detection_days` days up to the reference day."""
+    if reference is None:
+        return False
+    return _period_end(rule, period) >= reference - timedelta(days=rule.detection_days - 1)
+
+
+def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: date | None,
+                reference: date | None) -> AlertOutcome:
     observed = _observed(conn, rule, as_of)
     columns = ", ".join(ALERT_COLUMNS)
     open_rows = {
@@ -63,7 +92,7 @@ def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: d
     }
     outcome = AlertOutcome()
     for key, (value, threshold, baseline, breached) in sorted(observed.items(), key=lambda i: (i[0][2], i[0][0])):
-        if not breached or key in open_rows:
+        if not breached or key in open_rows or not in_detection_window(rule, key[2], reference):
             continue
         partner, kpi, period = key
         episode = conn.execute(
@@ -81,15 +110,13 @@ def _apply_rule(conn: psycopg.Connection, rule: AlertRule, run_id: str, as_of: d
         outcome.fired.append(FiredAlert(**dict(zip(ALERT_COLUMNS, row, strict=True))))
     for key, row in open_rows.items():
         current = observed.get(key)
-        if current is not None and current[3]:
-            continue  # still breaching
-        if current is None and as_of is not None and key[2] > as_of:
-            continue  # a period this evaluation does not judge
+        if current is None or current[3]:
+            continue  # still breaching, or not judged by this evaluation: the episode stays as it is
         resolved = conn.execute(
             f"""update ops.kpi_alerts set state = 'resolved', resolved_at = now(), resolved_run_id = %s,
                        resolved_value = %s
                 where alert_id = %s returning {columns}""",
-            (run_id, current[0] if current else None, row[0]),
+            (run_id, current[0], row[0]),
         ).fetchone()
         outcome.resolved.append(FiredAlert(**dict(zip(ALERT_COLUMNS, resolved, strict=True))))
     return outcome
@@ -102,6 +129,7 @@ def evaluate(
     as_of: date | None = None,
     channels: Sequence[Channel] | None = None,
     env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> AlertOutcome:
     """Judge every rule on published data (up to `as_of`), record new and resolved episodes, then deliver them.
 
@@ -109,7 +137,7 @@ def evaluate(
     between ops.kpi_alerts and analytics.kpi_alerts; it takes no table lock a BI reader waits for (store.py). The
     same transaction queues one outbox row per routed channel, and channels are called only after the commit (with
     any rows a killed run left); a failing channel never raises here. `channels` (objects) overrides the file's
-    routing and gets every event.
+    routing and gets every event. `now` is the delivery clock that decides when a daily digest is due.
     """
     spec = rules if isinstance(rules, AlertsFile) else AlertsFile(
         rules=list(rules), channels={"log": ChannelConfig(type="log")})
@@ -133,8 +161,9 @@ def evaluate(
                     f"{K}.{OBSERVATIONS} does not exist: alerts run on published data only (dbt judges the rules in "
                     "the build); publish a build first"
                 )
+            reference = reference_day(conn, as_of)
             for rule in spec.rules:
-                result = _apply_rule(conn, rule, run_id, as_of)
+                result = _apply_rule(conn, rule, run_id, as_of, reference)
                 outcome.fired += result.fired
                 outcome.resolved += result.resolved
             # Episodes of rules removed from the file would stay "active" forever: close them quietly.
@@ -147,7 +176,8 @@ def evaluate(
                            if name in objects], run_id)
             if published[1] is not None:
                 sync_alerts(conn, K)  # row locks only: BI readers of analytics.kpi_alerts never wait (§5)
-    outcome.deliveries = deliver_pending(warehouse_url, objects, run_id)
+    digest_rules = {r.id for r in spec.rules if r.delivery == "digest"}
+    outcome.deliveries = deliver_pending(warehouse_url, objects, run_id, digest_rules, now)
     log.info("alerts: %d rule(s) evaluated, %d newly fired, %d resolved", len(spec.rules), len(outcome.fired),
              len(outcome.resolved))
     return outcome
@@ -160,6 +190,7 @@ def evaluate_alerts(
     as_of: date | None = None,
     channels: Sequence[Channel] | None = None,
     env: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> list[FiredAlert]:
     """`evaluate`, returning only the newly fired alerts."""
-    return evaluate(warehouse_url, rules, run_id, as_of, channels, env).fired
+    return evaluate(warehouse_url, rules, run_id, as_of, channels, env, now).fired

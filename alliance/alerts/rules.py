@@ -1,12 +1,19 @@
 """Alert rules file (config/alerts.yml): rules and channels, parsed and validated once, with messages naming
 file, rule or channel, key and fix.
 
-Three kinds of rule, told apart by their keys:
+Four kinds of rule, told apart by their keys:
   threshold  `kpi` + `above|below`                         the KPI on a partner's day vs a number
   trailing   `kpi` + `trailing_days` + `change_below|change_above` (+ `min_volume`)
                                                            the KPI on a day vs its average over the N days before
+             `kpi` + `trailing_days` + `sensitivity` + `direction` (+ `min_training_days`)
+                                                           z-score: the day vs the window's mean and its variability
   pace       `pace_below` (+ `kpi`: the objective metric)  projected month-end attainment of an objective
   held_share `held_share_above` (+ `min_orders`)           a referrer's share of held orders in a month (§8.5)
+
+Every rule also takes `detection_days` (default 2: only periods ending within that many days of the run's as-of
+date may open an alert, so a first run on a long history does not page about September), `delivery` (immediate,
+or digest: collected and sent once a day per channel), `severity` and `channels`; threshold and trailing rules take
+`min_day_volume` (the day itself must reach it: a day with 3 clicks never alerts on conversion).
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ KPI_COLUMNS = (
 VOLUME_COLUMNS = ("clicks_sent", "referred_orders", "attributed_revenue_rc", "commission_earned_rc")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-RULE_KEYS = ("id", "kpi", "above", "below", "trailing_days", "change_below", "change_above", "min_volume",
-             "pace_below", "min_elapsed_days", "held_share_above", "min_orders", "severity", "channels")
+RULE_KEYS = ("id", "kpi", "above", "below", "trailing_days", "change_below", "change_above", "sensitivity",
+             "direction", "min_training_days", "min_volume", "min_day_volume", "pace_below", "min_elapsed_days",
+             "held_share_above", "min_orders", "detection_days", "delivery", "severity", "channels")
+DEFAULT_DETECTION_DAYS = 2
 CHANNEL_TYPES = ("log", "webhook", "slack", "email")
 
 
@@ -47,7 +56,8 @@ class AlertRulesError(ValueError):
 
 
 class MinVolume(BaseModel):
-    """Trailing rules stay quiet unless `kpi` summed over the window (the N days and the day itself) reaches it."""
+    """A volume floor: `min_volume` sums `kpi` over the trailing window and the day, `min_day_volume` takes the day
+    alone; below it the rule stays quiet (1 order out of 2 pages nobody)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,7 +67,7 @@ class MinVolume(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> MinVolume:
         if self.kpi not in VOLUME_COLUMNS:
-            raise ValueError(f"min_volume.kpi: `{self.kpi}` is not a volume; use one of {', '.join(VOLUME_COLUMNS)}")
+            raise ValueError(f"kpi: `{self.kpi}` is not a volume; use one of {', '.join(VOLUME_COLUMNS)}")
         return self
 
 
@@ -73,11 +83,17 @@ class AlertRule(BaseModel):
     trailing_days: int | None = Field(default=None, ge=2, le=90)
     change_below: Decimal | None = Field(default=None, lt=0, ge=-1)
     change_above: Decimal | None = Field(default=None, gt=0)
+    sensitivity: Decimal | None = Field(default=None, gt=0, le=10)
+    direction: Literal["above", "below"] | None = None
+    min_training_days: int | None = Field(default=None, ge=2, le=90)
     min_volume: MinVolume | None = None
+    min_day_volume: MinVolume | None = None
     pace_below: Decimal | None = Field(default=None, gt=0)
     min_elapsed_days: int = Field(default=5, ge=1, le=31)
     held_share_above: Decimal | None = Field(default=None, gt=0, lt=1)
     min_orders: int | None = Field(default=None, ge=1)
+    detection_days: int = Field(default=DEFAULT_DETECTION_DAYS, ge=1, le=366)
+    delivery: Literal["immediate", "digest"] = "immediate"
     severity: Literal["info", "warning", "critical"] = "warning"
     channels: tuple[str, ...] | None = None
 
@@ -87,18 +103,21 @@ class AlertRule(BaseModel):
             raise ValueError(f"id: `{self.id}` must be a lower-case slug ([a-z][a-z0-9_]*)")
         if self.kpi is not None and self.kpi not in KPI_COLUMNS:
             raise ValueError(f"kpi: unknown KPI `{self.kpi}`; use one of {', '.join(KPI_COLUMNS)}")
-        trailing = (self.trailing_days, self.change_below, self.change_above, self.min_volume)
+        trailing = (self.trailing_days, self.change_below, self.change_above, self.sensitivity, self.direction,
+                    self.min_training_days, self.min_volume)
         if self.held_share_above is not None:
-            if any(v is not None for v in (self.kpi, self.above, self.below, self.pace_below, *trailing)):
+            if any(v is not None for v in (self.kpi, self.above, self.below, self.pace_below, self.min_day_volume,
+                                           *trailing)):
                 raise ValueError("held_share_above: a held-share rule takes only `held_share_above`, `min_orders`, "
                                  "`severity` and `channels` (it watches held orders, not a KPI column)")
             return self
         if self.min_orders is not None:
             raise ValueError("min_orders: only a held-share rule takes it; add `held_share_above: <0..1>`")
         if self.pace_below is not None:
-            if any(v is not None for v in (self.above, self.below, *trailing)):
+            if any(v is not None for v in (self.above, self.below, self.min_day_volume, *trailing)):
                 raise ValueError("pace_below: a pace rule takes only `kpi` (the objective metric, optional), "
-                                 "`pace_below`, `min_elapsed_days`, `severity` and `channels`")
+                                 "`pace_below`, `min_elapsed_days`, `detection_days`, `delivery`, `severity` and "
+                                 "`channels`")
             return self
         if self.kpi is None:
             raise ValueError("missing key `kpi`")
@@ -108,13 +127,49 @@ class AlertRule(BaseModel):
                                  "`change_below: -0.5` or `change_above: 0.5`, not above/below")
             if self.trailing_days is None:
                 raise ValueError("trailing_days: a trailing rule needs `trailing_days: <2..90>`")
+            if self.sensitivity is not None or self.direction is not None:
+                return self._check_zscore()
             if (self.change_below is None) == (self.change_above is None):
                 raise ValueError("change_below/change_above: give exactly one relative change, "
-                                 "e.g. `change_below: -0.5` (halved) or `change_above: 1.0` (doubled)")
+                                 "e.g. `change_below: -0.5` (halved) or `change_above: 1.0` (doubled), "
+                                 "or a z-score with `sensitivity: 3` and `direction: above|below`")
+            if self.min_training_days is not None and self.min_training_days > self.trailing_days:
+                raise ValueError(f"min_training_days: {self.min_training_days} is more than the "
+                                 f"{self.trailing_days} trailing_days the window holds")
             return self
         if (self.above is None) == (self.below is None):
             raise ValueError("above/below: give exactly one of `above: <number>` or `below: <number>`")
         return self
+
+    def _check_zscore(self) -> AlertRule:
+        if self.change_below is not None or self.change_above is not None:
+            raise ValueError("sensitivity: a z-score rule compares with the window's variability; drop "
+                             "`change_below`/`change_above` or drop `sensitivity`/`direction`")
+        if self.sensitivity is None or self.direction is None:
+            raise ValueError("sensitivity/direction: a z-score rule needs both, e.g. `sensitivity: 3` (standard "
+                             "deviations from the trailing mean) and `direction: above` (or below)")
+        assert self.trailing_days is not None
+        if self.training_days_needed > self.trailing_days:
+            raise ValueError(f"min_training_days: {self.training_days_needed} is more than the {self.trailing_days} "
+                             "trailing_days the window holds; lower it or widen the window")
+        return self
+
+    @property
+    def method(self) -> Literal["change", "zscore"] | None:
+        """How a trailing rule judges the day: relative change of the mean, or z-score (None for other kinds)."""
+        if self.trailing_days is None:
+            return None
+        return "zscore" if self.sensitivity is not None else "change"
+
+    @property
+    def training_days_needed(self) -> int:
+        """Days with a value the trailing window must hold: a z-score needs a spread to learn from (default 7,
+        or the whole window when shorter); a relative change one day."""
+        if self.min_training_days is not None:
+            return self.min_training_days
+        if self.sensitivity is not None and self.trailing_days is not None:
+            return min(7, self.trailing_days)
+        return 1
 
     @property
     def kind(self) -> Literal["threshold", "trailing", "pace", "held_share"]:
@@ -126,14 +181,16 @@ class AlertRule(BaseModel):
 
     @property
     def comparison(self) -> Literal["above", "below"]:
+        if self.direction is not None:
+            return self.direction
         above = (self.above, self.change_above, self.held_share_above)
         return "above" if any(v is not None for v in above) else "below"
 
     @property
     def threshold(self) -> Decimal:
-        """The number the rule compares with: absolute value, relative change, or attainment share."""
-        for value in (self.above, self.below, self.change_above, self.change_below, self.pace_below,
-                      self.held_share_above):
+        """The number the rule compares with: absolute value, relative change, z-score, or attainment share."""
+        for value in (self.above, self.below, self.change_above, self.change_below, self.sensitivity,
+                      self.pace_below, self.held_share_above):
             if value is not None:
                 return value
         raise AssertionError("validated rule without a threshold")
@@ -191,6 +248,8 @@ def _explain(error: ValidationError, allowed: tuple[str, ...]) -> str:
             message = f"key `{key}`: must be a number, got {item.get('input')!r}"
         elif item["type"] == "missing":
             message = f"missing key `{key}`"
+        elif item["type"] == "value_error" and item["loc"]:  # a nested mapping's check (min_volume, min_day_volume)
+            message = f"{key}.{message}"
         parts.append(message)
     return "; ".join(parts)
 

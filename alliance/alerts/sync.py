@@ -28,11 +28,16 @@ def sync_alert_rules(conn: psycopg.Connection, rules: Sequence[AlertRule]) -> No
     conn.execute("delete from raw.cfg_alert_rules")
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into raw.cfg_alert_rules values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "insert into raw.cfg_alert_rules (rule_id, rule_kind, kpi, comparison, threshold, trailing_days, "
+            "min_volume_kpi, min_volume, min_elapsed_days, method, min_training_days, min_day_volume_kpi, "
+            "min_day_volume) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (r.id, r.kind, HELD_SHARE_KPI if r.kind == "held_share" else r.kpi, r.comparison, r.threshold,
                  r.trailing_days, r.min_volume.kpi if r.min_volume else None, _min_volume(r),
-                 r.min_elapsed_days if r.kind == "pace" else None)
+                 r.min_elapsed_days if r.kind == "pace" else None, r.method,
+                 r.training_days_needed if r.kind == "trailing" else None,
+                 r.min_day_volume.kpi if r.min_day_volume else None,
+                 r.min_day_volume.at_least if r.min_day_volume else Decimal(0))
                 for r in rules
             ],
         )

@@ -73,3 +73,10 @@
 {% macro attribution_models() -%}
     {{ return(['last_click', 'first_click', 'linear', 'position_based', 'time_decay']) }}
 {%- endmacro %}
+
+{#- §6: the metrics an objective may name - the additive partner_kpis_daily columns (alliance/config.py checks the
+    config against the same list, OBJECTIVE_METRICS). objective_progress and objective_pace_daily sum them. -#}
+{% macro objective_metrics() -%}
+    {{ return(['clicks_sent', 'referred_orders', 'attributed_revenue_rc', 'net_attributed_revenue_rc',
+               'commission_earned_rc', 'commission_owed_rc']) }}
+{%- endmacro %}

@@ -78,7 +78,7 @@ import json
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -88,6 +88,7 @@ from alliance.config import AllianceConfig
 WINDOW_START = datetime(2026, 9, 1, tzinfo=UTC)
 WINDOW_END = datetime(2026, 11, 15, tzinfo=UTC)
 LATEST_CHANGE = datetime(2026, 11, 20, tzinfo=UTC)  # no refund, cancellation or update is later
+WORLD_AS_OF = date(2026, 11, 15)  # the world's own "today": its data ends at midnight (the demo's alerts pin to it)
 NETWORK_TOKEN = "ACsandbox:sandbox-network-token"
 ORDERS_PER_STOREFRONT = 120
 CUSTOMERS = 150
@@ -593,6 +594,33 @@ class _Builder:
         self.tag("only_order_of_month_refunded", self.spec(w, at("2026-08-20"), c, discounts=[self.code_of(s1)],
                                                            refunds=[("over", at("2026-08-25"))]))
 
+    def alert_cases(self) -> None:
+        """What the demo's alert rules are there to catch, on the world's last day (WORLD_AS_OF; issue 23): a
+        referrer whose refund rate jumps - the last four orders of a storefront are moved to 14 November, carry the
+        referrer's code and three of them are returned line by line within days.
+
+        Only those four specs change (their time keeps them last, and rendering draws the same random numbers for
+        any discount or refund), so every other order, id and click of the world is what it was before."""
+        with_codes = [p for p in self.config.partners if p.referral_codes]
+        fronts = [p.id for p in self.storefronts]
+        if not with_codes or not fronts:
+            return
+        referrer = next((p.id for p in reversed(with_codes) if p.id not in fronts), with_codes[-1].id)
+        code = self.codes[referrer][0].upper()
+        last_day = WINDOW_END - timedelta(days=1)
+        for destination in (f for f in fronts if f != referrer):
+            tail = sorted(self.specs[destination], key=lambda sp: sp["created"])[-4:]
+            if len(tail) < 4 or any(sp.get("_tags") or sp["cancelled_at"] or sp["test"] or sp["voided"]
+                                    for sp in tail):
+                continue
+            earlier = last_day
+            for i, spec in enumerate(tail):
+                earlier = max(spec["created"], last_day + timedelta(hours=8 + 2 * i), earlier + timedelta(minutes=1))
+                spec.update(created=earlier, discounts=[code], ref=None, late_update=None,
+                            refunds=[("line", earlier + timedelta(days=2, hours=h)) for h in range(3)] if i < 3 else [])
+                self.tag("refund_rate_jump", spec)
+            return
+
     # bulk -------------------------------------------------------------------------------------------
     def bulk(self) -> None:
         rng = self.rng
@@ -844,6 +872,7 @@ def build_world(config: AllianceConfig, seed: int = 42) -> World:
     builder = _Builder(config, seed)
     builder.hand_made()
     builder.bulk()
+    builder.alert_cases()
     orders, zones = builder.render_orders()
     clicks = builder.render_clicks()
     refunds: dict[str, dict[str, list[dict]]] = {}

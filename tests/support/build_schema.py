@@ -1,7 +1,7 @@
 """Helpers (no tests) shared by the gate/publish/alerts tests: a tiny build schema with the §5 columns.
 
 The rows reconcile as the gate demands: every attribution model credits the same orders with the same revenue,
-and commission earned = owed = 610.00 in attribution (configured model), balances and daily KPIs; one manual §8
+and commission earned = owed = 610.00 in attribution (configured model), balances, daily and monthly KPIs; one manual §8
 adjustment of 5.00 makes the month's balance 615.00, and both sides' statement lines add up to it.
 
 dbt owns the real marts; these hand-written tables carry only the contract's minimum columns, so the gate and
@@ -47,6 +47,12 @@ create table {s}.partner_balances (
     commission_rc numeric default 610.00, clawback_rc numeric default 0, adjustments_rc numeric default 5.00,
     held_rc numeric default 0, balance_rc numeric default 615.00
 );
+create table {s}.partner_kpis_monthly (
+    partner_id text, month date, clicks_sent bigint, referred_orders bigint, conversion_rate numeric,
+    attributed_revenue_rc numeric, net_attributed_revenue_rc numeric, commission_earned_rc numeric,
+    commission_owed_rc numeric, clawback_rc numeric, adjustments_rc numeric, held_rc numeric, held_orders bigint,
+    balance_earned_rc numeric, balance_owed_rc numeric, net_balance_rc numeric
+);
 create table {s}.commission_adjustments (
     kind text, month date, referrer_partner_id text, destination_partner_id text, order_id text, amount_rc numeric,
     reason text, line_date date, line_key text
@@ -59,6 +65,10 @@ create table {s}.partner_statement_lines (
 );
 create table {s}.objective_progress (
     partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric
+);
+create table {s}.partner_claims (
+    claim_id text, referrer_partner_id text, destination_partner_id text, order_id text, claimed_at timestamptz,
+    status text, reason text, claimant_credit numeric, credited_referrers text, source_file text, source_line integer
 );
 """
 
@@ -87,6 +97,9 @@ insert into {s}.partner_kpis_daily values
     ('2026-10-02', 'lumen', 10, 1, 0.10, 100.00, 100.00, 100.00, 0, 0, 10.00, 10.00, 0),
     ('2026-10-02', 'northwind', 0, 0, null, 0, 0, null, 0, 0, 0, 0, 10.00);
 insert into {s}.partner_balances values ('lumen', 'northwind', '2026-10-01', 610.00, 610.00, 'pending');
+insert into {s}.partner_kpis_monthly values
+    ('lumen', '2026-10-01', 110, 2, 0.0182, 200.00, 200.00, 610.00, 0, 0, 5.00, 0, 0, 615.00, 0, 615.00),
+    ('northwind', '2026-10-01', 0, 0, null, 0, 0, 0, 610.00, 0, 0, 0, 0, 0, 615.00, -615.00);
 insert into {s}.commission_adjustments values
     ('manual', '2026-10-01', 'lumen', 'northwind', null, 5.00, 'launch bonus', '2026-10-01', 'manual:2');
 insert into {s}.partner_statement_lines
@@ -98,6 +111,8 @@ from (values ('order', 'order:o1', 'o1', date '2026-10-01', 'last_click', 1, 100
      as l (kind, key, oid, day, model, credit, amount, rc, reason)
 cross join (values ('earned'), ('owed')) as d (d);
 insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
+insert into {s}.partner_claims values ('claim-1', 'lumen', 'northwind', 'o1', '2026-11-01 00:00+00', 'credited',
+    'credited to lumen (1) by click', 1, 'lumen', 'claims.csv', 2);
 """
 
 

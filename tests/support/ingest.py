@@ -30,6 +30,7 @@ def three_platform_config_file(directory: Path) -> Path:
                         "  - id: lumen\n    name: Lumen Home\n    platform: woocommerce")
     text = text.replace("fx_rates: demo_fx_rates.csv", f"fx_rates: {ROOT / 'config' / 'demo_fx_rates.csv'}")
     text = text.replace("alerts: alerts.yml", f"alerts: {ROOT / 'config' / 'alerts.yml'}")
+    text = text.replace("claims: demo_claims.csv", f"claims: {ROOT / 'config' / 'demo_claims.csv'}")
     assert "platform: woocommerce" in text
     path = directory / "three_platforms.yml"
     path.write_text(text)

@@ -18,16 +18,23 @@
     '{{ value }}'::timestamptz
 {%- endmacro %}
 
-{#- Orders whose work rows were recomputed after this schema's snapshot (incremental runs). -#}
-{% macro orders_recomputed_since_snapshot() -%}
+{#- Orders whose work rows were recomputed after this schema's snapshot (incremental runs); `with_rerated`: also the
+    orders whose programme columns a later month change re-rated (rerate_programme_months), for the marts built from
+    int_order_attribution. -#}
+{% macro orders_recomputed_since_snapshot(with_rerated=false) -%}
     select partner_id, order_id from {{ ref('int_orders__enriched') }}
     where _recomputed_at > {{ mart_watermark('orders_through') }}
+    {%- if with_rerated %}
+    union
+    select partner_id, order_id from {{ rerated_orders(ref('int_order_attribution')) }}
+    where rerated_at > {{ mart_watermark('orders_through') }}
+    {%- endif %}
 {%- endmacro %}
 
 {#- pre_hook of the order-keyed marts: drop the rows of the orders recomputed since the snapshot. -#}
-{% macro delete_orders_recomputed_since_snapshot() -%}
+{% macro delete_orders_recomputed_since_snapshot(with_rerated=false) -%}
     {%- if is_incremental() -%}
-    delete from {{ this }} as t using ({{ orders_recomputed_since_snapshot() }}) as c
+    delete from {{ this }} as t using ({{ orders_recomputed_since_snapshot(with_rerated) }}) as c
     where t.partner_id = c.partner_id and t.order_id = c.order_id
     {%- else -%}
     select 1
@@ -36,9 +43,9 @@
 
 {#- `relation as alias`, in an incremental run only the rows of the orders recomputed since the snapshot (joined on
     relation's (partner_id, order_id), as in changed_orders_of). -#}
-{% macro recomputed_since_snapshot_of(relation, alias) -%}
+{% macro recomputed_since_snapshot_of(relation, alias, with_rerated=false) -%}
     {%- if is_incremental() -%}
-    ({{ orders_recomputed_since_snapshot() }}) as {{ alias }}_recomputed
+    ({{ orders_recomputed_since_snapshot(with_rerated) }}) as {{ alias }}_recomputed
     inner join {{ relation }} as {{ alias }}
         on {{ alias }}.partner_id = {{ alias }}_recomputed.partner_id
        and {{ alias }}.order_id = {{ alias }}_recomputed.order_id

@@ -2,7 +2,8 @@
 -- refund dated after the lock date and a cancellation after it, in (date, refund id) order with a cancellation after
 -- the refunds of its day (it ends the sequence), adds -(C_before - C_after) in the event's UTC month. C is the row's
 -- commission recomputed with the order's own late events up to this one: its rate (tier included), credit and the
--- order date's FX rate as at the lock, cap_per_order, cents, then its monthly-cap room as at the lock; a
+-- order date's FX rate as at the lock, cap_per_order, cents, then its monthly-cap room as at the lock (no more than
+-- the commission it earned at the lock: see `recomputed`); a
 -- cancellation leaves 0. No other order changes, and the lines add up to at most the commission (C never goes
 -- below 0). Lines of 0 (a refund the caps absorb) are not written.
 -- Fast: the orders with a late event are found in int_orders__enriched (one row per order) and their attribution
@@ -20,7 +21,7 @@ with orders as (
 commissioned as (
     select
         a.partner_id, a.order_id, a.referrer_partner_id, a.lock_date, a.contract_type, a.rate_applied, a.flat_amount,
-        a.credit, a.fx_rate, a.net_commissionable_amount, a.cap_per_order, a.cap_room, a.commission_rc
+        a.credit, a.fx_rate, a.net_commissionable_amount, a.cap_per_order, a.commission_rc
     from orders as o
     inner join {{ ref('int_order_attribution') }} as a on a.partner_id = o.partner_id and a.order_id = o.order_id
     where a.clawback and a.is_commissioned
@@ -55,10 +56,9 @@ recomputed as (
         s.event_id, c.lock_date,
         case
             when s.event_rank = 1 then 0::numeric
-            else least(
-                {{ cents('least(a.uncapped, coalesce(c.cap_per_order, a.uncapped))') }},
-                coalesce(c.cap_room, {{ cents('least(a.uncapped, coalesce(c.cap_per_order, a.uncapped))') }})
-            )
+            -- the monthly room as at the lock: a row the monthly cap cut earned exactly its room, and a row it did not
+            -- cut earned its whole capped amount, which a late refund can only lower; either way, at most its commission
+            else least({{ cents('least(a.uncapped, coalesce(c.cap_per_order, a.uncapped))') }}, c.commission_rc)
         end as commission_after
     from commissioned as c
     inner join sequenced as s on s.partner_id = c.partner_id and s.order_id = c.order_id and not s.after_cancellation

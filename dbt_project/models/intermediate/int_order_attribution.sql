@@ -21,7 +21,7 @@
         ~ attribution_models() | join(', ')) }}
 {%- endif %}
 {{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ retire_changed_commissions() }}",
-          post_hook="{{ analyze_after_full_build() }}",
+          post_hook=["{{ rerate_programme_months() }}", "{{ analyze_after_full_build() }}"],
           indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 select
@@ -60,9 +60,7 @@ select
     case
         when attribution_model <> '{{ var("attribution_model") }}' then null::numeric
         when referrer_partner_id is null then 0::numeric
-        when is_commissioned then programme_commission_rc
-        when programme_state = 'approved' then held_rc
-        else 0::numeric
+        else {{ programme_commission('p') }}
     end                                                                         as commission_rc,
     -- §8: the programme's view of the row (null on other models' and organic rows)
     coalesce(is_commissioned, false)                                            as is_commissioned,
@@ -71,17 +69,17 @@ select
     held_rc,
     review_decision,
     reviewed_at,
-    -- the tier counter, where the row's contract has monthly terms (elsewhere nothing depends on it, and
-    -- int_orders__changed does not recompute whole months for it)
-    case when tiers is not null or cap_per_month is not null then earlier_commissioned_orders end
-        as earlier_commissioned_orders,
+    -- §8.1 the tier the row earned (its from_orders), null below the first tier or without tiers
+    tier_from_orders,
     order_capped_rc,
     cap_per_order,
     cap_per_month,
-    cap_room,
-    is_capped,
+    -- the programme's other inputs, kept so that a later run can re-rate the row's month without recomputing it
+    case when referrer_partner_id is not null then tiers end                as tiers,
+    case when referrer_partner_id is not null then base_rate end            as base_rate,
+    case when referrer_partner_id is not null then new_customer_rate end    as new_customer_rate,
     coalesce(clawback and is_commissioned, false)                              as clawback,
     net_commissionable_amount,
     commissionable_amount,
     refunded_before_lock_amount
-from {{ ref('int_attribution__programme') }}
+from {{ ref('int_attribution__programme') }} as p

@@ -1,12 +1,12 @@
 -- The orders this run (re)computes attribution for. Full build: every order. Incremental run: orders whose raw row
 -- changed, plus the orders of the same (storefront, customer) that a changed order or a newly landed click can
 -- reach: first orders, the credit reset and click eligibility depend on the customer's earlier history at that
--- storefront (int_orders__enriched reads the rest of that history as stored).
+-- storefront (int_orders__enriched reads the rest of that history as stored). §8 tiers and monthly caps reach
+-- further, across a programme month: int_order_attribution re-rates the other orders of the months these touch
+-- (rerate_programme_months), without recomputing their attribution.
 -- Analysed once built: every incremental model deletes and reads by this set, and without statistics the planner
 -- hashes the whole large table instead of looking the few changed orders up in its index.
 {{ config(post_hook="analyze {{ this }}") }}
--- depends_on: {{ ref('stg_cfg__partners') }}
--- depends_on: {{ ref('stg_cfg__contracts') }}
 {%- if flags.FULL_REFRESH %}
 -- --full-refresh rebuilds every incremental model, so every order is (re)computed: no need to look for changes.
 select partner_id, order_id from {{ ref('int_orders__unioned') }}
@@ -70,35 +70,7 @@ reached as (
       and o.ordered_at >= k.clicked_at
       and o.ordered_at <= k.clicked_at + {{ lookback_interval() }} + interval '3600 seconds'
     {%- endif %}
-),
-
--- §8 tiers and monthly caps reach across a programme month: where a destination has such terms, the UTC months its
--- reached orders fall in (and a changed order's previous month) are recomputed whole
-programme_destinations as (
-    select partner_id from {{ ref('stg_cfg__partners') }}
-    where commission_tiers is not null or commission_cap_per_month is not null
-    union
-    select destination_partner_id from {{ ref('stg_cfg__contracts') }}
-    where tiers is not null or cap_per_month is not null
-),
-
-programme_months as (
-    select o.partner_id, date_trunc('month', o.ordered_at at time zone 'UTC') as month_start
-    from reached as r
-    inner join {{ ref('int_orders__unioned') }} as o on o.partner_id = r.partner_id and o.order_id = r.order_id
-    where o.partner_id in (select partner_id from programme_destinations)
-    union
-    select c.partner_id, date_trunc('month', c._previous_ordered_at at time zone 'UTC')
-    from changed as c
-    where c._previous_ordered_at is not null and c.partner_id in (select partner_id from programme_destinations)
 )
 
 select partner_id, order_id from reached
-union
-select o.partner_id, o.order_id
-from programme_months as m
-inner join {{ ref('int_orders__unioned') }} as o
-    on o.partner_id = m.partner_id
-   and o.ordered_at >= m.month_start at time zone 'UTC'
-   and o.ordered_at < (m.month_start + interval '1 month') at time zone 'UTC'
 {%- endif %}

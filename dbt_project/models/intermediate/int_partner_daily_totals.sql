@@ -11,7 +11,7 @@
                     'commission_owed_rc'] %}
 with contributions as (
 {%- if is_incremental() %}
-    {{ daily_order_contributions('(select a.* from ' ~ changed_orders_of(ref('int_order_attribution'), 'a') ~ ') as now_credited', 1) }}
+    {{ daily_order_contributions('(select a.* from ' ~ attribution_recomputed_orders_of(ref('int_order_attribution'), 'a') ~ ') as now_credited', 1) }}
     union all
     {{ daily_order_contributions(retired_commissions(ref('int_order_attribution')), -1) }}
     union all

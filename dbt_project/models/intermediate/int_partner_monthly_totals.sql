@@ -10,7 +10,7 @@
                     'refund_leakage_rc', 'commissioned_orders', 'held_orders', 'held_rc'] %}
 with contributions as (
 {%- if is_incremental() %}
-    {{ monthly_order_contributions('(select a.* from ' ~ changed_orders_of(ref('int_order_attribution'), 'a') ~ ') as now_credited', 1) }}
+    {{ monthly_order_contributions('(select a.* from ' ~ attribution_recomputed_orders_of(ref('int_order_attribution'), 'a') ~ ') as now_credited', 1) }}
     union all
     {{ monthly_order_contributions(retired_commissions(ref('int_order_attribution')), -1) }}
 {%- else %}

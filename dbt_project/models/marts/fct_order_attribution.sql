@@ -4,7 +4,7 @@
 -- Incremental: the orders recomputed since this schema's snapshot are replaced, and commission_state, which moves
 -- with the run date, is brought up to date on the other rows (macros/incremental/mart_snapshots.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
+          pre_hook="{{ delete_orders_recomputed_since_snapshot(with_rerated=true) }}",
           post_hook=["{{ refresh_commission_state() }}", "{{ analyze_after_full_build() }}",
                      "{{ ensure_unique_key(['partner_id', 'order_id', 'attribution_model', 'referrer_partner_id']) }}"]) }}
 -- depends_on: {{ ref('int_orders__enriched') }}
@@ -39,5 +39,5 @@ select
     held_rc,
     hold_reason,
     reviewed_at,
-    earlier_commissioned_orders
-from (select a.* from {{ recomputed_since_snapshot_of(ref('int_order_attribution'), 'a') }}) as a
+    tier_from_orders
+from (select a.* from {{ recomputed_since_snapshot_of(ref('int_order_attribution'), 'a', with_rerated=true) }}) as a

@@ -39,19 +39,33 @@ judged_days as (
     {% if as_of %}where kpi_date <= '{{ as_of }}'::date{% endif %}
 ),
 
+-- The volume of the day itself (min_day_volume): a rule with a floor judges no day below it.
+day_volumes as (
+    select r.rule_id, d.partner_id, d.kpi_date, coalesce(v.value, 0) as day_volume
+    from rules as r
+    inner join judged_days as d on d.kpi = r.kpi
+    left join kpi_values as v
+        on v.partner_id = d.partner_id and v.kpi_date = d.kpi_date and v.kpi = r.min_day_volume_kpi
+    where r.rule_kind in ('threshold', 'trailing')
+),
+
 threshold_observations as (
     select
         r.rule_id, r.rule_kind, d.partner_id, d.kpi, d.kpi_date as period, d.value,
         r.threshold as limit_value, null::numeric as baseline, r.comparison
     from rules as r
     inner join judged_days as d on d.kpi = r.kpi
-    where r.rule_kind = 'threshold'
+    inner join day_volumes as dv
+        on dv.rule_id = r.rule_id and dv.partner_id = d.partner_id and dv.kpi_date = d.kpi_date
+    where r.rule_kind = 'threshold' and dv.day_volume >= r.min_day_volume
 ),
 
--- Trailing rules: the average of the KPI over the N days before the day (days with a value), and the volume column
--- summed over the N days and the day itself.
+-- Trailing rules: the mean, sample standard deviation and count of the KPI over the N days before the day (days with
+-- a value: the training set), and the volume column summed over the N days and the day itself.
 trailing_baselines as (
-    select r.rule_id, d.partner_id, d.kpi_date, avg(b.value) as baseline
+    select
+        r.rule_id, d.partner_id, d.kpi_date, avg(b.value) as baseline, stddev_samp(b.value) as spread,
+        count(b.value) as training_days
     from rules as r
     inner join judged_days as d on d.kpi = r.kpi
     inner join kpi_values as b
@@ -73,23 +87,38 @@ trailing_volumes as (
 ),
 
 trailing_windows as (
-    select r.rule_id, r.rule_kind, d.partner_id, d.kpi, d.kpi_date, d.value, r.threshold, r.comparison,
-           r.min_volume, b.baseline, vol.volume
+    select r.rule_id, r.rule_kind, r.method, d.partner_id, d.kpi, d.kpi_date, d.value, r.threshold, r.comparison,
+           r.min_volume, r.min_training_days, r.min_day_volume, b.baseline, b.spread, b.training_days, vol.volume,
+           dv.day_volume
     from rules as r
     inner join judged_days as d on d.kpi = r.kpi
     inner join trailing_baselines as b
         on b.rule_id = r.rule_id and b.partner_id = d.partner_id and b.kpi_date = d.kpi_date
     inner join trailing_volumes as vol
         on vol.rule_id = r.rule_id and vol.partner_id = d.partner_id and vol.kpi_date = d.kpi_date
+    inner join day_volumes as dv
+        on dv.rule_id = r.rule_id and dv.partner_id = d.partner_id and dv.kpi_date = d.kpi_date
     where r.rule_kind = 'trailing'
 ),
 
+-- change: the limit is mean x (1 + change), judged when the mean is above 0. zscore: the limit is mean +/-
+-- sensitivity x standard deviation (value beyond it <=> |z| > sensitivity), judged when the window varies at all (a
+-- flat window has no spread to learn from). Both only with enough training days, window volume and day volume.
 trailing_observations as (
     select
         rule_id, rule_kind, partner_id, kpi, kpi_date as period, value,
-        round(baseline * (1 + threshold), 6) as limit_value, round(baseline, 6) as baseline, comparison
+        case
+            when method = 'zscore' and comparison = 'above' then round(baseline + threshold * spread, 6)
+            when method = 'zscore' then round(baseline - threshold * spread, 6)
+            else round(baseline * (1 + threshold), 6)
+        end as limit_value,
+        round(baseline, 6) as baseline, comparison
     from trailing_windows
-    where baseline > 0 and value is not null and volume >= min_volume
+    where value is not null
+        and training_days >= min_training_days
+        and volume >= min_volume
+        and day_volume >= min_day_volume
+        and case when method = 'zscore' then spread > 0 else baseline > 0 end
 ),
 
 -- Pace rules: month-end attainment projected from the days elapsed up to the reference day (the run's as-of date,

@@ -1,6 +1,5 @@
 -- Attainment of each configured objective: the metric's partner_kpis_daily column summed over the month.
-{%- set metrics = ['clicks_sent', 'referred_orders', 'attributed_revenue_rc', 'net_attributed_revenue_rc',
-                   'commission_earned_rc', 'commission_owed_rc'] %}
+{%- set metrics = objective_metrics() %}
 
 with monthly as (
     select

@@ -23,7 +23,9 @@ with order_rows as (
         {{ cents('a.commissionable_amount * a.fx_rate') }}           as commissionable_amount_rc,
         {{ cents('a.refunded_before_lock_amount * a.fx_rate') }}     as refunded_before_lock_rc,
         a.rate_applied,
-        a.is_capped,
+        -- a cap took something off: what the row earns (held: would earn) is below its amount uncapped
+        coalesce(case when a.is_commissioned then a.commission_rc else a.held_rc end, 0)
+            < {{ cents(uncapped_amount('a', 'a.rate_applied')) }}  as is_capped,
         a.commission_rc                                              as amount_rc,
         a.held_rc,
         case when a.is_commissioned then {{ commission_state('a.lock_date') }} else a.programme_state end as state,
