@@ -12,7 +12,7 @@ from airflow.sdk import Asset, BaseNotifier, Variable
 
 from alliance.airflow_credentials import require_connections
 from alliance.airflow_policy import pool_spec
-from alliance.assets import table_uri
+from alliance.assets import statements_uri, table_uri
 from alliance.config import AllianceConfig, load_config
 from alliance.failure_notify import Failure, notify_failure
 from alliance.schemas import PUBLISHED_SCHEMA, PUBLISHED_TABLES, RAW_SCHEMA
@@ -28,6 +28,8 @@ def table_asset(schema: str, table: str) -> Asset:
 RAW_ORDERS = table_asset(RAW_SCHEMA, "orders")
 RAW_CLICKS = table_asset(RAW_SCHEMA, "clicks")
 PUBLISHED = [table_asset(PUBLISHED_SCHEMA, table) for table in PUBLISHED_TABLES]
+# §9.1 the statements folder: an event whenever a run wrote new or revised partner statements, for downstream senders
+STATEMENTS = Asset(name=statements_uri(), uri=statements_uri(), group="alliance")
 
 
 def dag_config() -> AllianceConfig:

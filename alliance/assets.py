@@ -1,4 +1,5 @@
-"""Asset URIs of the warehouse tables, without importing Airflow (the webhook receiver needs them too).
+"""Asset URIs of the warehouse tables and the statements folder, without importing Airflow (the webhook receiver
+needs them too).
 
 URIs follow Airflow's postgres scheme (host, port, database, schema, table) and are built from
 ALLIANCE_WAREHOUSE_URL without touching the database, so the DAGs and the receiver agree on them.
@@ -7,8 +8,9 @@ ALLIANCE_WAREHOUSE_URL without touching the database, so the DAGs and the receiv
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from alliance.warehouse import DATABASE, parse_url
+from alliance.warehouse import DATABASE, parse_url, state_dir
 
 
 def warehouse_prefix(url: str | None = None) -> str:
@@ -21,3 +23,17 @@ def warehouse_prefix(url: str | None = None) -> str:
 
 def table_uri(schema: str, table: str, url: str | None = None) -> str:
     return f"{warehouse_prefix(url)}/{schema}/{table}"
+
+
+STATEMENTS_DIR_VARIABLE = "ALLIANCE_STATEMENTS_DIR"
+
+
+def statements_dir() -> Path:
+    """Where issued partner statements go (§9.1): $ALLIANCE_STATEMENTS_DIR, else `statements/` in the state dir."""
+    configured = os.environ.get(STATEMENTS_DIR_VARIABLE, "").strip()
+    return Path(configured).resolve() if configured else state_dir() / "statements"
+
+
+def statements_uri() -> str:
+    """The asset downstream senders watch: the statements folder, updated when a run (re)writes statements."""
+    return statements_dir().as_uri()

@@ -203,6 +203,10 @@ def _transform(cfg: AllianceConfig, as_of: date | None, wait: float = 0) -> None
             err.print(f"  [red]{line.strip()}[/]", highlight=False)
         raise typer.Exit(1)
     console.print(f"run {result.run_id}: published analytics, {result.alerts_fired} new alert(s)")
+    issued = result.statements
+    if issued is not None and issued.written:
+        console.print(f"statements: {len(issued.first)} issued, {len(issued.revised)} revised "
+                      f"({len(issued.files)} files)", highlight=False)
 
 
 @app.command()
@@ -300,6 +304,41 @@ def scorecard(
         err.print(f"[bold red]scorecard:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"scorecard: {path}")
+
+
+@app.command()
+def statements(
+    month: Annotated[str, typer.Option("--month", help="the statement month, YYYY-MM")],
+    partner: Annotated[str | None, typer.Option("--partner", help="one partner's statement (default: every partner)")]
+    = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder (default: $ALLIANCE_STATEMENTS_DIR or "
+                                                          ".alliance/statements)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Partner statements (§9.1): per partner a CSV and a self-contained HTML file in <out>/<YYYY-MM>/."""
+    from alliance.statements import StatementError, parse_month, write_statements
+
+    cfg = _config(config, require_secrets=False)
+    try:
+        first_day = parse_month(month)
+    except StatementError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    known = {p.id: p.name or p.id for p in cfg.partners}
+    if partner is not None and partner not in known:
+        from alliance.config import resolve_config_path
+
+        err.print(f"[red]--partner: no partner `{partner}` in {resolve_config_path(config)} (partners[].id); "
+                  f"known: {', '.join(sorted(known))}[/]", highlight=False)
+        raise typer.Exit(2)
+    try:
+        files = write_statements(_url(), first_day, out_dir=out, partner=partner, currency=cfg.reporting_currency,
+                                 names=known)
+    except StatementError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    for path in files:
+        console.print(str(path), highlight=False)
 
 
 @app.command()

@@ -47,7 +47,12 @@ MIGRATIONS = AdvisoryLock(
     "One migration at a time per warehouse (alliance/migrate.py): loaders, receiver workers and transforms that start "
     "together apply each pending migration once, in version order.")
 
-NUMBERED: tuple[AdvisoryLock, ...] = (PUBLISH, RUN, ALERT_DELIVERY, MIGRATIONS)
+STATEMENTS = AdvisoryLock(
+    "statement_issue", 7_316_202_622, "transaction",
+    "One statement issuer at a time (alliance/statements/issue.py): two runs finishing together never both count "
+    "the same revision of a partner's month in ops.statement_issues.")
+
+NUMBERED: tuple[AdvisoryLock, ...] = (PUBLISH, RUN, ALERT_DELIVERY, MIGRATIONS, STATEMENTS)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from alliance.publish import publish as swap_in
 from alliance.publish import stamp_build
 from alliance.roles import component_url
 from alliance.schemas import BUILD_SCHEMA
+from alliance.statements import IssueResult, issue_statements
 from alliance.warehouse import connect
 from connectors.claims import land_claims
 
@@ -52,6 +53,7 @@ class TransformResult:
     published: bool
     failures: list[str] = field(default_factory=list)
     alerts_fired: int = 0
+    statements: IssueResult | None = None
     refused: bool = False
     data_docs: Path | None = None
 
@@ -189,6 +191,16 @@ def alert(config: AllianceConfig, run_id: str, url: str | None = None, as_of: da
     return len(outcome.fired)
 
 
+def issue(config: AllianceConfig, run_id: str, url: str | None = None) -> IssueResult:
+    """§9.1 after a publish: write the statements of locked months that are new or changed (revised)."""
+    url = url or component_url("transformer")
+    result = issue_statements(url, run_id=run_id, currency=config.reporting_currency,
+                              names={p.id: p.name or p.id for p in config.partners})
+    if result.written:
+        log.info("run %s: %d statement(s) issued, %d revised", run_id, len(result.first), len(result.revised))
+    return result
+
+
 def fail(run_id: str, step: str, error: BaseException, url: str | None = None) -> None:
     """Record the run as failed at `step` (a published run keeps published = true in the run log)."""
     url = url or component_url("transformer")
@@ -213,6 +225,8 @@ def transform(
             publish(run_id, url, config)
         step = "alerts"
         fired = alert(config, run_id, url, as_of)
+        step = "statements"
+        issued = issue(config, run_id, url)
     except RunRefused as exc:
         return TransformResult(run_id, published=False, failures=[str(exc)], refused=True)
     except StepFailed as exc:
@@ -222,4 +236,4 @@ def transform(
     except Exception as exc:
         fail(run_id, step, exc, url)
         raise
-    return TransformResult(run_id, published=True, alerts_fired=fired)
+    return TransformResult(run_id, published=True, alerts_fired=fired, statements=issued)

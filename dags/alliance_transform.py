@@ -1,7 +1,9 @@
-"""Transform on new landed data: dbt build → quality gate → atomic publish → alerts.
+"""Transform on new landed data: dbt build → quality gate → atomic publish → alerts, and partner statements.
 
 Scheduled on the raw assets (polls and webhooks both emit them). Several asset events that arrive
 while a run is going collapse into the next run; every run rebuilds from all of raw, so nothing is lost.
+After the publish, locked months' statements that are new or changed are written (§9.1); the STATEMENTS asset gets
+an event only then (the task is skipped when nothing was written), for downstream senders.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
-from alliance.airflow_support import PUBLISHED, RAW_CLICKS, RAW_ORDERS, AllianceFailureNotifier, dag_config
+from alliance.airflow_support import (
+    PUBLISHED,
+    RAW_CLICKS,
+    RAW_ORDERS,
+    STATEMENTS,
+    AllianceFailureNotifier,
+    dag_config,
+)
 
 
 @dag(
@@ -61,8 +71,19 @@ def alliance_transform() -> None:
 
         return run.alert(dag_config(), run_key)
 
+    @task(outlets=[STATEMENTS])
+    def statements(run_key: str) -> int:
+        from alliance import run
+
+        result = run.issue(dag_config(), run_key)
+        if not result.written:
+            raise AirflowSkipException(f"no statement new or changed ({result.unchanged} unchanged)")
+        return len(result.first) + len(result.revised)
+
     run_key = prepare()
-    alerts(publish(quality_gate(run_key, dbt_build(run_key))))
+    published = publish(quality_gate(run_key, dbt_build(run_key)))
+    alerts(published)
+    statements(published)
 
 
 alliance_transform()

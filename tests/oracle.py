@@ -538,6 +538,7 @@ class CreditTruth:
     earlier_commissioned_orders: int | None = None
     tier_from_orders: int | None = None  # the tier earned, by its from_orders (percent contracts)
     cap_room: Decimal | None = None  # monthly cap room (for clawbacks)
+    is_capped: bool | None = None  # §9.1 a cap took something off what the row earns (or would earn, held)
 
 
 @dataclass(frozen=True)
@@ -1485,6 +1486,13 @@ def _order_amount(row: _ProgrammeRow, rate: Decimal | None, late_refunds: Decima
     return round_cents(amount)
 
 
+def _uncapped(row: _ProgrammeRow, rate: Decimal | None) -> Decimal:
+    """§8.2 the (order, referrer) amount before any cap, rounded to cents: what "capped" on a statement compares."""
+    if row.contract.type == "percent":
+        return round_cents(rate * max(ZERO, row.left) * row.fx * row.credit)
+    return round_cents(row.contract.amount * row.credit if row.left > 0 else ZERO)
+
+
 def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dict,
                clicks: Mapping[tuple[str, str], ClickTruth], as_of: date) -> dict[tuple[str, str, str], LineTruth]:
     """§8 on the configured model's credited rows, per programme month (destination, referrer, UTC month), earliest
@@ -1530,7 +1538,8 @@ def _programme(config: OracleConfig, rows: Sequence[_ProgrammeRow], credits: dic
                 earlier_commissioned_orders=(earlier - (1 if state is None else 0)) if row.contract.tiers
                 or cap is not None else None, cap_room=room,
                 tier_from_orders=max((f for f, _ in row.contract.tiers if f <= earlier - (1 if state is None else 0)),
-                                     default=None) if row.contract.type == "percent" else None)
+                                     default=None) if row.contract.type == "percent" else None,
+                is_capped=(commission if state is None else capped) < _uncapped(row, rate))
             if state == "approved":
                 day = review.reviewed_at.date()
                 add(LineTruth("approval", day.replace(day=1), row.key[3], o.partner_id, o.order_id, capped,
@@ -1839,6 +1848,40 @@ def partner_months(result: OracleResult) -> dict[tuple[str, date], dict[str, Any
     return rows
 
 
+def statement_lines(result: OracleResult) -> dict[tuple, dict[str, Any]]:
+    """§9.1 each statement line twice: on the referrer's statement (earned) and the destination's (owed). Order lines
+    for the configured model's commissioned rows (in the totals) and held or rejected rows (apart), then the lines."""
+    lines = []
+    for c in result.credits.values():
+        if c.model != result.configured_model or c.referrer_partner_id is None:
+            continue
+        if not (c.is_commissioned or c.programme_state in ("held", "rejected")):
+            continue
+        o = result.orders[(c.partner_id, c.order_id)]
+        lines.append({
+            "referrer_partner_id": c.referrer_partner_id, "destination_partner_id": c.partner_id,
+            "month": o.ordered_at.date().replace(day=1), "line_kind": c.programme_state or "order",
+            "in_totals": c.is_commissioned, "line_key": f"order:{c.order_id}", "order_id": c.order_id,
+            "line_date": o.ordered_at.date(), "attribution_model": c.model, "credit": c.credit,
+            "commissionable_amount_rc": o.commissionable_amount_rc,
+            "refunded_before_lock_rc": round_cents(o.refunded_before_lock * o.fx_rate), "rate_applied": c.rate_applied,
+            "is_capped": c.is_capped, "amount_rc": c.commission_rc, "held_rc": c.held_rc, "state": c.commission_state,
+            "reason": None if c.is_commissioned else c.hold_reason})
+    for line in result.lines.values():
+        month_state = result.balance_rows[(line.referrer_partner_id, line.destination_partner_id, line.month)].state
+        lines.append({
+            "referrer_partner_id": line.referrer_partner_id, "destination_partner_id": line.destination_partner_id,
+            "month": line.month, "line_kind": line.kind, "in_totals": True, "line_key": line.line_key,
+            "order_id": line.order_id, "line_date": line.line_date, "attribution_model": None, "credit": None,
+            "commissionable_amount_rc": None, "refunded_before_lock_rc": None, "rate_applied": None, "is_capped": None,
+            "amount_rc": line.amount_rc, "held_rc": None, "state": month_state, "reason": line.reason})
+    out = {}
+    for line in lines:
+        for direction, partner, other in (("earned", line["referrer_partner_id"], line["destination_partner_id"]),
+                                          ("owed", line["destination_partner_id"], line["referrer_partner_id"])):
+            out[(partner, direction, other, line["line_key"])] = {
+                **line, "partner_id": partner, "direction": direction, "counterparty_partner_id": other}
+    return out
 
 
 def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, dict[str, Any]]]:
@@ -1920,6 +1963,7 @@ def published_tables(result: OracleResult, salt: str) -> dict[str, dict[tuple, d
     } for claim_id, t in result.claims.items()}
     return {"partner_claims": claims,
             "fct_orders": fct_orders, "fct_referrals": fct_referrals, "fct_order_attribution": attribution,
+            "partner_statement_lines": statement_lines(result),
             "partner_kpis_daily": kpis, "partner_kpis_monthly": partner_months(result),
             "partner_balances": balances, "objective_progress": objectives,
             "kpi_alerts": alerts, "kpi_alert_observations": observations, "commission_adjustments": adjustments}

@@ -25,6 +25,7 @@ TABLE_KEYS = {
     "partner_balances": ("referrer_partner_id", "destination_partner_id", "month"),
     "objective_progress": ("partner_id", "month", "metric"),
     "commission_adjustments": ("destination_partner_id", "referrer_partner_id", "line_key"),
+    "partner_statement_lines": ("partner_id", "direction", "counterparty_partner_id", "line_key"),
     "kpi_alerts": ("alert_id",),
     "kpi_alert_observations": ("rule_id", "partner_id", "kpi", "period"),
     "partner_claims": ("claim_id",),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from alliance.assets import statements_uri
+
 DAGS = Path(__file__).parents[1] / "dags"
 
 
@@ -55,6 +57,10 @@ def test_transform_is_scheduled_on_raw_assets_and_publishes_analytics(dagbag):
     assert upstream == {"quality_gate"}
     assert dag.get_task("quality_gate").upstream_task_ids == {"dbt_build", "prepare"}
     assert dag.get_task("alerts").upstream_task_ids == {"publish"}
+    statements = dag.get_task("statements")
+    assert statements.upstream_task_ids == {"publish"}
+    assert _uris(statements.outlets) == {statements_uri()}, "the asset downstream senders watch"
+    assert statements_uri().startswith("file://") and statements_uri().endswith("/statements")
 
 
 def test_dag_files_only_wire(dagbag):

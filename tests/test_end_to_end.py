@@ -66,6 +66,21 @@ def model_variant(config_path: Path, model: str, rules: Path, directory: Path) -
     return path
 
 
+def ingest_and_transform(config_path: Path, url: str, as_of: date):
+    """Ingest everything the sandbox serves and transform in-process at `as_of`; the run and when the ingest began
+    (for the oracle's future-dated cut, §7)."""
+    from alliance.run import transform
+    from connectors.ingest import ingest_all
+
+    cfg = load_config(config_path)
+    landed = datetime.now(UTC)
+    results = ingest_all(cfg, url)
+    assert all(getattr(r, "ok", True) for r in results), results
+    outcome = transform(cfg, url, as_of=as_of)
+    assert outcome.published, outcome.failures
+    return outcome, landed
+
+
 def oracle_truth(config_path: Path, world, as_of: date, alerts_as_of: date | None = None,
                  landed_at: datetime | None = None) -> oracle.OracleResult:
     """The oracle on what the sandbox serves now; `landed_at`: when the ingest started (records dated more than
@@ -168,6 +183,12 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         held_months = [o for o in truth.observations.values() if o.rule_kind == "held_share"]
         assert held_months and any(o.value > 0 for o in held_months), "the held-share rule judges months with holds"
         assert_matches_oracle(warehouse, truth)
+        # §9.1 the DAG's statements task issued every locked month (October's lock date, 2026-11-30, is past)
+        issues_sql = "select month, partner_id, revision, revised_at from ops.statement_issues order by 1, 2"
+        issued = published(warehouse, issues_sql)
+        assert date(2026, 10, 1) in {m for m, _, _, _ in issued}
+        assert all(revision == 0 and revised_at is None for _, _, revision, revised_at in issued)
+        assert all((tmp_path / "home" / "statements" / f"{m:%Y-%m}" / f"{p}.html").is_file() for m, p, _, _ in issued)
 
         count_sql = ("select (select count(*) from raw.orders), (select count(*) from raw.clicks),"
                      " (select count(*) from analytics.fct_order_attribution),"
@@ -177,6 +198,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
         assert published(warehouse, count_sql) == counts_before, "a second run duplicates nothing"
+        assert published(warehouse, issues_sql) == issued, "a run that changes nothing revises no statement"
         assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed))
 
         # The storefront changes after a publish: a trashed order is restored (no longer cancelled, so it resets the
@@ -250,18 +272,10 @@ def assert_woocommerce_cases(world, truth: oracle.OracleResult) -> None:
 def test_time_decay_variant_in_process_matches_oracle(warehouse, tmp_path, monkeypatch):
     """config/demo.yml (Shopify storefronts, lumen in EUR) with time_decay driving commissions, a rules file with
     every kind of rule, and an injected "today" (AS_OF), run in-process (ingest, transform)."""
-    from alliance.run import transform
-    from connectors.ingest import ingest_all
-
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
     config_path = model_variant(DEMO, "time_decay", RULES, tmp_path)
     with sandbox_for(config_path, monkeypatch) as world:
-        cfg = load_config(config_path)
-        landed = datetime.now(UTC)
-        results = ingest_all(cfg, warehouse)
-        assert all(getattr(r, "ok", True) for r in results), results
-        outcome = transform(cfg, warehouse, as_of=AS_OF)
-        assert outcome.published, outcome.failures
+        _, landed = ingest_and_transform(config_path, warehouse, AS_OF)
         truth = oracle_truth(config_path, world, AS_OF, alerts_as_of=AS_OF, landed_at=landed)
     assert truth.configured_model == "time_decay"
     assert_world_exercises_the_rules(world, truth)

@@ -60,11 +60,7 @@ capped_per_order as (
     from (
         select
             o.*,
-            case
-                when o.contract_type = 'percent' then o.programme_rate * o.net_commissionable_amount * o.fx_rate * o.credit
-                when o.contract_type = 'flat' and o.net_commissionable_amount > 0 then o.flat_amount * o.credit
-                else 0::numeric
-            end as uncapped_amount
+            {{ uncapped_amount('o', 'o.programme_rate') }} as uncapped_amount
         from order_amounts as o
     ) as a
 ),
@@ -118,4 +114,16 @@ from earned as e
     {{ p }}.order_capped_rc,
     {{ programme_commission(p) }} as commission_rc,
     {{ p }}.held_rc
+{%- endmacro %}
+
+{#- §8.2 a row's amount before any cap: rate x net commissionable x FX x credit (flat: amount x credit, 0 with nothing
+    commissionable). `p` names a row with contract_type, net_commissionable_amount, fx_rate, credit and flat_amount;
+    `rate` its rate (programme_terms' programme_rate, int_order_attribution's rate_applied). The statements' capped
+    flag compares a row's pay with it (partner_statement_lines). -#}
+{% macro uncapped_amount(p, rate) -%}
+    case
+        when {{ p }}.contract_type = 'percent' then {{ rate }} * {{ p }}.net_commissionable_amount * {{ p }}.fx_rate * {{ p }}.credit
+        when {{ p }}.contract_type = 'flat' and {{ p }}.net_commissionable_amount > 0 then {{ p }}.flat_amount * {{ p }}.credit
+        else 0::numeric
+    end
 {%- endmacro %}

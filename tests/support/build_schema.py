@@ -2,7 +2,7 @@
 
 The rows reconcile as the gate demands: every attribution model credits the same orders with the same revenue,
 and commission earned = owed = 610.00 in attribution (configured model), balances, daily and monthly KPIs; one manual §8
-adjustment of 5.00 makes the month's balance 615.00.
+adjustment of 5.00 makes the month's balance 615.00, and both sides' statement lines add up to it.
 
 dbt owns the real marts; these hand-written tables carry only the contract's minimum columns, so the gate and
 publish are tested against the contract rather than against one dbt implementation.
@@ -57,6 +57,12 @@ create table {s}.commission_adjustments (
     kind text, month date, referrer_partner_id text, destination_partner_id text, order_id text, amount_rc numeric,
     reason text, line_date date, line_key text
 );
+create table {s}.partner_statement_lines (
+    partner_id text, direction text, counterparty_partner_id text, line_key text, month date, referrer_partner_id text,
+    destination_partner_id text, line_kind text, in_totals boolean, order_id text, line_date date,
+    attribution_model text, credit numeric, commissionable_amount_rc numeric, refunded_before_lock_rc numeric,
+    rate_applied numeric, is_capped boolean, amount_rc numeric, held_rc numeric, state text, reason text
+);
 create table {s}.objective_progress (
     partner_id text, month date, metric text, target numeric, actual numeric, attainment numeric
 );
@@ -96,6 +102,14 @@ insert into {s}.partner_kpis_monthly values
     ('northwind', '2026-10-01', 0, 0, null, 0, 0, 0, 610.00, 0, 0, 0, 0, 0, 615.00, -615.00);
 insert into {s}.commission_adjustments values
     ('manual', '2026-10-01', 'lumen', 'northwind', null, 5.00, 'launch bonus', '2026-10-01', 'manual:2');
+insert into {s}.partner_statement_lines
+select case when d = 'earned' then 'lumen' else 'northwind' end, d, case when d = 'earned' then 'northwind' else
+       'lumen' end, key, '2026-10-01', 'lumen', 'northwind', kind, true, oid, day,
+       model, credit, amount, 0, null, false, rc, null, 'pending', reason
+from (values ('order', 'order:o1', 'o1', date '2026-10-01', 'last_click', 1, 100.00, 610.00, null),
+             ('manual', 'manual:2', null, date '2026-10-01', null, null, null, 5.00, 'launch bonus'))
+     as l (kind, key, oid, day, model, credit, amount, rc, reason)
+cross join (values ('earned'), ('owed')) as d (d);
 insert into {s}.objective_progress values ('northwind', '2026-10-01', 'referred_orders', 200, {n}, {n} / 200.0);
 insert into {s}.partner_claims values ('claim-1', 'lumen', 'northwind', 'o1', '2026-11-01 00:00+00', 'credited',
     'credited to lumen (1) by click', 1, 'lumen', 'claims.csv', 2);
