@@ -8,6 +8,7 @@ database, dropped at the end, so parallel sessions never see each other's rows.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from alliance.assets import STATEMENTS_DIR_VARIABLE
 from alliance.dbt_runner import ARTIFACTS_VARIABLE
 from alliance.warehouse import parse_url, warehouse_url
 
@@ -136,6 +138,10 @@ def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
         # each worker's dbt (and the CLI, Airflow tasks it starts) gets its own target/ and logs/
         os.environ[ARTIFACTS_VARIABLE] = str(Path(__file__).resolve().parents[1] / "dbt_project" / "target" /
                                              f"xdist-{worker}")
+    if not os.environ.get(STATEMENTS_DIR_VARIABLE):
+        # a transform issues partner statements (§9.1): tests that do not choose a folder write to a temporary one,
+        # never into the checkout's .alliance/
+        os.environ[STATEMENTS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="alliance_test_statements_")
     config.addinivalue_line("markers", "dates: the outcome could depend on the date; also run under shifted clocks")
     config.addinivalue_line("markers", "dates_pinned: a costly dates test with pinned dates (make test-clocks only)")
 

@@ -108,10 +108,10 @@ class RecordingChannel:
         self.during_send = during_send
         self.outcome: list[str] = []
 
-    def send(self, alert) -> None:  # noqa: ANN001
+    def send(self, message) -> None:  # noqa: ANN001 - an AlertMessage: every alert of this channel's run
         if self.during_send is not None:
             self.outcome.append(self.during_send())
-        self.sent.append(alert.alert_id)
+        self.sent.extend(alert.alert_id for alert in message.alerts)
 
 
 def _published_with_an_alert(url: str, tmp_path: Path):  # noqa: ANN202
