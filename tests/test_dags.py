@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alliance.assets import statements_uri
+from alliance.assets import statements_dir, statements_uri
 
 DAGS = Path(__file__).parents[1] / "dags"
 
@@ -60,7 +60,7 @@ def test_transform_is_scheduled_on_raw_assets_and_publishes_analytics(dagbag):
     statements = dag.get_task("statements")
     assert statements.upstream_task_ids == {"publish"}
     assert _uris(statements.outlets) == {statements_uri()}, "the asset downstream senders watch"
-    assert statements_uri().startswith("file://") and statements_uri().endswith("/statements")
+    assert statements_uri() == statements_dir().as_uri() and statements_uri().startswith("file:///")
 
 
 def test_dag_files_only_wire(dagbag):

@@ -165,6 +165,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
     from devstack.airflow_local import airflow_env, dags_test, ensure_metadata_db
 
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ALLIANCE_STATEMENTS_DIR", str(tmp_path / "home" / "statements"))
     monkeypatch.setenv(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         fresh_database_factory("airflow").replace("postgresql://", "postgresql+psycopg://"),
