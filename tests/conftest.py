@@ -129,6 +129,10 @@ SERIAL_MODULES = (
     "tests/test_celery_live.py",
     "tests/test_end_to_end.py",
     "tests/test_reliability_campaign.py",
+    # tests that set a component role's password (roles are cluster-wide): never while a live stack logs in with it
+    "tests/test_roles.py",
+    "tests/test_claims_landing.py::test_the_transformer_lands_claims_as_the_transform_does",
+    "tests/test_deploy.py::test_warehouse_migrate_applies_roles_then_components_log_in",
 )
 
 
@@ -152,5 +156,5 @@ def pytest_collection_modifyitems(items) -> None:  # noqa: ANN001 - pytest's hoo
         for names, marker in ((DATE_TOUCHING, pytest.mark.dates), (DATES_PINNED, pytest.mark.dates_pinned)):
             if node.split("::")[0] in names or node in names:
                 item.add_marker(marker)
-        if node.split("::")[0] in SERIAL_MODULES:
+        if node.split("::")[0] in SERIAL_MODULES or node in SERIAL_MODULES:
             item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
