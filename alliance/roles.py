@@ -17,9 +17,12 @@ with one configured ALLIANCE_WAREHOUSE_URL and no per-component URL, that URL (a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 from psycopg import sql
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random
 
 from alliance.migrate import migrate
 from alliance.warehouse import connect, parse_url, read_or_create_secret, state_dir, warehouse_url
@@ -40,17 +43,41 @@ def with_login(url: str, role: str, password: str, dbname: str | None = None) ->
             f"{quote(dbname or parts.dbname, safe='')}")
 
 
+ROLES_DIR_VARIABLE = "ALLIANCE_ROLES_DIR"
+
+
+def roles_dir() -> Path:
+    """Where the logins' passwords are kept: $ALLIANCE_ROLES_DIR, else `roles/` in the state dir.
+
+    Roles belong to the server, not to a state dir: every process that logs in to one server must read the same
+    folder, or each would set its own password and lock the others out (the test suite points all of its state
+    dirs at one warehouse, so it sets this once)."""
+    configured = os.environ.get(ROLES_DIR_VARIABLE, "").strip()
+    return Path(configured).resolve() if configured else state_dir() / "roles"
+
+
 def role_password(role: str) -> str:
-    """The role's password for the embedded warehouse: generated once, kept in the state dir with mode 0600."""
-    return read_or_create_secret(state_dir() / "roles" / role)
+    """The role's password for the embedded warehouse: generated once, kept in roles_dir() with mode 0600."""
+    return read_or_create_secret(roles_dir() / role)
 
 
 def enable_login(owner_url: str, role: str, password: str) -> None:
-    """Let `role` log in with `password` (no other attribute: no superuser, no role or database creation)."""
+    """Let `role` log in with `password` (no other attribute: no superuser, no role or database creation).
+
+    Two processes starting at once (two CLI runs, two Airflow tasks) set the same role's same password: PostgreSQL
+    refuses the second concurrent ALTER ROLE with "tuple concurrently updated", so it is tried again."""
+    statement = sql.SQL("alter role {} login nosuperuser nocreatedb nocreaterole noreplication password {}").format(
+        sql.Identifier(role), sql.Literal(password))
     with connect(owner_url, autocommit=True) as conn:
         migrate(conn)  # the component roles and their grants (0010) exist before anyone logs in as one
-        conn.execute(sql.SQL("alter role {} login nosuperuser nocreatedb nocreaterole noreplication password {}")
-                     .format(sql.Identifier(role), sql.Literal(password)))
+        for attempt in Retrying(retry=retry_if_exception(_concurrent_role_update), stop=stop_after_attempt(5),
+                                wait=wait_random(0.05, 0.5), reraise=True):
+            with attempt:
+                conn.execute(statement)
+
+
+def _concurrent_role_update(error: BaseException) -> bool:
+    return isinstance(error, psycopg.errors.InternalError_) and "concurrently updated" in str(error)
 
 
 def component_url(component: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from alliance.assets import STATEMENTS_DIR_VARIABLE
 from alliance.dbt_runner import ARTIFACTS_VARIABLE
+from alliance.roles import ROLES_DIR_VARIABLE
 from alliance.warehouse import parse_url, warehouse_url
 
 
@@ -142,6 +143,10 @@ def pytest_configure(config) -> None:  # noqa: ANN001 - pytest's hook
         # each worker's dbt (and the CLI, Airflow tasks it starts) gets its own target/ and logs/
         os.environ[ARTIFACTS_VARIABLE] = str(Path(__file__).resolve().parents[1] / "dbt_project" / "target" /
                                              f"xdist-{worker}")
+    if not os.environ.get(ROLES_DIR_VARIABLE):
+        # roles are cluster-wide: every test, worker and subprocess logging in to the test server shares one set of
+        # passwords, whatever ALLIANCE_HOME a test chooses (alliance/roles.py roles_dir)
+        os.environ[ROLES_DIR_VARIABLE] = str(Path(__file__).resolve().parents[1] / ".alliance" / "test-roles")
     if not os.environ.get(STATEMENTS_DIR_VARIABLE):
         # a transform issues partner statements (§9.1): tests that do not choose a folder write to a temporary one,
         # never into the checkout's .alliance/

@@ -9,7 +9,6 @@ metadata database only (alliance/roles.py).
 
 from __future__ import annotations
 
-import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from test_end_to_end import assert_matches_oracle, oracle_truth, sandbox_for
 
 from alliance.assets import table_uri
 from alliance.migrate import migrate
-from alliance.roles import ROLES, URL_VARIABLES, enable_login, ensure_airflow_owner, with_login
+from alliance.roles import ROLES, URL_VARIABLES, enable_login, ensure_airflow_owner, role_password, with_login
 from alliance.warehouse import parse_url
 from devstack.airflow_local import (
     CELERY_WORKERS,
@@ -82,7 +81,7 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
     with psycopg.connect(warehouse, autocommit=True) as conn:
         migrate(conn)
     for component, role in ROLES.items():  # the tasks log in as the loader and the transformer (least privilege)
-        password = secrets.token_urlsafe(16)
+        password = role_password(role)  # the run's shared password: roles are cluster-wide
         enable_login(warehouse, role, password)
         monkeypatch.setenv(URL_VARIABLES[component], with_login(warehouse, role, password))
     metadata = ensure_airflow_owner(warehouse, parse_url(fresh_database_factory("airflow")).dbname)

@@ -3,7 +3,6 @@ with a reason naming file:line and never the value, good rows landed once, re-la
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from alliance.config import ConfigError, load_config
 from alliance.migrate import migrate
-from alliance.roles import ROLES, enable_login, with_login
+from alliance.roles import ROLES, enable_login, role_password, with_login
 from connectors.claims import land_claims, parse_claimed_at
 
 PARTNERS = {"northwind", "lumen", "brightpath"}
@@ -148,7 +147,7 @@ def test_config_claims_path_is_relative_to_the_config_and_must_exist(tmp_path: P
 
 def test_the_transformer_lands_claims_as_the_transform_does(conn, warehouse: str, tmp_path: Path) -> None:
     """alliance/run.py prepare lands the claims as the transformer's login: migration 0015 grants what it needs."""
-    password = secrets.token_urlsafe(16)
+    password = role_password(ROLES["transformer"])  # the run's shared password: roles are cluster-wide
     enable_login(warehouse, ROLES["transformer"], password)
     file = _write(tmp_path / "claims.csv", "c1,lumen,northwind,1001,2026-11-03T09:30:00Z",
                   "c2,ghost,northwind,1002,2026-11-03T09:30:00Z")

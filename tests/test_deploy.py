@@ -157,14 +157,14 @@ def test_every_service_refuses_placeholder_secrets_at_start(compose):
 def test_warehouse_migrate_applies_roles_then_components_log_in(warehouse):
     """compose's one-shot `alliance warehouse migrate` (as the owner) creates the component roles and grants; then
     a component's own login (e.g. the receiver's) works with exactly its grants."""
-    from alliance.roles import enable_login, with_login
+    from alliance.roles import enable_login, role_password, with_login
 
     env = {**os.environ, "ALLIANCE_WAREHOUSE_URL": warehouse}
     first = subprocess.run([ALLIANCE, "warehouse", "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0 and "0010_component_roles" in first.stdout, first.stderr
     again = subprocess.run([ALLIANCE, "warehouse", "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stdout
-    password = secrets.token_urlsafe(16)
+    password = role_password("alliance_webhook_receiver")  # the run's shared password: roles are cluster-wide
     enable_login(warehouse, "alliance_webhook_receiver", password)
     import psycopg
 

@@ -7,7 +7,6 @@ alliance/publish.py. Every refusal is PostgreSQL's own: psycopg.errors.Insuffici
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ import requests
 from alliance.config import load_config
 from alliance.migrate import migrate
 from alliance.publish import bi_url
-from alliance.roles import ROLES, enable_login, ensure_airflow_owner, with_login
+from alliance.roles import ROLES, enable_login, ensure_airflow_owner, role_password, roles_dir, with_login
 from alliance.warehouse import parse_url
 
 ROOT = Path(__file__).parents[1]
@@ -34,7 +33,7 @@ def logins(warehouse) -> dict[str, str]:
         migrate(conn)
     urls = {"owner": warehouse}
     for component, role in ROLES.items():
-        password = secrets.token_urlsafe(16)
+        password = role_password(role)  # the run's shared password: roles are cluster-wide
         enable_login(warehouse, role, password)
         urls[component] = with_login(warehouse, role, password)
     return urls
@@ -102,7 +101,7 @@ def test_the_airflow_owner_owns_its_database_and_nothing_else(warehouse, fresh_d
                          autocommit=True) as conn:
         conn.execute("create table legacy (x int)")  # what an older Airflow left, owned by the admin login
     url = ensure_airflow_owner(warehouse, name)
-    assert parse_url(url).user == "alliance_airflow" and (tmp_path / "roles" / "alliance_airflow").stat().st_mode \
+    assert parse_url(url).user == "alliance_airflow" and (roles_dir() / "alliance_airflow").stat().st_mode \
         & 0o777 == 0o600
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("create table dag_probe (x int)")
