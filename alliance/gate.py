@@ -29,6 +29,17 @@ from urllib.parse import quote
 
 from psycopg import sql
 
+from alliance.gate_scope import (
+    RAW_SCOPED,
+    SCOPED_SUFFIX,
+    GateScope,
+    drop_gate_schema,
+    gate_schema,
+    prepare_gate_schema,
+    recorded_scope,
+    row_counts,
+    scoped_tables,
+)
 from alliance.schemas import BUILD_SCHEMA, PUBLISHED_SCHEMA
 from alliance.warehouse import PROJECT_ROOT, connect, parse_url, state_dir
 from connectors.pii import mask_addresses
@@ -41,13 +52,14 @@ CONNECTION_VARIABLE = "ALLIANCE_GX_CONNECTION_STRING"
 DATA_DOCS_VARIABLE = "ALLIANCE_GX_DATA_DOCS_DIR"
 DATA_DOCS_SITE = "alliance_gate_docs"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-RAW_ASSETS = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset name -> table in schema raw
+RAW_ASSETS = RAW_SCOPED  # GX asset name -> table in schema raw
 # What "looks like an e-mail address" (POSIX regex for PostgreSQL; no braces: GX formats queries with str.format).
 EMAIL_REGEX = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z]+"
 _EMAIL_PY = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
 _SKIPPED_KWARGS = {"batch_id", "mostly", "result_format", "include_config", "catch_exceptions", "meta", "description"}
 SAMPLE_ROWS = 3
+NO_FRESHNESS_BOUND = 10**10  # seconds (~300 years): `freshness_hours: null`, still a valid interval from now()
 # the suites' custom-SQL checks (alliance/gx_expectations.py: GX imports only when a gate runs, so named here)
 COUNTED_ROWS_EXPECTATION = "expect_no_unexpected_rows"
 RESULT_FORMAT = os.environ.get("ALLIANCE_GATE_RESULT_FORMAT", "BOOLEAN_ONLY")  # SUMMARY: one pass
@@ -109,6 +121,8 @@ class GateResult:
     checks_failed: int = 0
     data_docs: Path | None = None
     seconds: float = 0.0
+    scope: str = "every row (full build)"
+    scope_keys: dict[str, int] = field(default_factory=dict)  # rewritten orders and clicks an incremental gate read
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -126,12 +140,12 @@ def quiet_gx() -> None:
 
 
 def gx_connection_string(warehouse_url: str, schema: str, freshness_seconds: float | None = None) -> str:
-    """SQLAlchemy URL for GX over TCP, with `search_path` set to the schema under test."""
+    """SQLAlchemy URL for GX over TCP, with `search_path` set to the schema(s) under test (comma-separated)."""
     parts = parse_url(warehouse_url)
     if parts.host.startswith("/"):
         raise GateError(f"GX needs a TCP host, not the Unix socket `{parts.host}`; use 127.0.0.1")
     auth = quote(parts.user, safe="") + (f":{quote(parts.password, safe='')}" if parts.password else "")
-    options = f"-csearch_path%3D{schema}"
+    options = f"-csearch_path%3D{quote(schema, safe='')}"
     if freshness_seconds is not None:
         options += f"%20-calliance.freshness_seconds%3D{int(freshness_seconds)}"
     return f"postgresql+psycopg2://{auth}@{parts.host}:{parts.port}/{quote(parts.dbname, safe='')}?options={options}"
@@ -280,7 +294,8 @@ def _describe_outcome(config: Any, result: dict, exception_info: Any, params: di
     return "no details"
 
 
-def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, params: dict[str, Any]) -> list[dict]:
+def _sample(conn: Any, search_path: list[str], qualified: sql.Composable, config: Any,
+            params: dict[str, Any]) -> list[dict]:
     """Up to SAMPLE_ROWS offending rows of a failed expectation (e-mails masked), or [] when rows make no sense."""
     kw = config.kwargs
     col = kw.get("column")
@@ -324,9 +339,10 @@ def _sample(conn: Any, schema: str, qualified: sql.Composable, config: Any, para
         rows_sql = sql.SQL("select * from {} where {} limit {}").format(qualified, where, sql.Literal(SAMPLE_ROWS))
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("set local search_path = {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("set local search_path = {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, search_path))))
             conn.execute("select set_config('alliance.freshness_seconds', %s, true)",
-                         (str(int(params.get("freshness_seconds", 10**12))),))
+                         (str(int(params.get("freshness_seconds", NO_FRESHNESS_BOUND))),))
             cur = conn.execute(rows_sql, args or None)
             names = [d.name for d in cur.description]
             rows = cur.fetchall()
@@ -359,34 +375,38 @@ def _column_of(config: Any, samples: list[dict]) -> str | None:
 
 
 def _run_suites(
-    warehouse_url: str, schema: str, settings: GateSettings, now: datetime
-) -> tuple[list[GateFailure], dict[str, Any], int, int, Path | None]:
-    """Run every validation definition of the checkpoint; one GX context per call."""
+    warehouse_url: str, schema: str, settings: GateSettings, now: datetime, scope: GateScope
+) -> tuple[list[GateFailure], dict[str, Any], int, int, Path | None, dict[str, int]]:
+    """Run every validation definition of the checkpoint (the `__scoped` twin of a table an incremental build
+    rewrote in part), then the whole-table invariants of a scoped gate; one GX context per call."""
     quiet_gx()
     import great_expectations as gx  # heavy import (seconds): only when a gate actually runs
 
     import alliance.gx_expectations  # noqa: F401 - registers expect_no_unexpected_rows before the suites load
 
-    docs = data_docs_dir()
-    freshness = 10**12 if settings.freshness_hours is None else settings.freshness_hours * 3600
+    freshness = NO_FRESHNESS_BOUND if settings.freshness_hours is None else settings.freshness_hours * 3600
+    search_path = [gate_schema(schema), schema]
     context = gx.get_context(
         mode="file",
         context_root_dir=str(GX_PROJECT_DIR),
         runtime_environment={
-            CONNECTION_VARIABLE: gx_connection_string(warehouse_url, schema, freshness),
-            DATA_DOCS_VARIABLE: str(docs),
+            CONNECTION_VARIABLE: gx_connection_string(warehouse_url, ",".join(search_path), freshness),
+            DATA_DOCS_VARIABLE: str(data_docs_dir()),
         },
     )
     checkpoint = context.checkpoints.get(CHECKPOINT_NAME)
     failures: list[GateFailure] = []
     results: dict[str, Any] = {}
     passed = failed = 0
+    scoped = () if scope.whole else (*scoped_tables(), *RAW_ASSETS)
     with connect(warehouse_url) as conn:
         build_tables = _tables(conn, schema) or set()
         raw_tables = _tables(conn, "raw") or set()
         published = [d.asset.table_name for d in checkpoint.validation_definitions if d.asset.name not in RAW_ASSETS]
         params = _parameters(conn, schema, published, settings, now)
         params["freshness_seconds"] = freshness
+        for table in scoped:  # counted whole below, not on the rewritten rows
+            params[f"{table}_min_rows"], params[f"{table}_max_rows"] = 0, 2**62
         for definition in checkpoint.validation_definitions:
             name = definition.asset.name
             is_raw = name in RAW_ASSETS
@@ -401,6 +421,10 @@ def _run_suites(
                 results[label] = {"success": False, "missing": True}
                 failed += 1
                 continue
+            qualified = sql.Identifier("raw" if is_raw else schema, table)
+            if name in scoped:
+                definition = context.validation_definitions.get(name + SCOPED_SUFFIX)
+                qualified = sql.Identifier(search_path[0], name + SCOPED_SUFFIX)
             try:
                 # BOOLEAN_ONLY lets GX bundle each table's counts into few queries and skip fetching unexpected
                 # values; only a suite that failed is run again for counts and examples (the failure report).
@@ -413,33 +437,48 @@ def _run_suites(
                 results[label] = {"success": False, "error": str(exc)[:1000]}
                 failed += 1
                 continue
-            qualified = sql.Identifier("raw" if is_raw else schema, table)
             for item in outcome.results:
                 if item.success:
                     passed += 1
                     continue
                 failed += 1
                 config = item.expectation_config
-                samples = _sample(conn, schema, qualified, config, params)
+                samples = _sample(conn, search_path, qualified, config, params)
                 message = _describe_outcome(config, item.result or {}, item.exception_info, params)
                 if (config.meta or {}).get("check") == "row_count_change":
-                    prev = params.get(f"{table}_previous_rows")
-                    message += (f", published snapshot has {prev}; allowed {params[f'{table}_min_rows']}.."
-                                f"{params[f'{table}_max_rows'] if params[f'{table}_max_rows'] < 2**62 else 'any'}"
-                                " (gate.max_row_count_drop / max_row_count_growth)")
+                    message += _row_count_reason(table, params)
                 column = _column_of(config, samples)
                 if samples and not message.startswith("error"):
                     message += " | sample: " + "; ".join(_brief(row, column) for row in samples[:SAMPLE_ROWS])
                 failures.append(GateFailure(label, _describe_expectation(config), message, column, samples))
-            results[label] = {"success": bool(outcome.success), "statistics": dict(outcome.statistics)}
+            results[label] = {"success": bool(outcome.success), "statistics": dict(outcome.statistics),
+                              "rows": "rewritten" if name in scoped else "all"}
+        counts: dict[str, int] = {}
+        if not scope.whole:  # the whole-table invariant GX checked on the rewritten rows only
+            counts = row_counts(conn, schema, scoped_tables())
+            for table, count in counts.items():
+                low, high = _row_bounds(params.get(f"{table}_previous_rows"), settings)
+                if low <= count <= high:
+                    passed += 1
+                    continue
+                failed += 1
+                params[f"{table}_min_rows"], params[f"{table}_max_rows"] = low, high
+                failures.append(GateFailure(table, "expect_table_row_count_to_be_between(whole table)",
+                                            f"observed {count} rows" + _row_count_reason(table, params)))
     built_docs: Path | None = None
     if settings.data_docs == "always" or (settings.data_docs == "on_failure" and failures):
         try:
             context.build_data_docs(site_names=[DATA_DOCS_SITE])
-            built_docs = docs / "index.html"
+            built_docs = data_docs_dir() / "index.html"
         except Exception as exc:  # documentation must never decide the gate
             log.warning("GX Data Docs could not be built: %s", exc)
-    return failures, results, passed, failed, built_docs
+    return failures, results, passed, failed, built_docs, counts
+
+
+def _row_count_reason(table: str, params: dict[str, Any]) -> str:
+    high = params[f"{table}_max_rows"]
+    return (f", published snapshot has {params.get(f'{table}_previous_rows')}; allowed {params[f'{table}_min_rows']}.."
+            f"{high if high < 2**62 else 'any'} (gate.max_row_count_drop / max_row_count_growth)")
 
 
 def run_gate(
@@ -448,12 +487,19 @@ def run_gate(
     dbt_failures: list[str] | None = None,
     settings: GateSettings | None = None,
     now: datetime | None = None,
+    scope: GateScope | None = None,
 ) -> GateResult:
-    """Validate raw.* and the build schema against the GX suites, fold in dbt's test failures; never raises on data."""
+    """Validate raw.* and the build schema against the GX suites, fold in dbt's test failures; never raises on data.
+
+    `scope`: which rows to validate; by default what alliance/incremental.py recorded for the build schema's last
+    successful build (every row after a full build, the rewritten rows and whole-table invariants after an
+    incremental one: alliance/gate_scope.py). `GateScope()` forces a whole gate.
+    """
     import time
 
     started = time.perf_counter()
     check_identifier(build_schema, "build schema")
+    check_identifier(gate_schema(build_schema), "gate schema")
     if not (GX_PROJECT_DIR / "great_expectations.yml").is_file():
         raise GateError(f"GX project not found: {GX_PROJECT_DIR / 'great_expectations.yml'}")
     settings = settings or GateSettings()
@@ -461,20 +507,30 @@ def run_gate(
     results: dict[str, Any] = {"dbt": {"success": not dbt_failures, "failures": list(dbt_failures or [])}}
     passed = failed = 0
     docs = None
+    keys: dict[str, int] = {}
     with connect(warehouse_url) as conn:
         exists = _tables(conn, build_schema) is not None
+        scope = scope if scope is not None or not exists else recorded_scope(conn, build_schema)
+    scope = scope or GateScope()
     if not exists:
         details.append(GateFailure("build", "schema exists",
                                    f"build schema `{build_schema}` does not exist: run `dbt build` before the gate"))
     else:
-        gx_failures, gx_results, passed, failed, docs = _run_suites(
-            warehouse_url, build_schema, settings, now or datetime.now(UTC))
+        with connect(warehouse_url, autocommit=True) as conn:
+            keys = prepare_gate_schema(conn, build_schema, scope)
+        try:
+            gx_failures, gx_results, passed, failed, docs, _counts = _run_suites(
+                warehouse_url, build_schema, settings, now or datetime.now(UTC), scope)
+        finally:
+            with connect(warehouse_url, autocommit=True) as conn:
+                drop_gate_schema(conn, build_schema)
         details += gx_failures
         results.update(gx_results)
     failures = [f"dbt: {d.message}" if d.table == "dbt" else d.message if d.table == "build" else d.line()
                 for d in details]
     result = GateResult(passed=not failures, failures=failures, results=results, details=details,
                         checks_passed=passed, checks_failed=failed + len(dbt_failures or []), data_docs=docs,
-                        seconds=round(time.perf_counter() - started, 2))
-    log.info("gate on %s: %s (%d failures)", build_schema, "passed" if result.passed else "FAILED", len(failures))
+                        seconds=round(time.perf_counter() - started, 2), scope=scope.describe(), scope_keys=keys)
+    log.info("gate on %s (%s): %s (%d failures)", build_schema, result.scope,
+             "passed" if result.passed else "FAILED", len(failures))
     return result

@@ -19,7 +19,9 @@ recommends for production: they test model code on fixed inputs, not data,
 so they run where code changes are checked (`make test` / CI: tests/test_dbt_build.py runs every one of them and
 fails on any). An incremental build's data tests on the large tables check only the orders and clicks it rewrote
 (dbt_project/macros/incremental/test_scoping.sql); the other rows passed the same tests in the last successful build,
-whose fingerprint (same code and config) this one has.
+whose fingerprint (same code and config) this one has. After a successful build, `ops.build_scopes` records what it
+rewrote (every row, or the orders and clicks after the snapshot's state), which is what its quality gate reads
+(alliance/gate_scope.py).
 """
 
 from __future__ import annotations
@@ -140,6 +142,29 @@ def _record_snapshot(url: str, build_schema: str, value: str) -> None:
         conn.execute("delete from ops.mart_as_of_dates where table_oid not in (select oid from pg_class)")
 
 
+def _snapshot_watermarks(url: str, build_schema: str) -> tuple[datetime, datetime] | None:
+    """The work-table state the build schema's marts contain (None when unknown or empty): an incremental build
+    rewrites the orders and clicks after it, which is what the gate of that build checks row by row."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "select s.orders_through, s.clicks_through from ops.mart_snapshots s"
+            " join pg_namespace n on n.oid = s.schema_oid where n.nspname = %s"
+            " and s.orders_through > '-infinity' and s.clicks_through > '-infinity'", (build_schema,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _record_scope(url: str, build_schema: str, watermarks: tuple[datetime, datetime] | None, *,
+                  clear: bool = False) -> None:
+    """ops.build_scopes: what the build rewrote (None: everything, a full build); `clear` while a build runs."""
+    with connect(url) as conn:
+        conn.execute("delete from ops.build_scopes where build_schema = %s", (build_schema,))
+        if not clear:
+            conn.execute(
+                "insert into ops.build_scopes (build_schema, full_refresh, orders_after, clicks_after)"
+                " values (%s, %s, %s, %s)",
+                (build_schema, watermarks is None, *(watermarks or (None, None))))
+
+
 def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool | None = None) -> BuildOutcome:
     """`dbt build`, incremental when allowed (full_refresh=None decides by fingerprint; True/False forces)."""
     with connect(url) as conn:
@@ -148,8 +173,12 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if full_refresh is None:
         full_refresh = _stored(url, build_schema) != current
     _store(url, build_schema, None)  # a build that stops midway leaves the work tables half-updated
+    _record_scope(url, build_schema, None, clear=True)  # and its gate has no scope: it checks everything
+    watermarks = None
     if full_refresh or not _snapshot_reusable(url, build_schema, current):
         _drop_build_schema(url, build_schema)  # marts of other code or config (or unknown state): from scratch
+    else:
+        watermarks = _snapshot_watermarks(url, build_schema)
     # dbt's unit tests test model code on fixed inputs, not data: `make test` / CI runs them (tests/test_dbt_build.py),
     # production builds skip them, as dbt recommends. An incremental build also leaves the views and the config's
     # tests alone (dbt_project/selectors.yml): both are fingerprinted, so they are as the last full build left them.
@@ -160,4 +189,5 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if outcome.success:
         _record_snapshot(url, build_schema, current)
         _store(url, build_schema, current)
+        _record_scope(url, build_schema, None if full_refresh else watermarks)
     return BuildOutcome(outcome, full_refresh)

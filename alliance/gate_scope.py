@@ -1,0 +1,139 @@
+"""What the quality gate validates: the rows an incremental build rewrote, or every row after a full build.
+
+Why: at 1M orders a gate that scans whole tables costs more than the incremental build it checks. An incremental
+build rewrites only the orders recomputed (or re-rated) since its snapshot and the clicks taken in since
+(alliance/incremental.py records that state in `ops.build_scopes`); every other row is as the last successful build
+left it, and that build's gate passed on it with the same code and config (a change of either is a full build,
+checked whole). So the gate of an incremental build validates, with the same GX suites:
+
+- the rewritten rows: views `<table>__scoped` over the scope keys (whole orders and whole clicks, so per-key rules
+  such as "credits sum to one" stay exact), and the raw rows landed since, through the `loaded_at` index;
+- whole-table invariants kept as cheap aggregates: exact row counts against the published snapshot's bounds (index
+  scans), the attribution side of the money reconciliation read from the kept partner totals
+  (`int_partner_monthly_totals`, maintained by difference) instead of a sum over every attribution row, and partner
+  freshness from the `loaded_at` index (the suite's own query, which reads only the freshness window).
+
+All of it lives in a schema of its own, `<build>_gate`, put first on the GX connection's search_path and dropped
+when the gate ends. The suites name `attribution_commission_total`, which this module defines per mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+# tables whose rows an incremental build rewrites in part: GX validates their `__scoped` view instead
+ORDER_SCOPED = ("fct_orders", "fct_order_attribution")
+CLICK_SCOPED = ("fct_referrals",)
+RAW_SCOPED = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset -> table in schema raw
+SCOPED_SUFFIX = "__scoped"
+# raw rows landed this long before the snapshot's state are checked again: the work tables re-read an overlap
+# (dbt var incremental_overlap_minutes), and landing stamps use the database's clock, the state a worker's
+RAW_MARGIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class GateScope:
+    """Everything (a full build, or nothing recorded), or the rows rewritten after a work-table state."""
+
+    orders_after: datetime | None = None
+    clicks_after: datetime | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.orders_after is None or self.clicks_after is None
+
+    def describe(self) -> str:
+        if self.whole:
+            return "every row (full build)"
+        return (f"rows rewritten since the snapshot (orders recomputed after {self.orders_after:%Y-%m-%d %H:%M:%S}Z, "
+                f"clicks after {self.clicks_after:%Y-%m-%d %H:%M:%S}Z)")
+
+
+def gate_schema(build_schema: str) -> str:
+    return f"{build_schema}_gate"
+
+
+def work_schema(build_schema: str) -> str:
+    return f"{build_schema}_work"
+
+
+def recorded_scope(conn: Any, build_schema: str) -> GateScope:
+    """The scope alliance/incremental.py recorded for the build schema's last successful build (whole if none)."""
+    if conn.execute("select to_regclass('ops.build_scopes')").fetchone()[0] is None:
+        return GateScope()
+    row = conn.execute("select full_refresh, orders_after, clicks_after from ops.build_scopes"
+                       " where build_schema = %s", (build_schema,)).fetchone()
+    if row is None or row[0]:
+        return GateScope()
+    return GateScope(orders_after=row[1], clicks_after=row[2])
+
+
+def _exists(conn: Any, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
+def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope) -> dict[str, int]:
+    """(Re)create `<build>_gate` for this gate; returns the rewritten keys counted (empty for a whole gate)."""
+    gate, work = gate_schema(build_schema), work_schema(build_schema)
+    ident = sql.Identifier
+    conn.execute(sql.SQL("drop schema if exists {} cascade").format(ident(gate)))
+    conn.execute(sql.SQL("create schema {}").format(ident(gate)))
+    if scope.whole:
+        conn.execute(sql.SQL(
+            "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
+            " from {}.fct_order_attribution where is_commission_model and is_commissioned"
+        ).format(ident(gate), ident(build_schema)))
+        return {}
+    rerated = f"{work}.int_order_attribution__rerated"
+    conn.execute(sql.SQL(
+        "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
+        " where _recomputed_at > %(after)s {rerated}"
+    ).format(gate=ident(gate), work=ident(work), rerated=sql.SQL(
+        " union select partner_id, order_id from {} where rerated_at > %(after)s").format(
+            ident(work, "int_order_attribution__rerated")) if _exists(conn, rerated) else sql.SQL("")),
+        {"after": scope.orders_after})
+    conn.execute(sql.SQL(
+        "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
+        " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after})
+    for table, keys in (("scope_orders", ("partner_id", "order_id")), ("scope_clicks", ("network_id", "click_id"))):
+        conn.execute(sql.SQL("alter table {} add primary key ({})").format(
+            ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
+        conn.execute(sql.SQL("analyze {}").format(ident(gate, table)))
+    for table, scope_table, keys in (
+        *((t, "scope_orders", ("partner_id", "order_id")) for t in ORDER_SCOPED),
+        *((t, "scope_clicks", ("network_id", "click_id")) for t in CLICK_SCOPED),
+    ):
+        conn.execute(sql.SQL("create view {view} as select t.* from {scope} s join {table} t on {on}").format(
+            view=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
+            on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
+    raw_after = min(scope.orders_after, scope.clicks_after) - RAW_MARGIN
+    for asset, table in RAW_SCOPED.items():
+        conn.execute(sql.SQL("create view {} as select * from {} where loaded_at > {}").format(
+            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(raw_after)))
+    # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
+    conn.execute(sql.SQL(
+        "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
+        " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
+    return {
+        "orders": conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, "scope_orders"))).fetchone()[0],
+        "clicks": conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, "scope_clicks"))).fetchone()[0],
+    }
+
+
+def drop_gate_schema(conn: Any, build_schema: str) -> None:
+    conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(gate_schema(build_schema))))
+
+
+def scoped_tables() -> tuple[str, ...]:
+    """Build tables an incremental gate validates through their `__scoped` view."""
+    return (*ORDER_SCOPED, *CLICK_SCOPED)
+
+
+def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[str, int]:
+    """Exact row counts (index-only scans where the visibility map allows): the whole-table count invariant."""
+    return {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, t))).fetchone()[0]
+            for t in tables}

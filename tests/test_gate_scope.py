@@ -1,0 +1,172 @@
+"""The gate of an incremental build checks the rows it rewrote plus whole-table invariants; a full build, every row.
+
+Real dbt, GX and PostgreSQL on a synthetic alliance (bench/transform/generate.py) run as in production: a full build
+and two incremental ones, each published, then an incremental build whose gate is tested. Each bad row or total is
+injected into the build schema, the gate run, and the injection undone.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from alliance.config import load_config
+from alliance.config_sync import sync_config
+from alliance.dbt_runner import dbt_vars_from_config
+from alliance.gate import GateSettings, run_gate
+from alliance.gate_scope import GateScope
+from alliance.incremental import dbt_build
+from alliance.migrate import migrate
+from alliance.publish import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.transform.generate import Generator  # noqa: E402
+
+SCHEMA = "scope_build"
+HISTORY_UNTIL = datetime(2026, 11, 30, 23, tzinfo=UTC)
+AS_OF = datetime(2026, 12, 1, tzinfo=UTC).date()
+NOW = datetime(2030, 1, 1, tzinfo=UTC)  # "not in the future" bound (changes bump updated_at by 100 days); no wall clock
+# no freshness bound (the synthetic history is old by design); row-count bounds apply from 100 published rows
+SETTINGS = GateSettings(freshness_hours=None, row_count_floor=100)
+
+
+@pytest.fixture(scope="module")
+def world(fresh_database_factory) -> str:
+    url = fresh_database_factory("scope")
+    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+        sync_config(conn, config)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=AS_OF)
+    gen = Generator(config, seed=5)
+    gen.write(url, 2000, history_until=HISTORY_UNTIL, step_seconds=60)
+    full = dbt_build(url, SCHEMA, dbt_vars)
+    assert full.full_refresh and full.outcome.success, full.outcome.failures
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select full_refresh from ops.build_scopes where build_schema = %s",
+                            (SCHEMA,)).fetchone() == (True,)
+    whole = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    assert whole.passed, whole.failures
+    assert whole.scope == "every row (full build)" and whole.results["fct_orders"]["rows"] == "all"
+    publish(url, SCHEMA, run_id="r1")
+    for run, day in (("r2", 3), ("r3", 4), ("r4", 5)):
+        gen.write(url, 10, start=datetime(2026, 11, day, tzinfo=UTC), span_seconds=86400)
+        assert gen.change(url, 5) == 5
+        build = dbt_build(url, SCHEMA, dbt_vars)
+        assert not build.full_refresh and build.outcome.success, build.outcome.failures
+        if run != "r4":
+            publish(url, SCHEMA, run_id=run)
+    return url
+
+
+def _scoped_orders(url: str) -> list[tuple[str, str]]:
+    """Orders the last build rewrote (recomputed after the snapshot's state), as ops.build_scopes records it."""
+    with psycopg.connect(url) as conn:
+        after = conn.execute("select orders_after from ops.build_scopes where build_schema = %s",
+                             (SCHEMA,)).fetchone()[0]
+        return conn.execute(f"select partner_id, order_id from {SCHEMA}_work.int_orders__enriched"
+                            " where _recomputed_at > %s order by 1, 2", (after,)).fetchall()
+
+
+@contextmanager
+def injected(url: str, do: str, undo: str, args: tuple = ()) -> Iterator[None]:
+    with psycopg.connect(url) as conn:
+        conn.execute(do, args)
+    try:
+        yield
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute(undo, args)
+
+
+def test_incremental_gate_reads_the_rewritten_rows_and_passes(world) -> None:
+    url = world
+    result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    assert result.passed, result.failures
+    assert result.scope.startswith("rows rewritten since the snapshot")
+    with psycopg.connect(url) as conn:
+        total = conn.execute(f"select count(*) from {SCHEMA}.fct_orders").fetchone()[0]
+        gate_schema_left = conn.execute("select to_regnamespace(%s)", (f"{SCHEMA}_gate",)).fetchone()[0]
+    rewritten = len(_scoped_orders(url))
+    assert result.scope_keys["orders"] >= rewritten >= 40, "r2..r4's new and changed orders at least"
+    assert result.scope_keys["orders"] < total * 0.2, "the gate reads the rewritten orders, not history"
+    for table in ("fct_orders", "fct_order_attribution", "fct_referrals", "raw.orders", "raw.clicks"):
+        assert result.results[table]["rows"] == "rewritten", table
+    for table in ("partner_balances", "partner_kpis_daily", "commission_adjustments", "partner_statement_lines"):
+        assert result.results[table]["rows"] == "all", table
+    assert gate_schema_left is None, "the gate's scope views are dropped when it ends"
+
+
+def test_bad_rewritten_row_fails_the_incremental_gate(world) -> None:
+    url = world
+    partner_id, order_id = _scoped_orders(url)[0]
+    with injected(url, f"update {SCHEMA}.fct_orders set commissionable_amount = -commissionable_amount - 1"
+                       " where partner_id = %s and order_id = %s",
+                  f"update {SCHEMA}.fct_orders set commissionable_amount = -commissionable_amount - 1"
+                  " where partner_id = %s and order_id = %s", (partner_id, order_id)):
+        result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    assert not result.passed
+    assert any(line.startswith("fct_orders: expect_column_values_to_be_between(commissionable_amount, 0.0)")
+               and "1 of " in line for line in result.failures), result.failures
+
+
+def test_untouched_rows_are_left_to_full_builds(world) -> None:
+    """A row no build rewrote passed the gate of the build that wrote it; only a whole gate reads it again."""
+    url = world
+    scoped = set(_scoped_orders(url))
+    with psycopg.connect(url) as conn:
+        partner_id, order_id = next(row for row in conn.execute(
+            f"select partner_id, order_id from {SCHEMA}.fct_orders order by 1, 2") if tuple(row) not in scoped)
+    swap = (f"update {SCHEMA}.fct_orders set commissionable_amount = -commissionable_amount - 1"
+            " where partner_id = %s and order_id = %s")
+    with injected(url, swap, swap, (partner_id, order_id)):
+        scoped_gate = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+        whole_gate = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW, scope=GateScope())
+    assert scoped_gate.passed, scoped_gate.failures
+    assert not whole_gate.passed and whole_gate.scope == "every row (full build)"
+    assert any(line.startswith("fct_orders: expect_column_values_to_be_between(commissionable_amount, 0.0)")
+               for line in whole_gate.failures), whole_gate.failures
+
+
+def test_whole_table_row_count_is_checked_outside_the_rewritten_rows(world) -> None:
+    url = world
+    with psycopg.connect(url) as conn:
+        conn.execute(f"create table {SCHEMA}_work.kept_referrals as select * from {SCHEMA}.fct_referrals")
+    with injected(url, f"delete from {SCHEMA}.fct_referrals where click_id in (select click_id from "
+                       f"{SCHEMA}.fct_referrals order by clicked_at limit (select count(*) * 0.6 from "
+                       f"{SCHEMA}.fct_referrals)::bigint)",
+                  f"insert into {SCHEMA}.fct_referrals select * from {SCHEMA}_work.kept_referrals k where not exists"
+                  f" (select 1 from {SCHEMA}.fct_referrals r where r.network_id = k.network_id"
+                  f" and r.click_id = k.click_id); drop table {SCHEMA}_work.kept_referrals"):
+        result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    assert not result.passed
+    lines = [line for line in result.failures if line.startswith("fct_referrals: expect_table_row_count")]
+    assert len(lines) == 1 and "(whole table)" in lines[0] and "published snapshot has" in lines[0], result.failures
+
+
+def test_money_reconciliation_uses_the_kept_totals(world) -> None:
+    """KPIs and balances are checked against the partner totals the build keeps by difference, not a full scan."""
+    url = world
+    with psycopg.connect(url) as conn:
+        day, partner = conn.execute(f"select kpi_date, partner_id from {SCHEMA}.partner_kpis_daily"
+                                    " where commission_earned_rc > 0 order by 1, 2 limit 1").fetchone()
+    bump = (f"update {SCHEMA}.partner_kpis_daily set commission_earned_rc = commission_earned_rc + %s"
+            " where kpi_date = %s and partner_id = %s")
+    with psycopg.connect(url) as conn:
+        conn.execute(bump, (1, day, partner))
+    try:
+        result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute(bump, (-1, day, partner))
+    assert not result.passed
+    assert any(line.startswith("partner_balances: expect_no_unexpected_rows(reconciliation)")
+               for line in result.failures), result.failures
+    assert run_gate(url, SCHEMA, settings=SETTINGS, now=NOW).passed, "the injection was undone"
