@@ -16,7 +16,7 @@ EXECUTOR ?= local
 unexport PYTHONDONTWRITEBYTECODE
 WEBHOOKS_PORT ?= 8780
 
-.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-webhooks bench-shopify reliability test-clocks
+.PHONY: install demo test lint docs bench bench-transform status sandbox run airflow-demo clean-warehouse help airflow webhooks bench-freshness bench-ingest bench-gate bench-gate-incremental bench-webhooks bench-shopify reliability test-clocks
 
 help:
 	@echo "make demo   - run the whole pipeline on embedded defaults (sandbox APIs, embedded Postgres, Airflow)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
 	@echo "make bench-webhooks - answer latency of a signed webhook with 300 idle connections held (3 rounds)"
 	@echo "make bench-gate - GX + dbt checks as a share of the dbt build (100k and 1M orders)"
+	@echo "make bench-gate-incremental - the gate of an incremental run as a share of that build (100k and 1M orders)"
 	@echo "make bench-shopify - a 200k-order Shopify backfill: REST paging at 2 calls/s vs one bulk operation (3 rounds)"
 
 $(UV):
@@ -64,10 +65,13 @@ lint: install
 docs: install
 	$(BIN)/alliance docs --config $(CONFIG)
 
-bench: bench-transform bench-ingest bench-freshness bench-gate bench-webhooks
+bench: bench-transform bench-ingest bench-freshness bench-gate bench-gate-incremental bench-webhooks
 
 bench-transform: install
 	$(BIN)/python -m bench.transform.run --orders 100000 --orders 1000000 --rounds $${ROUNDS:-3}
+
+bench-gate-incremental: install
+	$(BIN)/python -m bench.gate.incremental --orders 100000 --orders 1000000 --rounds $${ROUNDS:-3}
 
 bench-gate: install
 	$(BIN)/python -m bench.gate.run --orders 100000 --orders 1000000 --rounds $${ROUNDS:-3}

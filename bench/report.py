@@ -71,6 +71,13 @@ def render_gate(run: dict) -> list[str]:
                         ("same, tests in node seconds", "checks_over_build_node_seconds", _share)])
 
 
+def render_gate_incremental(run: dict) -> list[str]:
+    return _sized(run, [("incremental build", "incremental_build_s", _seconds),
+                        ("dbt tests (wall)", "dbt_tests_wall_s", _seconds), ("gate", "gx_gate_s", _seconds),
+                        ("(dbt tests + gate) / build (target <= 25 %)", "checks_over_build", _share),
+                        ("whole gate, same build", "whole_gate_s", _seconds), ("publish", "publish_s", _seconds)])
+
+
 def render_freshness(run: dict) -> list[str]:
     s = run["summary"]
     return ["| webhook -> published | median of rounds (best - worst round) |", "|---|---:|",
@@ -110,6 +117,7 @@ def render_shopify_backfill(run: dict) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "transform": render_transform, "transform_programme": render_transform, "gate": render_gate,
+    "gate_incremental": render_gate_incremental,
     "freshness": render_freshness, "webhooks": render_webhooks,
     "ingest": render_ingest, "shopify_backfill": render_shopify_backfill}
 
