@@ -39,7 +39,7 @@ from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import append_run, quote, run_header, summarise_rounds
 from bench.transform.generate import Generator
-from bench.transform.run import _database, _quiesce, _test_wall_seconds
+from bench.transform.run import _database, _quiesce, _slowest_nodes, _test_wall_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = BUILD_SCHEMA
@@ -93,7 +93,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             build = dbt_build(url, SCHEMA, dbt_vars)
             build_s = time.perf_counter() - t0
             assert build.outcome.success and not build.full_refresh, build.outcome.failures
-            tests_wall_s = _test_wall_seconds()
+            tests_wall_s, slowest = _test_wall_seconds(), _slowest_nodes()
             _quiesce(url)
             t0 = time.perf_counter()
             gate = run_gate(url, SCHEMA, settings=settings)
@@ -116,6 +116,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
                         "dbt_tests_wall_s": tests_wall_s, "gx_gate_s": round(gate_s, 2),
                         "gx_gate_cold_s": round(cold_s, 1), "whole_gate_s": round(whole_s, 1),
                         "publish_s": round(publish_s, 2), "gx_expectations": gate.checks_passed,
+                        "incremental_slowest_nodes_s": slowest,
                         "checks_over_build": round(share, 3)})
         return {"rounds": out}
     finally:
