@@ -30,7 +30,7 @@ help:
 	@echo "make airflow EXECUTOR=celery - the same on CeleryExecutor: Redis broker, two celery workers"
 	@echo "make webhooks - the partner webhook receiver (notifies the local Airflow)"
 	@echo "make reliability - fault campaign (RELIABILITY_RUNS=N, default 200; RELIABILITY_JOBS=2 at a time; docs/reliability.md)"
-	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler"
+	@echo "make bench-freshness - p50/p95 webhook-to-published latency through a real scheduler (empty, 100k, 1M orders; SIZES=, SAMPLES=)"
 	@echo "make bench-webhooks - answer latency of a signed webhook with 300 idle connections held (3 rounds)"
 	@echo "make bench-gate - GX + dbt checks as a share of the dbt build (100k and 1M orders)"
 	@echo "make bench-gate-incremental - the gate of an incremental run as a share of that build (100k and 1M orders)"
@@ -102,7 +102,7 @@ webhooks: install
 	  $(BIN)/alliance webhooks --config $(CONFIG) --port $(WEBHOOKS_PORT)
 
 bench-freshness: install
-	$(BIN)/python bench/freshness.py --rounds $${ROUNDS:-3}
+	$(BIN)/python bench/freshness.py --sizes $${SIZES:-0,100000,1000000} --samples $${SAMPLES:-20}
 
 bench-webhooks: install
 	$(BIN)/python bench/webhooks.py --rounds $${ROUNDS:-3}

@@ -55,3 +55,21 @@ def test_bench_readme_quotes_the_results_files_and_nothing_else() -> None:
     text = report.README.read_text()
     assert {m.group("bench") for m in report.BLOCK.finditer(text)} == set(report.RENDERERS)
     assert report.rewrite(text) == text, "bench/README.md differs from bench/results/: run bench.report --write"
+
+
+def test_freshness_report_shows_every_size_point(tmp_path) -> None:
+    from bench import report
+    from bench.freshness import point_summary
+
+    samples = [{"sample": i + 1, "latency_s": s, "task_seconds": {"dbt_build": b, "publish": 0.3},
+                "queued_to_start_s": [0.5]} for i, (s, b) in enumerate([(9.0, 4.0), (11.0, 6.0), (30.0, 5.0)])]
+    point = point_summary(samples)
+    assert (point["n"], point["p50"], point["p95"]) == (3, 11.0, 30.0)
+    assert point["median_task_seconds"] == {"dbt_build": 5.0, "publish": 0.3}
+    run = {"commit": "abc1234", "started_at": "2026-12-07T00:00:00+00:00", "cores": 2, "sizes": [0, 100000],
+           "samples_per_point": 3, "clicks_per_order": 5, "target_p50_s": 15.0,
+           "points": {"0": {"summary": point}, "100000": {"summary": {**point, "p50": 14.25}}}}
+    (tmp_path / "freshness.json").write_text(json.dumps([run]))
+    block = report.render("freshness", tmp_path)
+    assert "| 0 | 11.0 s | 30.0 s | 3 | 0.5 s | dbt_build 5.0, publish 0.3 |" in block
+    assert "| 100,000 | 14.2 s |" in block and "target <= 15 s" in block

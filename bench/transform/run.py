@@ -117,6 +117,18 @@ def _quiesce(url: str, timeout: float = 300.0) -> float:
     return time.perf_counter() - t0
 
 
+def land_delta(gen: Generator, url: str, orders: int, clicks_per_order: int) -> tuple[Generated, int]:
+    """What lands between two runs in the steady state: 1% new orders (with their clicks) and 0.1% changed orders,
+    then planner statistics for raw.* (bench/freshness.py reaches its steady state with this too)."""
+    delta = gen.write(url, max(1, orders // 100), clicks_per_order, start=datetime(2026, 11, 5, tzinfo=UTC),
+                      span_seconds=5 * 86400)
+    changed = gen.change(url, max(1, orders // 1000))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("analyze raw.orders")
+        conn.execute("analyze raw.clicks")
+    return delta, changed
+
+
 def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False, programme: bool = False) -> dict:
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
     folder = Path(tempfile.mkdtemp(prefix="alliance_bench_programme_"))
@@ -146,27 +158,18 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
     full_phases, full_nodes = _phase_seconds(), _slowest_nodes()
     print(f"[{orders}] full build {full_s:.1f}s {full_phases}", flush=True)
 
-    def land_delta() -> tuple[Generated, int]:
-        delta = gen.write(url, max(1, orders // 100), clicks_per_order, start=datetime(2026, 11, 5, tzinfo=UTC),
-                          span_seconds=5 * 86400)
-        changed = gen.change(url, max(1, orders // 1000))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("analyze raw.orders")
-            conn.execute("analyze raw.clicks")
-        return delta, changed
-
     # Production's steady state: every build is published, and the third publish starts recycling the snapshot it
     # retires as the next build schema (alliance/publish.py). Two untimed runs get there; the timed one then brings
     # a snapshot three runs old up to date, as every later run does.
     publish(url, SCHEMA, run_id="bench-full")
     for warmup in ("bench-warmup-1", "bench-warmup-2"):
-        land_delta()
+        land_delta(gen, url, orders, clicks_per_order)
         warm = dbt_build(url, SCHEMA, dbt_vars)
         assert warm.outcome.success and not warm.full_refresh, warm.outcome.failures
         publish(url, SCHEMA, run_id=warmup)
     print(f"[{orders}] published the full build and two incremental runs", flush=True)
 
-    delta, changed = land_delta()
+    delta, changed = land_delta(gen, url, orders, clicks_per_order)
     _quiesce(url)
     t0 = time.perf_counter()
     inc = dbt_build(url, SCHEMA, dbt_vars)
