@@ -117,11 +117,12 @@ def _quiesce(url: str, timeout: float = 300.0) -> float:
     return time.perf_counter() - t0
 
 
-def land_delta(gen: Generator, url: str, orders: int, clicks_per_order: int) -> tuple[Generated, int]:
-    """What lands between two runs in the steady state: 1% new orders (with their clicks) and 0.1% changed orders,
-    then planner statistics for raw.* (bench/freshness.py reaches its steady state with this too)."""
-    delta = gen.write(url, max(1, orders // 100), clicks_per_order, start=datetime(2026, 11, 5, tzinfo=UTC),
-                      span_seconds=5 * 86400)
+def land_delta(gen: Generator, url: str, orders: int, clicks_per_order: int,
+               start: datetime = datetime(2026, 11, 5, tzinfo=UTC)) -> tuple[Generated, int]:
+    """What lands between two runs in the steady state: 1% new orders (with their clicks) created in the 5 days from
+    `start`, and 0.1% changed orders, then planner statistics for raw.* (bench/freshness.py reaches its steady state
+    with this too)."""
+    delta = gen.write(url, max(1, orders // 100), clicks_per_order, start=start, span_seconds=5 * 86400)
     changed = gen.change(url, max(1, orders // 1000))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("analyze raw.orders")
