@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -42,14 +41,17 @@ def _text(value: object) -> str:
     return str(value)
 
 
+_LINE_FIELDS = ("order_id", "line_date", "attribution_model", "credit", "commissionable_amount_rc",
+                "refunded_before_lock_rc", "rate_applied", "held_rc", "state", "reason")
+
+
 def _line_row(line: Line, row_type: str) -> dict[str, str]:
-    values = asdict(line)
+    # getattr, not dataclasses.asdict: asdict deep-copies every field of every line, and a transform run hashes
+    # every line of every locked month (issue.py) - most of the statements step's time at 100k orders
     return {
         "row_type": row_type, "line_kind": line.kind, "line_key": line.key,
         "capped": _text(line.is_capped), "amount_rc": _text(line.amount_rc),
-        **{k: _text(values[k]) for k in ("order_id", "line_date", "attribution_model", "credit",
-                                         "commissionable_amount_rc", "refunded_before_lock_rc", "rate_applied",
-                                         "held_rc", "state", "reason")},
+        **{k: _text(getattr(line, k)) for k in _LINE_FIELDS},
     }
 
 
