@@ -61,8 +61,9 @@ def test_freshness_report_shows_every_size_point(tmp_path) -> None:
     from bench import report
     from bench.freshness import point_summary
 
-    samples = [{"sample": i + 1, "latency_s": s, "task_seconds": {"dbt_build": b, "publish": 0.3},
-                "queued_to_start_s": [0.5]} for i, (s, b) in enumerate([(9.0, 4.0), (11.0, 6.0), (30.0, 5.0)])]
+    samples = [{"sample": i + 1, "latency_s": s, "outside_tasks_s": s - b - 0.3,
+                "task_seconds": {"dbt_build": b, "publish": 0.3}, "queued_to_start_s": [0.5]}
+               for i, (s, b) in enumerate([(9.0, 4.0), (11.0, 6.0), (30.0, 5.0)])]
     point = point_summary(samples)
     assert (point["n"], point["p50"], point["p95"]) == (3, 11.0, 30.0)
     assert point["median_task_seconds"] == {"dbt_build": 5.0, "publish": 0.3}
@@ -71,5 +72,5 @@ def test_freshness_report_shows_every_size_point(tmp_path) -> None:
            "points": {"0": {"summary": point}, "100000": {"summary": {**point, "p50": 14.25}}}}
     (tmp_path / "freshness.json").write_text(json.dumps([run]))
     block = report.render("freshness", tmp_path)
-    assert "| 0 | 11.0 s | 30.0 s | 3 | 0.5 s | dbt_build 5.0, publish 0.3 |" in block
+    assert "| 0 | 11.0 s | 30.0 s | 3 | 0.5 s | 4.7 s | dbt_build 5.0, publish 0.3 |" in block
     assert "| 100,000 | 14.2 s |" in block and "target <= 15 s" in block
