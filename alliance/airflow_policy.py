@@ -9,10 +9,15 @@ i-th storefront / network, the same order the DAG's storefronts() / networks() t
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 
 from alliance.config import AllianceConfig, load_config
 
+PRELOAD_VARIABLE = "ALLIANCE_PRELOAD_TASK_IMPORTS"
+# what the event path's tasks import: dbt (dbt_build) and GX with alliance's expectation (quality_gate)
+PRELOADED_MODULES = ("dbt.cli.main", "great_expectations", "alliance.gx_expectations")
 POOL_PREFIX = "alliance_"
 ONE_PULL_AT_A_TIME = 1
 
@@ -66,3 +71,22 @@ def task_instance_mutation_hook(task_instance, dag_run=None) -> None:  # noqa: A
         return
     if session.scalar(select(Pool.id).where(Pool.pool == pool_name(source))) is not None:
         task_instance.pool = pool_name(source)
+
+
+def preload_task_imports() -> list[str]:
+    """Import dbt and GX once in a process that forks task processes, when ALLIANCE_PRELOAD_TASK_IMPORTS is set.
+
+    Why: Airflow 3 runs each task in a process forked from the executor's worker (LocalExecutor: children of the
+    scheduler; Celery: the worker's pool), so what that process has imported every task has too, and dbt (2-5 s)
+    and GX (~3 s) were imported again by every dbt_build and quality_gate task on the webhook-to-published path.
+    Set it on the scheduler (LocalExecutor) and on Celery workers only: the api-server, DAG processor and triggerer
+    run no task. Called from airflow_local_settings (devstack/airflow_local.py, docker-compose.yml).
+    """
+    if os.environ.get(PRELOAD_VARIABLE, "").strip().lower() not in ("1", "true", "yes"):
+        return []
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # as alliance.gate.quiet_gx, before GX is imported
+    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in PRELOADED_MODULES:
+        importlib.import_module(module)
+    return list(PRELOADED_MODULES)

@@ -20,7 +20,7 @@ import psycopg
 import psycopg.sql
 import requests
 
-from alliance.airflow_policy import pool_spec
+from alliance.airflow_policy import PRELOAD_VARIABLE, pool_spec
 from alliance.assets import table_uri
 from alliance.config import load_config
 from alliance.roles import URL_VARIABLES, component_url, ensure_airflow_owner
@@ -112,9 +112,7 @@ def dags_test(dag_id: str, env: dict[str, str], log_file: Path) -> int:
 
 # --- a running Airflow: api-server, scheduler, dag-processor, triggerer ---------------------------------
 
-LOCAL_SETTINGS = '''"""Written by devstack.airflow_local: alliance's cluster policy (per-partner pools)."""
-from alliance.airflow_policy import task_instance_mutation_hook  # noqa: F401
-'''
+LOCAL_SETTINGS = PROJECT_ROOT / "deploy" / "airflow_local_settings.py"  # the Dockerfile installs the same file
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_WORKERS = ("celery-worker-1", "celery-worker-2")  # `airflow celery worker`, two of them on one machine
 EXECUTORS = ("local", "celery")
@@ -133,7 +131,7 @@ def _persistent_secret(home: Path, name: str) -> str:
 def install_local_settings(home: Path) -> None:
     config_dir = home / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+    (config_dir / "airflow_local_settings.py").write_text(LOCAL_SETTINGS.read_text())
 
 
 def server_env(base: dict[str, str], port: int) -> dict[str, str]:
@@ -201,10 +199,12 @@ class LocalAirflow:
                     "--queues", self.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"], "--pid", str(home / f"{name}.pid")]
             # INFO: the worker logs `<name>@<host> ready.` once it consumes (workers_ready reads it)
             return args, {**self.env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                          "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+                          "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", PRELOAD_VARIABLE: "1"}
         args = [str(AIRFLOW_BIN), name]
         if name == "api-server":
             args += ["--port", str(self.port), "--host", "127.0.0.1", "--workers", "1"]
+        if name == "scheduler" and self.env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor":
+            return args, {**self.env, PRELOAD_VARIABLE: "1"}  # its LocalExecutor forks the task processes
         return args, self.env
 
     def start(self) -> LocalAirflow:
