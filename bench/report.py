@@ -71,6 +71,23 @@ def render_gate(run: dict) -> list[str]:
                         ("same, tests in node seconds", "checks_over_build_node_seconds", _share)])
 
 
+def render_transform_split_ab(run: dict) -> list[str]:
+    lines = ["| side (commit) | full build | incremental (1% new) | hand-written SQL | full / hand SQL |",
+             "|---|---:|---:|---:|---:|"]
+    for side, commit in run["sides"].items():
+        s = run["summary"][side]
+        lines.append(f"| {side.replace('_', ' ')} (`{commit}`) | {_seconds(s['full_build_s'])} |"
+                     f" {_seconds(s['incremental_s'])} | {_seconds(s['hand_sql_s'])} |"
+                     f" {quote(s['full_over_hand_sql'], digits=2)} |")
+    lines += ["", "Rounds in the order they ran (start, 1-min load average at start, full build):", ""]
+    pairs = zip(run["rounds"]["before_split"], run["rounds"]["after_split"], strict=True)
+    for pre, post in pairs:
+        for side, r in (("before", pre), ("after", post)):
+            lines.append(f"- {side}: {r['started_at']}, load {r['loadavg_at_start'][0]:.2f}, "
+                         f"full {r['full_build_s']} s, incremental {r['incremental_s']} s")
+    return lines
+
+
 def render_gate_incremental(run: dict) -> list[str]:
     return _sized(run, [("incremental build", "incremental_build_s", _seconds),
                         ("dbt tests (wall)", "dbt_tests_wall_s", _seconds), ("gate", "gx_gate_s", _seconds),
@@ -136,7 +153,7 @@ def render_shopify_backfill(run: dict) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "transform": render_transform, "transform_programme": render_transform, "gate": render_gate,
-    "gate_incremental": render_gate_incremental,
+    "gate_incremental": render_gate_incremental, "transform_split_ab": render_transform_split_ab,
     "freshness": render_freshness, "webhooks": render_webhooks,
     "ingest": render_ingest, "shopify_backfill": render_shopify_backfill}
 
