@@ -20,26 +20,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-
-from alliance.config import load_config
-from alliance.config_sync import sync_config
-from alliance.dbt_runner import dbt_vars_from_config
 from alliance.gate import GateSettings, run_gate
 from alliance.gate_scope import GateScope
 from alliance.incremental import dbt_build
-from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.schemas import BUILD_SCHEMA
-from alliance.warehouse import parse_url, warehouse_url
+from alliance.warehouse import warehouse_url
+from bench.gate.run import drop_world, synthetic_world
 from bench.results import append_run, quote, run_header, summarise_rounds
-from bench.transform.generate import Generator
-from bench.transform.run import _database, _quiesce, _slowest_nodes, _test_wall_seconds
+from bench.transform.run import _quiesce, _slowest_nodes, _test_wall_seconds, land_delta
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = BUILD_SCHEMA
@@ -47,27 +39,14 @@ TIMED = ("incremental_build_s", "dbt_tests_wall_s", "gx_gate_s", "checks_over_bu
 
 
 def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, keep: bool = False) -> dict:
-    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
-    url = _database(server, f"alliance_benchgateinc_{orders}_{uuid.uuid4().hex[:6]}")
+    world = synthetic_world(server, "alliance_benchgateinc", orders, clicks_per_order)
+    url, dbt_vars, base = world.url, world.dbt_vars, world.base
     try:
-        with psycopg.connect(url) as conn:
-            migrate(conn)
-            sync_config(conn, config)
-        dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
-        gen = Generator(config, seed=orders)
-        base = gen.write(url, orders, clicks_per_order, history_until=datetime.now(UTC) - timedelta(hours=1))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("vacuum analyze")
         # The generator dates changed orders' updated_at after "now": allow them, so every check runs and passes.
-        settings = replace(GateSettings.from_config(config), future_tolerance_minutes=4000 * 24 * 60)
+        settings = replace(GateSettings.from_config(world.config), future_tolerance_minutes=4000 * 24 * 60)
 
         def land() -> None:
-            gen.write(url, max(1, orders // 100), clicks_per_order, start=datetime(2026, 11, 5, tzinfo=UTC),
-                      span_seconds=5 * 86400)
-            gen.change(url, max(1, orders // 1000))
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("analyze raw.orders")
-                conn.execute("analyze raw.clicks")
+            land_delta(world.gen, url, orders, clicks_per_order)
 
         full = dbt_build(url, SCHEMA, dbt_vars, full_refresh=True)
         assert full.outcome.success, full.outcome.failures
@@ -120,11 +99,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
                         "checks_over_build": round(share, 3)})
         return {"rounds": out}
     finally:
-        if keep:
-            print(f"[{orders}] kept database {parse_url(url).dbname}", flush=True)
-        else:
-            with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-                conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+        drop_world(server, url, keep, orders)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,13 +21,13 @@ import argparse
 import sys
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
-from alliance.config import load_config
+from alliance.config import AllianceConfig, load_config
 from alliance.config_sync import sync_config
 from alliance.dbt_runner import dbt_vars_from_config
 from alliance.gate import GateSettings, run_gate
@@ -37,25 +37,50 @@ from alliance.publish import publish
 from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url, warehouse_url
 from bench.results import quote, run_sized_rounds
-from bench.transform.generate import Generator
+from bench.transform.generate import Generated, Generator
 from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = BUILD_SCHEMA  # the gate checks the run's build schema
 
 
-def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:
+@dataclass
+class World:
+    """A fresh benchmark database with the demo config and `orders` synthetic orders landed in raw."""
+
+    config: AllianceConfig
+    url: str
+    dbt_vars: dict
+    gen: Generator
+    base: Generated
+
+
+def synthetic_world(server: str, prefix: str, orders: int, clicks_per_order: int) -> World:
     config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
-    url = _database(server, f"alliance_benchgate_{orders}_{uuid.uuid4().hex[:6]}")
+    url = _database(server, f"{prefix}_{orders}_{uuid.uuid4().hex[:6]}")
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+        sync_config(conn, config)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
+    gen = Generator(config, seed=orders)
+    base = gen.write(url, orders, clicks_per_order, history_until=datetime.now(UTC) - timedelta(hours=1))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("vacuum analyze")
+    return World(config, url, dbt_vars, gen, base)
+
+
+def drop_world(server: str, url: str, keep: bool, orders: int) -> None:
+    if keep:
+        print(f"[{orders}] kept database {parse_url(url).dbname}", flush=True)
+        return
+    with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+
+
+def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = False) -> dict:
+    world = synthetic_world(server, "alliance_benchgate", orders, clicks_per_order)
+    config, url, dbt_vars, base = world.config, world.url, world.dbt_vars, world.base
     try:
-        with psycopg.connect(url) as conn:
-            migrate(conn)
-            sync_config(conn, config)
-        dbt_vars = dbt_vars_from_config(config, as_of_date=datetime(2026, 12, 1, tzinfo=UTC).date())
-        gen = Generator(config, seed=orders)
-        base = gen.write(url, orders, clicks_per_order, history_until=datetime.now(UTC) - timedelta(hours=1))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("vacuum analyze")
         print(f"[{orders}] generated {base.orders} orders, {base.clicks} clicks", flush=True)
 
         t0 = time.perf_counter()
@@ -105,11 +130,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, keep: bool = Fal
             "checks_over_build": round(share, 3), "checks_over_build_node_seconds": round(node_share, 3),
         }
     finally:
-        if keep:
-            print(f"[{orders}] kept database {parse_url(url).dbname}", flush=True)
-        else:
-            with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-                conn.execute(f'drop database if exists "{parse_url(url).dbname}" with (force)')
+        drop_world(server, url, keep, orders)
 
 
 TIMED = ("dbt_build_s", "dbt_tests_wall_s", "gx_gate_s", "gx_over_build", "checks_over_build",
