@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -425,6 +426,7 @@ def _run_suites(
             if name in scoped:
                 definition = context.validation_definitions.get(name + SCOPED_SUFFIX)
                 qualified = sql.Identifier(search_path[0], name + SCOPED_SUFFIX)
+            began = time.perf_counter()
             try:
                 # BOOLEAN_ONLY lets GX bundle each table's counts into few queries and skip fetching unexpected
                 # values; only a suite that failed is run again for counts and examples (the failure report).
@@ -452,10 +454,13 @@ def _run_suites(
                     message += " | sample: " + "; ".join(_brief(row, column) for row in samples[:SAMPLE_ROWS])
                 failures.append(GateFailure(label, _describe_expectation(config), message, column, samples))
             results[label] = {"success": bool(outcome.success), "statistics": dict(outcome.statistics),
-                              "rows": "rewritten" if name in scoped else "all"}
+                              "rows": "rewritten" if name in scoped else "all",
+                              "seconds": round(time.perf_counter() - began, 2)}
         counts: dict[str, int] = {}
         if not scope.whole:  # the whole-table invariant GX checked on the rewritten rows only
+            began = time.perf_counter()
             counts = row_counts(conn, schema, scoped_tables())
+            results["row counts"] = {"success": True, "seconds": round(time.perf_counter() - began, 2)}
             for table, count in counts.items():
                 low, high = _row_bounds(params.get(f"{table}_previous_rows"), settings)
                 if low <= count <= high:
@@ -463,6 +468,7 @@ def _run_suites(
                     continue
                 failed += 1
                 params[f"{table}_min_rows"], params[f"{table}_max_rows"] = low, high
+                results["row counts"]["success"] = False
                 failures.append(GateFailure(table, "expect_table_row_count_to_be_between(whole table)",
                                             f"observed {count} rows" + _row_count_reason(table, params)))
     built_docs: Path | None = None
@@ -495,8 +501,6 @@ def run_gate(
     successful build (every row after a full build, the rewritten rows and whole-table invariants after an
     incremental one: alliance/gate_scope.py). `GateScope()` forces a whole gate.
     """
-    import time
-
     started = time.perf_counter()
     check_identifier(build_schema, "build schema")
     check_identifier(gate_schema(build_schema), "gate schema")

@@ -6,12 +6,13 @@ build rewrites only the orders recomputed (or re-rated) since its snapshot and t
 left it, and that build's gate passed on it with the same code and config (a change of either is a full build,
 checked whole). So the gate of an incremental build validates, with the same GX suites:
 
-- the rewritten rows: views `<table>__scoped` over the scope keys (whole orders and whole clicks, so per-key rules
-  such as "credits sum to one" stay exact), and the raw rows landed since, through the `loaded_at` index;
+- the rewritten rows: tables `<table>__scoped`, copied once per gate through the key indexes (whole orders and whole
+  clicks, so per-key rules such as "credits sum to one" stay exact), and the raw rows the build took in (landed
+  after its work tables' state, less dbt's overlap), through the `loaded_at` index;
 - whole-table invariants kept as cheap aggregates: exact row counts against the published snapshot's bounds (index
   scans), the attribution side of the money reconciliation read from the kept partner totals
   (`int_partner_monthly_totals`, maintained by difference) instead of a sum over every attribution row, and partner
-  freshness from the `loaded_at` index (the suite's own query, which reads only the freshness window).
+  freshness from the (partner_id, loaded_at) index (the suite's own query, the same after a full build).
 
 All of it lives in a schema of its own, `<build>_gate`, put first on the GX connection's search_path and dropped
 when the gate ends. The suites name `attribution_commission_total`, which this module defines per mode.
@@ -20,7 +21,7 @@ when the gate ends. The suites name `attribution_commission_total`, which this m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
@@ -30,9 +31,6 @@ ORDER_SCOPED = ("fct_orders", "fct_order_attribution")
 CLICK_SCOPED = ("fct_referrals",)
 RAW_SCOPED = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset -> table in schema raw
 SCOPED_SUFFIX = "__scoped"
-# raw rows landed this long before the snapshot's state are checked again: the work tables re-read an overlap
-# (dbt var incremental_overlap_minutes), and landing stamps use the database's clock, the state a worker's
-RAW_MARGIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -41,10 +39,12 @@ class GateScope:
 
     orders_after: datetime | None = None
     clicks_after: datetime | None = None
+    raw_orders_after: datetime | None = None
+    raw_clicks_after: datetime | None = None
 
     @property
     def whole(self) -> bool:
-        return self.orders_after is None or self.clicks_after is None
+        return None in (self.orders_after, self.clicks_after, self.raw_orders_after, self.raw_clicks_after)
 
     def describe(self) -> str:
         if self.whole:
@@ -65,11 +65,11 @@ def recorded_scope(conn: Any, build_schema: str) -> GateScope:
     """The scope alliance/incremental.py recorded for the build schema's last successful build (whole if none)."""
     if conn.execute("select to_regclass('ops.build_scopes')").fetchone()[0] is None:
         return GateScope()
-    row = conn.execute("select full_refresh, orders_after, clicks_after from ops.build_scopes"
-                       " where build_schema = %s", (build_schema,)).fetchone()
+    row = conn.execute("select full_refresh, orders_after, clicks_after, raw_orders_after, raw_clicks_after"
+                       " from ops.build_scopes where build_schema = %s", (build_schema,)).fetchone()
     if row is None or row[0]:
         return GateScope()
-    return GateScope(orders_after=row[1], clicks_after=row[2])
+    return GateScope(*row[1:])
 
 
 def _exists(conn: Any, relation: str) -> bool:
@@ -103,25 +103,25 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope) -> dict[
         conn.execute(sql.SQL("alter table {} add primary key ({})").format(
             ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
         conn.execute(sql.SQL("analyze {}").format(ident(gate, table)))
+    # copied once (unlogged, dropped with the schema): GX reads each scoped table several times
     for table, scope_table, keys in (
         *((t, "scope_orders", ("partner_id", "order_id")) for t in ORDER_SCOPED),
         *((t, "scope_clicks", ("network_id", "click_id")) for t in CLICK_SCOPED),
     ):
-        conn.execute(sql.SQL("create view {view} as select t.* from {scope} s join {table} t on {on}").format(
-            view=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
+        conn.execute(sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
+            copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
             on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
-    raw_after = min(scope.orders_after, scope.clicks_after) - RAW_MARGIN
-    for asset, table in RAW_SCOPED.items():
-        conn.execute(sql.SQL("create view {} as select * from {} where loaded_at > {}").format(
-            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(raw_after)))
+    for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
+        conn.execute(sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
+            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after)))
     # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
     conn.execute(sql.SQL(
         "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
         " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
-    return {
-        "orders": conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, "scope_orders"))).fetchone()[0],
-        "clicks": conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, "scope_clicks"))).fetchone()[0],
-    }
+    counted = {"orders": "scope_orders", "clicks": "scope_clicks", "raw_orders": "raw_orders__scoped",
+               "raw_clicks": "raw_clicks__scoped"}
+    return {key: conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, table))).fetchone()[0]
+            for key, table in counted.items()}
 
 
 def drop_gate_schema(conn: Any, build_schema: str) -> None:

@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
@@ -142,27 +142,51 @@ def _record_snapshot(url: str, build_schema: str, value: str) -> None:
         conn.execute("delete from ops.mart_as_of_dates where table_oid not in (select oid from pg_class)")
 
 
-def _snapshot_watermarks(url: str, build_schema: str) -> tuple[datetime, datetime] | None:
-    """The work-table state the build schema's marts contain (None when unknown or empty): an incremental build
-    rewrites the orders and clicks after it, which is what the gate of that build checks row by row."""
+OVERLAP_MINUTES = 10  # dbt var incremental_overlap_minutes' default (dbt_project.yml)
+
+
+@dataclass(frozen=True)
+class BuildScope:
+    """What an incremental build rewrites and takes in (ops.build_scopes), read before it runs."""
+
+    orders_after: datetime
+    clicks_after: datetime
+    raw_orders_after: datetime
+    raw_clicks_after: datetime
+
+
+def _scope_before_build(url: str, build_schema: str, dbt_vars: dict) -> BuildScope | None:
+    """The work-table state the build schema's marts contain (the build rewrites the orders and clicks after it), and
+    the raw rows the work tables have taken in (the build reads those landed after it, less dbt's overlap); None when
+    unknown or empty, and the gate then checks every row."""
+    work = f"{build_schema}_work"
+    overlap = timedelta(minutes=int(dbt_vars.get("incremental_overlap_minutes", OVERLAP_MINUTES)))
     with connect(url) as conn:
         row = conn.execute(
             "select s.orders_through, s.clicks_through from ops.mart_snapshots s"
             " join pg_namespace n on n.oid = s.schema_oid where n.nspname = %s"
             " and s.orders_through > '-infinity' and s.clicks_through > '-infinity'", (build_schema,)).fetchone()
-    return (row[0], row[1]) if row else None
+        raw = []
+        for table in ("int_orders__unioned", "int_network__clicks"):
+            if conn.execute("select to_regclass(%s)", (f"{work}.{table}",)).fetchone()[0] is None:
+                return None
+            raw.append(conn.execute(sql.SQL("select max(_loaded_at) from {}").format(
+                sql.Identifier(work, table))).fetchone()[0])
+    if row is None or None in raw:
+        return None
+    return BuildScope(row[0], row[1], raw[0] - overlap, raw[1] - overlap)
 
 
-def _record_scope(url: str, build_schema: str, watermarks: tuple[datetime, datetime] | None, *,
-                  clear: bool = False) -> None:
+def _record_scope(url: str, build_schema: str, scope: BuildScope | None, *, clear: bool = False) -> None:
     """ops.build_scopes: what the build rewrote (None: everything, a full build); `clear` while a build runs."""
     with connect(url) as conn:
         conn.execute("delete from ops.build_scopes where build_schema = %s", (build_schema,))
         if not clear:
             conn.execute(
-                "insert into ops.build_scopes (build_schema, full_refresh, orders_after, clicks_after)"
-                " values (%s, %s, %s, %s)",
-                (build_schema, watermarks is None, *(watermarks or (None, None))))
+                "insert into ops.build_scopes (build_schema, full_refresh, orders_after, clicks_after,"
+                " raw_orders_after, raw_clicks_after) values (%s, %s, %s, %s, %s, %s)",
+                (build_schema, scope is None, *((scope.orders_after, scope.clicks_after, scope.raw_orders_after,
+                                                 scope.raw_clicks_after) if scope else (None,) * 4)))
 
 
 def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool | None = None) -> BuildOutcome:
@@ -174,11 +198,11 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
         full_refresh = _stored(url, build_schema) != current
     _store(url, build_schema, None)  # a build that stops midway leaves the work tables half-updated
     _record_scope(url, build_schema, None, clear=True)  # and its gate has no scope: it checks everything
-    watermarks = None
+    scope = None
     if full_refresh or not _snapshot_reusable(url, build_schema, current):
         _drop_build_schema(url, build_schema)  # marts of other code or config (or unknown state): from scratch
     else:
-        watermarks = _snapshot_watermarks(url, build_schema)
+        scope = _scope_before_build(url, build_schema, dbt_vars)
     # dbt's unit tests test model code on fixed inputs, not data: `make test` / CI runs them (tests/test_dbt_build.py),
     # production builds skip them, as dbt recommends. An incremental build also leaves the views and the config's
     # tests alone (dbt_project/selectors.yml): both are fingerprinted, so they are as the last full build left them.
@@ -189,5 +213,5 @@ def dbt_build(url: str, build_schema: str, dbt_vars: dict, *, full_refresh: bool
     if outcome.success:
         _record_snapshot(url, build_schema, current)
         _store(url, build_schema, current)
-        _record_scope(url, build_schema, None if full_refresh else watermarks)
+        _record_scope(url, build_schema, None if full_refresh else scope)
     return BuildOutcome(outcome, full_refresh)

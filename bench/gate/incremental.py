@@ -96,6 +96,9 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
                         "gx_gate_cold_s": round(cold_s, 1), "whole_gate_s": round(whole_s, 1),
                         "publish_s": round(publish_s, 2), "gx_expectations": gate.checks_passed,
                         "incremental_slowest_nodes_s": slowest,
+                        "gate_seconds_by_table": {k: v["seconds"] for k, v in gate.results.items() if "seconds" in v},
+                        "whole_gate_seconds_by_table": {k: v["seconds"] for k, v in whole.results.items()
+                                                        if "seconds" in v},
                         "checks_over_build": round(share, 3)})
         return {"rounds": out}
     finally:
