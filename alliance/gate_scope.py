@@ -29,6 +29,7 @@ from psycopg import sql
 # tables whose rows an incremental build rewrites in part: GX validates their `__scoped` view instead
 ORDER_SCOPED = ("fct_orders", "fct_order_attribution")
 CLICK_SCOPED = ("fct_referrals",)
+LINES_SCOPED = "partner_statement_lines"
 RAW_SCOPED = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset -> table in schema raw
 SCOPED_SUFFIX = "__scoped"
 
@@ -111,6 +112,15 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope) -> dict[
         conn.execute(sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
             copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
             on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
+    # statement lines are rebuilt whole from the attribution rows: those of the rewritten orders, and every line that
+    # is not an order's (clawbacks, manual lines, approvals: few); their sums are dbt's assert_statement_lines_match_
+    # balances, which every build runs
+    conn.execute(sql.SQL(
+        "create unlogged table {copy} as select l.* from {lines} l"
+        " where l.line_kind not in ('order', 'held', 'rejected') or exists (select 1 from {scope} s"
+        " where s.partner_id = l.destination_partner_id and s.order_id = l.order_id)"
+    ).format(copy=ident(gate, LINES_SCOPED + SCOPED_SUFFIX), lines=ident(build_schema, LINES_SCOPED),
+             scope=ident(gate, "scope_orders")))
     for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
         conn.execute(sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
             ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after)))
@@ -130,7 +140,7 @@ def drop_gate_schema(conn: Any, build_schema: str) -> None:
 
 def scoped_tables() -> tuple[str, ...]:
     """Build tables an incremental gate validates through their `__scoped` view."""
-    return (*ORDER_SCOPED, *CLICK_SCOPED)
+    return (*ORDER_SCOPED, *CLICK_SCOPED, LINES_SCOPED)
 
 
 def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[str, int]:

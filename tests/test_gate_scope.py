@@ -97,9 +97,10 @@ def test_incremental_gate_reads_the_rewritten_rows_and_passes(world) -> None:
     rewritten = len(_scoped_orders(url))
     assert result.scope_keys["orders"] >= rewritten >= 40, "r2..r4's new and changed orders at least"
     assert result.scope_keys["orders"] < total * 0.2, "the gate reads the rewritten orders, not history"
-    for table in ("fct_orders", "fct_order_attribution", "fct_referrals", "raw.orders", "raw.clicks"):
+    for table in ("fct_orders", "fct_order_attribution", "fct_referrals", "partner_statement_lines", "raw.orders",
+                  "raw.clicks"):
         assert result.results[table]["rows"] == "rewritten", table
-    for table in ("partner_balances", "partner_kpis_daily", "commission_adjustments", "partner_statement_lines"):
+    for table in ("partner_balances", "partner_kpis_daily", "commission_adjustments", "partner_claims"):
         assert result.results[table]["rows"] == "all", table
     assert gate_schema_left is None, "the gate's scope views are dropped when it ends"
 
