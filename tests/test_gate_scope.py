@@ -171,3 +171,15 @@ def test_money_reconciliation_uses_the_kept_totals(world) -> None:
     assert any(line.startswith("partner_balances: expect_no_unexpected_rows(reconciliation)")
                for line in result.failures), result.failures
     assert run_gate(url, SCHEMA, settings=SETTINGS, now=NOW).passed, "the injection was undone"
+
+
+def test_a_build_that_rewrote_nothing_is_judged_on_its_whole_tables(world) -> None:
+    """Nothing landed since: the copies are empty, and "fct_orders has rows" is judged on the table, not the copy."""
+    url = world
+    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    dbt_build(url, SCHEMA, dbt_vars_from_config(config, as_of_date=AS_OF))
+    again = dbt_build(url, SCHEMA, dbt_vars_from_config(config, as_of_date=AS_OF))
+    assert again.outcome.success and not again.full_refresh, again.outcome.failures
+    result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+    assert result.scope_keys["orders"] == result.scope_keys["clicks"] == 0, result.scope_keys
+    assert result.passed, result.failures
