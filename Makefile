@@ -6,8 +6,12 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 CONFIG ?= config/demo.yml
-# the suite's pytest-xdist workers (tests/conftest.py keeps the live-Airflow and fault-campaign modules on one)
-TEST_WORKERS ?= -n 2 --dist loadgroup
+# the suite's pytest-xdist workers (tests/conftest.py keeps the live-Airflow and fault-campaign modules on one).
+# A crashed worker ends the run at once: xdist 3.8's loadgroup scheduler can wait forever after replacing one
+# (pytest-dev/pytest-xdist#1323, #1378), and a crash is a failure anyway. TEST_TIMEOUT bounds each pytest run
+# (seconds, the whole process group) so that nothing can hold CI until its own limit.
+TEST_WORKERS ?= -n 2 --dist loadgroup --max-worker-restart=0
+TEST_TIMEOUT ?= 2400
 AIRFLOW_PORT ?= 8080
 EXECUTOR ?= local
 # Every alliance step is a fresh Python process (CLI, Airflow tasks, tests' subprocesses): without bytecode caches
@@ -52,8 +56,9 @@ demo: install
 test: install
 	$(BIN)/lint-imports --no-cache
 	bash scripts/ensure_debian_packages.sh
-	$(BIN)/pytest -q -p no:cacheprovider --durations=12 $(TEST_WORKERS)
-	CLOCK_DATES=2030-01-01 bash scripts/test_clocks.sh $(TEST_WORKERS) -m "dates and not dates_pinned"
+	timeout --kill-after=60 $(TEST_TIMEOUT) $(BIN)/pytest -q -p no:cacheprovider --durations=12 $(TEST_WORKERS)
+	CLOCK_DATES=2030-01-01 timeout --kill-after=60 $(TEST_TIMEOUT) bash scripts/test_clocks.sh $(TEST_WORKERS) \
+	  -m "dates and not dates_pinned"
 
 test-clocks: install
 	bash scripts/test_clocks.sh

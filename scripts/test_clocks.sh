@@ -7,7 +7,9 @@
 #   scripts/test_clocks.sh tests/test_cli.py -k demo  any pytest arguments instead of `-m dates`
 #
 # One fixed offset for every process (FAKETIME="+<seconds>", computed once per date): pytest, the CLI subprocesses,
-# dbt, Airflow and PostgreSQL agree on the time, and it advances normally. Monotonic clocks stay real.
+# dbt, Airflow and PostgreSQL agree on the time, and it advances normally. Monotonic clocks stay real. The offset is
+# read once per process (FAKETIME_CACHE_DURATION): libfaketime otherwise re-reads it with getenv() every 10 s from
+# whichever thread asks the time, racing a test's os.environ changes (scripts/ensure_faketime.sh says why that kills).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIB="$(bash "$ROOT/scripts/ensure_faketime.sh")" || { echo "cannot install libfaketime" >&2; exit 2; }
@@ -21,7 +23,7 @@ for day in $DATES; do
   offset=$(( $(date -ud "$day 00:00:00" +%s) - $(date -u +%s) ))
   echo "=== clock at $day 00:00:00 UTC (offset ${offset}s), fresh warehouse under $home"
   clock=(env -u ALLIANCE_WAREHOUSE_URL -u ALLIANCE_TEST_SERVER_URL LD_PRELOAD="$LIB" FAKETIME="+${offset}"
-         FAKETIME_DONT_FAKE_MONOTONIC=1 ALLIANCE_HOME="$home")
+         FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=100000000 ALLIANCE_HOME="$home")
   # start the warehouse under the shifted clock and prove that PostgreSQL and Python both see the date
   if (cd "$ROOT" && "${clock[@]}" "$ROOT/.venv/bin/python" - "$day" <<'PY'
 import sys
