@@ -7,6 +7,7 @@ built from ALLIANCE_WAREHOUSE_URL at parse time without touching the database.
 from __future__ import annotations
 
 import os
+from datetime import date
 
 from airflow.sdk import Asset, BaseNotifier, Variable
 
@@ -36,6 +37,19 @@ def dag_config() -> AllianceConfig:
     """The config named by the Airflow Variable `alliance_config`, else ALLIANCE_CONFIG."""
     path = Variable.get("alliance_config", default=None) or os.environ.get("ALLIANCE_CONFIG")
     return require_connections(load_config(path))
+
+
+def dag_as_of() -> date | None:
+    """The day the transform treats as today (lock dates, pending/locked, alert periods), from the Airflow Variable
+    `alliance_as_of`, else ALLIANCE_AS_OF; unset means today (UTC). For replays and for tests that must not depend
+    on the date they run, as `alliance transform --as-of` does on the command line."""
+    value = (Variable.get("alliance_as_of", default=None) or os.environ.get("ALLIANCE_AS_OF") or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("alliance_as_of / ALLIANCE_AS_OF must be a date as YYYY-MM-DD") from None
 
 
 class AllianceFailureNotifier(BaseNotifier):

@@ -20,6 +20,7 @@ from alliance.airflow_support import (
     RAW_ORDERS,
     STATEMENTS,
     AllianceFailureNotifier,
+    dag_as_of,
     dag_config,
 )
 
@@ -49,7 +50,7 @@ def alliance_transform() -> None:
     def dbt_build(run_key: str) -> list[str]:
         from alliance import run
 
-        return run.build(dag_config(), run_key)
+        return run.build(dag_config(), run_key, as_of=dag_as_of())
 
     @task(retries=0)  # a failed gate is a data problem: notify at once, retrying cannot fix it
     def quality_gate(run_key: str, dbt_failures: list[str]) -> str:
@@ -69,7 +70,7 @@ def alliance_transform() -> None:
     def alerts(run_key: str) -> int:
         from alliance import run
 
-        return run.alert(dag_config(), run_key)
+        return run.alert(dag_config(), run_key, as_of=dag_as_of())
 
     @task(outlets=[STATEMENTS])
     def statements(run_key: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_end_to_end import assert_matches_oracle, oracle_truth, sandbox_for
+from test_end_to_end import DAG_AS_OF, assert_matches_oracle, oracle_truth, sandbox_for
 
 from alliance.assets import table_uri
 from alliance.migrate import migrate
@@ -78,6 +78,7 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
 ):
     started = time.monotonic()
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ALLIANCE_AS_OF", DAG_AS_OF.isoformat())  # the DAG's "today" (airflow_support.dag_as_of)
     with psycopg.connect(warehouse, autocommit=True) as conn:
         migrate(conn)
     for component, role in ROLES.items():  # the tasks log in as the loader and the transformer (least privilege)
@@ -114,7 +115,7 @@ def test_ingest_spreads_over_two_celery_workers_and_transform_matches_oracle(
                 airflow.quiesce()
         finally:
             broker.stop()
-        truth = oracle_truth(DEMO, world, datetime.now(UTC).date(), landed_at=landed)
+        truth = oracle_truth(DEMO, world, DAG_AS_OF, alerts_as_of=DAG_AS_OF, landed_at=landed)
     assert {r["state"] for r in ingest_runs} == {"success"} and run["dag_run_id"] in {
         r["dag_run_id"] for r in ingest_runs}
     assert {r["state"] for r in transform_runs} == {"success"}, failed_tasks

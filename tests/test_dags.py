@@ -108,3 +108,19 @@ def test_partner_pools_follow_the_mapped_order():
 
     assert str(backfill_start({}, backfill, datetime(2026, 9, 3, 5, tzinfo=UTC))) == "2026-09-03"
     assert backfill_start({}, SimpleNamespace(run_type="scheduled"), datetime(2026, 9, 3, tzinfo=UTC)) is None
+
+
+def test_transform_today_is_pinned_by_alliance_as_of(monkeypatch):
+    """The DAG's "today" (lock dates, alert periods) can be pinned, as `alliance transform --as-of` pins the CLI's:
+    the live tests run the DAGs at a fixed date, so their outcome does not depend on the day they run."""
+    from datetime import date
+
+    from alliance.airflow_support import dag_as_of
+
+    monkeypatch.delenv("ALLIANCE_AS_OF", raising=False)
+    assert dag_as_of() is None
+    monkeypatch.setenv("ALLIANCE_AS_OF", "2026-12-05")
+    assert dag_as_of() == date(2026, 12, 5)
+    monkeypatch.setenv("ALLIANCE_AS_OF", "5 Dec 2026")
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        dag_as_of()

@@ -32,6 +32,9 @@ DEMO = ROOT / "config" / "demo.yml"
 WORLD_CONFIG = ROOT / "tests" / "data" / "oracle_alliance.yml"
 RULES = ROOT / "tests" / "data" / "oracle_alerts.yml"  # one rule of each kind
 AS_OF = date(2026, 12, 5)  # the in-process run's "today": October locked (lock 11-30), November pending (12-30)
+# the Airflow runs' "today" (ALLIANCE_AS_OF): October locked, and November still in the month rules' two-day detection
+# window, so alerts fire (pace, held share)
+DAG_AS_OF = date(2026, 12, 1)
 
 
 @contextmanager
@@ -166,6 +169,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
 
     monkeypatch.setenv("ALLIANCE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ALLIANCE_STATEMENTS_DIR", str(tmp_path / "home" / "statements"))
+    monkeypatch.setenv("ALLIANCE_AS_OF", DAG_AS_OF.isoformat())  # the DAG's "today" (airflow_support.dag_as_of)
     monkeypatch.setenv(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         fresh_database_factory("airflow").replace("postgresql://", "postgresql+psycopg://"),
@@ -177,14 +181,14 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
         landed = datetime.now(UTC)
         for dag_id in ("alliance_ingest", "alliance_transform"):
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
-        truth = oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed)
+        truth = oracle_truth(WORLD_CONFIG, world, DAG_AS_OF, alerts_as_of=DAG_AS_OF, landed_at=landed)
         assert_world_exercises_the_rules(world, truth)
         assert_woocommerce_cases(world, truth)
         assert_programme_terms_exercised(truth)
         held_months = [o for o in truth.observations.values() if o.rule_kind == "held_share"]
         assert held_months and any(o.value > 0 for o in held_months), "the held-share rule judges months with holds"
         assert_matches_oracle(warehouse, truth)
-        # §9.1 the DAG's statements task issued every locked month (October's lock date, 2026-11-30, is past)
+        # §9.1 the DAG's statements task issued every locked month (October's lock date, 11-30, is before DAG_AS_OF)
         issues_sql = "select month, partner_id, revision, revised_at from ops.statement_issues order by 1, 2"
         issued = published(warehouse, issues_sql)
         assert date(2026, 10, 1) in {m for m, _, _, _ in issued}
@@ -200,7 +204,8 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
             assert dags_test(dag_id, env, log) == 0, log.read_text()[-5000:]
         assert published(warehouse, count_sql) == counts_before, "a second run duplicates nothing"
         assert published(warehouse, issues_sql) == issued, "a run that changes nothing revises no statement"
-        assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, datetime.now(UTC).date(), landed_at=landed))
+        assert_matches_oracle(warehouse, oracle_truth(WORLD_CONFIG, world, DAG_AS_OF, alerts_as_of=DAG_AS_OF,
+                                                      landed_at=landed))
 
         # The storefront changes after a publish: a trashed order is restored (no longer cancelled, so it resets the
         # click its customer's next order had), another is edited in the trash (§3: still cancelled at the first
@@ -219,7 +224,7 @@ def test_airflow_pipeline_matches_oracle_and_reruns_duplicate_nothing(
             versions[ref["partner_id"]].append(version)
         with world.lock:
             truth = oracle.compute(oracle.load_config(WORLD_CONFIG), None, versions, world.clicks,
-                                   datetime.now(UTC).date(), refunds=world.refunds, landed_at=landed)
+                                   DAG_AS_OF, refunds=world.refunds, alerts_as_of=DAG_AS_OF, landed_at=landed)
         key = (restored["partner_id"], str(restored["order_id"]))
         assert not truth.orders[key].is_cancelled and truth.attribution[key].reason == "code"
         assert truth.attribution[assert_after_trash_key(world)].reason == "organic", "the restored order reset it"
