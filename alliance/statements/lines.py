@@ -43,6 +43,32 @@ order by l.month, l.partner_id, l.direction, l.counterparty_partner_id,
 """
 
 
+# A fingerprint per locked (month, partner) of everything its statement is made from: the partner's lines (both
+# directions) and the month's balances (totals, lock date, state). Sums of 64-bit row hashes: one pass, no sort, no
+# row leaves the server; any change of a row moves the sum (short of a 2**-64 coincidence), and a moved fingerprint
+# only means "read this statement again", never "revise it" (content_hash decides that).
+_FINGERPRINTS = f"""
+with locked as (
+    select distinct month from {PUBLISHED_SCHEMA}.partner_balances where state = 'locked'
+),
+lines as (
+    select l.month, l.partner_id, count(*) as n, sum(hashtextextended(l::text, 0)::numeric) as h
+    from {PUBLISHED_SCHEMA}.partner_statement_lines as l
+    where l.month in (select month from locked)
+    group by l.month, l.partner_id
+),
+balances as (
+    select b.month, count(*) as n, sum(hashtextextended(b::text, 0)::numeric) as h
+    from {PUBLISHED_SCHEMA}.partner_balances as b
+    where b.month in (select month from locked)
+    group by b.month
+)
+select lines.month, lines.partner_id,
+       concat_ws(':', lines.n, lines.h, coalesce(balances.n, 0), coalesce(balances.h, 0))
+from lines left join balances using (month)
+"""
+
+
 class StatementError(ValueError):
     """A statement cannot be written as asked (bad month, unknown partner, lines that do not add up)."""
 
@@ -117,6 +143,11 @@ def read_statements(conn: psycopg.Connection, *, months: Sequence[date] | None =
         params.append(partner)
     rows = conn.execute(_QUERY.format(where=" and ".join(where)), params).fetchall()
     return _group(rows)
+
+
+def statement_fingerprints(conn: psycopg.Connection) -> dict[tuple[date, str], str]:
+    """(month, partner) -> fingerprint of what its statement is made from, for every locked month."""
+    return {(month, partner): fingerprint for month, partner, fingerprint in conn.execute(_FINGERPRINTS).fetchall()}
 
 
 def _group(rows: Iterable[tuple]) -> list[Statement]:
