@@ -387,6 +387,7 @@ def _run_suites(
 
     freshness = NO_FRESHNESS_BOUND if settings.freshness_hours is None else settings.freshness_hours * 3600
     search_path = [gate_schema(schema), schema]
+    began = time.perf_counter()
     context = gx.get_context(
         mode="file",
         context_root_dir=str(GX_PROJECT_DIR),
@@ -397,7 +398,7 @@ def _run_suites(
     )
     checkpoint = context.checkpoints.get(CHECKPOINT_NAME)
     failures: list[GateFailure] = []
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"gx context": {"success": True, "seconds": round(time.perf_counter() - began, 2)}}
     passed = failed = 0
     scoped = () if scope.whole else (*scoped_tables(), *RAW_ASSETS)
     with connect(warehouse_url) as conn:
@@ -409,7 +410,9 @@ def _run_suites(
         build_tables = _tables(conn, schema) or set()
         raw_tables = _tables(conn, "raw") or set()
         published = [d.asset.table_name for d in checkpoint.validation_definitions if d.asset.name not in RAW_ASSETS]
+        began = time.perf_counter()
         params = _parameters(conn, schema, published, settings, now)
+        results["parameters"] = {"success": True, "seconds": round(time.perf_counter() - began, 2)}
         params["freshness_seconds"] = freshness
         for table in scoped:  # counted whole below, not on the rewritten rows
             params[f"{table}_min_rows"], params[f"{table}_max_rows"] = 0, 2**62
@@ -530,8 +533,10 @@ def run_gate(
         details.append(GateFailure("build", "schema exists",
                                    f"build schema `{build_schema}` does not exist: run `dbt build` before the gate"))
     else:
+        began, steps = time.perf_counter(), {}
         with connect(warehouse_url, autocommit=True) as conn:
-            keys = prepare_gate_schema(conn, build_schema, scope)
+            keys = prepare_gate_schema(conn, build_schema, scope, steps)
+        prepared_s = round(time.perf_counter() - began, 2)
         try:
             gx_failures, gx_results, passed, failed, docs, _counts = _run_suites(
                 warehouse_url, build_schema, settings, now or datetime.now(UTC), scope)
@@ -539,6 +544,7 @@ def run_gate(
             with connect(warehouse_url, autocommit=True) as conn:
                 drop_gate_schema(conn, build_schema)
         details += gx_failures
+        results["scope copies"] = {"success": True, "seconds": prepared_s, "steps": steps}
         results.update(gx_results)
     failures = [f"dbt: {d.message}" if d.table == "dbt" else d.message if d.table == "build" else d.line()
                 for d in details]

@@ -20,6 +20,7 @@ when the gate ends. The suites name `attribution_commission_total`, which this m
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,60 +78,77 @@ def _exists(conn: Any, relation: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
 
 
-def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope) -> dict[str, int]:
-    """(Re)create `<build>_gate` for this gate; returns the rewritten keys counted (empty for a whole gate)."""
+class _Timed:
+    """Runs the gate schema's statements, keeping each one's seconds under a short name (the gate's results show
+    them: where a gate's set-up time goes at scale)."""
+
+    def __init__(self, conn: Any, seconds: dict[str, float] | None) -> None:
+        self.conn, self.seconds = conn, seconds if seconds is not None else {}
+
+    def __call__(self, name: str, statement: sql.Composable, params: Any = None) -> Any:
+        began = time.perf_counter()
+        cursor = self.conn.execute(statement, params)
+        self.seconds[name] = round(self.seconds.get(name, 0) + time.perf_counter() - began, 3)
+        return cursor
+
+
+def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
+                        seconds: dict[str, float] | None = None) -> dict[str, int]:
+    """(Re)create `<build>_gate` for this gate; returns the rewritten keys counted (empty for a whole gate).
+    `seconds`: filled with each step's seconds."""
     gate, work = gate_schema(build_schema), work_schema(build_schema)
     ident = sql.Identifier
-    conn.execute(sql.SQL("drop schema if exists {} cascade").format(ident(gate)))
-    conn.execute(sql.SQL("create schema {}").format(ident(gate)))
+    timed = _Timed(conn, seconds)
+    timed("schema", sql.SQL("drop schema if exists {} cascade").format(ident(gate)))
+    timed("schema", sql.SQL("create schema {}").format(ident(gate)))
     if scope.whole:
-        conn.execute(sql.SQL(
+        timed("commission total", sql.SQL(
             "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
             " from {}.fct_order_attribution where is_commission_model and is_commissioned"
         ).format(ident(gate), ident(build_schema)))
         return {}
     rerated = f"{work}.int_order_attribution__rerated"
-    conn.execute(sql.SQL(
+    timed("scope_orders", sql.SQL(
         "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
         " where _recomputed_at > %(after)s {rerated}"
     ).format(gate=ident(gate), work=ident(work), rerated=sql.SQL(
         " union select partner_id, order_id from {} where rerated_at > %(after)s").format(
             ident(work, "int_order_attribution__rerated")) if _exists(conn, rerated) else sql.SQL("")),
         {"after": scope.orders_after})
-    conn.execute(sql.SQL(
+    timed("scope_clicks", sql.SQL(
         "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
         " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after})
     for table, keys in (("scope_orders", ("partner_id", "order_id")), ("scope_clicks", ("network_id", "click_id"))):
-        conn.execute(sql.SQL("alter table {} add primary key ({})").format(
+        timed(table, sql.SQL("alter table {} add primary key ({})").format(
             ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
-        conn.execute(sql.SQL("analyze {}").format(ident(gate, table)))
+        timed(table, sql.SQL("analyze {}").format(ident(gate, table)))
     # copied once (unlogged, dropped with the schema): GX reads each scoped table several times
     for table, scope_table, keys in (
         *((t, "scope_orders", ("partner_id", "order_id")) for t in ORDER_SCOPED),
         *((t, "scope_clicks", ("network_id", "click_id")) for t in CLICK_SCOPED),
     ):
-        conn.execute(sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
+        timed(table, sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
             copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
             on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
     # statement lines are rebuilt whole from the attribution rows: those of the rewritten orders, and every line that
     # is not an order's (clawbacks, manual lines, approvals: few); their sums are dbt's assert_statement_lines_match_
     # balances, which every build runs
-    conn.execute(sql.SQL(
+    timed(LINES_SCOPED, sql.SQL(
         "create unlogged table {copy} as select l.* from {lines} l"
         " where l.line_kind not in ('order', 'held', 'rejected') or exists (select 1 from {scope} s"
         " where s.partner_id = l.destination_partner_id and s.order_id = l.order_id)"
     ).format(copy=ident(gate, LINES_SCOPED + SCOPED_SUFFIX), lines=ident(build_schema, LINES_SCOPED),
              scope=ident(gate, "scope_orders")))
     for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
-        conn.execute(sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
+        timed(asset, sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
             ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after)))
     # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
-    conn.execute(sql.SQL(
+    timed("commission total", sql.SQL(
         "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
         " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
     counted = {"orders": "scope_orders", "clicks": "scope_clicks", "raw_orders": "raw_orders__scoped",
                "raw_clicks": "raw_clicks__scoped"}
-    return {key: conn.execute(sql.SQL("select count(*) from {}").format(ident(gate, table))).fetchone()[0]
+    return {key: timed("counts", sql.SQL("select count(*) from {}").format(ident(gate, table))).fetchone()[0]
             for key, table in counted.items()}
 
 

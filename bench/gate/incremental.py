@@ -11,7 +11,10 @@ dbt_project/macros/incremental/test_scoping.sql); the gate (`run_gate`: GX on th
 landed since, plus the whole-table invariants, alliance/gate_scope.py); publish. Share = (dbt tests + GX gate) /
 incremental dbt build (wall, tests included); target <= 25%. dbt tests count as the wall-clock time in which at least
 one test ran (run_results.json). Each round also times a whole gate (every row) on the same build, for comparison,
-and the first gate of the process (GX imported, as a fresh Airflow task does) is kept as `gx_gate_cold_s`.
+and the first gate of the process (GX imported, as a fresh Airflow task does) is kept as `gx_gate_cold_s`. After
+each publish it times the transform's statements step (§9.1, what the run changed: `statements_s`) and the same step
+with every source fingerprint cleared, i.e. every locked month read and hashed as before migration 0020
+(`statements_read_all_s`).
 Every round is appended to bench/results/gate_incremental.json (bench/results.py) with the commit, UTC time and load.
 """
 
@@ -19,15 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import psycopg
 
 from alliance.gate import GateSettings, run_gate
 from alliance.gate_scope import GateScope
 from alliance.incremental import dbt_build
 from alliance.publish import publish
 from alliance.schemas import BUILD_SCHEMA
+from alliance.statements import issue_statements
 from alliance.warehouse import warehouse_url
 from bench.gate.run import drop_world, synthetic_world
 from bench.results import append_run, quote, run_header, summarise_rounds
@@ -35,7 +42,8 @@ from bench.transform.run import _quiesce, _slowest_nodes, _test_wall_seconds, la
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = BUILD_SCHEMA
-TIMED = ("incremental_build_s", "dbt_tests_wall_s", "gx_gate_s", "checks_over_build", "whole_gate_s", "publish_s")
+TIMED = ("incremental_build_s", "dbt_tests_wall_s", "gx_gate_s", "checks_over_build", "whole_gate_s", "publish_s",
+         "statements_s", "statements_read_all_s")
 
 
 def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, keep: bool = False) -> dict:
@@ -47,6 +55,14 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
 
         def land() -> None:
             land_delta(world.gen, url, orders, clicks_per_order)
+
+        statements_dir = Path(tempfile.mkdtemp(prefix="alliance_bench_statements_"))
+
+        def issue() -> float:
+            """The transform's statements step after a publish (§9.1): seconds."""
+            t0 = time.perf_counter()
+            issue_statements(url, out_dir=statements_dir, run_id="bench")
+            return time.perf_counter() - t0
 
         full = dbt_build(url, SCHEMA, dbt_vars, full_refresh=True)
         assert full.outcome.success, full.outcome.failures
@@ -61,6 +77,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             assert warm.outcome.success and not warm.full_refresh, warm.outcome.failures
             assert run_gate(url, SCHEMA, settings=settings).passed
             publish(url, SCHEMA, run_id=warmup)
+            issue()  # the first issues every locked month's statements
         print(f"[{orders}] {base.orders} orders, {base.clicks} clicks; full build and two incremental runs published;"
               f" first gate of the process (GX import) {cold_s:.1f}s", flush=True)
 
@@ -86,19 +103,27 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             t0 = time.perf_counter()
             publish(url, SCHEMA, run_id=f"bench-round-{number}")
             publish_s = time.perf_counter() - t0
+            statements_s = issue()  # what this run changed (source fingerprints, migration 0020)
+            with psycopg.connect(url) as conn:  # as before the fingerprints: every locked month read and hashed
+                conn.execute("update ops.statement_issues set source_fingerprint = null")
+            statements_read_all_s = issue()
             share = (tests_wall_s + gate_s) / build_s
             print(f"[{orders}] round {number}: incremental build {build_s:.1f}s (dbt tests {tests_wall_s:.1f}s wall),"
                   f" gate {gate_s:.1f}s on {gate.scope_keys} rewritten keys, whole gate {whole_s:.1f}s,"
-                  f" publish {publish_s:.2f}s; (dbt tests + gate) / build = {share:.1%}", flush=True)
+                  f" publish {publish_s:.2f}s, statements {statements_s:.1f}s (reading every locked month"
+                  f" {statements_read_all_s:.1f}s); (dbt tests + gate) / build = {share:.1%}", flush=True)
             out.append({"round": number, "orders": orders, "clicks": base.clicks,
                         "rewritten_keys": gate.scope_keys, "incremental_build_s": round(build_s, 1),
                         "dbt_tests_wall_s": tests_wall_s, "gx_gate_s": round(gate_s, 2),
                         "gx_gate_cold_s": round(cold_s, 1), "whole_gate_s": round(whole_s, 1),
-                        "publish_s": round(publish_s, 2), "gx_expectations": gate.checks_passed,
+                        "publish_s": round(publish_s, 2), "statements_s": round(statements_s, 2),
+                        "statements_read_all_s": round(statements_read_all_s, 1),
+                        "gx_expectations": gate.checks_passed,
                         "incremental_slowest_nodes_s": slowest,
                         "gate_seconds_by_table": {k: v["seconds"] for k, v in gate.results.items() if "seconds" in v},
                         "whole_gate_seconds_by_table": {k: v["seconds"] for k, v in whole.results.items()
                                                         if "seconds" in v},
+                        "gate_scope_copy_steps_s": gate.results.get("scope copies", {}).get("steps"),
                         "checks_over_build": round(share, 3)})
         return {"rounds": out}
     finally:
