@@ -60,6 +60,16 @@ def quote(summary: dict, unit: str = "", scale: float = 1.0, digits: int = 1) ->
     return f"{fmt(summary['median'])} ({fmt(summary['best'])} - {fmt(summary['worst'])})"
 
 
+def summary_table(summary: dict, sizes: list[int], columns: list[tuple[str, str, dict]]) -> str:
+    """The markdown table a benchmark prints at the end: a row per size, a column per (header, summary key, `quote`
+    options), each cell 'median (best - worst)'."""
+    lines = ["| orders | " + " | ".join(header for header, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for n in sizes:
+        cells = (quote(summary[str(n)][key], **options) for _, key, options in columns)
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def append_run(benchmark: str, run: dict, results_dir: Path | None = None) -> Path:
     """Append one run (header + rounds + summary) to bench/results/<benchmark>.json (or `results_dir`, a smoke
     run's) and return the path."""
