@@ -130,9 +130,9 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
         timed(table, sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
             copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
             on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
-    # statement lines are rebuilt whole from the attribution rows: those of the rewritten orders, and every line that
-    # is not an order's (clawbacks, manual lines, approvals: few); their sums are dbt's assert_statement_lines_match_
-    # balances, which every build runs
+    # the statement lines an incremental build wrote: those of the rewritten orders (by the (destination, order)
+    # index), and every line that is not an order's (clawbacks, manual lines, approvals: few, written again each run);
+    # their sums are dbt's assert_statement_lines_match_balances, which every build runs
     timed(LINES_SCOPED, sql.SQL(
         "create unlogged table {copy} as select l.* from {lines} l"
         " where l.line_kind not in ('order', 'held', 'rejected') or exists (select 1 from {scope} s"

@@ -65,15 +65,29 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- post_hook of fct_order_attribution: commission_state depends on the run date (as_of_date), so when that date
-    differs from the one the table was last brought up to (ops.mart_as_of_dates, written in the same transaction),
-    rows the run did not recompute move between pending and locked; rows without a state, and §8 held, rejected and
-    approved rows, stay as they are. On the
-    same date nothing is scanned. -#}
-{% macro refresh_commission_state() -%}
+{#- pre_hook of partner_statement_lines: drop the lines this run writes again: those of the orders recomputed (or
+    re-rated) since the snapshot, found by (destination, order), and every adjustment line (clawback, manual,
+    approval: commission_adjustments is rebuilt whole each run, and holds few rows). -#}
+{% macro delete_statement_lines_to_rewrite() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }} as t where t.line_kind not in ('order', 'held', 'rejected');
+    delete from {{ this }} as t using ({{ orders_recomputed_since_snapshot(with_rerated=true) }}) as c
+    where t.destination_partner_id = c.partner_id and t.order_id = c.order_id
+      and t.line_kind in ('order', 'held', 'rejected')
+    {%- else -%}
+    select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- post_hook of fct_order_attribution and partner_statement_lines: the commission state (`column`) depends on the
+    run date (as_of_date), so when that date differs from the one the table was last brought up to
+    (ops.mart_as_of_dates, written in the same transaction), rows the run did not recompute move between pending and
+    locked at `lock_date` (a column or an expression of the row); rows without a state, and §8 held, rejected and
+    approved rows, stay as they are. On the same date nothing is scanned. -#}
+{% macro refresh_commission_state(column='commission_state', lock_date='lock_date') -%}
     {%- if is_incremental() %}
-    update {{ this }} set commission_state = {{ commission_state('lock_date') }}
-    where commission_state in ('pending', 'locked') and commission_state <> {{ commission_state('lock_date') }}
+    update {{ this }} set {{ column }} = {{ commission_state(lock_date) }}
+    where {{ column }} in ('pending', 'locked') and {{ column }} <> {{ commission_state(lock_date) }}
       and (select d.as_of_date from ops.mart_as_of_dates as d where d.table_oid = '{{ this }}'::regclass)
           is distinct from {{ as_of_date() }};
     {%- endif %}
