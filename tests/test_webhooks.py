@@ -396,6 +396,43 @@ def test_customers_data_request_is_recorded_without_personal_data(server, wareho
     assert "john@example.com" not in stored
 
 
+def test_processed_deliveries_past_their_retention_are_purged_the_rest_kept(server, warehouse):
+    """The inbox gets a row per delivery for ever unless processed rows go after ALLIANCE_WEBHOOK_RETENTION_DAYS;
+    rows still pending or failed, and those a data request is recorded against, stay. The rows' times are moved
+    back instead of waiting (the purge compares with the warehouse clock)."""
+    from alliance.webhooks.inbox import purge_processed, retention_days
+
+    assert post(server.url, json.dumps(order("9101")).encode(), delivery="ret-1").status_code == 200
+    request = json.dumps({"shop_id": 954889, "orders_requested": [1], "customer": {"email": "kim@example.com"},
+                          "data_request": {"id": 77}}).encode()
+    assert post(server.url, request, delivery="ret-2", topic="customers/data_request").status_code == 200
+    assert post(server.url, json.dumps(order("9103")).encode(), delivery="ret-3").status_code == 200
+    for delivery in ("ret-1", "ret-2", "ret-3"):
+        wait_for(lambda d=delivery: processed(warehouse, d), f"{delivery} processed")
+    landed = counts(warehouse)[1]
+    with psycopg.connect(warehouse) as conn:  # ret-1 and ret-2 processed 31 days ago, ret-3 today; one row failed
+        conn.execute("update raw.webhook_inbox set processed_at = processed_at - interval '31 days'"
+                     " where delivery_id in ('ret-1', 'ret-2')")
+        # no Airflow here: the events were "notified" 31 days ago, but for ret-3's, still waiting for Airflow
+        conn.execute("update raw.webhook_outbox set notified_at = now() - interval '31 days'"
+                     " where delivery_id <> 'ret-3'")
+        conn.execute("insert into raw.webhook_inbox (platform, source_id, delivery_id, topic, status, next_attempt_at)"
+                     " values ('shopify', 'northwind', 'ret-4', 'orders/create', 'failed', now())")
+        conn.execute("update raw.webhook_inbox set received_at = received_at - interval '60 days'"
+                     " where delivery_id = 'ret-4'")
+    with psycopg.connect(warehouse) as conn:
+        assert purge_processed(conn, 0) == (0, 0), "0 keeps everything"
+        inbox, outbox = purge_processed(conn, 30)
+    assert inbox == 1 and outbox == 1
+    assert query(warehouse, "select delivery_id from raw.webhook_outbox") == [("ret-3",)], "pending events stay"
+    assert {d for (d,) in query(warehouse, "select delivery_id from raw.webhook_inbox")} == {"ret-2", "ret-3", "ret-4"}
+    assert query(warehouse, "select count(*) from raw.webhook_data_requests") == [(1,)]
+    assert counts(warehouse)[1] == landed, "landed orders are not the inbox's: nothing else is deleted"
+    assert retention_days({}) == 30 and retention_days({"ALLIANCE_WEBHOOK_RETENTION_DAYS": "7"}) == 7
+    with pytest.raises(ValueError, match="whole number of days"):
+        retention_days({"ALLIANCE_WEBHOOK_RETENTION_DAYS": "a month"})
+
+
 @pytest.mark.parametrize("topic", ["customers/redact", "shop/redact"])
 def test_redact_topics_call_erasure_with_the_customer_key(make_server, warehouse, monkeypatch, topic):
     """The processor hands erasure the customer's key at this partner (the scrubbed payload holds it). Until

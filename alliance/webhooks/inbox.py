@@ -8,6 +8,7 @@ landing happen after the answer (alliance/webhooks/processor.py), where a failur
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import orjson
@@ -91,3 +92,39 @@ async def store(pool: AsyncConnectionPool, source: Source, delivery_id: str, top
              status),
         )
         return cur.rowcount == 1
+
+
+# Processed deliveries kept this long (days), for tracing a delivery and for the duplicate check of late retries
+# (Shopify retries a failed delivery for hours, not weeks); 0 keeps everything. Failed and pending rows, and the
+# rows a customers/data_request is recorded against, are never purged.
+RETENTION_VARIABLE = "ALLIANCE_WEBHOOK_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 30
+
+
+def retention_days(env: dict[str, str] | None = None) -> int:
+    """ALLIANCE_WEBHOOK_RETENTION_DAYS (default 30; 0 = keep everything); a bad value says what is expected."""
+    value = ((env if env is not None else os.environ).get(RETENTION_VARIABLE) or "").strip()
+    if not value:
+        return DEFAULT_RETENTION_DAYS
+    if not value.isdigit():
+        raise ValueError(f"{RETENTION_VARIABLE} must be a whole number of days (0 keeps every delivery)")
+    return int(value)
+
+
+def purge_processed(conn: psycopg.Connection, days: int) -> tuple[int, int]:
+    """Delete inbox rows processed (done, ignored) more than `days` days ago, and outbox rows notified as long ago;
+    returns (inbox rows, outbox rows) deleted. The inbox only grows otherwise: one row per delivery, for ever."""
+    if days <= 0:
+        return 0, 0
+    with conn.transaction():
+        inbox = conn.execute(
+            """delete from raw.webhook_inbox as i
+               where i.status in ('done', 'ignored') and i.processed_at < now() - make_interval(days => %s)
+                 and not exists (select 1 from raw.webhook_data_requests as r where r.inbox_id = i.inbox_id)""",
+            (days,)).rowcount
+        outbox = conn.execute(
+            "delete from raw.webhook_outbox where notified_at < now() - make_interval(days => %s)", (days,)).rowcount
+    if inbox or outbox:
+        log.info("webhook retention: %d processed deliveries and %d notified events older than %d days purged",
+                 inbox, outbox, days)
+    return inbox, outbox

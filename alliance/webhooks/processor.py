@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ import requests
 from alliance.assets import table_uri
 from alliance.config import AllianceConfig, Partner
 from alliance.warehouse import connect
+from alliance.webhooks.inbox import purge_processed
+from alliance.webhooks.inbox import retention_days as inbox_retention_days
 from connectors.credentials import ConnectionLookup, credentials_label
 from connectors.erasure import erase_customer, erase_storefront_customers
 from connectors.errors import SourceError, SourceRef
@@ -98,8 +101,8 @@ class InboxProcessor:
 
     def __init__(self, config: AllianceConfig, warehouse_url: str, *, on_landed: Callable[[], None] | None = None,
                  poll: float = 1.0, retry_base: float = 5.0, retry_max: float = 900.0, max_attempts: int = 20,
-                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY, connections: ConnectionLookup | None = None
-                 ) -> None:
+                 refund_policy: HttpPolicy = REFUND_LOOKUP_POLICY, connections: ConnectionLookup | None = None,
+                 retention_days: int | None = None, purge_every: float = 3600.0) -> None:
         self.partners: dict[str, Partner] = {p.id: p for p in config.storefronts}
         self.url = warehouse_url
         self.on_landed = on_landed
@@ -110,6 +113,9 @@ class InboxProcessor:
         self.refund_policy = refund_policy
         self.connections = connections  # where `credentials_conn` secrets come from (refund look-ups)
         self.salt = pii_salt()
+        self.retention_days = inbox_retention_days() if retention_days is None else retention_days
+        self.purge_every = purge_every  # seconds between retention purges (alliance.webhooks.inbox.purge_processed)
+        self._purged_at: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,6 +144,7 @@ class InboxProcessor:
                     while not self._stop.is_set():
                         self._wake.clear()
                         self.drain(conn)
+                        self.purge_if_due(conn)
                         delay = 1.0
                         self._wake.wait(self.poll)
             except Exception as exc:  # noqa: BLE001 - the warehouse may be away; rows wait in the inbox
@@ -145,6 +152,14 @@ class InboxProcessor:
                             str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 60.0)
+
+    def purge_if_due(self, conn: psycopg.Connection) -> None:
+        """Retention: at start and then every `purge_every` seconds, processed rows past their days go."""
+        now = time.monotonic()
+        if self._purged_at is not None and now - self._purged_at < self.purge_every:
+            return
+        self._purged_at = now
+        purge_processed(conn, self.retention_days)
 
     # --- processing ---
 
