@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.results import RESULTS_DIR, quote
+from bench.results import RESULTS_DIR, quote, seconds, share, summary_table
 
 README = Path(__file__).resolve().parent / "README.md"
 BLOCK = re.compile(r"(<!-- results:(?P<bench>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
@@ -40,35 +40,22 @@ def _provenance(run: dict, bench: str, count: int) -> str:
 
 
 def _sized(run: dict, columns: list[tuple[str, str, Callable[[dict], str]]]) -> list[str]:
-    lines = ["| orders | " + " | ".join(title for title, _, _ in columns) + " |",
-             "|---:|" + "---:|" * len(columns)]
-    for size in run["sizes"]:
-        summary = run["summary"][str(size)]
-        lines.append(f"| {size:,} | " + " | ".join(fmt(summary[key]) for _, key, fmt in columns) + " |")
-    return lines
-
-
-def _seconds(s: dict) -> str:
-    return quote(s, " s")
-
-
-def _share(s: dict) -> str:
-    return quote(s, " %", scale=100)
+    return summary_table(run["summary"], run["sizes"], columns).splitlines()
 
 
 def render_transform(run: dict) -> list[str]:
-    return _sized(run, [("full build", "full_build_s", _seconds), ("incremental (1% new)", "incremental_s", _seconds),
-                        ("hand-written SQL", "hand_sql_s", _seconds),
+    return _sized(run, [("full build", "full_build_s", seconds), ("incremental (1% new)", "incremental_s", seconds),
+                        ("hand-written SQL", "hand_sql_s", seconds),
                         ("incremental / full (target <= 0.10)", "incremental_over_full",
                          lambda s: quote(s, digits=3)),
                         ("full / hand SQL (target <= 3)", "full_over_hand_sql", lambda s: quote(s, digits=1))])
 
 
 def render_gate(run: dict) -> list[str]:
-    return _sized(run, [("dbt build", "dbt_build_s", _seconds), ("dbt tests (wall)", "dbt_tests_wall_s", _seconds),
-                        ("GX gate", "gx_gate_s", _seconds),
-                        ("(dbt tests + GX) / build (target <= 25 %)", "checks_over_build", _share),
-                        ("same, tests in node seconds", "checks_over_build_node_seconds", _share)])
+    return _sized(run, [("dbt build", "dbt_build_s", seconds), ("dbt tests (wall)", "dbt_tests_wall_s", seconds),
+                        ("GX gate", "gx_gate_s", seconds),
+                        ("(dbt tests + GX) / build (target <= 25 %)", "checks_over_build", share),
+                        ("same, tests in node seconds", "checks_over_build_node_seconds", share)])
 
 
 def render_transform_split_ab(run: dict) -> list[str]:
@@ -76,8 +63,8 @@ def render_transform_split_ab(run: dict) -> list[str]:
              "|---|---:|---:|---:|---:|"]
     for side, commit in run["sides"].items():
         s = run["summary"][side]
-        lines.append(f"| {side.replace('_', ' ')} (`{commit}`) | {_seconds(s['full_build_s'])} |"
-                     f" {_seconds(s['incremental_s'])} | {_seconds(s['hand_sql_s'])} |"
+        lines.append(f"| {side.replace('_', ' ')} (`{commit}`) | {seconds(s['full_build_s'])} |"
+                     f" {seconds(s['incremental_s'])} | {seconds(s['hand_sql_s'])} |"
                      f" {quote(s['full_over_hand_sql'], digits=2)} |")
     lines += ["", "Rounds in the order they ran (start, 1-min load average at start, full build):", ""]
     pairs = zip(run["rounds"]["before_split"], run["rounds"]["after_split"], strict=True)
@@ -89,10 +76,13 @@ def render_transform_split_ab(run: dict) -> list[str]:
 
 
 def render_gate_incremental(run: dict) -> list[str]:
-    return _sized(run, [("incremental build", "incremental_build_s", _seconds),
-                        ("dbt tests (wall)", "dbt_tests_wall_s", _seconds), ("gate", "gx_gate_s", _seconds),
-                        ("(dbt tests + gate) / build (target <= 25 %)", "checks_over_build", _share),
-                        ("whole gate, same build", "whole_gate_s", _seconds), ("publish", "publish_s", _seconds)])
+    return _sized(run, [("incremental build", "incremental_build_s", seconds),
+                        ("dbt tests (wall)", "dbt_tests_wall_s", seconds), ("gate", "gx_gate_s", seconds),
+                        ("(dbt tests + gate) / build (target <= 25 %)", "checks_over_build", share),
+                        ("whole gate, same build", "whole_gate_s", seconds), ("publish", "publish_s", seconds),
+                        ("statements step", "statements_s", seconds),
+                        ("statements, nothing moved", "statements_unchanged_s", lambda s: quote(s, " s", digits=2)),
+                        ("same, every locked month read (before 0020)", "statements_read_all_s", seconds)])
 
 
 def render_freshness(run: dict) -> list[str]:
@@ -144,9 +134,9 @@ def render_shopify_backfill(run: dict) -> list[str]:
     return [f"{run['orders']:,} orders; throttles: REST {run['throttles']['rest']}, GraphQL "
             f"{run['throttles']['graphql']}.", "",
             "| backfill | time: median (best - worst round) | peak RSS of the ingest process |", "|---|---:|---:|",
-            f"| REST paging (`shopify`) | {_seconds(s['rest']['seconds'])} | "
+            f"| REST paging (`shopify`) | {seconds(s['rest']['seconds'])} | "
             f"{quote(s['rest']['peak_rss_mb'], ' MB', digits=0)} |",
-            f"| one bulk operation (`shopify_graphql`) | {_seconds(s['bulk']['seconds'])} | "
+            f"| one bulk operation (`shopify_graphql`) | {seconds(s['bulk']['seconds'])} | "
             f"{quote(s['bulk']['peak_rss_mb'], ' MB', digits=0)} |",
             f"| REST / bulk | {quote(s['rest_over_bulk'], 'x')} | |"]
 

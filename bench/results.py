@@ -60,14 +60,23 @@ def quote(summary: dict, unit: str = "", scale: float = 1.0, digits: int = 1) ->
     return f"{fmt(summary['median'])} ({fmt(summary['best'])} - {fmt(summary['worst'])})"
 
 
-def summary_table(summary: dict, sizes: list[int], columns: list[tuple[str, str, dict]]) -> str:
-    """The markdown table a benchmark prints at the end: a row per size, a column per (header, summary key, `quote`
-    options), each cell 'median (best - worst)'."""
-    lines = ["| orders | " + " | ".join(header for header, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for n in sizes:
-        cells = (quote(summary[str(n)][key], **options) for _, key, options in columns)
-        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+def summary_table(summary: dict, sizes: list[int], columns: list[tuple[str, str, Callable[[dict], str]]]) -> str:
+    """A markdown table of a run's summary: a row per size, a column per (title, summary key, formatter); a key the
+    run did not measure shows as n/a. The benchmarks print it, bench/report.py writes it into bench/README.md."""
+    lines = ["| orders | " + " | ".join(title for title, _, _ in columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for size in sizes:
+        row = summary[str(size)]
+        cells = (fmt(row[key]) if key in row else "n/a" for _, key, fmt in columns)
+        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def seconds(summary: dict) -> str:
+    return quote(summary, " s")
+
+
+def share(summary: dict) -> str:
+    return quote(summary, " %", scale=100)
 
 
 def append_run(benchmark: str, run: dict, results_dir: Path | None = None) -> Path:

@@ -79,7 +79,8 @@ def test_freshness_report_shows_every_size_point(tmp_path) -> None:
 def test_summary_table_prints_median_best_and_worst_per_size() -> None:
     summary = {"1000": {"build_s": results.summarise([3.0, 1.0, 2.0], higher_is_better=False),
                         "share": results.summarise([0.25, 0.5, 0.3], higher_is_better=False)}}
-    table = results.summary_table(summary, [1000], [("build", "build_s", {"unit": " s"}),
-                                                    ("share", "share", {"unit": "%", "scale": 100})])
-    assert table.splitlines() == ["| orders | build | share |", "|---|---|---|",
-                                  "| 1,000 | 2.0 s (1.0 s - 3.0 s) | 30.0% (25.0% - 50.0%) |"]
+    table = results.summary_table(summary, [1000], [("build", "build_s", results.seconds),
+                                                    ("share", "share", results.share),
+                                                    ("later", "not_measured_then", results.seconds)])
+    assert table.splitlines() == ["| orders | build | share | later |", "|---:|---:|---:|---:|",
+                                  "| 1,000 | 2.0 s (1.0 s - 3.0 s) | 30.0 % (25.0 % - 50.0 %) | n/a |"]

@@ -36,7 +36,8 @@ from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.schemas import BUILD_SCHEMA
 from alliance.warehouse import parse_url, warehouse_url
-from bench.results import run_sized_rounds, summary_table
+from bench.report import render_gate
+from bench.results import run_sized_rounds
 from bench.transform.generate import Generated, Generator
 from bench.transform.run import _database, _phase_seconds, _test_wall_seconds
 
@@ -150,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     summary, _ = run_sized_rounds("gate", sizes, args.rounds,
                                   lambda n: bench_size(server, n, args.clicks_per_order, args.keep), TIMED,
                                   clicks_per_order=args.clicks_per_order)
-    seconds, percent = {"unit": " s"}, {"unit": "%", "scale": 100}
-    print(summary_table(summary, sizes, [
-        ("dbt build", "dbt_build_s", seconds), ("dbt tests (wall)", "dbt_tests_wall_s", seconds),
-        ("GX gate", "gx_gate_s", seconds), ("(dbt tests + GX) / build (target <= 25%)", "checks_over_build", percent),
-        ("same with node-s", "checks_over_build_node_seconds", percent)]))
+    print("\n".join(render_gate({"sizes": sizes, "summary": summary})))
     return 0
 
 

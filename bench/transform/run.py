@@ -41,7 +41,8 @@ from alliance.migrate import migrate
 from alliance.publish import publish
 from alliance.schemas import PUBLISHED_TABLES
 from alliance.warehouse import parse_url, warehouse_url
-from bench.results import run_sized_rounds, summary_table
+from bench.report import render_transform
+from bench.results import run_sized_rounds
 from bench.transform.generate import Generated, Generator
 from bench.transform.programme import with_programme_terms, with_reviews
 
@@ -235,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                   lambda n: bench_size(server, n, args.clicks_per_order, args.keep, args.programme),
                                   TIMED,
                                   clicks_per_order=args.clicks_per_order)
-    seconds = {"unit": " s"}
-    print(summary_table(summary, sizes, [
-        ("full build", "full_build_s", seconds), ("incremental (1%)", "incremental_s", seconds),
-        ("hand SQL", "hand_sql_s", seconds), ("incr/full (target <= 0.10)", "incremental_over_full", {"digits": 3}),
-        ("full/hand (target <= 3)", "full_over_hand_sql", {"digits": 1})]))
+    print("\n".join(render_transform({"sizes": sizes, "summary": summary})))
     return 0
 
 
