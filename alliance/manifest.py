@@ -160,7 +160,9 @@ def open_run(url: str, run_id: str, config: Any) -> None:
 
 
 def record_checks(url: str, run_id: str, gate: Any) -> None:
-    """Checks passed and failed (with details and samples) of the run's gate; status gate_failed when it failed."""
+    """Checks passed and failed (with details and samples) of the run's gate; status gate_failed when it failed.
+    A passed gate's exact whole-table row counts go in the run's row_counts: its publish reuses them (the stamp
+    guarantees the same build) instead of counting those tables again under the publish lock."""
     failures = [d.as_dict() for d in gate.details]
     with connect(url) as conn:
         migrate(conn)
@@ -170,7 +172,16 @@ def record_checks(url: str, run_id: str, gate: Any) -> None:
         conn.execute(
             "update ops.runs set checks_passed = %s, checks_failed = %s, failures = %s::jsonb,"
             " data_docs = %s, status = case when %s then status else 'gate_failed' end,"
-            " finished_at = case when %s then finished_at else now() end where run_id = %s",
+            " finished_at = case when %s then finished_at else now() end,"
+            " row_counts = coalesce(%s::jsonb, row_counts) where run_id = %s",
             (gate.checks_passed, gate.checks_failed, json.dumps(failures, default=str),
-             str(gate.data_docs) if gate.data_docs else None, gate.passed, gate.passed, run_id),
+             str(gate.data_docs) if gate.data_docs else None, gate.passed, gate.passed,
+             json.dumps(gate.row_counts) if gate.passed and getattr(gate, "row_counts", None) else None, run_id),
         )
+
+
+def gate_row_counts(url: str, run_id: str) -> dict[str, int]:
+    """The exact row counts the run's passed gate recorded (record_checks), for its publish; {} when none."""
+    with connect(url) as conn:
+        row = conn.execute("select row_counts from ops.runs where run_id = %s", (run_id,)).fetchone()
+    return {k: v for k, v in ((row and row[0]) or {}).items() if isinstance(v, int)}

@@ -145,6 +145,8 @@ def publish(
 
     `lock_timeout_seconds` bounds how long the swap waits for BI readers still holding the old tables (and for a
     concurrent publish). With `require_stamp` the build must carry this run's gate stamp (`stamp_build`).
+    `row_counts`: exact counts already taken on this very build (the gate's), kept; every other published table is
+    counted here, inside the swap's transaction.
     """
     for attempt in range(1, DEADLOCK_RETRIES + 1):
         try:
@@ -171,6 +173,10 @@ def _take_publish_lock(conn: psycopg.Connection, lock_timeout_seconds: int, outc
         raise PublishError(
             f"another publish or rollback held the publish lock for over {int(lock_timeout_seconds)}s; {outcome}"
         ) from None
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    return conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[0]
 
 
 def _publish_txn(
@@ -210,12 +216,9 @@ def _publish_txn(
             migrate(conn)
             apply_row_security(conn, build_schema)  # partners' row-level security rides the swap with the tables
             materialise_alerts(conn, build_schema)
-            if row_counts is None:
-                row_counts = {
-                    table: conn.execute(
-                        sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, table))).fetchone()[0]
-                    for table in (*PUBLISHED_TABLES, "kpi_alerts")
-                }
+            known = row_counts or {}
+            row_counts = {t: known[t] if isinstance(known.get(t), int) else _count(conn, build_schema, t)
+                          for t in (*PUBLISHED_TABLES, "kpi_alerts")}
             _materialise_manifest(conn, build_schema, run_id)
             conn.execute("update ops.runs set row_counts = %s::jsonb where run_id = %s",
                          (json.dumps(row_counts), run_id))
@@ -413,6 +416,6 @@ def gate_and_publish(
         return gate, None
     stamp_build(warehouse_url, run_id, build_schema)
     result = publish(warehouse_url, build_schema, run_id=run_id, require_stamp=True,
-                     lock_timeout_seconds=lock_timeout_seconds)
+                     lock_timeout_seconds=lock_timeout_seconds, row_counts=gate.row_counts)
     record_run(warehouse_url, run_id, "running", step="publish", row_counts=result.row_counts)
     return gate, result

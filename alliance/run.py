@@ -24,7 +24,7 @@ from alliance.dbt_runner import dbt_vars_from_config
 from alliance.gate import GateSettings, run_gate
 from alliance.incremental import dbt_build
 from alliance.locks import RUN
-from alliance.manifest import new_run_id, open_run, record_checks, record_run
+from alliance.manifest import gate_row_counts, new_run_id, open_run, record_checks, record_run
 from alliance.migrate import migrate
 from alliance.publish import publish as swap_in
 from alliance.publish import stamp_build
@@ -174,7 +174,8 @@ def check(
 def publish(run_id: str, url: str | None = None, config: AllianceConfig | None = None) -> None:
     url = url or component_url("transformer")
     timeout = config.gate.lock_timeout_seconds if config is not None else 60
-    swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout)
+    swap_in(url, BUILD_SCHEMA, run_id=run_id, require_stamp=True, lock_timeout_seconds=timeout,
+            row_counts=gate_row_counts(url, run_id))
     record_run(url, run_id, status="published", step="publish", message="analytics published")
 
 

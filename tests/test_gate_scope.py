@@ -103,6 +103,11 @@ def test_incremental_gate_reads_the_rewritten_rows_and_passes(world) -> None:
     for table in ("partner_balances", "partner_kpis_daily", "commission_adjustments", "partner_claims"):
         assert result.results[table]["rows"] == "all", table
     assert gate_schema_left is None, "the gate's scope views are dropped when it ends"
+    # the whole-table counts it took, exact, for its publish to keep instead of counting again
+    with psycopg.connect(url) as conn:
+        exact = {t: conn.execute(f"select count(*) from {SCHEMA}.{t}").fetchone()[0]
+                 for t in ("fct_orders", "fct_order_attribution", "fct_referrals", "partner_statement_lines")}
+    assert result.row_counts == exact and exact["fct_orders"] == total
 
 
 def test_bad_rewritten_row_fails_the_incremental_gate(world) -> None:

@@ -72,6 +72,18 @@ def test_publish_swaps_build_into_analytics_and_keeps_comments(warehouse):
             conn.execute("select * from alliance_build.fct_orders")
 
 
+def test_publish_keeps_the_counts_its_gate_took_and_counts_the_other_tables(warehouse):
+    """The gate of an incremental build counts the tables it scoped (exact, on this stamped build): publish reuses
+    those instead of counting them again under its lock. A count it is given is kept as given, so 7 here."""
+    make_build_schema(warehouse, rows=3)
+    result = publish(warehouse, run_id="counted", row_counts={"fct_orders": 7})
+    assert result.row_counts["fct_orders"] == 7
+    assert result.row_counts["fct_order_attribution"] == table_counts(warehouse, "analytics")["fct_order_attribution"]
+    with connect(warehouse) as conn:
+        kept = conn.execute("select row_counts->>'fct_orders' from analytics.run_manifest").fetchone()[0]
+    assert kept == "7"
+
+
 def test_column_comments_from_the_build_survive_publish(warehouse):
     make_build_schema(warehouse)
     with connect(warehouse) as conn:
