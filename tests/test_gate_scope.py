@@ -188,3 +188,15 @@ def test_a_build_that_rewrote_nothing_is_judged_on_its_whole_tables(world) -> No
     result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
     assert result.scope_keys["orders"] == result.scope_keys["clicks"] == 0, result.scope_keys
     assert result.passed, result.failures
+
+
+def test_large_tables_carry_the_partial_indexes_their_readers_need(world) -> None:
+    """The lookups a one-order build makes by a rare condition (late events, approvals and clawbacks, a programme
+    month, non-order statement lines) go through partial indexes the models' post-hooks keep, one per label."""
+    with psycopg.connect(world) as conn:
+        found = {(table, name.rsplit("_", 1)[1]): definition for table, name, definition in conn.execute(
+            "select tablename, indexname, indexdef from pg_indexes where schemaname in (%s, %s)"
+            " and indexdef like '%% WHERE %%'", (SCHEMA, f"{SCHEMA}_work"))}
+    assert set(found) >= {("int_orders__enriched", "late"), ("int_order_attribution", "adjusted"),
+                          ("int_order_attribution", "months"), ("partner_statement_lines", "other")}, found
+    assert "WHERE is_commission_model" in found[("int_order_attribution", "months")]

@@ -21,7 +21,11 @@
         ~ attribution_models() | join(', ')) }}
 {%- endif %}
 {{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ retire_changed_commissions() }}",
-          post_hook=["{{ rerate_programme_months() }}", "{{ analyze_after_full_build() }}"],
+          post_hook=["{{ rerate_programme_months() }}", "{{ analyze_after_full_build() }}",
+                     "{{ ensure_partial_index('adjusted', ['partner_id', 'order_id'],
+                         \"programme_state = 'approved' or (clawback and is_commissioned)\") }}",
+                     "{{ ensure_partial_index('months', ['partner_id', 'referrer_partner_id', 'order_date'],
+                         'is_commission_model') }}"],
           indexes=[{'columns': ['partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
 select

@@ -1,7 +1,9 @@
 -- Orders with everything attribution and commission need: UTC order date, lock date, refunds (all and
 -- on/before the lock date), FX rate of the order's date, effective cancellation, previous order, first order.
 {{ config(materialized='incremental', incremental_strategy='append', pre_hook="{{ delete_changed_orders() }}",
-          post_hook="{{ analyze_after_full_build() }}",
+          post_hook=["{{ analyze_after_full_build() }}",
+                     "{{ ensure_partial_index('late', ['partner_id', 'order_id'],
+                         'refunded_after_lock_amount > 0 or (is_cancelled and not is_cancelled_effective)') }}"],
           indexes=[{'columns': ['partner_id', 'order_id']}, {'columns': ['partner_id', 'customer_key']},
                    {'columns': ['_recomputed_at']}]) }}
 -- depends_on: {{ ref('int_orders__changed') }}
