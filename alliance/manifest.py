@@ -173,9 +173,10 @@ def record_checks(url: str, run_id: str, gate: Any) -> None:
             "update ops.runs set checks_passed = %s, checks_failed = %s, failures = %s::jsonb,"
             " data_docs = %s, status = case when %s then status else 'gate_failed' end,"
             " finished_at = case when %s then finished_at else now() end,"
-            " row_counts = coalesce(%s::jsonb, row_counts) where run_id = %s",
+            " row_counts = %s::jsonb where run_id = %s",
             (gate.checks_passed, gate.checks_failed, json.dumps(failures, default=str),
              str(gate.data_docs) if gate.data_docs else None, gate.passed, gate.passed,
+             # this gate's counts only: a gate run again on a rebuilt schema must not leave an earlier gate's behind
              json.dumps(gate.row_counts) if gate.passed and getattr(gate, "row_counts", None) else None, run_id),
         )
 

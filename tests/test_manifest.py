@@ -43,3 +43,17 @@ def test_rows_per_partner_are_counted_below_the_threshold_and_estimated_above(wa
         # statistics lag until the next ANALYZE; the log says the figures are estimates, not counts
         assert partners_loaded(conn, exact_up_to=100)["orders"] == {"lumen": 100, "northwind": 200}
         assert partners_loaded(conn)["orders"] == {"lumen": 100, "northwind": 200, "tidewater": 1}
+
+
+def test_a_passed_gate_leaves_its_own_row_counts_for_its_publish_and_only_its_own(warehouse) -> None:
+    """The publish keeps the counts the run's gate took on the stamped build; a gate run again (a rebuilt schema,
+    checked whole, so nothing counted) must not leave the earlier gate's counts behind, nor a failed gate any."""
+    from alliance.gate import GateResult
+    from alliance.manifest import gate_row_counts, record_checks
+
+    record_checks(warehouse, "run-counted", GateResult(passed=True, row_counts={"fct_orders": 12}))
+    assert gate_row_counts(warehouse, "run-counted") == {"fct_orders": 12}
+    record_checks(warehouse, "run-counted", GateResult(passed=True))
+    assert gate_row_counts(warehouse, "run-counted") == {}
+    record_checks(warehouse, "run-failed", GateResult(passed=False, failures=["x"], row_counts={"fct_orders": 3}))
+    assert gate_row_counts(warehouse, "run-failed") == {}

@@ -8,7 +8,8 @@ Per size, one fresh database on the warehouse server: the transform benchmark's 
 `--rounds` timed runs, one after another as in production, each: 1% new orders with their clicks and 0.1% changed
 orders land; the incremental `dbt build` (its data tests read only the rewritten orders,
 dbt_project/macros/incremental/test_scoping.sql); the gate (`run_gate`: GX on the rewritten rows and the raw rows
-landed since, plus the whole-table invariants, alliance/gate_scope.py); publish. Share = (dbt tests + GX gate) /
+landed since, plus the whole-table invariants, alliance/gate_scope.py); publish (keeping the counts the gate took, as
+alliance/run.py does). Share = (dbt tests + GX gate) /
 incremental dbt build (wall, tests included); target <= 25%. dbt tests count as the wall-clock time in which at least
 one test ran (run_results.json). Each round also times a whole gate (every row) on the same build, for comparison,
 and the first gate of the process (GX imported, as a fresh Airflow task does) is kept as `gx_gate_cold_s`. After
@@ -103,7 +104,7 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             whole_s = time.perf_counter() - t0
             assert whole.passed, whole.failures
             t0 = time.perf_counter()
-            publish(url, SCHEMA, run_id=f"bench-round-{number}")
+            publish(url, SCHEMA, run_id=f"bench-round-{number}", row_counts=gate.row_counts)  # as run.publish
             publish_s = time.perf_counter() - t0
             statements_s = issue()  # the step as it runs: statements revised by this run's changes are written
             statements_unchanged_s = issue()  # again, nothing moved: what a run pays when no locked month changed
