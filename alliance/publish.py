@@ -29,6 +29,7 @@ from psycopg import errors, sql
 
 from alliance.alerts.store import materialise_alerts
 from alliance.gate import GateResult, GateSettings, check_identifier, run_gate
+from alliance.gate_scope import row_counts as count_rows
 from alliance.locks import PUBLISH
 from alliance.manifest import PUBLISHED_COLUMNS, new_run_id, record_checks, record_run  # noqa: F401 - record_run: callers
 from alliance.migrate import migrate
@@ -175,10 +176,6 @@ def _take_publish_lock(conn: psycopg.Connection, lock_timeout_seconds: int, outc
         ) from None
 
 
-def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
-    return conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()[0]
-
-
 def _publish_txn(
     warehouse_url: str, build_schema: str, run_id: str, lock_timeout_seconds: int, require_stamp: bool,
     row_counts: dict[str, int] | None,
@@ -216,9 +213,10 @@ def _publish_txn(
             migrate(conn)
             apply_row_security(conn, build_schema)  # partners' row-level security rides the swap with the tables
             materialise_alerts(conn, build_schema)
-            known = row_counts or {}
-            row_counts = {t: known[t] if isinstance(known.get(t), int) else _count(conn, build_schema, t)
-                          for t in (*PUBLISHED_TABLES, "kpi_alerts")}
+            known = {t: n for t, n in (row_counts or {}).items() if isinstance(n, int)}
+            tables = (*PUBLISHED_TABLES, "kpi_alerts")
+            counted = count_rows(conn, build_schema, tuple(t for t in tables if t not in known))
+            row_counts = {t: known[t] if t in known else counted[t] for t in tables}
             _materialise_manifest(conn, build_schema, run_id)
             conn.execute("update ops.runs set row_counts = %s::jsonb where run_id = %s",
                          (json.dumps(row_counts), run_id))
