@@ -9,10 +9,11 @@ checked whole). So the gate of an incremental build validates, with the same GX 
 - the rewritten rows: tables `<table>__scoped`, copied once per gate through the key indexes (whole orders and whole
   clicks, so per-key rules such as "credits sum to one" stay exact), and the raw rows the build took in (landed
   after its work tables' state, less dbt's overlap), through the `loaded_at` index;
-- whole-table invariants kept as cheap aggregates: exact row counts against the published snapshot's bounds (index
-  scans), the attribution side of the money reconciliation read from the kept partner totals
-  (`int_partner_monthly_totals`, maintained by difference) instead of a sum over every attribution row, and partner
-  freshness from the (partner_id, loaded_at) index (the suite's own query, the same after a full build).
+- whole-table invariants kept as cheap aggregates: exact row counts against the published snapshot's bounds (kept
+  by difference as the rows are written: ops.table_row_counts, migration 0021), the attribution side of the money
+  reconciliation read from the kept partner totals (`int_partner_monthly_totals`, maintained by difference) instead
+  of a sum over every attribution row, and partner freshness from the (partner_id, loaded_at) index (the suite's
+  own query, the same after a full build).
 
 All of it lives in a schema of its own, `<build>_gate`, put first on the GX connection's search_path and dropped
 when the gate ends. The suites name `attribution_commission_total`, which this module defines per mode.
@@ -111,16 +112,18 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
         ).format(ident(gate), ident(build_schema)))
         return {}
     rerated = f"{work}.int_order_attribution__rerated"
-    timed("scope_orders", sql.SQL(
+    counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
+    counted["orders"] = timed("scope_orders", sql.SQL(
         "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
         " where _recomputed_at > %(after)s {rerated}"
     ).format(gate=ident(gate), work=ident(work), rerated=sql.SQL(
         " union select partner_id, order_id from {} where rerated_at > %(after)s").format(
             ident(work, "int_order_attribution__rerated")) if _exists(conn, rerated) else sql.SQL("")),
-        {"after": scope.orders_after})
-    timed("scope_clicks", sql.SQL(
+        {"after": scope.orders_after}).rowcount
+    counted["clicks"] = timed("scope_clicks", sql.SQL(
         "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
-        " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after})
+        " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after}
+    ).rowcount
     for table, keys in (("scope_orders", ("partner_id", "order_id")), ("scope_clicks", ("network_id", "click_id"))):
         timed(table, sql.SQL("alter table {} add primary key ({})").format(
             ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
@@ -144,16 +147,14 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
     ).format(copy=ident(gate, LINES_SCOPED + SCOPED_SUFFIX), lines=ident(build_schema, LINES_SCOPED),
              scope=ident(gate, "scope_orders")))
     for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
-        timed(asset, sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
-            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after)))
+        copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
+            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
+        counted[asset] = timed(asset, copy).rowcount
     # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
     timed("commission total", sql.SQL(
         "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
         " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
-    counted = {"orders": "scope_orders", "clicks": "scope_clicks", "raw_orders": "raw_orders__scoped",
-               "raw_clicks": "raw_clicks__scoped"}
-    return {key: timed("counts", sql.SQL("select count(*) from {}").format(ident(gate, table))).fetchone()[0]
-            for key, table in counted.items()}
+    return counted
 
 
 def drop_gate_schema(conn: Any, build_schema: str) -> None:
@@ -166,6 +167,19 @@ def scoped_tables() -> tuple[str, ...]:
 
 
 def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[str, int]:
-    """Exact row counts (index-only scans where the visibility map allows): the whole-table count invariant."""
-    return {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, t))).fetchone()[0]
-            for t in tables}
+    """Exact row counts, the whole-table count invariant: read from ops.table_row_counts for a table whose count the
+    `keep_row_count` post-hook's triggers keep (all three present and enabled), else counted (and then only read:
+    seeding belongs to the post-hook, in the transaction that creates the triggers)."""
+    kept = dict(conn.execute(
+        """
+        select c.relname, k.row_count
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join ops.table_row_counts k on k.table_oid = c.oid
+        where n.nspname = %s and c.relname = any(%s)
+          and (select count(*) from pg_trigger t where t.tgrelid = c.oid and t.tgenabled <> 'D'
+               and t.tgname in ('alliance_row_count_insert', 'alliance_row_count_delete',
+                                'alliance_row_count_truncate')) = 3
+        """, (build_schema, list(tables))).fetchall()) if _exists(conn, "ops.table_row_counts") else {}
+    return {t: kept[t] if t in kept else conn.execute(
+        sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, t))).fetchone()[0] for t in tables}

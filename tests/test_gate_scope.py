@@ -200,3 +200,28 @@ def test_large_tables_carry_the_partial_indexes_their_readers_need(world) -> Non
     assert set(found) >= {("int_orders__enriched", "late"), ("int_order_attribution", "adjusted"),
                           ("int_order_attribution", "months"), ("partner_statement_lines", "other")}, found
     assert "WHERE is_commission_model" in found[("int_order_attribution", "months")]
+
+
+def test_row_counts_are_kept_by_difference_through_builds_and_publishes(world) -> None:
+    """The scoped tables' row counts (ops.table_row_counts, kept by the `keep_row_count` triggers) are exact in every
+    schema holding them after a full build, incremental builds and publishes (the tables move between schemas by
+    renames); a table whose triggers are disabled is counted, not trusted."""
+    from alliance.gate_scope import row_counts, scoped_tables
+
+    with psycopg.connect(world) as conn:
+        kept = conn.execute("select n.nspname, c.relname, k.row_count from ops.table_row_counts k"
+                            " join pg_class c on c.oid = k.table_oid"
+                            " join pg_namespace n on n.oid = c.relnamespace").fetchall()
+        by_schema: dict[str, set[str]] = {}
+        for schema, table, count in kept:
+            by_schema.setdefault(schema, set()).add(table)
+            exact = conn.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+            assert count == exact, (schema, table, count, exact)
+        assert by_schema[SCHEMA] == by_schema["analytics"] == set(scoped_tables()), by_schema
+        exact_orders = conn.execute(f"select count(*) from {SCHEMA}.fct_orders").fetchone()[0]
+        conn.execute(f"update ops.table_row_counts set row_count = row_count + 7"
+                     f" where table_oid = '{SCHEMA}.fct_orders'::regclass")
+        assert row_counts(conn, SCHEMA, ("fct_orders",)) == {"fct_orders": exact_orders + 7}, "the kept count is read"
+        conn.execute(f"alter table {SCHEMA}.fct_orders disable trigger alliance_row_count_delete")
+        assert row_counts(conn, SCHEMA, ("fct_orders",)) == {"fct_orders": exact_orders}, "disabled: counted"
+        conn.rollback()

@@ -16,7 +16,8 @@ and the first gate of the process (GX imported, as a fresh Airflow task does) is
 each publish it times the transform's statements step (§9.1: `statements_s`, writing the statements the round's
 changes revised), the step again with nothing moved (`statements_unchanged_s`: what a run pays when no locked month
 changed), and the same with every source fingerprint cleared, i.e. every locked month read and hashed as before
-migration 0020 (`statements_read_all_s`, nothing to write either).
+migration 0020 (`statements_read_all_s`, nothing to write either); `--no-statements` leaves those three out (they take
+minutes per round at 1M and are not part of the gate's share).
 Every round is appended to bench/results/gate_incremental.json (bench/results.py) with the commit, UTC time and load.
 """
 
@@ -49,7 +50,8 @@ TIMED = ("incremental_build_s", "dbt_tests_wall_s", "gx_gate_s", "checks_over_bu
          "statements_s", "statements_unchanged_s", "statements_read_all_s")
 
 
-def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, keep: bool = False) -> dict:
+def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, keep: bool = False,
+               statements: bool = True) -> dict:
     world = synthetic_world(server, "alliance_benchgateinc", orders, clicks_per_order)
     url, dbt_vars, base = world.url, world.dbt_vars, world.base
     try:
@@ -80,7 +82,8 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             assert warm.outcome.success and not warm.full_refresh, warm.outcome.failures
             assert run_gate(url, SCHEMA, settings=settings).passed
             publish(url, SCHEMA, run_id=warmup)
-            issue()  # the first issues every locked month's statements
+            if statements:
+                issue()  # the first issues every locked month's statements
         print(f"[{orders}] {base.orders} orders, {base.clicks} clicks; full build and two incremental runs published;"
               f" first gate of the process (GX import) {cold_s:.1f}s", flush=True)
 
@@ -106,24 +109,25 @@ def bench_size(server: str, orders: int, clicks_per_order: int, rounds: int, kee
             t0 = time.perf_counter()
             publish(url, SCHEMA, run_id=f"bench-round-{number}", row_counts=gate.row_counts)  # as run.publish
             publish_s = time.perf_counter() - t0
-            statements_s = issue()  # the step as it runs: statements revised by this run's changes are written
-            statements_unchanged_s = issue()  # again, nothing moved: what a run pays when no locked month changed
-            with psycopg.connect(url) as conn:  # the same, as before the fingerprints: every locked month read, hashed
-                conn.execute("update ops.statement_issues set source_fingerprint = null")
-            statements_read_all_s = issue()
+            timed_statements = {}
+            if statements:
+                # the step as it runs: statements revised by this run's changes are written
+                timed_statements["statements_s"] = round(issue(), 2)
+                # again, nothing moved: what a run pays when no locked month changed
+                timed_statements["statements_unchanged_s"] = round(issue(), 2)
+                with psycopg.connect(url) as conn:  # as before the fingerprints: every locked month read and hashed
+                    conn.execute("update ops.statement_issues set source_fingerprint = null")
+                timed_statements["statements_read_all_s"] = round(issue(), 1)
             share = (tests_wall_s + gate_s) / build_s
             print(f"[{orders}] round {number}: incremental build {build_s:.1f}s (dbt tests {tests_wall_s:.1f}s wall),"
                   f" gate {gate_s:.1f}s on {gate.scope_keys} rewritten keys, whole gate {whole_s:.1f}s,"
-                  f" publish {publish_s:.2f}s, statements {statements_s:.1f}s (nothing moved"
-                  f" {statements_unchanged_s:.2f}s, reading every locked month {statements_read_all_s:.1f}s);"
+                  f" publish {publish_s:.2f}s, statements step {timed_statements or 'not run'};"
                   f" (dbt tests + gate) / build = {share:.1%}", flush=True)
             out.append({"round": number, "orders": orders, "clicks": base.clicks,
                         "rewritten_keys": gate.scope_keys, "incremental_build_s": round(build_s, 1),
                         "dbt_tests_wall_s": tests_wall_s, "gx_gate_s": round(gate_s, 2),
                         "gx_gate_cold_s": round(cold_s, 1), "whole_gate_s": round(whole_s, 1),
-                        "publish_s": round(publish_s, 2), "statements_s": round(statements_s, 2),
-                        "statements_unchanged_s": round(statements_unchanged_s, 2),
-                        "statements_read_all_s": round(statements_read_all_s, 1),
+                        "publish_s": round(publish_s, 2), **timed_statements,
                         "gx_expectations": gate.checks_passed,
                         "incremental_slowest_nodes_s": slowest,
                         "gate_seconds_by_table": {k: v["seconds"] for k, v in gate.results.items() if "seconds" in v},
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks-per-order", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="timed incremental runs per size (at least 3)")
     parser.add_argument("--keep", action="store_true", help="keep the databases (for profiling)")
+    parser.add_argument("--no-statements", dest="statements", action="store_false",
+                        help="skip the statements step's timings (minutes per round at 1M; not the gate's share)")
     args = parser.parse_args(argv)
     if args.rounds < 3:
         parser.error("--rounds must be at least 3: a median is quoted with its best and worst round")
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     import dbt.cli.main  # noqa: F401 - imported once, outside the timed builds (as bench/transform does)
     header = run_header()
     sizes = args.orders or [100_000, 1_000_000]
-    by_size = {n: bench_size(server, n, args.clicks_per_order, args.rounds, args.keep)["rounds"] for n in sizes}
+    by_size = {n: bench_size(server, n, args.clicks_per_order, args.rounds, args.keep, args.statements)["rounds"]
+               for n in sizes}
     summary = {str(n): summarise_rounds(rs, TIMED) for n, rs in by_size.items()}
     path = append_run("gate_incremental", {**header, "sizes": sizes, "clicks_per_order": args.clicks_per_order,
                                            "rounds": {str(n): rs for n, rs in by_size.items()}, "summary": summary})

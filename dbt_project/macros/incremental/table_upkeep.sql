@@ -36,3 +36,25 @@
         end if;
     end $$
 {%- endmacro %}
+
+{#- post_hook of the tables the quality gate checks in part (alliance/gate_scope.py): their exact row count, kept by
+    difference in ops.table_row_counts (migration 0021) by statement triggers that count each INSERT's and DELETE's
+    transition table. Created and seeded once per table (a full build's new table is counted once, when it is
+    built); an incremental run's writes then keep the count, so the gate's whole-table row-count rule reads one row
+    instead of counting millions. -#}
+{% macro keep_row_count() -%}
+    do $$ begin
+        if not exists (select 1 from pg_trigger where tgrelid = '{{ this }}'::regclass
+                       and tgname = 'alliance_row_count_insert') then
+            create trigger alliance_row_count_insert after insert on {{ this }}
+                referencing new table as inserted_rows for each statement execute function ops.keep_table_row_count();
+            create trigger alliance_row_count_delete after delete on {{ this }}
+                referencing old table as deleted_rows for each statement execute function ops.keep_table_row_count();
+            create trigger alliance_row_count_truncate after truncate on {{ this }}
+                for each statement execute function ops.keep_table_row_count();
+            insert into ops.table_row_counts (table_oid, row_count)
+            select '{{ this }}'::regclass, count(*) from {{ this }}
+            on conflict (table_oid) do update set row_count = excluded.row_count, seeded_at = now();
+        end if;
+    end $$
+{%- endmacro %}

@@ -6,7 +6,8 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
           pre_hook="{{ delete_orders_recomputed_since_snapshot(with_rerated=true) }}",
           post_hook=["{{ refresh_commission_state() }}", "{{ analyze_after_full_build() }}",
-                     "{{ ensure_unique_key(['partner_id', 'order_id', 'attribution_model', 'referrer_partner_id']) }}"]) }}
+                     "{{ ensure_unique_key(['partner_id', 'order_id', 'attribution_model', 'referrer_partner_id']) }}",
+                     "{{ keep_row_count() }}"]) }}
 -- depends_on: {{ ref('int_orders__enriched') }}
 select
     partner_id,

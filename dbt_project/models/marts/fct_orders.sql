@@ -1,7 +1,7 @@
 -- Every storefront order (latest version), including test and cancelled ones, with reporting-currency amounts.
 -- Incremental: the orders recomputed since this schema's snapshot are replaced (macros/incremental/mart_snapshots.sql).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          post_hook="{{ analyze_after_full_build() }}",
+          post_hook=["{{ analyze_after_full_build() }}", "{{ keep_row_count() }}"],
           pre_hook="{{ delete_orders_recomputed_since_snapshot() }}",
           indexes=[{'columns': ['partner_id', 'order_id'], 'unique': true}]) }}
 select

@@ -1,7 +1,7 @@
 -- Every referral click, as landed from the referral networks. Incremental: clicks are immutable; the ones landed
 -- since this schema's snapshot are added (replacing any copy, so a rerun is harmless).
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail',
-          post_hook="{{ analyze_after_full_build() }}",
+          post_hook=["{{ analyze_after_full_build() }}", "{{ keep_row_count() }}"],
           pre_hook="{{ delete_clicks_landed_since_snapshot() }}",
           indexes=[{'columns': ['network_id', 'click_id'], 'unique': true}]) }}
 select

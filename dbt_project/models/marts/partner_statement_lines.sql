@@ -15,7 +15,8 @@
           post_hook=["{{ refresh_commission_state(column='state', lock_date=lock_date('month')) }}",
                      "{{ analyze_after_full_build() }}",
                      "{{ ensure_unique_key(['partner_id', 'direction', 'counterparty_partner_id', 'line_key']) }}",
-                     "{{ ensure_partial_index('other', ['line_kind'], \"line_kind not in ('order', 'held', 'rejected')\") }}"],
+                     "{{ ensure_partial_index('other', ['line_kind'], \"line_kind not in ('order', 'held', 'rejected')\") }}",
+                     "{{ keep_row_count() }}"],
           indexes=[{'columns': ['destination_partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__enriched') }}
 with order_rows as (
