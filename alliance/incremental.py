@@ -141,6 +141,7 @@ def _record_snapshot(url: str, build_schema: str, value: str) -> None:
         conn.execute("delete from ops.mart_snapshots where schema_oid not in (select oid from pg_namespace)")
         conn.execute("delete from ops.mart_as_of_dates where table_oid not in (select oid from pg_class)")
         conn.execute("delete from ops.table_row_counts where table_oid not in (select oid from pg_class)")
+        conn.execute("delete from ops.statement_line_totals where table_oid not in (select oid from pg_class)")
 
 
 OVERLAP_MINUTES = 10  # dbt var incremental_overlap_minutes' default (dbt_project.yml)

@@ -225,3 +225,45 @@ def test_row_counts_are_kept_by_difference_through_builds_and_publishes(world) -
         conn.execute(f"alter table {SCHEMA}.fct_orders disable trigger alliance_row_count_delete")
         assert row_counts(conn, SCHEMA, ("fct_orders",)) == {"fct_orders": exact_orders}, "disabled: counted"
         conn.rollback()
+
+
+def test_statement_totals_are_kept_by_difference_and_reconcile_an_incremental_build(world) -> None:
+    """partner_statement_lines' section totals (ops.statement_line_totals) equal the lines' sums after the builds and
+    publishes; an incremental run's assert_statement_lines_match_balances reads them, so a line the balances do not
+    have fails it, naming the section; a line's money cannot be updated in place (the totals would drift)."""
+    from alliance.dbt_runner import run_dbt
+
+    sums = ("select referrer_partner_id, destination_partner_id, month, direction, count(*),"
+            " count(*) filter (where in_totals), coalesce(sum(amount_rc) filter (where in_totals), 0)"
+            " from {}.partner_statement_lines group by 1, 2, 3, 4")
+    kept = ("select referrer_partner_id, destination_partner_id, month, direction, line_count, in_totals_count,"
+            " lines_rc from ops.statement_line_totals where table_oid = '{}.partner_statement_lines'::regclass")
+    with psycopg.connect(world) as conn:
+        for schema in (SCHEMA, "analytics"):
+            expected = sorted(conn.execute(sums.format(schema)).fetchall())
+            assert len(expected) > 4 and sorted(conn.execute(kept.format(schema)).fetchall()) == expected, schema
+        line = conn.execute(f"select line_key, partner_id, direction, counterparty_partner_id"
+                            f" from {SCHEMA}.partner_statement_lines where line_kind = 'order' and in_totals"
+                            f" limit 1").fetchone()
+        with pytest.raises(psycopg.errors.RaiseException, match="written once"):
+            conn.execute(f"update {SCHEMA}.partner_statement_lines set amount_rc = amount_rc + 1"
+                         " where line_key = %s and partner_id = %s and direction = %s"
+                         " and counterparty_partner_id = %s", line)
+        conn.rollback()
+    config = load_config(ROOT / "config" / "demo.yml", require_secrets=False)
+    dbt_vars = dbt_vars_from_config(config, as_of_date=AS_OF)
+    reconcile = ["test", "--select", "assert_statement_lines_match_balances"]
+    with psycopg.connect(world) as conn:  # one more in-total line (another key) that partner_balances does not have
+        conn.execute(f"create temp table injected as select * from {SCHEMA}.partner_statement_lines"
+                     " where line_kind = 'order' and in_totals and amount_rc > 0 limit 1")
+        conn.execute("update injected set line_key = line_key || ':injected'")
+        conn.execute(f"insert into {SCHEMA}.partner_statement_lines select * from injected")
+    try:
+        outcome = run_dbt(reconcile, world, SCHEMA, vars=dbt_vars)
+    finally:
+        with psycopg.connect(world) as conn:
+            conn.execute(f"delete from {SCHEMA}.partner_statement_lines where line_key like '%:injected'")
+    assert not outcome.success and any("assert_statement_lines_match_balances" in f for f in outcome.failures), \
+        outcome.failures
+    again = run_dbt(reconcile, world, SCHEMA, vars=dbt_vars)
+    assert again.success, again.failures

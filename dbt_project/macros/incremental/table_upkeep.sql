@@ -58,3 +58,39 @@
         end if;
     end $$
 {%- endmacro %}
+
+{#- post_hook of partner_statement_lines: its per-section totals (referrer, destination, month, direction: line
+    count, in-total count, sum of in-total amount_rc), kept by difference in ops.statement_line_totals (migration
+    0022) by statement triggers over each INSERT's and DELETE's transition table. Created and seeded once per table,
+    as keep_row_count; an incremental build's reconciliation with partner_balances
+    (tests/assert_statement_lines_match_balances.sql) then reads the kept totals instead of summing every line. A
+    line's section, in_totals and amount_rc are written once: an UPDATE changing them is refused. -#}
+{% macro keep_statement_line_totals() -%}
+    do $$ begin
+        if not exists (select 1 from pg_trigger where tgrelid = '{{ this }}'::regclass
+                       and tgname = 'alliance_line_totals_insert') then
+            create trigger alliance_line_totals_insert after insert on {{ this }}
+                referencing new table as inserted_rows for each statement
+                execute function ops.keep_statement_line_totals();
+            create trigger alliance_line_totals_delete after delete on {{ this }}
+                referencing old table as deleted_rows for each statement
+                execute function ops.keep_statement_line_totals();
+            create trigger alliance_line_totals_truncate after truncate on {{ this }}
+                for each statement execute function ops.keep_statement_line_totals();
+            create trigger alliance_line_totals_frozen before update
+                of referrer_partner_id, destination_partner_id, month, direction, in_totals, amount_rc on {{ this }}
+                for each row when ((old.referrer_partner_id, old.destination_partner_id, old.month, old.direction,
+                                    old.in_totals, old.amount_rc)
+                                   is distinct from (new.referrer_partner_id, new.destination_partner_id, new.month,
+                                                     new.direction, new.in_totals, new.amount_rc))
+                execute function ops.refuse_statement_line_total_change();
+            delete from ops.statement_line_totals where table_oid = '{{ this }}'::regclass;
+            insert into ops.statement_line_totals (table_oid, referrer_partner_id, destination_partner_id, month,
+                                                   direction, line_count, in_totals_count, lines_rc)
+            select '{{ this }}'::regclass, referrer_partner_id, destination_partner_id, month, direction, count(*),
+                   count(*) filter (where in_totals), coalesce(sum(amount_rc) filter (where in_totals), 0)
+            from {{ this }}
+            group by referrer_partner_id, destination_partner_id, month, direction;
+        end if;
+    end $$
+{%- endmacro %}

@@ -16,7 +16,7 @@
                      "{{ analyze_after_full_build() }}",
                      "{{ ensure_unique_key(['partner_id', 'direction', 'counterparty_partner_id', 'line_key']) }}",
                      "{{ ensure_partial_index('other', ['line_kind'], \"line_kind not in ('order', 'held', 'rejected')\") }}",
-                     "{{ keep_row_count() }}"],
+                     "{{ keep_row_count() }}", "{{ keep_statement_line_totals() }}"],
           indexes=[{'columns': ['destination_partner_id', 'order_id']}]) }}
 -- depends_on: {{ ref('int_orders__enriched') }}
 with order_rows as (
