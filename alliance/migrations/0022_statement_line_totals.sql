@@ -28,31 +28,26 @@ create or replace function ops.keep_statement_line_totals() returns trigger
     language plpgsql set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if tg_op = 'INSERT' then
-        insert into ops.statement_line_totals as t (table_oid, referrer_partner_id, destination_partner_id, month,
-                                                    direction, line_count, in_totals_count, lines_rc)
-        select tg_relid, referrer_partner_id, destination_partner_id, month, direction, count(*),
-               count(*) filter (where in_totals), coalesce(sum(amount_rc) filter (where in_totals), 0)
-        from inserted_rows
-        group by referrer_partner_id, destination_partner_id, month, direction
-        on conflict on constraint statement_line_totals_section do update
-            set line_count = t.line_count + excluded.line_count,
-                in_totals_count = t.in_totals_count + excluded.in_totals_count,
-                lines_rc = t.lines_rc + excluded.lines_rc;
-    elsif tg_op = 'DELETE' then
-        insert into ops.statement_line_totals as t (table_oid, referrer_partner_id, destination_partner_id, month,
-                                                    direction, line_count, in_totals_count, lines_rc)
-        select tg_relid, referrer_partner_id, destination_partner_id, month, direction, -count(*),
-               -count(*) filter (where in_totals), -coalesce(sum(amount_rc) filter (where in_totals), 0)
-        from deleted_rows
-        group by referrer_partner_id, destination_partner_id, month, direction
-        on conflict on constraint statement_line_totals_section do update
-            set line_count = t.line_count + excluded.line_count,
-                in_totals_count = t.in_totals_count + excluded.in_totals_count,
-                lines_rc = t.lines_rc + excluded.lines_rc;
-        delete from ops.statement_line_totals where table_oid = tg_relid and line_count = 0;
-    elsif tg_op = 'TRUNCATE' then
+    if tg_op = 'TRUNCATE' then
         delete from ops.statement_line_totals where table_oid = tg_relid;
+        return null;
+    end if;
+    -- the statement's transition table (inserted_rows or deleted_rows, as the triggers name them), added or taken off
+    execute format($sql$
+        insert into ops.statement_line_totals as t (table_oid, referrer_partner_id, destination_partner_id, month,
+                                                    direction, line_count, in_totals_count, lines_rc)
+        select $1, referrer_partner_id, destination_partner_id, month, direction, $2 * count(*),
+               $2 * count(*) filter (where in_totals), $2 * coalesce(sum(amount_rc) filter (where in_totals), 0)
+        from %I
+        group by referrer_partner_id, destination_partner_id, month, direction
+        on conflict on constraint statement_line_totals_section do update
+            set line_count = t.line_count + excluded.line_count,
+                in_totals_count = t.in_totals_count + excluded.in_totals_count,
+                lines_rc = t.lines_rc + excluded.lines_rc
+    $sql$, case tg_op when 'INSERT' then 'inserted_rows' else 'deleted_rows' end)
+    using tg_relid, case tg_op when 'INSERT' then 1 else -1 end;
+    if tg_op = 'DELETE' then
+        delete from ops.statement_line_totals where table_oid = tg_relid and line_count = 0;
     end if;
     return null;
 end
