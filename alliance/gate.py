@@ -22,6 +22,7 @@ import math
 import os
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +35,10 @@ from alliance.gate_scope import (
     RAW_SCOPED,
     SCOPED_SUFFIX,
     GateScope,
+    copy_rewritten_rows,
+    create_gate_schema,
     drop_gate_schema,
     gate_schema,
-    prepare_gate_schema,
     recorded_scope,
     row_counts,
     scoped_tables,
@@ -377,10 +379,12 @@ def _column_of(config: Any, samples: list[dict]) -> str | None:
 
 
 def _run_suites(
-    warehouse_url: str, schema: str, settings: GateSettings, now: datetime, scope: GateScope
+    warehouse_url: str, schema: str, settings: GateSettings, now: datetime, scope: GateScope,
+    copies: Future[tuple[dict[str, int], float]],
 ) -> tuple[list[GateFailure], dict[str, Any], int, int, Path | None, dict[str, int]]:
     """Run every validation definition of the checkpoint (the `__scoped` twin of a table an incremental build
-    rewrote in part), then the whole-table invariants of a scoped gate; one GX context per call."""
+    rewrote in part, once `copies` has made it; the other tables' first), then the whole-table invariants of a scoped
+    gate; one GX context per call."""
     quiet_gx()
     import great_expectations as gx  # heavy import (seconds): only when a gate actually runs
 
@@ -417,7 +421,8 @@ def _run_suites(
         params["freshness_seconds"] = freshness
         for table in scoped:  # counted whole below, not on the rewritten rows
             params[f"{table}_min_rows"], params[f"{table}_max_rows"] = 0, 2**62
-        for definition in checkpoint.validation_definitions:
+        # the tables copied in part last: their copies are being made meanwhile
+        for definition in sorted(checkpoint.validation_definitions, key=lambda d: d.asset.name in scoped):
             name = definition.asset.name
             is_raw = name in RAW_ASSETS
             table = definition.asset.table_name
@@ -433,6 +438,7 @@ def _run_suites(
                 continue
             qualified = sql.Identifier("raw" if is_raw else schema, table)
             if name in scoped:
+                copies.result()  # waits for the copies the first time; a copy that failed raises here
                 definition = context.validation_definitions.get(name + SCOPED_SUFFIX)
                 qualified = sql.Identifier(search_path[0], name + SCOPED_SUFFIX)
             began = time.perf_counter()
@@ -486,6 +492,15 @@ def _run_suites(
     return failures, results, passed, failed, built_docs, counts
 
 
+def _copy_rewritten_rows(warehouse_url: str, build_schema: str, scope: GateScope,
+                         steps: dict[str, float]) -> tuple[dict[str, int], float]:
+    """copy_rewritten_rows on a connection of its own (run beside the suites): the rewritten keys, and seconds."""
+    began = time.perf_counter()
+    with connect(warehouse_url, autocommit=True) as conn:
+        keys = copy_rewritten_rows(conn, build_schema, scope, steps)
+    return keys, round(time.perf_counter() - began, 2)
+
+
 def _whole_count_passes(config: Any, count: int | None, params: dict[str, Any]) -> bool:
     """A row-count rule of a suite run on a scoped copy (count known): judged on the whole table's row count."""
     if count is None or config.type != "expect_table_row_count_to_be_between":
@@ -535,18 +550,23 @@ def run_gate(
         details.append(GateFailure("build", "schema exists",
                                    f"build schema `{build_schema}` does not exist: run `dbt build` before the gate"))
     else:
-        began, steps = time.perf_counter(), {}
+        steps: dict[str, float] = {}
         with connect(warehouse_url, autocommit=True) as conn:
-            keys = prepare_gate_schema(conn, build_schema, scope, steps)
-        prepared_s = round(time.perf_counter() - began, 2)
-        try:
-            gx_failures, gx_results, passed, failed, docs, counts = _run_suites(
-                warehouse_url, build_schema, settings, now or datetime.now(UTC), scope)
-        finally:
-            with connect(warehouse_url, autocommit=True) as conn:
-                drop_gate_schema(conn, build_schema)
+            create_gate_schema(conn, build_schema, scope, steps)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # PostgreSQL copies the rewritten rows on its own connection while GX (Python: its import, its context,
+            # the suites of the tables not copied) runs beside it; the copied tables' suites wait for the copies
+            copies = pool.submit(_copy_rewritten_rows, warehouse_url, build_schema, scope, steps)
+            try:
+                gx_failures, gx_results, passed, failed, docs, counts = _run_suites(
+                    warehouse_url, build_schema, settings, now or datetime.now(UTC), scope, copies)
+                keys, copied_s = copies.result()
+            finally:
+                copies.exception()  # the copies are over (done or failed) before their schema is dropped
+                with connect(warehouse_url, autocommit=True) as conn:
+                    drop_gate_schema(conn, build_schema)
         details += gx_failures
-        results["scope copies"] = {"success": True, "seconds": prepared_s, "steps": steps}
+        results["scope copies"] = {"success": True, "seconds": copied_s, "steps": steps, "concurrent": True}
         results.update(gx_results)
     failures = [f"dbt: {d.message}" if d.table == "dbt" else d.message if d.table == "build" else d.line()
                 for d in details]

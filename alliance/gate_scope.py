@@ -93,16 +93,14 @@ class _Timed:
         return cursor
 
 
-def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
-                        seconds: dict[str, float] | None = None) -> dict[str, int]:
-    """(Re)create `<build>_gate` for this gate; returns the rewritten keys counted (empty for a whole gate).
+def create_gate_schema(conn: Any, build_schema: str, scope: GateScope,
+                       seconds: dict[str, float] | None = None) -> None:
+    """(Re)create `<build>_gate` with what every suite may read (`attribution_commission_total`), before any suite
+    runs; the rewritten rows' copies come after (copy_rewritten_rows), while the suites of the other tables run.
     `seconds`: filled with each step's seconds."""
     gate, work = gate_schema(build_schema), work_schema(build_schema)
     ident = sql.Identifier
     timed = _Timed(conn, seconds)
-    # The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
-    # disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index.
-    conn.execute("set random_page_cost = 1.1")
     timed("schema", sql.SQL("drop schema if exists {} cascade").format(ident(gate)))
     timed("schema", sql.SQL("create schema {}").format(ident(gate)))
     if scope.whole:
@@ -110,7 +108,25 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
             "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
             " from {}.fct_order_attribution where is_commission_model and is_commissioned"
         ).format(ident(gate), ident(build_schema)))
+    else:
+        # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
+        timed("commission total", sql.SQL(
+            "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
+            " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
+
+
+def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope,
+                        seconds: dict[str, float] | None = None) -> dict[str, int]:
+    """Copy the rows an incremental build rewrote into `<build>_gate` (its `__scoped` tables); returns the rewritten
+    keys counted (empty for a whole gate, which copies nothing). `seconds`: filled with each step's seconds."""
+    if scope.whole:
         return {}
+    gate, work = gate_schema(build_schema), work_schema(build_schema)
+    ident = sql.Identifier
+    timed = _Timed(conn, seconds)
+    # The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
+    # disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index.
+    conn.execute("set random_page_cost = 1.1")
     rerated = f"{work}.int_order_attribution__rerated"
     counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
     counted["orders"] = timed("scope_orders", sql.SQL(
@@ -150,10 +166,6 @@ def prepare_gate_schema(conn: Any, build_schema: str, scope: GateScope,
         copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
             ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
         counted[asset] = timed(asset, copy).rowcount
-    # the kept aggregate the reconciliation compares balances and KPIs with (maintained by difference by the build)
-    timed("commission total", sql.SQL(
-        "create view {}.attribution_commission_total as select coalesce(sum(commission_rc), 0) as commission_rc"
-        " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
     return counted
 
 

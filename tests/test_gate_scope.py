@@ -103,6 +103,7 @@ def test_incremental_gate_reads_the_rewritten_rows_and_passes(world) -> None:
     for table in ("partner_balances", "partner_kpis_daily", "commission_adjustments", "partner_claims"):
         assert result.results[table]["rows"] == "all", table
     assert gate_schema_left is None, "the gate's scope views are dropped when it ends"
+    assert result.results["scope copies"]["concurrent"], "copied beside the suites of the tables not copied"
     # the whole-table counts it took, exact, for its publish to keep instead of counting again
     with psycopg.connect(url) as conn:
         exact = {t: conn.execute(f"select count(*) from {SCHEMA}.{t}").fetchone()[0]
@@ -267,3 +268,16 @@ def test_statement_totals_are_kept_by_difference_and_reconcile_an_incremental_bu
         outcome.failures
     again = run_dbt(reconcile, world, SCHEMA, vars=dbt_vars)
     assert again.success, again.failures
+
+
+def test_a_copy_that_fails_stops_the_gate_and_leaves_no_gate_schema(world) -> None:
+    """The rewritten rows are copied beside the other suites; a copy that fails ends the gate with its error (no
+    verdict on rows it could not read), and the gate schema is dropped all the same."""
+    work = f"{SCHEMA}_work"
+    with injected(world, f"alter table {work}.int_orders__enriched rename to int_orders__enriched_away",
+                  f"alter table {work}.int_orders__enriched_away rename to int_orders__enriched"):
+        with pytest.raises(psycopg.errors.UndefinedTable, match="int_orders__enriched"):
+            run_gate(world, SCHEMA, settings=SETTINGS, now=NOW)
+        with psycopg.connect(world) as conn:
+            assert conn.execute("select to_regnamespace(%s)", (f"{SCHEMA}_gate",)).fetchone()[0] is None
+    assert run_gate(world, SCHEMA, settings=SETTINGS, now=NOW).passed
