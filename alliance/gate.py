@@ -21,7 +21,9 @@ import logging
 import math
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from urllib.parse import quote
 from psycopg import sql
 
 from alliance.gate_scope import (
+    COPY_ORDER,
     RAW_SCOPED,
     SCOPED_SUFFIX,
     GateScope,
@@ -380,11 +383,11 @@ def _column_of(config: Any, samples: list[dict]) -> str | None:
 
 def _run_suites(
     warehouse_url: str, schema: str, settings: GateSettings, now: datetime, scope: GateScope,
-    copies: Future[tuple[dict[str, int], float]],
+    copies: _Copies,
 ) -> tuple[list[GateFailure], dict[str, Any], int, int, Path | None, dict[str, int]]:
     """Run every validation definition of the checkpoint (the `__scoped` twin of a table an incremental build
-    rewrote in part, once `copies` has made it; the other tables' first), then the whole-table invariants of a scoped
-    gate; one GX context per call."""
+    rewrote in part, once `copies` has made it: the other tables' first, then each copied one as its copy is made),
+    then the whole-table invariants of a scoped gate; one GX context per call."""
     quiet_gx()
     import great_expectations as gx  # heavy import (seconds): only when a gate actually runs
 
@@ -421,8 +424,9 @@ def _run_suites(
         params["freshness_seconds"] = freshness
         for table in scoped:  # counted whole below, not on the rewritten rows
             params[f"{table}_min_rows"], params[f"{table}_max_rows"] = 0, 2**62
-        # the tables copied in part last: their copies are being made meanwhile
-        for definition in sorted(checkpoint.validation_definitions, key=lambda d: d.asset.name in scoped):
+        # the tables copied in part last, in the order their copies are made (meanwhile)
+        for definition in sorted(checkpoint.validation_definitions, key=lambda d: (
+                d.asset.name in scoped, COPY_ORDER.index(d.asset.name) if d.asset.name in COPY_ORDER else -1)):
             name = definition.asset.name
             is_raw = name in RAW_ASSETS
             table = definition.asset.table_name
@@ -438,7 +442,7 @@ def _run_suites(
                 continue
             qualified = sql.Identifier("raw" if is_raw else schema, table)
             if name in scoped:
-                copies.result()  # waits for the copies the first time; a copy that failed raises here
+                copies.wait_for(name)  # a copy that failed raises here
                 definition = context.validation_definitions.get(name + SCOPED_SUFFIX)
                 qualified = sql.Identifier(search_path[0], name + SCOPED_SUFFIX)
             began = time.perf_counter()
@@ -492,12 +496,31 @@ def _run_suites(
     return failures, results, passed, failed, built_docs, counts
 
 
-def _copy_rewritten_rows(warehouse_url: str, build_schema: str, scope: GateScope,
-                         steps: dict[str, float]) -> tuple[dict[str, int], float]:
+class _Copies:
+    """The rewritten rows' copies, made on another thread: which ones are ready, and how the copying ended."""
+
+    def __init__(self) -> None:
+        self.ready = {asset: threading.Event() for asset in COPY_ORDER}
+        self.future: Future[tuple[dict[str, int], float]] | None = None
+
+    def made(self, asset: str) -> None:
+        self.ready[asset].set()
+
+    def wait_for(self, asset: str) -> None:
+        """Until `asset`'s copy is made; raises the copying's error if it failed first."""
+        while not self.ready[asset].wait(0.02):
+            if self.future is not None and self.future.done():
+                self.future.result()  # raises what stopped the copies
+                if not self.ready[asset].is_set():
+                    raise GateError(f"the rewritten rows of {asset} were not copied")
+
+
+def _copy_rewritten_rows(warehouse_url: str, build_schema: str, scope: GateScope, steps: dict[str, float],
+                         copied: Callable[[str], None]) -> tuple[dict[str, int], float]:
     """copy_rewritten_rows on a connection of its own (run beside the suites): the rewritten keys, and seconds."""
     began = time.perf_counter()
     with connect(warehouse_url, autocommit=True) as conn:
-        keys = copy_rewritten_rows(conn, build_schema, scope, steps)
+        keys = copy_rewritten_rows(conn, build_schema, scope, steps, copied)
     return keys, round(time.perf_counter() - began, 2)
 
 
@@ -555,14 +578,15 @@ def run_gate(
             create_gate_schema(conn, build_schema, scope, steps)
         with ThreadPoolExecutor(max_workers=1) as pool:
             # PostgreSQL copies the rewritten rows on its own connection while GX (Python: its import, its context,
-            # the suites of the tables not copied) runs beside it; the copied tables' suites wait for the copies
-            copies = pool.submit(_copy_rewritten_rows, warehouse_url, build_schema, scope, steps)
+            # the suites of the tables not copied) runs beside it; each copied table's suite waits for its copy
+            copies = _Copies()
+            copies.future = pool.submit(_copy_rewritten_rows, warehouse_url, build_schema, scope, steps, copies.made)
             try:
                 gx_failures, gx_results, passed, failed, docs, counts = _run_suites(
                     warehouse_url, build_schema, settings, now or datetime.now(UTC), scope, copies)
-                keys, copied_s = copies.result()
+                keys, copied_s = copies.future.result()
             finally:
-                copies.exception()  # the copies are over (done or failed) before their schema is dropped
+                copies.future.exception()  # the copies are over (done or failed) before their schema is dropped
                 with connect(warehouse_url, autocommit=True) as conn:
                     drop_gate_schema(conn, build_schema)
         details += gx_failures

@@ -22,6 +22,7 @@ when the gate ends. The suites name `attribution_commission_total`, which this m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,8 @@ CLICK_SCOPED = ("fct_referrals",)
 LINES_SCOPED = "partner_statement_lines"
 RAW_SCOPED = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset -> table in schema raw
 SCOPED_SUFFIX = "__scoped"
+# the order copy_rewritten_rows makes the copies in (small and independent first); the gate runs their suites so
+COPY_ORDER = ("raw_orders", "raw_clicks", "fct_orders", LINES_SCOPED, "fct_order_attribution", "fct_referrals")
 
 
 @dataclass(frozen=True)
@@ -115,20 +118,28 @@ def create_gate_schema(conn: Any, build_schema: str, scope: GateScope,
             " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
 
 
-def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope,
-                        seconds: dict[str, float] | None = None) -> dict[str, int]:
-    """Copy the rows an incremental build rewrote into `<build>_gate` (its `__scoped` tables); returns the rewritten
-    keys counted (empty for a whole gate, which copies nothing). `seconds`: filled with each step's seconds."""
+def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope, seconds: dict[str, float] | None = None,
+                        copied: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Copy the rows an incremental build rewrote into `<build>_gate` (its `__scoped` tables), in COPY_ORDER, calling
+    `copied(asset)` as each is made (its suite can start); returns the rewritten keys counted (empty for a whole
+    gate, which copies nothing). `seconds`: filled with each step's seconds."""
     if scope.whole:
         return {}
     gate, work = gate_schema(build_schema), work_schema(build_schema)
     ident = sql.Identifier
     timed = _Timed(conn, seconds)
+    ready = copied or (lambda asset: None)
     # The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
     # disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index.
     conn.execute("set random_page_cost = 1.1")
-    rerated = f"{work}.int_order_attribution__rerated"
     counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
+    # the raw rows the build took in, through the loaded_at index
+    for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
+        copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
+            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
+        counted[asset] = timed(asset, copy).rowcount
+        ready(asset)
+    rerated = f"{work}.int_order_attribution__rerated"
     counted["orders"] = timed("scope_orders", sql.SQL(
         "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
         " where _recomputed_at > %(after)s {rerated}"
@@ -136,22 +147,10 @@ def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope,
         " union select partner_id, order_id from {} where rerated_at > %(after)s").format(
             ident(work, "int_order_attribution__rerated")) if _exists(conn, rerated) else sql.SQL("")),
         {"after": scope.orders_after}).rowcount
-    counted["clicks"] = timed("scope_clicks", sql.SQL(
-        "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
-        " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after}
-    ).rowcount
-    for table, keys in (("scope_orders", ("partner_id", "order_id")), ("scope_clicks", ("network_id", "click_id"))):
-        timed(table, sql.SQL("alter table {} add primary key ({})").format(
-            ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
-        timed(table, sql.SQL("analyze {}").format(ident(gate, table)))
+    _key_and_analyze(timed, gate, "scope_orders", ("partner_id", "order_id"))
     # copied once (unlogged, dropped with the schema): GX reads each scoped table several times
-    for table, scope_table, keys in (
-        *((t, "scope_orders", ("partner_id", "order_id")) for t in ORDER_SCOPED),
-        *((t, "scope_clicks", ("network_id", "click_id")) for t in CLICK_SCOPED),
-    ):
-        timed(table, sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
-            copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
-            on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
+    _copy_by_keys(timed, gate, build_schema, "fct_orders", "scope_orders", ("partner_id", "order_id"))
+    ready("fct_orders")
     # the statement lines an incremental build wrote: those of the rewritten orders (by the (destination, order)
     # index), and every line that is not an order's (clawbacks, manual lines, approvals: few, written again each run,
     # found by the model's partial index); their sums are dbt's assert_statement_lines_match_balances, run every build
@@ -162,11 +161,35 @@ def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope,
         " union all select l.* from {lines} l where l.line_kind not in ('order', 'held', 'rejected')"
     ).format(copy=ident(gate, LINES_SCOPED + SCOPED_SUFFIX), lines=ident(build_schema, LINES_SCOPED),
              scope=ident(gate, "scope_orders")))
-    for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
-        copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
-            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
-        counted[asset] = timed(asset, copy).rowcount
+    ready(LINES_SCOPED)
+    _copy_by_keys(timed, gate, build_schema, "fct_order_attribution", "scope_orders", ("partner_id", "order_id"))
+    ready("fct_order_attribution")
+    counted["clicks"] = timed("scope_clicks", sql.SQL(
+        "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
+        " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after}
+    ).rowcount
+    _key_and_analyze(timed, gate, "scope_clicks", ("network_id", "click_id"))
+    _copy_by_keys(timed, gate, build_schema, "fct_referrals", "scope_clicks", ("network_id", "click_id"))
+    ready("fct_referrals")
     return counted
+
+
+def _key_and_analyze(timed: _Timed, gate: str, table: str, keys: tuple[str, ...]) -> None:
+    """A scope table's primary key and statistics, so its copies are planned as index lookups."""
+    ident = sql.Identifier
+    timed(table, sql.SQL("alter table {} add primary key ({})").format(
+        ident(gate, table), sql.SQL(", ").join(map(ident, keys))))
+    timed(table, sql.SQL("analyze {}").format(ident(gate, table)))
+
+
+def _copy_by_keys(timed: _Timed, gate: str, build_schema: str, table: str, scope_table: str,
+                  keys: tuple[str, ...]) -> None:
+    """`<gate>.<table>__scoped`: the rows of `table` whose keys are in `scope_table` (unlogged, dropped with the
+    schema)."""
+    ident = sql.Identifier
+    timed(table, sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
+        copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
+        on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
 
 
 def drop_gate_schema(conn: Any, build_schema: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -31,6 +32,14 @@ from alliance.warehouse import connect
 log = logging.getLogger(__name__)
 
 STATEMENTS_LOCK_KEY = STATEMENTS.key
+
+
+class Issued(NamedTuple):
+    """What ops.statement_issues holds for a (month, partner) issued before."""
+
+    content_hash: str
+    revision: int
+    source_fingerprint: str | None
 
 
 @dataclass
@@ -56,11 +65,12 @@ def issue_statements(url: str, *, out_dir: Path | None = None, run_id: str | Non
     with connect(url) as conn:
         migrate(conn)
         conn.execute("select pg_advisory_xact_lock(%s)", (STATEMENTS_LOCK_KEY,))
-        issued = {(m, p): (h, r, f) for m, p, h, r, f in conn.execute(
+        issued = {(m, p): Issued(h, r, f) for m, p, h, r, f in conn.execute(
             "select month, partner_id, content_hash, revision, source_fingerprint from ops.statement_issues"
         ).fetchall()}
         fingerprints = statement_fingerprints(conn)
-        moved = {key for key, fingerprint in fingerprints.items() if (issued.get(key) or (None,) * 3)[2] != fingerprint}
+        moved = {key for key, fingerprint in fingerprints.items()
+                 if key not in issued or issued[key].source_fingerprint != fingerprint}
         result.unchanged = len(fingerprints) - len(moved)
         statements = read_statements(conn, months=sorted({m for m, _ in moved}), locked_only=True) if moved else []
         for statement in statements:
@@ -69,12 +79,13 @@ def issue_statements(url: str, *, out_dir: Path | None = None, run_id: str | Non
                 continue
             digest = content_hash(statement)
             before = issued.get(key)
-            if before is not None and before[0] == digest:  # same content, other source rows (or none recorded)
+            # same content, other source rows (or none recorded)
+            if before is not None and before.content_hash == digest:
                 result.unchanged += 1
                 conn.execute("update ops.statement_issues set source_fingerprint = %s"
                              " where month = %s and partner_id = %s", (fingerprints.get(key), *key))
                 continue
-            revision = 0 if before is None else before[1] + 1
+            revision = 0 if before is None else before.revision + 1
             result.files += write_files(statement, out_dir, revision, currency=currency, names=names)
             _record(conn, statement, digest, fingerprints.get(key), revision, run_id)
             (result.first if before is None else result.revised).append(key)
