@@ -38,7 +38,8 @@ from alliance.gate_scope import (
     RAW_SCOPED,
     SCOPED_SUFFIX,
     GateScope,
-    copy_rewritten_rows,
+    copy_rewritten_clicks,
+    copy_rewritten_orders,
     create_gate_schema,
     drop_gate_schema,
     gate_schema,
@@ -501,7 +502,7 @@ class _Copies:
 
     def __init__(self) -> None:
         self.ready = {asset: threading.Event() for asset in COPY_ORDER}
-        self.future: Future[tuple[dict[str, int], float]] | None = None
+        self.futures: list[Future[tuple[dict[str, int], float]]] = []
 
     def made(self, asset: str) -> None:
         self.ready[asset].set()
@@ -509,18 +510,36 @@ class _Copies:
     def wait_for(self, asset: str) -> None:
         """Until `asset`'s copy is made; raises the copying's error if it failed first."""
         while not self.ready[asset].wait(0.02):
-            if self.future is not None and self.future.done():
-                self.future.result()  # raises what stopped the copies
-                if not self.ready[asset].is_set():
-                    raise GateError(f"the rewritten rows of {asset} were not copied")
+            for future in self.futures:
+                if future.done():
+                    future.result()  # raises what stopped the copies
+            if self.futures and all(f.done() for f in self.futures) and not self.ready[asset].is_set():
+                raise GateError(f"the rewritten rows of {asset} were not copied")
+
+    def outcome(self) -> tuple[dict[str, int], float]:
+        """The rewritten keys both copiers counted, and the seconds the slower took (raises a copy's error)."""
+        keys: dict[str, int] = {}
+        seconds = 0.0
+        for future in self.futures:
+            counted, took = future.result()
+            keys.update(counted)
+            seconds = max(seconds, took)
+        return keys, seconds
+
+    def finish(self) -> None:
+        """Until every copier has stopped (done or failed): before their schema is dropped."""
+        for future in self.futures:
+            future.exception()
 
 
-def _copy_rewritten_rows(warehouse_url: str, build_schema: str, scope: GateScope, steps: dict[str, float],
+def _copy_rewritten_rows(copier: Callable[..., dict[str, int]], warehouse_url: str, build_schema: str,
+                         scope: GateScope, steps: dict[str, float],
                          copied: Callable[[str], None]) -> tuple[dict[str, int], float]:
-    """copy_rewritten_rows on a connection of its own (run beside the suites): the rewritten keys, and seconds."""
+    """A copier (copy_rewritten_orders or _clicks) on a connection of its own, run beside the suites and the
+    other copier: the rewritten keys it counted, and seconds."""
     began = time.perf_counter()
     with connect(warehouse_url, autocommit=True) as conn:
-        keys = copy_rewritten_rows(conn, build_schema, scope, steps, copied)
+        keys = copier(conn, build_schema, scope, steps, copied)
     return keys, round(time.perf_counter() - began, 2)
 
 
@@ -576,17 +595,19 @@ def run_gate(
         steps: dict[str, float] = {}
         with connect(warehouse_url, autocommit=True) as conn:
             create_gate_schema(conn, build_schema, scope, steps)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # PostgreSQL copies the rewritten rows on its own connection while GX (Python: its import, its context,
-            # the suites of the tables not copied) runs beside it; each copied table's suite waits for its copy
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # PostgreSQL copies the rewritten orders' rows and clicks' rows on two connections of their own while GX
+            # (Python: its import, its context, the suites of the tables not copied) runs beside them; each copied
+            # table's suite waits for its copy
             copies = _Copies()
-            copies.future = pool.submit(_copy_rewritten_rows, warehouse_url, build_schema, scope, steps, copies.made)
+            copies.futures = [pool.submit(_copy_rewritten_rows, copier, warehouse_url, build_schema, scope, steps,
+                                          copies.made) for copier in (copy_rewritten_orders, copy_rewritten_clicks)]
             try:
                 gx_failures, gx_results, passed, failed, docs, counts = _run_suites(
                     warehouse_url, build_schema, settings, now or datetime.now(UTC), scope, copies)
-                keys, copied_s = copies.future.result()
+                keys, copied_s = copies.outcome()
             finally:
-                copies.future.exception()  # the copies are over (done or failed) before their schema is dropped
+                copies.finish()
                 with connect(warehouse_url, autocommit=True) as conn:
                     drop_gate_schema(conn, build_schema)
         details += gx_failures

@@ -35,8 +35,9 @@ CLICK_SCOPED = ("fct_referrals",)
 LINES_SCOPED = "partner_statement_lines"
 RAW_SCOPED = {"raw_orders": "orders", "raw_clicks": "clicks"}  # GX asset -> table in schema raw
 SCOPED_SUFFIX = "__scoped"
-# the order copy_rewritten_rows makes the copies in (small and independent first); the gate runs their suites so
-COPY_ORDER = ("raw_orders", "raw_clicks", "fct_orders", LINES_SCOPED, "fct_order_attribution", "fct_referrals")
+# about the order the copies are ready in (two connections: copy_rewritten_orders, copy_rewritten_clicks); the gate
+# runs their suites in this order, each once its copy is made
+COPY_ORDER = ("raw_orders", "raw_clicks", "fct_orders", LINES_SCOPED, "fct_referrals", "fct_order_attribution")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ class _Timed:
 def create_gate_schema(conn: Any, build_schema: str, scope: GateScope,
                        seconds: dict[str, float] | None = None) -> None:
     """(Re)create `<build>_gate` with what every suite may read (`attribution_commission_total`), before any suite
-    runs; the rewritten rows' copies come after (copy_rewritten_rows), while the suites of the other tables run.
-    `seconds`: filled with each step's seconds."""
+    runs; the rewritten rows' copies come after (copy_rewritten_orders and _clicks), while the suites of the other
+    tables run. `seconds`: filled with each step's seconds."""
     gate, work = gate_schema(build_schema), work_schema(build_schema)
     ident = sql.Identifier
     timed = _Timed(conn, seconds)
@@ -118,35 +119,27 @@ def create_gate_schema(conn: Any, build_schema: str, scope: GateScope,
             " from {}.int_partner_monthly_totals").format(ident(gate), ident(work)))
 
 
-def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope, seconds: dict[str, float] | None = None,
-                        copied: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Copy the rows an incremental build rewrote into `<build>_gate` (its `__scoped` tables), in COPY_ORDER, calling
-    `copied(asset)` as each is made (its suite can start); returns the rewritten keys counted (empty for a whole
-    gate, which copies nothing). `seconds`: filled with each step's seconds."""
+def copy_rewritten_orders(conn: Any, build_schema: str, scope: GateScope, seconds: dict[str, float] | None = None,
+                          copied: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Copy the rewritten orders' rows into `<build>_gate` (`fct_orders`, statement lines, attribution `__scoped`),
+    calling `copied(asset)` as each is made (its suite can start); returns the rewritten orders counted (nothing for a
+    whole gate, which copies nothing). The clicks and raw rows are copy_rewritten_clicks', on another connection
+    at the same time. `seconds`: filled with each step's seconds."""
     if scope.whole:
         return {}
     gate, work = gate_schema(build_schema), work_schema(build_schema)
     ident = sql.Identifier
     timed = _Timed(conn, seconds)
     ready = copied or (lambda asset: None)
-    # The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
-    # disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index.
-    conn.execute("set random_page_cost = 1.1")
-    counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
-    # the raw rows the build took in, through the loaded_at index
-    for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
-        copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
-            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
-        counted[asset] = timed(asset, copy).rowcount
-        ready(asset)
+    _plan_for_few_keys(conn)
     rerated = f"{work}.int_order_attribution__rerated"
-    counted["orders"] = timed("scope_orders", sql.SQL(
+    counted = {"orders": timed("scope_orders", sql.SQL(
         "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
         " where _recomputed_at > %(after)s {rerated}"
     ).format(gate=ident(gate), work=ident(work), rerated=sql.SQL(
         " union select partner_id, order_id from {} where rerated_at > %(after)s").format(
             ident(work, "int_order_attribution__rerated")) if _exists(conn, rerated) else sql.SQL("")),
-        {"after": scope.orders_after}).rowcount
+        {"after": scope.orders_after}).rowcount}  # rows the CREATE TABLE AS wrote (its command tag)
     _key_and_analyze(timed, gate, "scope_orders", ("partner_id", "order_id"))
     # copied once (unlogged, dropped with the schema): GX reads each scoped table several times
     _copy_by_keys(timed, gate, build_schema, "fct_orders", "scope_orders", ("partner_id", "order_id"))
@@ -164,6 +157,27 @@ def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope, seconds:
     ready(LINES_SCOPED)
     _copy_by_keys(timed, gate, build_schema, "fct_order_attribution", "scope_orders", ("partner_id", "order_id"))
     ready("fct_order_attribution")
+    return counted
+
+
+def copy_rewritten_clicks(conn: Any, build_schema: str, scope: GateScope, seconds: dict[str, float] | None = None,
+                          copied: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Copy the raw rows the build took in and the rewritten clicks' referrals into `<build>_gate`, as
+    copy_rewritten_orders does the orders'; returns those rows and clicks counted."""
+    if scope.whole:
+        return {}
+    gate, work = gate_schema(build_schema), work_schema(build_schema)
+    ident = sql.Identifier
+    timed = _Timed(conn, seconds)
+    ready = copied or (lambda asset: None)
+    _plan_for_few_keys(conn)
+    counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
+    # the raw rows the build took in, through the loaded_at index
+    for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
+        copy = sql.SQL("create unlogged table {} as select * from {} where loaded_at > {}").format(
+            ident(gate, asset + SCOPED_SUFFIX), ident("raw", table), sql.Literal(after))
+        counted[asset] = timed(asset, copy).rowcount
+        ready(asset)
     counted["clicks"] = timed("scope_clicks", sql.SQL(
         "create table {gate}.scope_clicks as select distinct network_id, click_id from {work}.int_network__clicks"
         " where _dbt_run_at > %(after)s").format(gate=ident(gate), work=ident(work)), {"after": scope.clicks_after}
@@ -172,6 +186,12 @@ def copy_rewritten_rows(conn: Any, build_schema: str, scope: GateScope, seconds:
     _copy_by_keys(timed, gate, build_schema, "fct_referrals", "scope_clicks", ("network_id", "click_id"))
     ready("fct_referrals")
     return counted
+
+
+def _plan_for_few_keys(conn: Any) -> None:
+    """The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
+    disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index."""
+    conn.execute("set random_page_cost = 1.1")
 
 
 def _key_and_analyze(timed: _Timed, gate: str, table: str, keys: tuple[str, ...]) -> None:
