@@ -127,11 +127,8 @@ def copy_rewritten_orders(conn: Any, build_schema: str, scope: GateScope, second
     at the same time. `seconds`: filled with each step's seconds."""
     if scope.whole:
         return {}
-    gate, work = gate_schema(build_schema), work_schema(build_schema)
+    gate, work, timed, ready = _start_copies(conn, build_schema, seconds, copied)
     ident = sql.Identifier
-    timed = _Timed(conn, seconds)
-    ready = copied or (lambda asset: None)
-    _plan_for_few_keys(conn)
     rerated = f"{work}.int_order_attribution__rerated"
     counted = {"orders": timed("scope_orders", sql.SQL(
         "create table {gate}.scope_orders as select partner_id, order_id from {work}.int_orders__enriched"
@@ -166,11 +163,8 @@ def copy_rewritten_clicks(conn: Any, build_schema: str, scope: GateScope, second
     copy_rewritten_orders does the orders'; returns those rows and clicks counted."""
     if scope.whole:
         return {}
-    gate, work = gate_schema(build_schema), work_schema(build_schema)
+    gate, work, timed, ready = _start_copies(conn, build_schema, seconds, copied)
     ident = sql.Identifier
-    timed = _Timed(conn, seconds)
-    ready = copied or (lambda asset: None)
-    _plan_for_few_keys(conn)
     counted: dict[str, int] = {}  # rows each CREATE TABLE AS wrote (its command tag), not counted again
     # the raw rows the build took in, through the loaded_at index
     for (asset, table), after in zip(RAW_SCOPED.items(), (scope.raw_orders_after, scope.raw_clicks_after), strict=True):
@@ -188,10 +182,14 @@ def copy_rewritten_clicks(conn: Any, build_schema: str, scope: GateScope, second
     return counted
 
 
-def _plan_for_few_keys(conn: Any) -> None:
-    """The rewritten keys are few and their tables' indexes hot: at the default random_page_cost (4, a spinning
-    disk's) PostgreSQL hashes whole multi-million-row tables to find them, 5x slower at 1M orders than the index."""
+def _start_copies(conn: Any, build_schema: str, seconds: dict[str, float] | None,
+                  copied: Callable[[str], None] | None) -> tuple[str, str, _Timed, Callable[[str], None]]:
+    """What a copier starts from: the gate and work schemas, its timer and `copied` callback. The rewritten keys are
+    few and their tables' indexes hot: at the default random_page_cost (4, a spinning disk's) PostgreSQL hashes
+    whole multi-million-row tables to find them, 5x slower at 1M orders than the index."""
     conn.execute("set random_page_cost = 1.1")
+    return (gate_schema(build_schema), work_schema(build_schema), _Timed(conn, seconds),
+            copied or (lambda asset: None))
 
 
 def _key_and_analyze(timed: _Timed, gate: str, table: str, keys: tuple[str, ...]) -> None:
