@@ -142,6 +142,35 @@ def test_untouched_rows_are_left_to_full_builds(world) -> None:
                for line in whole_gate.failures), whole_gate.failures
 
 
+def test_bad_landed_click_and_bad_rewritten_referral_fail_the_incremental_gate(world) -> None:
+    """The raw rows the build took in are read through a view on the loaded_at index, the rewritten clicks'
+    referrals through int_network__clicks' `_dbt_run_at`: a bad row in either fails the gate; one landed before the
+    snapshot is left to full builds."""
+    url = world
+    with psycopg.connect(url) as conn:
+        raw_after, clicks_after = conn.execute("select raw_clicks_after, clicks_after from ops.build_scopes"
+                                               " where build_schema = %s", (SCHEMA,)).fetchone()
+        landed = conn.execute("select network_id, click_id from raw.clicks where loaded_at > %s order by 1, 2"
+                              " limit 1", (raw_after,)).fetchone()
+        old = conn.execute("select network_id, click_id from raw.clicks where loaded_at <= %s order by 1, 2"
+                           " limit 1", (raw_after,)).fetchone()
+        rewritten = conn.execute(f"select network_id, click_id from {SCHEMA}_work.int_network__clicks"
+                                 " where _dbt_run_at > %s order by 1, 2 limit 1", (clicks_after,)).fetchone()
+    assert landed and old and rewritten
+    future = "clicked_at = clicked_at + interval '20 years'"
+    past = "clicked_at = clicked_at - interval '20 years'"
+    for table, key in (("raw.clicks", landed), (f"{SCHEMA}.fct_referrals", rewritten)):
+        where = " where network_id = %s and click_id = %s"
+        with injected(url, f"update {table} set {future}{where}", f"update {table} set {past}{where}", key):
+            result = run_gate(url, SCHEMA, settings=SETTINGS, now=NOW)
+        label = "raw.clicks" if table == "raw.clicks" else "fct_referrals"
+        assert not result.passed and any(line.startswith(f"{label}: expect_column_values_to_be_between(clicked_at")
+                                         for line in result.failures), (table, result.failures)
+    with injected(url, f"update raw.clicks set {future} where network_id = %s and click_id = %s",
+                  f"update raw.clicks set {past} where network_id = %s and click_id = %s", old):
+        assert run_gate(url, SCHEMA, settings=SETTINGS, now=NOW).passed, "landed before the snapshot: not read"
+
+
 def test_whole_table_row_count_is_checked_outside_the_rewritten_rows(world) -> None:
     url = world
     with psycopg.connect(url) as conn:
