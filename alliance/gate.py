@@ -478,17 +478,16 @@ def _run_suites(
             results[label] = {"success": bool(outcome.success), "statistics": dict(outcome.statistics),
                               "rows": "rewritten" if name in scoped else "all",
                               "seconds": round(time.perf_counter() - began, 2)}
-        if counts:  # the whole-table invariant GX checked on the rewritten rows only
-            for table, count in counts.items():
-                low, high = _row_bounds(params.get(f"{table}_previous_rows"), settings)
-                if low <= count <= high:
-                    passed += 1
-                    continue
-                failed += 1
-                params[f"{table}_min_rows"], params[f"{table}_max_rows"] = low, high
-                results["row counts"]["success"] = False
-                failures.append(GateFailure(table, "expect_table_row_count_to_be_between(whole table)",
-                                            f"observed {count} rows" + _row_count_reason(table, params)))
+        for table, count in counts.items():  # the whole-table invariant GX checked on the rewritten rows only
+            low, high = _row_bounds(params.get(f"{table}_previous_rows"), settings)
+            if low <= count <= high:
+                passed += 1
+                continue
+            failed += 1
+            params[f"{table}_min_rows"], params[f"{table}_max_rows"] = low, high
+            results["row counts"]["success"] = False
+            failures.append(GateFailure(table, "expect_table_row_count_to_be_between(whole table)",
+                                        f"observed {count} rows" + _row_count_reason(table, params)))
     built_docs: Path | None = None
     if settings.data_docs == "always" or (settings.data_docs == "on_failure" and failures):
         try:
@@ -500,38 +499,38 @@ def _run_suites(
 
 
 class _Copies:
-    """The rewritten rows' copies, made on another thread: which ones are ready, and how the copying ended."""
+    """The rewritten rows' copies, made on other threads: which ones are ready, and how the copying ended."""
 
     def __init__(self) -> None:
         self.ready = {asset: threading.Event() for asset in COPY_ORDER}
+        self.made_assets: set[str] = set()
         self.futures: list[Future[tuple[dict[str, int], float]]] = []
 
     def made(self, asset: str) -> None:
+        self.made_assets.add(asset)
         self.ready[asset].set()
+
+    def watch(self, futures: list[Future[tuple[dict[str, int], float]]]) -> None:
+        """Follow the copiers (every one submitted first: a callback on a finished future runs at once)."""
+        self.futures = futures
+        for future in futures:
+            future.add_done_callback(self._stopped)
+
+    def _stopped(self, future: Future[tuple[dict[str, int], float]]) -> None:
+        """A copier failed, or the last one ended: nothing more will be made, so no suite waits any longer."""
+        if future.exception() is not None or all(f.done() for f in self.futures):
+            for event in self.ready.values():
+                event.set()
 
     def wait_for(self, asset: str) -> None:
         """Until `asset`'s copy is made; raises the copying's error if it failed first."""
-        while not self.ready[asset].wait(0.02):
-            for future in self.futures:
-                if future.done():
-                    future.result()  # raises what stopped the copies
-            if self.futures and all(f.done() for f in self.futures) and not self.ready[asset].is_set():
-                raise GateError(f"the rewritten rows of {asset} were not copied")
-
-    def outcome(self) -> tuple[dict[str, int], float]:
-        """The rewritten keys both copiers counted, and the seconds the slower took (raises a copy's error)."""
-        keys: dict[str, int] = {}
-        seconds = 0.0
+        self.ready[asset].wait()
+        if asset in self.made_assets:
+            return
         for future in self.futures:
-            counted, took = future.result()
-            keys.update(counted)
-            seconds = max(seconds, took)
-        return keys, seconds
-
-    def finish(self) -> None:
-        """Until every copier has stopped (done or failed): before their schema is dropped."""
-        for future in self.futures:
-            future.exception()
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # what stopped the copies
+        raise GateError(f"the rewritten rows of {asset} were not copied")
 
 
 def _copy_rewritten_rows(copier: Callable[..., dict[str, int]], warehouse_url: str, build_schema: str,
@@ -602,8 +601,8 @@ def run_gate(
             # (Python: its import, its context, the suites of the tables not copied) runs beside them; each copied
             # table's suite waits for its copy
             copies = _Copies()
-            copies.futures = [pool.submit(_copy_rewritten_rows, copier, warehouse_url, build_schema, scope, steps,
-                                          copies.made) for copier in (copy_rewritten_orders, copy_rewritten_clicks)]
+            copies.watch([pool.submit(_copy_rewritten_rows, copier, warehouse_url, build_schema, scope, steps,
+                                      copies.made) for copier in (copy_rewritten_orders, copy_rewritten_clicks)])
             try:
                 gx_failures, gx_results, passed, failed, docs, counts = _run_suites(
                     warehouse_url, build_schema, settings, now or datetime.now(UTC), scope, copies)

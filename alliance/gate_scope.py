@@ -223,7 +223,8 @@ def scoped_tables() -> tuple[str, ...]:
 def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[str, int]:
     """Exact row counts, the whole-table count invariant: read from ops.table_row_counts for a table whose count the
     `keep_row_count` post-hook's triggers keep (all three present and enabled), else counted (and then only read:
-    seeding belongs to the post-hook, in the transaction that creates the triggers)."""
+    seeding belongs to the post-hook, in the transaction that creates the triggers). Only a scoped gate asks, so
+    the migrations that record scopes (and keep counts) have run."""
     kept = dict(conn.execute(
         """
         select c.relname, k.row_count
@@ -234,6 +235,6 @@ def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[st
           and (select count(*) from pg_trigger t where t.tgrelid = c.oid and t.tgenabled <> 'D'
                and t.tgname in ('alliance_row_count_insert', 'alliance_row_count_delete',
                                 'alliance_row_count_truncate')) = 3
-        """, (build_schema, list(tables))).fetchall()) if _exists(conn, "ops.table_row_counts") else {}
+        """, (build_schema, list(tables))).fetchall())
     return {t: kept[t] if t in kept else conn.execute(
         sql.SQL("select count(*) from {}").format(sql.Identifier(build_schema, t))).fetchone()[0] for t in tables}

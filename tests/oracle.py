@@ -39,7 +39,8 @@ column's meaning is a reading):
   (relative change) or when they do not vary or number fewer than `min_training_days` (z-score: "beyond mean +
   sensitivity x sample standard deviation"), `min_volume` "summed over the N days and the day", `min_day_volume` the
   day alone; pace "projected month-end attainment = actual x days in month / days elapsed / target, per objective
-  month", "today" the latest published KPI day; an alert opens only for a period ending within `detection_days` of
+  month", "today" the as-of date, else the latest published KPI day, the actual summed through "today" (README:
+  "pace projects to the as-of date"); an alert opens only for a period ending within `detection_days` of
   the as-of date (else the latest KPI day).
 - §9.2 claims (README "Claims"): a claims row needs a claim_id, an order_id (neither holding an e-mail address),
   declared partners, a claimant other than the destination and a claimed_at with a time and a zone; a claim_id with
@@ -1778,11 +1779,15 @@ def _observations(rules: Sequence[RuleSpec], all_kpis: Mapping[tuple[date, str],
             for obj in objectives.values():
                 if obj.month > today or obj.target <= 0 or (rule.kpi and obj.metric != rule.kpi):
                     continue
-                elapsed = (min(today, month_end(obj.month)) - obj.month).days + 1
+                through = min(today, month_end(obj.month))
+                elapsed = (through - obj.month).days + 1
                 days = month_end(obj.month).day
                 if elapsed < rule.min_elapsed_days:
                     continue
-                projected = (obj.actual * days / elapsed / obj.target).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+                # the actual to the reference day: KPI days after it (a run for an earlier as-of date) do not count
+                actual = sum((Decimal(getattr(k, obj.metric)) for (day, p), k in all_kpis.items()
+                              if p == obj.partner_id and obj.month <= day <= through), ZERO)
+                projected = (actual * days / elapsed / obj.target).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
                 judge(rule, obj.partner_id, obj.metric, obj.month, projected, rule.threshold, None)
     return out
 

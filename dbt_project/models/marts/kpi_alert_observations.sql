@@ -14,8 +14,8 @@ kpis as (
     select * from {{ ref('partner_kpis_daily') }}
 ),
 
-objectives as (
-    select * from {{ ref('objective_progress') }}
+objective_pace as (
+    select * from {{ ref('objective_pace_daily') }}
 ),
 
 balances as (
@@ -121,29 +121,26 @@ trailing_observations as (
         and case when method = 'zscore' then spread > 0 else baseline > 0 end
 ),
 
--- Pace rules: month-end attainment projected from the days elapsed up to the reference day (the run's as-of date,
--- else the latest published KPI day).
+-- Pace rules: the month-end attainment objective_pace_daily projects on the reference day (the run's as-of date,
+-- else the latest published KPI day; a past month's last day), the figure the scorecard shows for that day.
 reference_day as (
     select {% if as_of %}'{{ as_of }}'::date{% else %}(select max(kpi_date) from kpis){% endif %} as day
 ),
 
-objective_months as (
-    select
-        o.partner_id, o.metric, o.month, o.target, o.actual,
-        least(ref.day, (o.month + interval '1 month' - interval '1 day')::date) - o.month + 1 as elapsed_days,
-        extract(day from o.month + interval '1 month' - interval '1 day')::int as days_in_month
-    from objectives as o
+objective_days as (
+    select p.partner_id, p.metric, p.month, p.elapsed_days, p.projected_attainment
+    from objective_pace as p
     cross join reference_day as ref
-    where o.month <= ref.day and o.target > 0
+    where p.day = least(ref.day, (p.month + interval '1 month' - interval '1 day')::date) and p.target > 0
 ),
 
 pace_observations as (
     select
         r.rule_id, r.rule_kind, o.partner_id, o.metric as kpi, o.month as period,
-        round(o.actual * o.days_in_month / o.elapsed_days / o.target, 4) as value,
+        o.projected_attainment as value,
         r.threshold as limit_value, null::numeric as baseline, r.comparison
     from rules as r
-    inner join objective_months as o on r.kpi is null or o.metric = r.kpi
+    inner join objective_days as o on r.kpi is null or o.metric = r.kpi
     where r.rule_kind = 'pace' and o.elapsed_days >= r.min_elapsed_days
 ),
 
