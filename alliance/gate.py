@@ -532,6 +532,21 @@ class _Copies:
                 raise future.exception()  # what stopped the copies
         raise GateError(f"the rewritten rows of {asset} were not copied")
 
+    def outcome(self) -> tuple[dict[str, int], float]:
+        """The rewritten keys both copiers counted, and the seconds the slower took (raises a copy's error)."""
+        keys: dict[str, int] = {}
+        seconds = 0.0
+        for future in self.futures:
+            counted, took = future.result()
+            keys.update(counted)
+            seconds = max(seconds, took)
+        return keys, seconds
+
+    def finish(self) -> None:
+        """Until every copier has stopped (done or failed): before their schema is dropped."""
+        for future in self.futures:
+            future.exception()
+
 
 def _copy_rewritten_rows(copier: Callable[..., dict[str, int]], warehouse_url: str, build_schema: str,
                          scope: GateScope, steps: dict[str, float],

@@ -174,6 +174,9 @@ def test_trailing_average_and_objective_pace(warehouse, tmp_path, volume, elapse
                             referred_orders, conversion_rate)
                         select date '2026-10-01' + g, 'lumen', 10, 1, case when g = 7 then 0.04 else 0.10 end
                         from generate_series(0, 7) g""")
+        # northwind's objective (objective_progress: 5 of 200 referred orders in October) as its KPI days hold it
+        conn.execute("""insert into alliance_build.partner_kpis_daily (kpi_date, partner_id, referred_orders)
+                        values (date '2026-10-02', 'northwind', 2), (date '2026-10-06', 'northwind', 3)""")
     path = tmp_path / "alerts.yml"
     path.write_text(TRAILING_AND_PACE.replace("VOLUME", str(volume)).replace("ELAPSED", str(elapsed)))
     spec = load_alerts_file(path)

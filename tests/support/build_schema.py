@@ -134,11 +134,12 @@ def judge_alert_rules(
     url: str, rules: Sequence[AlertRule], schema: str = "alliance_build", as_of: date | None = None
 ) -> None:
     """Build dbt's kpi_alert_observations for `rules` over the KPI tables of `schema`, as a transform does (the alert
-    evaluator reads only that table): the rules mirrored into raw.cfg_alert_rules, then the real model."""
+    evaluator reads only that table): the rules mirrored into raw.cfg_alert_rules, then the real models (the pace
+    rules read objective_pace_daily, built from the schema's objective_progress and partner_kpis_daily)."""
     with connect(url) as conn:
         sync_alert_rules(conn, rules)
-    outcome = run_dbt(["run", "--select", "stg_cfg__alert_rules kpi_alert_observations"], url, schema,
-                      {"as_of_date": as_of.isoformat() if as_of else ""})
+    models = "stg_cfg__alert_rules objective_pace_daily kpi_alert_observations"
+    outcome = run_dbt(["run", "--select", models], url, schema, {"as_of_date": as_of.isoformat() if as_of else ""})
     assert outcome.success, outcome.failures
 
 
