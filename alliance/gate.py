@@ -35,6 +35,7 @@ from psycopg import sql
 
 from alliance.gate_scope import (
     COPY_ORDER,
+    INDEX_LOOKUP_PAGE_COST,
     RAW_SCOPED,
     SCOPED_SUFFIX,
     GateScope,
@@ -147,8 +148,10 @@ def quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def gx_connection_string(warehouse_url: str, schema: str, freshness_seconds: float | None = None) -> str:
-    """SQLAlchemy URL for GX over TCP, with `search_path` set to the schema(s) under test (comma-separated)."""
+def gx_connection_string(warehouse_url: str, schema: str, freshness_seconds: float | None = None,
+                         random_page_cost: float | None = None) -> str:
+    """SQLAlchemy URL for GX over TCP, with `search_path` set to the schema(s) under test (comma-separated), and
+    the session's `random_page_cost` when given (a scoped gate's: alliance/gate_scope.py)."""
     parts = parse_url(warehouse_url)
     if parts.host.startswith("/"):
         raise GateError(f"GX needs a TCP host, not the Unix socket `{parts.host}`; use 127.0.0.1")
@@ -156,6 +159,8 @@ def gx_connection_string(warehouse_url: str, schema: str, freshness_seconds: flo
     options = f"-csearch_path%3D{quote(schema, safe='')}"
     if freshness_seconds is not None:
         options += f"%20-calliance.freshness_seconds%3D{int(freshness_seconds)}"
+    if random_page_cost is not None:
+        options += f"%20-crandom_page_cost%3D{float(random_page_cost)}"
     return f"postgresql+psycopg2://{auth}@{parts.host}:{parts.port}/{quote(parts.dbname, safe='')}?options={options}"
 
 
@@ -401,7 +406,8 @@ def _run_suites(
         mode="file",
         context_root_dir=str(GX_PROJECT_DIR),
         runtime_environment={
-            CONNECTION_VARIABLE: gx_connection_string(warehouse_url, ",".join(search_path), freshness),
+            CONNECTION_VARIABLE: gx_connection_string(warehouse_url, ",".join(search_path), freshness,
+                                                      None if scope.whole else INDEX_LOOKUP_PAGE_COST),
             DATA_DOCS_VARIABLE: str(data_docs_dir()),
         },
     )

@@ -39,6 +39,10 @@ SCOPED_SUFFIX = "__scoped"
 # about the order the copies are ready in (two connections: copy_rewritten_orders, copy_rewritten_clicks); the gate
 # runs their suites last, in this order, each once its copy is made (the raw rows are views, ready with the schema)
 COPY_ORDER = ("fct_referrals", "fct_orders", LINES_SCOPED, "fct_order_attribution")
+# random_page_cost of the sessions that read the rewritten rows (the copiers, and GX on a scoped gate): the keys are
+# few and their indexes hot; at the default 4 (a spinning disk's) PostgreSQL hashes or scans whole multi-million-row
+# tables to find them, 5x slower at 1M orders than the index. A whole gate keeps the default (it reads every row).
+INDEX_LOOKUP_PAGE_COST = 1.1
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,9 @@ def copy_rewritten_clicks(conn: Any, build_schema: str, scope: GateScope, second
 
 def _start_copies(conn: Any, build_schema: str, seconds: dict[str, float] | None,
                   copied: Callable[[str], None] | None) -> tuple[str, str, _Timed, Callable[[str], None]]:
-    """What a copier starts from: the gate and work schemas, its timer and `copied` callback. The rewritten keys are
-    few and their tables' indexes hot: at the default random_page_cost (4, a spinning disk's) PostgreSQL hashes
-    whole multi-million-row tables to find them, 5x slower at 1M orders than the index."""
-    conn.execute("set random_page_cost = 1.1")
+    """What a copier starts from: the gate and work schemas, its timer and `copied` callback; its session plans
+    with INDEX_LOOKUP_PAGE_COST."""
+    conn.execute(sql.SQL("set random_page_cost = {}").format(sql.Literal(INDEX_LOOKUP_PAGE_COST)))
     return (gate_schema(build_schema), work_schema(build_schema), _Timed(conn, seconds),
             copied or (lambda asset: None))
 

@@ -310,3 +310,25 @@ def test_a_copy_that_fails_stops_the_gate_and_leaves_no_gate_schema(world) -> No
         with psycopg.connect(world) as conn:
             assert conn.execute("select to_regnamespace(%s)", (f"{SCHEMA}_gate",)).fetchone()[0] is None
     assert run_gate(world, SCHEMA, settings=SETTINGS, now=NOW).passed
+
+
+def test_a_scoped_gate_plans_gx_sessions_for_index_lookups(world) -> None:
+    """GX's session on a scoped gate reads the rewritten rows by key, as the copiers do: the connection string it gets
+    sets their random_page_cost (and the schemas and freshness bound); a whole gate's keeps the server default."""
+    import sqlalchemy
+
+    from alliance.gate import gx_connection_string
+    from alliance.gate_scope import INDEX_LOOKUP_PAGE_COST
+
+    for cost, expected in ((INDEX_LOOKUP_PAGE_COST, "1.1"), (None, None)):
+        engine = sqlalchemy.create_engine(gx_connection_string(world, f"{SCHEMA}_gate,{SCHEMA}", 3600, cost))
+        try:
+            with engine.connect() as conn:
+                shown = {name: conn.execute(sqlalchemy.text(f"show {name}")).scalar() for name in
+                         ("random_page_cost", "search_path", "alliance.freshness_seconds")}
+        finally:
+            engine.dispose()
+        with psycopg.connect(world) as plain:
+            default = plain.execute("show random_page_cost").fetchone()[0]
+        assert default != "1.1" and shown["random_page_cost"] == (expected or default), shown
+        assert shown["search_path"] == f"{SCHEMA}_gate,{SCHEMA}" and shown["alliance.freshness_seconds"] == "3600"
