@@ -433,8 +433,8 @@ def _run_suites(
         for table in scoped:  # counted whole below, not on the rewritten rows
             params[f"{table}_min_rows"], params[f"{table}_max_rows"] = 0, 2**62
         # the tables copied in part last, in the order their copies are made (meanwhile)
-        for definition in sorted(checkpoint.validation_definitions, key=lambda d: (
-                d.asset.name in copied, COPY_ORDER.index(d.asset.name) if d.asset.name in copied else -1)):
+        for definition in sorted(checkpoint.validation_definitions,
+                                 key=lambda d: COPY_ORDER.index(d.asset.name) if d.asset.name in copied else -1):
             name = definition.asset.name
             is_raw = name in RAW_ASSETS
             table = definition.asset.table_name

@@ -150,7 +150,7 @@ def copy_rewritten_orders(conn: Any, build_schema: str, scope: GateScope, second
         {"after": scope.orders_after}).rowcount}  # rows the CREATE TABLE AS wrote (its command tag)
     _key_and_analyze(timed, gate, "scope_orders", ("partner_id", "order_id"))
     # copied once (unlogged, dropped with the schema): GX reads each scoped table several times
-    _copy_by_keys(timed, gate, build_schema, "fct_orders", "scope_orders", ("partner_id", "order_id"))
+    _copy_by_keys(timed, gate, build_schema, "fct_orders", ident(gate, "scope_orders"), ("partner_id", "order_id"))
     ready("fct_orders")
     # the statement lines an incremental build wrote: those of the rewritten orders (by the (destination, order)
     # index), and every line that is not an order's (clawbacks, manual lines, approvals: few, written again each run,
@@ -163,7 +163,8 @@ def copy_rewritten_orders(conn: Any, build_schema: str, scope: GateScope, second
     ).format(copy=ident(gate, LINES_SCOPED + SCOPED_SUFFIX), lines=ident(build_schema, LINES_SCOPED),
              scope=ident(gate, "scope_orders")))
     ready(LINES_SCOPED)
-    _copy_by_keys(timed, gate, build_schema, "fct_order_attribution", "scope_orders", ("partner_id", "order_id"))
+    _copy_by_keys(timed, gate, build_schema, "fct_order_attribution", ident(gate, "scope_orders"),
+                  ("partner_id", "order_id"))
     ready("fct_order_attribution")
     return counted
 
@@ -178,13 +179,11 @@ def copy_rewritten_clicks(conn: Any, build_schema: str, scope: GateScope, second
         return {}
     gate, work, timed, ready = _start_copies(conn, build_schema, seconds, copied)
     ident = sql.Identifier
-    clicks = timed("fct_referrals", sql.SQL(
-        "create unlogged table {copy} as select t.* from {work}.int_network__clicks c"
-        " join {table} t on t.network_id = c.network_id and t.click_id = c.click_id where c._dbt_run_at > %(after)s"
-    ).format(copy=ident(gate, "fct_referrals" + SCOPED_SUFFIX), work=ident(work),
-             table=ident(build_schema, "fct_referrals")), {"after": scope.clicks_after}).rowcount
+    clicks = _copy_by_keys(timed, gate, build_schema, "fct_referrals", ident(work, "int_network__clicks"),
+                           ("network_id", "click_id"), sql.SQL(" where s._dbt_run_at > %(after)s"),
+                           {"after": scope.clicks_after})
     ready("fct_referrals")
-    return {"clicks": clicks}  # rows the CREATE TABLE AS wrote (its command tag), one per click
+    return {"clicks": clicks}  # one referral per click
 
 
 def _start_copies(conn: Any, build_schema: str, seconds: dict[str, float] | None,
@@ -204,14 +203,18 @@ def _key_and_analyze(timed: _Timed, gate: str, table: str, keys: tuple[str, ...]
     timed(table, sql.SQL("analyze {}").format(ident(gate, table)))
 
 
-def _copy_by_keys(timed: _Timed, gate: str, build_schema: str, table: str, scope_table: str,
-                  keys: tuple[str, ...]) -> None:
-    """`<gate>.<table>__scoped`: the rows of `table` whose keys are in `scope_table` (unlogged, dropped with the
-    schema)."""
+def _copy_by_keys(timed: _Timed, gate: str, build_schema: str, table: str, keys_from: sql.Composable,
+                  keys: tuple[str, ...], where: sql.Composable | None = None, params: Any = None) -> int:
+    """`<gate>.<table>__scoped`: the rows of `table` whose keys are in `keys_from` (a scope table, or the work table
+    that recorded them, filtered by `where` on its alias `s`); unlogged, dropped with the schema. Returns the rows
+    written (the CREATE TABLE AS's command tag)."""
     ident = sql.Identifier
-    timed(table, sql.SQL("create unlogged table {copy} as select t.* from {scope} s join {table} t on {on}").format(
-        copy=ident(gate, table + SCOPED_SUFFIX), scope=ident(gate, scope_table), table=ident(build_schema, table),
-        on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys)))
+    return timed(table, sql.SQL("create unlogged table {copy} as select t.* from {keys_from} s join {table} t on {on}"
+                                "{where}").format(
+        copy=ident(gate, table + SCOPED_SUFFIX), keys_from=keys_from, table=ident(build_schema, table),
+        on=sql.SQL(" and ").join(sql.SQL("t.{k} = s.{k}").format(k=ident(k)) for k in keys),
+        where=where or sql.SQL("")),
+        params).rowcount
 
 
 def drop_gate_schema(conn: Any, build_schema: str) -> None:
@@ -226,8 +229,8 @@ def scoped_tables() -> tuple[str, ...]:
 def row_counts(conn: Any, build_schema: str, tables: tuple[str, ...]) -> dict[str, int]:
     """Exact row counts, the whole-table count invariant: read from ops.table_row_counts for a table whose count the
     `keep_row_count` post-hook's triggers keep (all three present and enabled), else counted (and then only read:
-    seeding belongs to the post-hook, in the transaction that creates the triggers). Only a scoped gate asks, so
-    the migrations that record scopes (and keep counts) have run."""
+    seeding belongs to the post-hook, in the transaction that creates the triggers). Its callers, a scoped gate
+    and a publish, run after the migrations (a scope is recorded by them; publish runs them first)."""
     kept = dict(conn.execute(
         """
         select c.relname, k.row_count
